@@ -1,0 +1,59 @@
+"""Registry of the techniques and their benchmarks (attention-gym style: the list here *is* the registry).
+
+Each entry names a result record (`data/results/<name>.json`), the module that implements it, the
+function that benchmarks it on a GPU, the files its numbers depend on, and the notebook that tells it.
+A technique module may own several records (nvfp4 owns `nvfp4` and `wo_gemm`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str  # record name: data/results/<name>.json
+    module: str  # module under workbench.techniques
+    func: str  # benchmark function: (smoke: bool, progress: bool) -> list[Case]
+    title: str
+    notebook: str | None = None  # notebooks/<notebook>.ipynb
+    mission: int | None = None  # item of the mission list (README)
+
+    def load(self):
+        return importlib.import_module(f"workbench.techniques.{self.module}")
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """Files the results depend on: the module's SOURCES (paths and kernel names)."""
+        mod = self.load()
+        srcs = getattr(mod, "SOURCES")
+        return tuple(srcs[self.name] if isinstance(srcs, dict) else srcs)
+
+    def run(self, smoke: bool = False, progress: bool = True):
+        return getattr(self.load(), self.func)(smoke=smoke, progress=progress)
+
+
+REGISTRY: dict[str, Benchmark] = {}
+
+
+def register(b: Benchmark) -> Benchmark:
+    if b.name in REGISTRY:
+        raise ValueError(f"benchmark {b.name!r} registered twice")
+    REGISTRY[b.name] = b
+    return b
+
+
+register(Benchmark("copy", "copy", "benchmark", "Vectorized device copy (pipeline check, bandwidth yardstick)",
+                   notebook="00_overview", mission=None))
+
+
+def get(name: str) -> Benchmark:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"technique: no benchmark {name!r}; known: {sorted(REGISTRY)}") from None
+
+
+def names() -> list[str]:
+    return list(REGISTRY)
