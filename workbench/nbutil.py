@@ -1,0 +1,52 @@
+"""Small helpers every notebook uses: the setup banner, and 'live on GPU, recorded on CPU' results."""
+
+from __future__ import annotations
+
+import torch
+
+from .bench.records import load_record, make_record, provenance
+from .runtime.device import device_info, resolve_device, software_info
+
+
+def banner(device: str = "auto") -> torch.device:
+    """Resolve DEVICE, print the device and versions, set up plotly; returns the torch device."""
+    from . import viz
+
+    viz.setup()
+    dev = resolve_device(device)
+    info = device_info() if dev.type == "cuda" else {"name": "cpu"}
+    sw = software_info()
+    print(f"device: {dev} ({info.get('name')}"
+          + (f", {info.get('sm_count')} SMs, cc {info.get('capability')}" if dev.type == "cuda" else "") + ")")
+    print("software: " + ", ".join(f"{k} {v}" for k, v in sw.items() if v))
+    return dev
+
+
+def results(name: str, device: torch.device, smoke: bool = False, live: bool | None = None) -> dict | None:
+    """The record to show for benchmark `name`.
+
+    On a GPU (and `live` not False) the benchmark runs now, validated and timed, and an in-memory record
+    is returned (labelled as live). On CPU the committed data/results/<name>.json is returned, or None.
+    """
+    from .techniques import get
+
+    if live is None:
+        live = device.type == "cuda"
+    if live:
+        b = get(name)
+        cases = b.run(smoke=smoke, progress=True)
+        from .bench import current_ceilings
+
+        rec = make_record(name, cases, b.sources, ceilings=current_ceilings(), command=f"notebook live run ({name})")
+        rec["live"] = True
+        return rec
+    return load_record(name)
+
+
+def describe(rec: dict | None, name: str = "") -> str:
+    """A line saying where the numbers come from."""
+    if rec is None:
+        return f"No GPU results recorded yet for {name!r} (run `workbench bench {name} --record` on a GPU)."
+    if rec.get("live"):
+        return f"Measured live in this run on {rec['device']['name']}."
+    return provenance(rec)
