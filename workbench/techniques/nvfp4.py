@@ -1,0 +1,250 @@
+"""NVFP4 on Hopper: an exact reference quantizer, CuPy quantize/dequantize kernels, and the wo GEMM.
+
+Idea: NVFP4 stores a tensor as 4-bit E2M1 codes (two per byte), one FP8 E4M3 scale per 16 consecutive
+elements of a row, and one FP32 global scale. Hopper has neither FP4 tensor cores nor FP4 convert
+instructions, so encode and decode run in software and the math runs in BF16; the win at decode is
+bytes: the DeepSeek-R1 wo weight (7168 x 16384) is 66.1 MB in NVFP4 instead of 234.9 MB in BF16.
+
+Bytes model: quantizing an [M, K] bf16 tensor reads 2MK bytes and writes MK/2 (codes) + MK/16 (scales)
+bytes; dequantizing reads MK/2 + MK/16 and writes 2MK (bf16) or 4MK (fp32). The weight-only wo GEMM
+reads 9/16 byte per weight element plus the activations and writes the bf16 output.
+Blog: "Scaling Expert Parallelism in TensorRT-LLM, Part 3", wo GEMM in NVFP4 (reference/techniques.md
+sections 1 and 2.1).
+
+Exact recipe (section 1.3 of techniques.md, "exact math" flavour, every step one IEEE fp32 operation):
+    g        = 2688 / max(amax, 1e-12)           per tensor ("tensor") or per row ("row"), or given
+    sf_f32   = min(g * (vmax / 6), 448)           vmax = max |x| over the 16-element block
+    sf       = e4m3_rn(sf_f32)                    round-to-nearest-even (saturation by the min above)
+    qscale   = 1 / (float(sf) * (1 / g))  if sf != 0 else 0
+    code     = e2m1_rn(x * qscale)                RNE on the E2M1 grid (tie table), |v| > 6 -> 6
+    decoded  = e2m1(code) * (float(sf) * (1 / g))
+Policies (tested in tests/test_nvfp4.py):
+- NaN or +-Inf anywhere in the input: the reference raises InputError naming `x` (an Inf would set
+  amax = Inf and silently zero the tensor; a NaN has no meaningful code). The CUDA kernels do not
+  check (it would cost a pass over the input); their output is unspecified for non-finite inputs.
+- amax = 0 (all-zero tensor or row): g = 2688 / 1e-12, every scale is 0, every code is +-0.
+- all-zero block: vmax = 0 -> sf = 0 -> qscale = 0 -> codes +-0 (the sign of each zero is kept, as
+  the hardware cvt does), decoded 0.
+- denormal range: a block whose g * vmax / 6 is below half the smallest E4M3 subnormal (2^-10) gets
+  sf = 0 and decodes to 0 (flushed); between 2^-10 and 2^-6 the scale is an E4M3 subnormal with
+  fewer significant bits, so the block's relative error grows. With the per-tensor global scale
+  this hits blocks 2^-9 * 6 / 448 ~ 2.6e-5 times smaller than amax.
+- a given global scale must be finite and > 0; blocks whose sf_f32 exceeds 448 saturate (sf = 448,
+  codes clamp at +-6).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..runtime import InputError, check_choice, check_multiple, check_tensor
+
+SOURCES = {
+    "nvfp4": ("workbench/techniques/nvfp4.py", "nvfp4"),
+    "wo_gemm": ("workbench/techniques/nvfp4.py", "workbench/techniques/wo_gemm.py", "nvfp4", "wo_gemm"),
+}
+
+BLOCK = 16  # elements per E4M3 block scale
+E2M1_MAX = 6.0
+E4M3_MAX = 448.0
+GLOBAL_NUMERATOR = E2M1_MAX * E4M3_MAX  # 2688: g = 2688 / amax maps amax to the largest code * scale
+AMAX_FLOOR = 1e-12  # amax below this (an all-zero tensor/row) is clamped, so g stays finite
+
+# Decoded value of each 4-bit code: bit 3 is the sign, codes 0..7 are 0, 0.5, 1, 1.5, 2, 3, 4, 6.
+# Code 8 is -0.0.
+E2M1_VALUES = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0,
+                            -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0], dtype=torch.float32)
+
+# RNE on the E2M1 grid. Magnitude code = number of thresholds passed; a tie goes to the even code,
+# so the comparison at a tie point is ">" when the upper neighbour is odd and ">=" when it is even.
+# (threshold, inclusive): 0.25 -> tie 0|0.5 goes to 0; 0.75 -> 0.5|1 goes to 1; 1.25 -> 1|1.5 to 1;
+# 1.75 -> 1.5|2 to 2; 2.5 -> 2|3 to 2; 3.5 -> 3|4 to 4; 5 -> 4|6 to 4.
+E2M1_THRESHOLDS = ((0.25, False), (0.75, True), (1.25, False), (1.75, True), (2.5, False), (3.5, True),
+                   (5.0, False))
+
+
+@dataclass
+class NVFP4Tensor:
+    """An NVFP4-quantized [M, K] tensor.
+
+    codes: uint8 [M, K/2], element 2j in the low nibble, 2j+1 in the high nibble.
+    scales: uint8 E4M3 bytes, [M, K/16] ("linear") or flat pad128(M) * pad4(K/16) ("swizzled",
+        the 128x4 layout of techniques.md 1.4, zero padding).
+    global_scale: fp32, shape [] (per tensor) or [M] (per row), quantization direction: g = 2688/amax.
+    layout: "linear" or "swizzled" (of `scales`).
+    shape: (M, K) of the original tensor.
+    """
+
+    codes: torch.Tensor
+    scales: torch.Tensor
+    global_scale: torch.Tensor
+    layout: str
+    shape: tuple
+
+    @property
+    def nbytes(self) -> int:
+        return self.codes.numel() + self.scales.numel() + 4 * self.global_scale.numel()
+
+    def linear_scales(self) -> torch.Tensor:
+        """Scales as uint8 [M, K/16], whatever the stored layout."""
+        if self.layout == "linear":
+            return self.scales
+        return unswizzle_scales(self.scales, self.shape[0], self.shape[1])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Element and scale conversions
+# ---------------------------------------------------------------------------------------------------
+
+def e2m1_encode(v: torch.Tensor) -> torch.Tensor:
+    """fp32 tensor -> uint8 4-bit codes (0..15), RNE on the E2M1 grid, |v| > 6 saturates to +-6.
+
+    The sign bit is the sign of v (so -0.1 -> code 8, "-0"), as a hardware RNE conversion keeps it.
+    """
+    mag = v.abs()
+    code = torch.zeros(v.shape, dtype=torch.uint8, device=v.device)
+    for thr, inclusive in E2M1_THRESHOLDS:
+        code += (mag >= thr if inclusive else mag > thr).to(torch.uint8)
+    return code | (torch.signbit(v).to(torch.uint8) << 3)
+
+
+def e2m1_decode(codes: torch.Tensor) -> torch.Tensor:
+    """uint8 codes (0..15) -> fp32 values."""
+    return E2M1_VALUES.to(codes.device)[codes.long()]
+
+
+def e4m3_encode(v: torch.Tensor) -> torch.Tensor:
+    """Non-negative fp32 -> E4M3 byte, round-to-nearest-even, saturating at 448.
+
+    torch's float8_e4m3fn cast is RNE but maps values above 448 to NaN, hence the clamp first.
+    """
+    return v.clamp(max=E4M3_MAX).to(torch.float8_e4m3fn).view(torch.uint8)
+
+
+def e4m3_decode(b: torch.Tensor) -> torch.Tensor:
+    """uint8 E4M3 bytes -> fp32 (exact)."""
+    return b.view(torch.float8_e4m3fn).to(torch.float32)
+
+
+def pack_nibbles(codes: torch.Tensor) -> torch.Tensor:
+    """uint8 codes [..., K] -> bytes [..., K/2], element 2j in the low nibble."""
+    return codes[..., 0::2] | (codes[..., 1::2] << 4)
+
+
+def unpack_nibbles(packed: torch.Tensor) -> torch.Tensor:
+    """bytes [..., K/2] -> uint8 codes [..., K]."""
+    return torch.stack((packed & 0xF, packed >> 4), dim=-1).flatten(-2)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The 128x4 swizzled scale layout (techniques.md 1.4)
+# ---------------------------------------------------------------------------------------------------
+
+def _pad(n: int, m: int) -> int:
+    return (n + m - 1) // m * m
+
+
+def swizzled_size(M: int, K: int) -> int:
+    """Bytes of the swizzled scale buffer of an [M, K] tensor: pad128(M) * pad4(K/16)."""
+    return _pad(M, 128) * _pad(K // BLOCK, 4)
+
+
+def swizzled_sf_offset(m, kb, kb_padded: int):
+    """Byte offset of scale S[m, kb] in the swizzled buffer (ints or integer tensors)."""
+    return (((m // 128) * (kb_padded // 4) + kb // 4) * 512 + (m % 32) * 16 + ((m % 128) // 32) * 4 + kb % 4)
+
+
+def swizzle_scales(sf_linear: torch.Tensor) -> torch.Tensor:
+    """uint8 [M, K/16] -> flat uint8 of pad128(M) * pad4(K/16) bytes in the 128x4 layout, zero padding."""
+    check_tensor("sf_linear", sf_linear, dtype=torch.uint8, ndim=2)
+    M, KB = sf_linear.shape
+    Mp, KBp = _pad(M, 128), _pad(KB, 4)
+    padded = torch.zeros((Mp, KBp), dtype=torch.uint8, device=sf_linear.device)
+    padded[:M, :KB] = sf_linear
+    return padded.view(Mp // 128, 4, 32, KBp // 4, 4).permute(0, 3, 2, 1, 4).reshape(-1).contiguous()
+
+
+def unswizzle_scales(sf_swizzled: torch.Tensor, M: int, K: int) -> torch.Tensor:
+    """Inverse of swizzle_scales: flat swizzled bytes of an [M, K] tensor -> uint8 [M, K/16]."""
+    check_multiple("K", K, BLOCK)
+    Mp, KBp = _pad(M, 128), _pad(K // BLOCK, 4)
+    check_tensor("sf_swizzled", sf_swizzled, dtype=torch.uint8, shape=[Mp * KBp])
+    tiles = sf_swizzled.view(Mp // 128, KBp // 4, 32, 4, 4).permute(0, 3, 2, 1, 4).reshape(Mp, KBp)
+    return tiles[:M, : K // BLOCK].contiguous()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reference quantize / dequantize
+# ---------------------------------------------------------------------------------------------------
+
+def global_scale_from_amax(amax: torch.Tensor) -> torch.Tensor:
+    """g = 2688 / max(amax, 1e-12), fp32 (the quantization-direction global scale)."""
+    return torch.tensor(GLOBAL_NUMERATOR, dtype=torch.float32, device=amax.device) / amax.float().clamp(
+        min=AMAX_FLOOR)
+
+
+def _check_x(x: torch.Tensor) -> None:
+    check_tensor("x", x, dtype=(torch.bfloat16, torch.float16, torch.float32), ndim=2)
+    check_multiple("x.shape[1] (K)", x.shape[1], BLOCK)
+    bad = int((~torch.isfinite(x)).sum())
+    if bad:
+        raise InputError(f"x: expected finite values, got {bad} NaN/Inf element(s) (NVFP4 has no Inf/NaN "
+                         "codes; clean or clamp the input first)")
+
+
+def _resolve_global_scale(x32: torch.Tensor, global_scale) -> torch.Tensor:
+    M = x32.shape[0]
+    if isinstance(global_scale, str):
+        check_choice("global_scale", global_scale, ("tensor", "row"))
+        if global_scale == "tensor":
+            return global_scale_from_amax(x32.abs().amax() if x32.numel() else torch.zeros(()))
+        return global_scale_from_amax(x32.abs().amax(dim=1))
+    g = global_scale
+    check_tensor("global_scale", g, dtype=torch.float32)
+    if g.dim() not in (0, 1) or (g.dim() == 1 and g.shape[0] != M):
+        raise InputError(f"global_scale: expected shape [] or [{M}], got {list(g.shape)}")
+    if not bool(torch.isfinite(g).all()) or not bool((g > 0).all()):
+        raise InputError("global_scale: expected finite values > 0")
+    return g.to(x32.device)
+
+
+def quantize_reference(x: torch.Tensor, global_scale="tensor", layout: str = "linear") -> NVFP4Tensor:
+    """Exact NVFP4 quantization of x [M, K] (bf16/fp16/fp32, K % 16 == 0), CPU or GPU.
+
+    global_scale: "tensor" (one fp32 2688/amax), "row" (per-row 2688/amax_row, the combine's dynamic
+    per-token scale) or a given fp32 tensor of shape [] or [M]. layout: "linear" or "swizzled" scales.
+    """
+    _check_x(x)
+    check_choice("layout", layout, ("linear", "swizzled"))
+    M, K = x.shape
+    x32 = x.float()
+    g = _resolve_global_scale(x32, global_scale)
+    g_rows = g.expand(M) if g.dim() == 0 else g
+    blocks = x32.view(M, K // BLOCK, BLOCK)
+    vmax = blocks.abs().amax(dim=-1)  # [M, KB]
+    sf_f32 = g_rows[:, None] * (vmax / 6.0)  # two fp32 roundings, same order as the kernel
+    sf = e4m3_encode(sf_f32)
+    sf_dec = e4m3_decode(sf)
+    g_inv = 1.0 / g_rows  # fp32
+    qscale = torch.where(sf_dec != 0, 1.0 / (sf_dec * g_inv[:, None]), torch.zeros_like(sf_dec))
+    codes = e2m1_encode(blocks * qscale[..., None]).view(M, K)
+    scales = sf if layout == "linear" else swizzle_scales(sf)
+    return NVFP4Tensor(codes=pack_nibbles(codes), scales=scales, global_scale=g.float(), layout=layout,
+                       shape=(M, K))
+
+
+def dequantize_reference(q: NVFP4Tensor) -> torch.Tensor:
+    """NVFP4Tensor -> fp32 [M, K]: e2m1(code) * (float(sf) * (1 / g)), fp32."""
+    M, K = q.shape
+    codes = unpack_nibbles(q.codes).view(M, K // BLOCK, BLOCK)
+    sf = e4m3_decode(q.linear_scales())
+    g = q.global_scale.float()
+    g_inv = 1.0 / (g.expand(M) if g.dim() == 0 else g)
+    return (e2m1_decode(codes) * (sf * g_inv[:, None])[..., None]).view(M, K)
+
+
+def reference(x: torch.Tensor, global_scale="tensor") -> torch.Tensor:
+    """Quantize-dequantize round trip of x (fp32 [M, K]): what NVFP4 does to a tensor."""
+    return dequantize_reference(quantize_reference(x, global_scale))
