@@ -1,7 +1,23 @@
 """Measurement: CUDA-event timing, measured ceilings and bounds, result records."""
 
-from .ceilings import Ceilings, current_ceilings, datasheet_for, measure_ceilings, pct_of_bound, recorded_ceilings
-from .records import Case, all_records, is_stale, load_record, make_record, provenance, validate_record, write_record
+from .ceilings import (
+    Ceilings,
+    current_ceilings,
+    datasheet_for,
+    measure_ceilings,
+    pct_of_bound,
+    recorded_ceilings,
+)
+from .records import (
+    Case,
+    all_records,
+    is_stale,
+    load_record,
+    make_record,
+    provenance,
+    validate_record,
+    write_record,
+)
 from .timing import Timing, summarize, time_cuda
 
 __all__ = [

@@ -19,7 +19,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -263,7 +263,7 @@ class LoadedModule:
         return self._funcs[expr]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load(name: str, arch: str, defines: tuple[str, ...], src_hash: str) -> LoadedModule:
     return LoadedModule(compile_kernel(name, arch=arch, defines=defines))
 

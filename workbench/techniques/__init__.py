@@ -27,7 +27,7 @@ class Benchmark:
     def sources(self) -> tuple[str, ...]:
         """Files the results depend on: the module's SOURCES (paths and kernel names)."""
         mod = self.load()
-        srcs = getattr(mod, "SOURCES")
+        srcs = mod.SOURCES
         return tuple(srcs[self.name] if isinstance(srcs, dict) else srcs)
 
     def run(self, smoke: bool = False, progress: bool = True):

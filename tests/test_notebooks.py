@@ -1,0 +1,35 @@
+"""Every notebook executes headlessly on CPU with SMOKE parameters; the report works offline."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from workbench.report import execute_notebook, list_notebooks, write_index
+
+NOTEBOOKS = list_notebooks()
+pytestmark = pytest.mark.notebooks
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_committed_without_outputs(nb):
+    data = json.loads(nb.read_text())
+    for cell in data["cells"]:
+        if cell["cell_type"] == "code":
+            assert not cell.get("outputs") and cell.get("execution_count") is None, f"{nb.name} has outputs"
+    assert any("parameters" in c.get("metadata", {}).get("tags", []) for c in data["cells"]), \
+        f"{nb.name}: no cell tagged 'parameters'"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_on_cpu(nb, tmp_path):
+    pytest.importorskip("papermill")
+    run = execute_notebook(nb, tmp_path, {"DEVICE": "cpu", "SMOKE": True, "INTERACTIVE": False}, timeout=600)
+    assert run.ok, f"{nb.name} failed at code cell {run.failed_cell}: {run.error}"
+    html = Path(run.html).read_text()
+    # Figures must render offline: plotly.js inlined, no CDN.
+    if "plotly" in nb.read_text():
+        assert "Plotly.newPlot" in html, f"{nb.name}: no plotly figure in the HTML export"
+        assert "cdn.plot.ly" not in html
+    index = write_index([run], tmp_path)
+    assert nb.stem in index.read_text()
