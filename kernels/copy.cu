@@ -34,3 +34,22 @@ extern "C" __global__ void __launch_bounds__(256) copy_v2_vec16(const u32x4* __r
     }
     for (; i < n_vec; i += stride) st16_stream(dst + i, ld16_stream(src + i));
 }
+
+// v3 copy_v3_vec16_tiles: no grid-stride loop. Each block copies one tile of 256 threads x UNROLL
+//    16-byte vectors (16 KiB) and the grid covers the whole buffer, so the hardware block scheduler,
+//    not a loop, keeps every SM busy and no block waits on a long tail. Plain (cached) loads/stores.
+extern "C" __global__ void __launch_bounds__(256) copy_v3_vec16_tiles(const u32x4* __restrict__ src,
+                                                                      u32x4* __restrict__ dst, long long n_vec) {
+    const long long base = (long long)blockIdx.x * (256 * UNROLL) + threadIdx.x;
+    u32x4 v[UNROLL];
+#pragma unroll
+    for (int u = 0; u < UNROLL; ++u) {
+        long long i = base + u * 256;
+        if (i < n_vec) v[u] = ld16(src + i);
+    }
+#pragma unroll
+    for (int u = 0; u < UNROLL; ++u) {
+        long long i = base + u * 256;
+        if (i < n_vec) st16(dst + i, v[u]);
+    }
+}

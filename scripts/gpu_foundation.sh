@@ -11,6 +11,8 @@ python3 -m workbench.cli doctor || rc=1
 python3 -m pytest -q -m gpu tests/ -p no:cacheprovider || rc=1
 python3 -m workbench.cli ceilings --record --out "$out/results" || rc=1
 python3 -m workbench.cli bench copy --record --out "$out/results" || rc=1
+# Wheels installed with --target keep nbconvert's templates under <target>/share/jupyter.
+for d in ${PYTHONPATH//:/ }; do [ -d "$d/share/jupyter" ] && export JUPYTER_PATH=${JUPYTER_PATH:+$JUPYTER_PATH:}$d/share/jupyter; done
 if python3 -c "import papermill" 2>/dev/null; then
   python3 -m workbench.cli run 00 --device cuda --out "$out/reports" || rc=1
 else

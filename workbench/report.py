@@ -81,7 +81,11 @@ def execute_notebook(src: Path, out_dir: Path, parameters: dict, timeout: int = 
         run.failed_cell, cell_err = _failed_cell(out_nb)
         run.error = cell_err or err
     if out_nb.exists():
-        run.html = export_html(out_nb)
+        try:
+            run.html = export_html(out_nb)
+        except Exception as e:  # a missing nbconvert template must not hide the notebook's own result
+            run.ok = False
+            run.error = f"HTML export failed: {type(e).__name__}: {str(e).splitlines()[0]}"
     return run
 
 

@@ -75,6 +75,12 @@ def sources_hash(sources) -> str:
 
 
 def git_commit() -> str | None:
+    """HEAD (with -dirty for uncommitted changes); WORKBENCH_GIT_COMMIT overrides it where the tree has no .git
+    (the GPU hosts receive a copy of the working tree without the repository)."""
+    import os
+
+    if os.environ.get("WORKBENCH_GIT_COMMIT"):
+        return os.environ["WORKBENCH_GIT_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
                              timeout=10)

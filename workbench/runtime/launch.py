@@ -64,10 +64,23 @@ def device_supports_pdl(device: torch.device | int | None = None) -> bool:
     return torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] >= 9
 
 
+class _StreamHandle:
+    """Minimal CUDA stream protocol object (version 0, raw handle) for CuPy's Stream.from_external."""
+
+    def __init__(self, ptr: int):
+        self.ptr = ptr
+
+    def __cuda_stream__(self):
+        return (0, self.ptr)
+
+
 @lru_cache(maxsize=64)
 def _external_stream(ptr: int):
     import cupy
 
+    from_external = getattr(cupy.cuda.Stream, "from_external", None)
+    if from_external is not None:
+        return from_external(_StreamHandle(ptr))
     return cupy.cuda.ExternalStream(ptr)
 
 
