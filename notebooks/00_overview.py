@@ -117,8 +117,10 @@ if ceil:
 
 # %% [markdown]
 # ## The first kernel: a vectorized copy
-# `kernels/copy.cu` has two versions side by side: v1 moves one 4-byte word per thread and iteration, v2
-# moves 16 bytes with four loads in flight before the first store. A copy of N bytes moves 2N bytes, so its
+# `kernels/copy.cu` has three versions side by side: v1 moves one 4-byte word per thread and iteration; v2
+# moves 16 bytes with four loads in flight before the first store, in a grid-stride loop; v3 keeps the
+# 16-byte vectors but gives each block one 16 KiB tile and launches enough blocks to cover the buffer, so
+# the block scheduler balances the SMs. A copy of N bytes moves 2N bytes, so its
 # bound is 2N / copy bandwidth, and the measured copy bandwidth *is* a copy: the best a copy kernel can do
 # is reach it. The reference is `src.clone()`; validation is bitwise.
 

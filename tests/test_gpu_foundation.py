@@ -11,7 +11,7 @@ def test_copy_kernels_bitwise():
     from workbench.techniques import copy as C
 
     src = C.make_inputs(3 * 2**20 + 48, seed=11)
-    for fn in (C.copy, C.copy_v1):
+    for fn in (C.copy, C.copy_v1, C.copy_v2):
         dst = torch.full_like(src, 0xA5)
         fn(src, dst)
         torch.cuda.synchronize()

@@ -3,8 +3,10 @@
 Idea: a copy is the simplest memory-bound kernel, so it shows what "at the bound" means on this card
 and proves the path kernels/*.cu -> NVRTC -> CuPy launch -> validation -> timing -> result record.
 Bytes model: a copy of N bytes moves 2N bytes (read + write); bound = 2N / measured copy bandwidth.
-Variants: `torch_copy` (Tensor.copy_, the baseline), `cupy_copy_v1` (4-byte words), `cupy_copy`
-(16-byte vectors, 4 loads in flight per thread: kernels/copy.cu v2, the optimized one).
+Variants: `torch_copy` (Tensor.copy_, the baseline), `cupy_copy_v1` (4-byte words, grid-stride),
+`cupy_copy_v2` (16-byte vectors, 4 loads in flight, grid-stride over 8 blocks per SM) and `cupy_copy`
+(kernels/copy.cu v3: the same 16-byte vectors, one 16 KiB tile per block and a grid that covers the
+buffer; measured on an H200 it reached 95.6% of the bound where v2 reached 90-92%).
 """
 
 from __future__ import annotations
@@ -45,13 +47,24 @@ def copy_v1(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
     return dst
 
 
+def copy_v2(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+    """16-byte vectors, grid-stride (kernels/copy.cu v2). src/dst: CUDA uint8 [N], N % 16 == 0, 16-byte aligned."""
+    _check(src, dst, 16)
+    n = src.numel() // 16
+    launch(get_kernel("copy", "copy_v2_vec16"), _grid(n, 256), 256, (src, dst, _i64(n)))
+    return dst
+
+
+TILE_VECS = 256 * 4  # vectors per block in copy_v3 (256 threads x UNROLL 4)
+
+
 def copy(src: torch.Tensor, dst: torch.Tensor | None = None) -> torch.Tensor:
-    """16-byte vectorized copy (kernels/copy.cu v2). src/dst: CUDA uint8 [N], N % 16 == 0, 16-byte aligned."""
+    """16-byte vectors, one tile per block (kernels/copy.cu v3). src/dst: CUDA uint8 [N], N % 16 == 0, 16-byte aligned."""
     if dst is None:
         dst = torch.empty_like(src)
     _check(src, dst, 16)
     n = src.numel() // 16
-    launch(get_kernel("copy", "copy_v2_vec16"), _grid(n, 256), 256, (src, dst, _i64(n)))
+    launch(get_kernel("copy", "copy_v3_vec16_tiles"), (n + TILE_VECS - 1) // TILE_VECS, 256, (src, dst, _i64(n)))
     return dst
 
 
@@ -78,7 +91,7 @@ def validate(out: torch.Tensor, ref: torch.Tensor) -> dict:
 
 
 def benchmark(smoke: bool = False, progress: bool = True):
-    """Case copy_1GiB: torch_copy (baseline), cupy_copy_v1, cupy_copy (optimized), each validated first."""
+    """Case copy_1GiB: torch_copy (baseline), cupy_copy_v1, cupy_copy_v2, cupy_copy (optimized), validated first."""
     from ..bench import Case, current_ceilings, time_cuda
 
     nbytes = (64 * 2**20) if smoke else GIB
@@ -88,6 +101,7 @@ def benchmark(smoke: bool = False, progress: bool = True):
     variants = {
         "torch_copy": lambda dst: dst.copy_(src),
         "cupy_copy_v1": lambda dst: copy_v1(src, dst),
+        "cupy_copy_v2": lambda dst: copy_v2(src, dst),
         "cupy_copy": lambda dst: copy(src, dst),
     }
     timings, validation = {}, {"passed": True}
