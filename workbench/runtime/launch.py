@@ -131,28 +131,34 @@ def launch(func, grid, block, args, *, shared_mem: int = 0, stream=None, enable_
     _launch_ex(func, grid, block, packed, shared_mem, stream_ptr)
 
 
+# (func ptr, grid, block, shared_mem, stream) -> (CUlaunchConfig, CUfunction, attribute): building these
+# cuda-bindings objects costs several microseconds of host time per launch, more than a small kernel runs,
+# and with PDL the host must stay ahead of the GPU for the overlap to show.
+_EX_CACHE: dict[tuple, tuple] = {}
+
+
 def _launch_ex(func, grid, block, packed, shared_mem, stream_ptr):
     from cuda.bindings import driver as cu
 
-    cfg = cu.CUlaunchConfig()
-    cfg.gridDimX, cfg.gridDimY, cfg.gridDimZ = grid
-    cfg.blockDimX, cfg.blockDimY, cfg.blockDimZ = block
-    cfg.sharedMemBytes = shared_mem
-    cfg.hStream = cu.CUstream(stream_ptr)
-    attr = cu.CUlaunchAttribute()
-    attr.id = cu.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
-    attr.value.programmaticStreamSerializationAllowed = 1
-    cfg.attrs = [attr]
-    cfg.numAttrs = 1
-    values, types = [], []
-    for a in packed:
-        if isinstance(a, _Ptr):
-            values.append(a.value)
-            types.append(ctypes.c_void_p)
-        else:
-            values.append(a.item())
-            types.append(_CTYPES[a.dtype])
-    (err,) = cu.cuLaunchKernelEx(cfg, cu.CUfunction(func.ptr), (tuple(values), tuple(types)), 0)
+    key = (func.ptr, grid, block, shared_mem, stream_ptr)
+    hit = _EX_CACHE.get(key)
+    if hit is None:
+        cfg = cu.CUlaunchConfig()
+        cfg.gridDimX, cfg.gridDimY, cfg.gridDimZ = grid
+        cfg.blockDimX, cfg.blockDimY, cfg.blockDimZ = block
+        cfg.sharedMemBytes = shared_mem
+        cfg.hStream = cu.CUstream(stream_ptr)
+        attr = cu.CUlaunchAttribute()
+        attr.id = cu.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
+        attr.value.programmaticStreamSerializationAllowed = 1
+        cfg.attrs = [attr]
+        cfg.numAttrs = 1
+        if len(_EX_CACHE) >= 4096:  # bound the cache (e.g. many short-lived streams)
+            _EX_CACHE.clear()
+        hit = _EX_CACHE[key] = (cfg, cu.CUfunction(func.ptr), attr)
+    values = tuple(a.value if isinstance(a, _Ptr) else a.item() for a in packed)
+    types = tuple(ctypes.c_void_p if isinstance(a, _Ptr) else _CTYPES[a.dtype] for a in packed)
+    (err,) = cu.cuLaunchKernelEx(hit[0], hit[1], (values, types), 0)
     if err != cu.CUresult.CUDA_SUCCESS:
         raise RuntimeError(f"cuLaunchKernelEx failed: {err.name}")
 

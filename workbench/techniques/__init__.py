@@ -57,3 +57,8 @@ def get(name: str) -> Benchmark:
 
 def names() -> list[str]:
     return list(REGISTRY)
+
+
+register(Benchmark("pdl_routing", "pdl_routing", "benchmark",
+                   "MoE routing + all-to-all prepare chain with programmatic dependent launch",
+                   notebook="06_pdl_routing", mission=6))
