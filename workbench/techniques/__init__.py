@@ -62,3 +62,9 @@ def names() -> list[str]:
 register(Benchmark("pdl_routing", "pdl_routing", "benchmark",
                    "MoE routing + all-to-all prepare chain with programmatic dependent launch",
                    notebook="06_pdl_routing", mission=6))
+register(Benchmark("knope_copy", "knope_copy", "benchmark",
+                   "MLA context k assembly (k_nope copy + k_pe broadcast) at copy bandwidth",
+                   notebook="09_knope_copy", mission=9))
+register(Benchmark("separate_qkv", "separate_qkv", "benchmark",
+                   "MLA context attention on separate Q/K/V (no k assembly), Triton wgmma kernel",
+                   notebook="05_separate_qkv", mission=5))
