@@ -21,8 +21,9 @@ RESULTS_DIR = REPO_ROOT / "data" / "results"
 SCHEMA_PATH = REPO_ROOT / "data" / "results.schema.json"
 SCHEMA_VERSION = 1
 
-# Code every measured record depends on (the timer, the launcher and the compiler front end).
-COMMON_SOURCES = ("workbench/bench/timing.py", "workbench/runtime/launch.py", "workbench/runtime/kernels.py")
+# Code every measured record depends on: the timer and the compiler front end (its options shape the
+# cubin). Techniques whose numbers depend on the launch path (PDL) list workbench/runtime/launch.py.
+COMMON_SOURCES = ("workbench/bench/timing.py", "workbench/runtime/kernels.py")
 
 
 @dataclass
