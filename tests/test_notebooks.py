@@ -33,3 +33,20 @@ def test_notebook_runs_on_cpu(nb, tmp_path):
         assert "cdn.plot.ly" not in html
     index = write_index([run], tmp_path)
     assert nb.stem in index.read_text()
+
+
+def test_failing_notebook_is_named_with_its_cell(tmp_path):
+    pytest.importorskip("papermill")
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell("DEVICE = 'auto'", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("x = 1"),
+                nbformat.v4.new_code_cell("raise ValueError('planted failure')")]
+    src = tmp_path / "99_broken.ipynb"
+    nbformat.write(nb, str(src))
+    run = execute_notebook(src, tmp_path / "out", {"DEVICE": "cpu"}, timeout=120)
+    assert not run.ok
+    assert run.failed_cell == 4  # the injected-parameters cell counts too
+    assert "planted failure" in run.error
