@@ -8,6 +8,7 @@
   sample is one replay divided by `inner`. This removes host launch gaps, which dominate
   microsecond kernels. Pass a list of callables (one per input set, together > 3x L2) to rotate
   inputs so that back-to-back calls do not hit in L2.
+`time_variants({...})` times the variants of one case in interleaved rounds (A, B, C, A, B, C, ...).
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def time_cuda(
     graph: bool = False,
     inner: int = 20,
     max_seconds: float = 10.0,
+    _return_samples: bool = False,
 ) -> Timing:
     """Time `fn()` on the current CUDA stream; returns median/p20/p80 in microseconds.
 
@@ -110,6 +112,8 @@ def time_cuda(
         torch.cuda.synchronize()
         samples = [starts[i].elapsed_time(ends[i]) * 1e3 for i in range(done)]
         method = {"timer": "cuda_event", "l2": l2, "warmup": warmup, "inputs": len(fns)}
+        if _return_samples:
+            method["samples_us"] = samples
         return summarize(samples, method)
 
     # Graph mode: capture `inner` back-to-back calls (rotating input sets) on a side stream.
@@ -141,4 +145,25 @@ def time_cuda(
     samples = [starts[i].elapsed_time(ends[i]) * 1e3 / inner for i in range(done)]
     method = {"timer": "cuda_graph", "inner": inner, "l2": "rotate" if len(fns) > 1 else "warm",
               "inputs": len(fns)}
+    if _return_samples:
+        method["samples_us"] = samples
     return summarize(samples, method)
+
+
+def time_variants(fns: dict[str, Callable[[], object] | Sequence[Callable[[], object]]], *, rounds: int = 3,
+                  reps: int = 30, **kw) -> dict[str, Timing]:
+    """Time several variants of one case in interleaved rounds and merge each variant's samples.
+
+    Clocks and power state drift during a run (a GPU just out of a matmul burst runs memory-bound SM
+    kernels differently for a while); timing A, B, C, A, B, C, ... spreads that drift over every variant
+    instead of charging it to whichever ran first. Keyword arguments go to `time_cuda`.
+    """
+    per_round = max(5, reps // rounds)
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    methods: dict[str, dict] = {}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t = time_cuda(fn, reps=per_round, _return_samples=True, **kw)
+            samples[name].extend(t.method.pop("samples_us"))
+            methods[name] = {**t.method, "rounds": rounds}
+    return {name: summarize(samples[name], methods[name]) for name in fns}
