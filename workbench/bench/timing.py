@@ -3,7 +3,10 @@
 `time_cuda(fn)` is the one timer of the workbench. Two modes:
 - eager (default): each sample is one call of `fn` between two CUDA events; before each sample a
   buffer of 2x the L2 size is zeroed so the call starts with a cold L2 (`l2="flush"`), or not
-  (`l2="warm"`).
+  (`l2="warm"`). The GPU is then held in a short spin (`torch.cuda._sleep`, ~`head_start_us`) before the
+  start event, so the host has enqueued `fn`'s kernels by the time the GPU reaches it: the sample
+  measures GPU time, not the Python wrapper's host time. (Without it, a wrapper that spends 100 us on
+  the host before launching adds 100 us to every sample whenever the GPU is idle.)
 - graph (`graph=True`): `inner` back-to-back calls are captured once into a CUDA graph and each
   sample is one replay divided by `inner`. This removes host launch gaps, which dominate
   microsecond kernels. Pass a list of callables (one per input set, together > 3x L2) to rotate
@@ -61,6 +64,14 @@ def l2_flush_buffer(device=None) -> torch.Tensor:
     return _FLUSH[idx]
 
 
+def _spin_cycles(us: float) -> int:
+    """GPU clock cycles that take about `us` microseconds at the SM clock (clock_rate is in kHz)."""
+    if us <= 0:
+        return 0
+    khz = getattr(torch.cuda.get_device_properties(torch.cuda.current_device()), "clock_rate", 1_980_000)
+    return int(us * khz / 1e3)
+
+
 def _as_list(fn) -> list[Callable[[], object]]:
     return list(fn) if isinstance(fn, (list, tuple)) else [fn]
 
@@ -74,6 +85,7 @@ def time_cuda(
     graph: bool = False,
     inner: int = 20,
     max_seconds: float = 10.0,
+    head_start_us: float = 300.0,
     _return_samples: bool = False,
 ) -> Timing:
     """Time `fn()` on the current CUDA stream; returns median/p20/p80 in microseconds.
@@ -97,12 +109,15 @@ def time_cuda(
     t_end = time.perf_counter() + max_seconds
     if not graph:
         flush = l2_flush_buffer() if l2 == "flush" else None
+        spin = _spin_cycles(head_start_us)
         starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
         ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
         done = 0
         for i in range(reps):
             if flush is not None:
                 flush.zero_()
+            if spin:
+                torch.cuda._sleep(spin)
             starts[i].record(stream)
             fns[i % len(fns)]()
             ends[i].record(stream)
@@ -111,7 +126,8 @@ def time_cuda(
                 break
         torch.cuda.synchronize()
         samples = [starts[i].elapsed_time(ends[i]) * 1e3 for i in range(done)]
-        method = {"timer": "cuda_event", "l2": l2, "warmup": warmup, "inputs": len(fns)}
+        method = {"timer": "cuda_event", "l2": l2, "warmup": warmup, "inputs": len(fns),
+                  "head_start_us": head_start_us}
         if _return_samples:
             method["samples_us"] = samples
         return summarize(samples, method)

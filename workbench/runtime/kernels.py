@@ -268,16 +268,36 @@ def _load(name: str, arch: str, defines: tuple[str, ...], src_hash: str) -> Load
     return LoadedModule(compile_kernel(name, arch=arch, defines=defines))
 
 
+_LOADED: dict[tuple, tuple[tuple, LoadedModule]] = {}
+
+
+def _mtimes(paths) -> tuple:
+    return tuple(p.stat().st_mtime_ns for p in paths)
+
+
 def load_module(name: str, defines: tuple[str, ...] = ()) -> LoadedModule:
-    """Compile (cached) and load kernels/<name>.cu on the current CUDA device."""
+    """Compile (cached) and load kernels/<name>.cu on the current CUDA device.
+
+    Called on every launch by the technique wrappers, so the hot path is a dict lookup plus a stat of
+    each source file: an edited file or header (new mtime) is re-hashed and recompiled in the same process.
+    """
     import torch
 
+    key = (name, tuple(defines), torch.cuda.current_device() if torch.cuda.is_available() else -1)
+    hit = _LOADED.get(key)
+    if hit is not None:
+        paths_mtimes, mod = hit
+        if _mtimes(paths_mtimes[0]) == paths_mtimes[1]:
+            return mod
     if not torch.cuda.is_available():
         raise RuntimeError(f"kernel {name}: loading needs a CUDA device; use compile_kernel() for a "
                            "compile-only check")
     torch.cuda.init()
-    # The hash is part of the key, so an edited file or header is recompiled within one process too.
-    return _load(name, device_arch(), tuple(defines), kernel_hash(name))
+    paths = source_files(name)
+    mtimes = _mtimes(paths)
+    mod = _load(name, device_arch(), tuple(defines), kernel_hash(name))
+    _LOADED[key] = ((paths, mtimes), mod)
+    return mod
 
 
 def get_kernel(name: str, func: str, defines: tuple[str, ...] = ()):
