@@ -68,3 +68,6 @@ register(Benchmark("knope_copy", "knope_copy", "benchmark",
 register(Benchmark("separate_qkv", "separate_qkv", "benchmark",
                    "MLA context attention on separate Q/K/V (no k assembly), Triton wgmma kernel",
                    notebook="05_separate_qkv", mission=5))
+register(Benchmark("moe_tail", "moe_tail", "benchmark",
+                   "MoE tail fusions: top-k reduce + shared-expert add (bf16 and NVFP4 rows), expand-input-rows "
+                   "with the scale swizzle and the output memset folded in", notebook="08_moe_tail_fusions", mission=8))
