@@ -105,6 +105,9 @@ def _():
     extras["checks_summary"] = {k: (v.get("passed") if isinstance(v, dict) else None) for k, v in checks.items()
                                 if k in ("slow_predecessor", "bad_input", "stress_1000")}
     extras["stress"] = {k: v for k, v in checks.get("stress_1000", {}).items() if k != "first_failure"}
+    extras["slow_predecessor"] = checks.get("slow_predecessor")
+    extras["bad_input"] = checks.get("bad_input")
+    extras["resources"] = checks.get("resources")
     rec = make_record("pdl_routing", cases, P.SOURCES, command="python3 scripts/gpu_pdl_routing.py",
                       extra={"extras": extras})
     path = OUT / "pdl_routing.json"

@@ -34,7 +34,8 @@ import torch
 from ..model import R1
 from ..runtime import InputError, check_tensor
 
-SOURCES = ("workbench/techniques/pdl_routing.py", "routing")
+# launch.py is listed because the PDL launch path (cuLaunchKernelEx, attributes) is part of what is measured.
+SOURCES = ("workbench/techniques/pdl_routing.py", "routing", "workbench/runtime/launch.py")
 
 N_EXPERTS = R1.num_experts  # 256
 TOPK = R1.top_k  # 8
@@ -237,6 +238,26 @@ def reference_weights_fp64(logits: torch.Tensor, ids: torch.Tensor) -> torch.Ten
     s = 1.0 / (1.0 + torch.exp(-logits.double()))
     picked = s.gather(1, ids.long())
     return picked / (picked.sum(1, keepdim=True) + 1e-20) * ROUTED_SCALE
+
+
+def explain_token(logits_row: torch.Tensor, bias: torch.Tensor) -> dict:
+    """The routing of one token step by step (for the notebook's worked example).
+
+    logits_row [256] fp32, bias [256] fp32 -> dict with group scores [8], kept groups (4, best first),
+    picked expert ids (8, best first), their biased and unbiased scores, and the weights.
+    """
+    logits = logits_row.reshape(1, N_EXPERTS).float().cpu()
+    bias = bias.float().cpu()
+    s = sigmoid_rn(logits)[0]
+    b = s + bias
+    top2 = torch.sort(b.view(N_GROUPS, GROUP_SIZE), dim=-1, descending=True, stable=True).values[:, :2]
+    group_score = top2[:, 0] + top2[:, 1]
+    kept = torch.sort(group_score, descending=True, stable=True).indices[:TOPK_GROUPS]
+    ids, weights = reference_routing(logits, bias)
+    ids = ids[0]
+    return {"group_score": group_score.tolist(), "group_top2": top2.tolist(), "kept_groups": kept.tolist(),
+            "expert_ids": ids.tolist(), "expert_group": (ids // GROUP_SIZE).tolist(),
+            "biased_score": b[ids.long()].tolist(), "score": s[ids.long()].tolist(), "weights": weights[0].tolist()}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -669,19 +690,7 @@ def _sleep_cycles(us: float) -> int:
     return int(us * khz / 1e3)
 
 
-def time_fed(fn, reps: int = 200, feed_us: float = 60.0, warmup: int = 10, fed: bool = True):
-    """Latency of one call of `fn` between two CUDA events, with the GPU kept fed.
-
-    fed=True queues a sleep kernel of `feed_us` first, so the host has enqueued the whole call before the
-    GPU reaches it: the time is the GPU-side latency of the chain, free of host launch gaps (what a busy
-    decode step sees when the CPU runs ahead). fed=False synchronizes before each sample instead: the
-    latency a lone call sees from an idle GPU, including host launch cost.
-    """
-    from ..bench import summarize
-
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
+def _fed_samples(fn, reps: int, feed_us: float, fed: bool) -> list[float]:
     cycles = _sleep_cycles(feed_us)
     stream = torch.cuda.current_stream()
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
@@ -695,9 +704,38 @@ def time_fed(fn, reps: int = 200, feed_us: float = 60.0, warmup: int = 10, fed: 
         fn()
         ends[i].record(stream)
     torch.cuda.synchronize()
-    return summarize([s.elapsed_time(e) * 1e3 for s, e in zip(starts, ends)],
-                     {"timer": "cuda_event", "fed": fed, "feed_us": feed_us if fed else 0, "reps": reps,
-                      "what": "one event pair around one chain"})
+    return [s.elapsed_time(e) * 1e3 for s, e in zip(starts, ends)]
+
+
+def time_fed(fn, reps: int = 200, feed_us: float = 60.0, warmup: int = 10, fed: bool = True):
+    """Latency of one call of `fn` between two CUDA events, with the GPU kept fed.
+
+    fed=True queues a sleep kernel of `feed_us` first, so the host has enqueued the whole call before the
+    GPU reaches it: the time is the GPU-side latency of the chain, free of host launch gaps (what a busy
+    decode step sees when the CPU runs ahead). fed=False synchronizes before each sample instead: the
+    latency a lone call sees from an idle GPU, including host launch cost.
+    """
+    return time_fed_variants({"fn": fn}, reps=reps, feed_us=feed_us, warmup=warmup, fed=fed, rounds=1)["fn"]
+
+
+def time_fed_variants(fns: dict, reps: int = 200, feed_us: float = 60.0, warmup: int = 10, fed: bool = True,
+                      rounds: int = 4) -> dict:
+    """`time_fed` for several variants in interleaved rounds (samples merged), so a drift of clocks or
+    of the machine during the run hits every variant alike. Returns {name: Timing}."""
+    from ..bench import summarize
+
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    torch.cuda.synchronize()
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    per_round = max(1, reps // rounds)
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            samples[name] += _fed_samples(fn, per_round, feed_us, fed)
+    method = {"timer": "cuda_event", "fed": fed, "feed_us": feed_us if fed else 0, "rounds": rounds,
+              "what": "one event pair around one chain"}
+    return {k: summarize(v, method) for k, v in samples.items()}
 
 
 def capture_graph(fn) -> torch.cuda.CUDAGraph:
@@ -755,6 +793,20 @@ def timeline_for_plot(tl: list[dict]) -> list[dict]:
     return [{"kernel": k["kernel"], "blocks": k["blocks"],
              "entry_us": [(x - t0) / 1e3 for x in k["entry"]], "waited_us": [(x - t0) / 1e3 for x in k["waited"]],
              "exit_us": [(x - t0) / 1e3 for x in k["exit"]]} for k in tl]
+
+
+def live_timelines(n_tokens: int, ep_size: int, seed: int = 0) -> tuple[dict, dict]:
+    """Record the chain's timeline now (GPU): PDL off, PDL on, and a CUDA graph with PDL on.
+
+    Returns ({mode: timeline_for_plot(...)}, {mode: timeline_spans(...)}).
+    """
+    inp = make_inputs(n_tokens, ep_size, seed=seed)
+    chain = RoutingChain(n_tokens, ep_size, timeline=True)
+    chain.set_inputs(logits=inp["logits"], bias=inp["bias"], peer_counts=inp["peer_counts"])
+    graph = capture_graph(lambda: chain.launch(pdl=True))
+    tls = {"pdl_off": record_timeline(chain, pdl=False), "pdl_on": record_timeline(chain, pdl=True),
+           "graph_pdl_on": record_timeline(chain, pdl=True, graph=graph)}
+    return {k: timeline_for_plot(v) for k, v in tls.items()}, {k: timeline_spans(v) for k, v in tls.items()}
 
 
 def host_launch_costs(n: int = 2000) -> dict:
@@ -849,18 +901,13 @@ def _benchmark_case(t: int, ep: int, reps: int, smoke: bool, progress: bool, ext
         torch_graph = capture_graph(torch_ops)
     except Exception as e:  # report, do not hide: the record says the variant is missing and why
         validation["torch_ops_graph.error"] = f"{type(e).__name__}: {e}"[:200]
-    timings = {
-        "torch_ops": time_fed(torch_ops, reps=reps),
-        "pdl_off": time_fed(lambda: chain.launch(pdl=False), reps=reps),
-        "pdl_on": time_fed(lambda: chain.launch(pdl=True), reps=reps),
-        "graph_pdl_off": time_fed(graphs["graph_pdl_off"].replay, reps=reps),
-        "graph_pdl_on": time_fed(graphs["graph_pdl_on"].replay, reps=reps),
-    }
+    fns = {"torch_ops": torch_ops, "pdl_off": lambda: chain.launch(pdl=False),
+           "pdl_on": lambda: chain.launch(pdl=True), "graph_pdl_off": graphs["graph_pdl_off"].replay,
+           "graph_pdl_on": graphs["graph_pdl_on"].replay}
     if torch_graph is not None:
-        timings["torch_ops_graph"] = time_fed(torch_graph.replay, reps=reps)
-    unfed = {"pdl_off": time_fed(lambda: chain.launch(pdl=False), reps=reps // 2, fed=False),
-             "pdl_on": time_fed(lambda: chain.launch(pdl=True), reps=reps // 2, fed=False),
-             "torch_ops": time_fed(torch_ops, reps=reps // 2, fed=False)}
+        fns["torch_ops_graph"] = torch_graph.replay
+    timings = time_fed_variants(fns, reps=reps)
+    unfed = time_fed_variants({k: fns[k] for k in ("pdl_off", "pdl_on", "torch_ops")}, reps=reps // 2, fed=False)
 
     # Timelines with the timeline-enabled build of the same kernels (same launches, plus stamps).
     tchain = RoutingChain(t, ep, timeline=True)
