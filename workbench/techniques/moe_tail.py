@@ -488,7 +488,7 @@ def expand_optimized(inp: dict, out: dict) -> dict:
     groups = H // 64
     n_slabs = -(-groups // 16)
     units = (rows // 128) * n_slabs + -(-(nbytes // 16) // 2048)
-    grid = max(1, min(units, _sm_count() * 8))  # persistent: units beyond the grid loop
+    grid = max(1, min(units, _sm_count() * 4))  # persistent (4 x 256 threads fit per SM at 58 registers)
     launch(get_kernel("moe_tail", "moe_expand_rows_nvfp4"), grid, 256,
            (codes, scales, r.permuted_src, r.expert_offsets, out["codes"], out["scales"], mo, E, H,
             np.int64(nbytes // 16)))
