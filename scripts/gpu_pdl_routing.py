@@ -131,6 +131,26 @@ def _():
     return {"rc": r.returncode, "tail": r.stdout[-1500:] + r.stderr[-500:]}
 
 
+NB_RUNNER = """
+import sys, plotly.graph_objects as go
+go.Figure.show = lambda self, *a, **k: None  # no renderer outside Jupyter; the figures are still built
+src = open("notebooks/06_pdl_routing.py").read()
+src = src.replace("SMOKE = False", "SMOKE = True").replace("INTERACTIVE = True", "INTERACTIVE = False")
+src = src.replace('DEVICE = "auto"', 'DEVICE = "cuda"')
+exec(compile(src, "06_pdl_routing.py", "exec"), {"__name__": "__main__"})
+print("notebook 06 ran on the GPU path")
+"""
+
+
+@section("notebook_gpu_path")
+def _():
+    if time.time() - T0 > 220:
+        return {"skipped": "out of time"}
+    r = subprocess.run([sys.executable, "-c", NB_RUNNER], capture_output=True, text=True, timeout=150,
+                       env={**os.environ, "PYTHONPATH": os.getcwd()})
+    return {"rc": r.returncode, "tail": r.stdout[-2500:] + r.stderr[-1500:]}
+
+
 (OUT / "pdl_routing_checks.json").write_text(json.dumps(checks, indent=1, default=str) + "\n")
 
 print("\n== summary")
