@@ -248,3 +248,227 @@ def dequantize_reference(q: NVFP4Tensor) -> torch.Tensor:
 def reference(x: torch.Tensor, global_scale="tensor") -> torch.Tensor:
     """Quantize-dequantize round trip of x (fp32 [M, K]): what NVFP4 does to a tensor."""
     return dequantize_reference(quantize_reference(x, global_scale))
+
+
+# ---------------------------------------------------------------------------------------------------
+# CUDA kernels (kernels/nvfp4.cu)
+# ---------------------------------------------------------------------------------------------------
+
+def _check_cuda_x(x: torch.Tensor) -> None:
+    check_tensor("x", x, dtype=torch.bfloat16, device="cuda", ndim=2, contiguous=True, align_bytes=16)
+    check_multiple("x.shape[1] (K)", x.shape[1], BLOCK)
+
+
+def _blocks_grid(n: int, block: int = 256) -> int:
+    sms = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
+    return max(1, min((n + block - 1) // block, sms * 16))
+
+
+def amax_global_scale(x: torch.Tensor) -> torch.Tensor:
+    """Per-tensor g = 2688 / max(amax(x), 1e-12) on the GPU (two small kernels); fp32 shape []."""
+    import numpy as np
+
+    from ..runtime import get_kernel, launch
+
+    _check_cuda_x(x)
+    bits = torch.zeros(1, dtype=torch.int32, device=x.device)
+    n8 = x.numel() // 8
+    launch(get_kernel("nvfp4", "nvfp4_amax_v1"), _blocks_grid(n8), 256, (x, np.int64(n8), bits))
+    g = torch.empty((), dtype=torch.float32, device=x.device)
+    launch(get_kernel("nvfp4", "nvfp4_global_scale_v1"), 1, 1, (bits, g))
+    return g
+
+
+def quantize(x: torch.Tensor, global_scale="tensor", layout: str = "linear", out: NVFP4Tensor | None = None
+             ) -> NVFP4Tensor:
+    """NVFP4-quantize a CUDA bf16 x [M, K] with kernels/nvfp4.cu; bit-identical to quantize_reference.
+
+    global_scale: "tensor" (amax pass + quantize), "row" (per-row dynamic, one kernel) or a given fp32
+    CUDA tensor [] or [M] (static scale, one kernel). `out` reuses buffers (its scales' padding must be
+    zero for the swizzled layout). Non-finite inputs give unspecified codes (not checked here).
+    """
+    from ..runtime import get_kernel, launch
+
+    _check_cuda_x(x)
+    check_choice("layout", layout, ("linear", "swizzled"))
+    M, K = x.shape
+    if out is None:
+        sf = (torch.empty((M, K // BLOCK), dtype=torch.uint8, device=x.device) if layout == "linear"
+              else torch.zeros(swizzled_size(M, K), dtype=torch.uint8, device=x.device))
+        g_shape = (M,) if isinstance(global_scale, str) and global_scale == "row" else ()
+        out = NVFP4Tensor(codes=torch.empty((M, K // 2), dtype=torch.uint8, device=x.device), scales=sf,
+                          global_scale=torch.empty(g_shape, dtype=torch.float32, device=x.device),
+                          layout=layout, shape=(M, K))
+    dynamic_row = 0
+    if isinstance(global_scale, str):
+        check_choice("global_scale", global_scale, ("tensor", "row"))
+        if global_scale == "tensor":
+            out.global_scale = amax_global_scale(x)
+            g_in, g_stride = out.global_scale, 0
+        else:
+            dynamic_row, g_in, g_stride = 1, out.global_scale, 1
+    else:
+        check_tensor("global_scale", global_scale, dtype=torch.float32, device="cuda", contiguous=True)
+        if global_scale.dim() not in (0, 1) or (global_scale.dim() == 1 and global_scale.shape[0] != M):
+            raise InputError(f"global_scale: expected shape [] or [{M}], got {list(global_scale.shape)}")
+        out.global_scale = global_scale
+        g_in, g_stride = global_scale, int(global_scale.dim() == 1)
+    launch(get_kernel("nvfp4", "nvfp4_quantize_v1"), M, 256,
+           (x, M, K, g_in, g_stride, dynamic_row, out.codes, out.scales, int(layout == "swizzled"),
+            out.global_scale))
+    return out
+
+
+def dequantize(q: NVFP4Tensor, dtype: torch.dtype = torch.bfloat16, out: torch.Tensor | None = None
+               ) -> torch.Tensor:
+    """CUDA NVFP4Tensor -> [M, K] bf16 or fp32 (kernels/nvfp4.cu); equals dequantize_reference (bf16:
+    rounded to nearest even)."""
+    from ..runtime import get_kernel, launch
+
+    check_choice("dtype", dtype, (torch.bfloat16, torch.float32))
+    M, K = q.shape
+    check_tensor("q.codes", q.codes, dtype=torch.uint8, device="cuda", shape=[M, K // 2], contiguous=True,
+                 align_bytes=16)
+    if out is None:
+        out = torch.empty((M, K), dtype=dtype, device=q.codes.device)
+    check_tensor("out", out, dtype=dtype, device="cuda", shape=[M, K], contiguous=True, align_bytes=16)
+    g = q.global_scale
+    launch(get_kernel("nvfp4", "nvfp4_dequantize_v1"), _blocks_grid(M * K // BLOCK), 256,
+           (q.codes, q.scales, g, int(g.dim() == 1), M, K, int(q.layout == "swizzled"), out,
+            int(dtype == torch.float32)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Inputs, validation, benchmark
+# ---------------------------------------------------------------------------------------------------
+
+TIE_POINTS = (0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0)
+
+
+def make_inputs(M: int, K: int, seed: int = 0, device="cuda", dtype=torch.bfloat16, outliers: bool = True
+                ) -> torch.Tensor:
+    """Random activations [M, K]: Gaussian rows with per-row scales over 4 decades, plus a few large
+    outliers (x50) so blocks see very different ranges."""
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    x = torch.randn((M, K), generator=g) * torch.exp(torch.randn((M, 1), generator=g) * 2.0)
+    if outliers:
+        mask = torch.rand((M, K), generator=g) < 1e-3
+        x = torch.where(mask, x * 50.0, x)
+    return x.to(dtype).to(device)
+
+
+def make_tie_inputs(M: int, K: int, seed: int = 0, device="cuda") -> torch.Tensor:
+    """Blocks that hit every E2M1 tie point exactly when quantized with global_scale = 1.0.
+
+    Each 16-element block gets a power-of-two scale s = 2^e (e in -9..8, so the E4M3 scale is exact
+    and includes subnormal scales) and one element 6s (so vmax = 6s, sf = s, qscale = 1/s); the others
+    are s * (a tie point, a grid point, or a random value), with random signs. bf16 holds them exactly.
+    """
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    KB = K // BLOCK
+    e = torch.randint(-9, 9, (M, KB, 1), generator=g).float()
+    s = torch.pow(2.0, e)
+    pool = torch.tensor(list(TIE_POINTS) + [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0])
+    pick = pool[torch.randint(0, len(pool), (M, KB, BLOCK), generator=g)]
+    rnd = torch.rand((M, KB, BLOCK), generator=g) * 6.0
+    vals = torch.where(torch.rand((M, KB, BLOCK), generator=g) < 0.7, pick, rnd)
+    vals[..., 0] = 6.0
+    sign = torch.where(torch.rand((M, KB, BLOCK), generator=g) < 0.5, -1.0, 1.0)
+    return (vals * sign * s).view(M, K).to(torch.bfloat16).to(device)
+
+
+def compare_exact(q: NVFP4Tensor, ref: NVFP4Tensor) -> dict:
+    """Bit comparison of codes, scale bytes (in q's layout) and global scales."""
+    codes_bad = int((q.codes != ref.codes.to(q.codes.device)).sum())
+    r_sf = ref.scales if ref.layout == q.layout else (
+        swizzle_scales(ref.linear_scales()) if q.layout == "swizzled" else ref.linear_scales())
+    sf_bad = int((q.scales != r_sf.to(q.scales.device)).sum())
+    g_bad = int((q.global_scale.float().cpu() != ref.global_scale.float().cpu()).sum())
+    return {"code_mismatches": codes_bad, "scale_mismatches": sf_bad, "global_scale_mismatches": g_bad,
+            "passed": codes_bad == 0 and sf_bad == 0 and g_bad == 0}
+
+
+def quantize_bytes(M: int, K: int) -> int:
+    """Read bf16 x, write codes and scales."""
+    return 2 * M * K + M * K // 2 + M * K // BLOCK
+
+
+def _bench_quantize(M: int, K: int, ceil, progress: bool):
+    """One quantize case: exactness of every variant, then times."""
+    from ..bench import Case, time_cuda
+
+    x = make_inputs(M, K, seed=M + K)
+    g_given = global_scale_from_amax(x.float().abs().amax()).cuda()
+    variants, validation = {}, {"passed": True}
+    runs = {
+        "cupy_quantize_linear": lambda: quantize(x, g_given, "linear"),
+        "cupy_quantize_swizzled": lambda: quantize(x, g_given, "swizzled"),
+        "cupy_quantize_row_dynamic": lambda: quantize(x, "row", "swizzled"),
+        "cupy_quantize_tensor_dynamic": lambda: quantize(x, "tensor", "swizzled"),
+    }
+    refs = {"cupy_quantize_linear": quantize_reference(x, g_given, "linear"),
+            "cupy_quantize_row_dynamic": quantize_reference(x, "row", "swizzled"),
+            "cupy_quantize_tensor_dynamic": quantize_reference(x, "tensor", "swizzled")}
+    refs["cupy_quantize_swizzled"] = NVFP4Tensor(refs["cupy_quantize_linear"].codes,
+                                                 swizzle_scales(refs["cupy_quantize_linear"].scales),
+                                                 refs["cupy_quantize_linear"].global_scale, "swizzled", (M, K))
+    for name, fn in runs.items():
+        v = compare_exact(fn(), refs[name])
+        for k in ("code_mismatches", "scale_mismatches", "global_scale_mismatches"):
+            validation[f"{name}.{k}"] = v[k]
+        validation["passed"] &= v["passed"]
+    # buffers reused while timing (no allocation in the timed region)
+    out_lin = quantize(x, g_given, "linear")
+    out_sw = quantize(x, g_given, "swizzled")
+    out_row = quantize(x, "row", "swizzled")
+    timed = {
+        "torch_reference": lambda: quantize_reference(x, g_given, "linear"),
+        "cupy_quantize_linear": lambda: quantize(x, g_given, "linear", out=out_lin),
+        "cupy_quantize_swizzled": lambda: quantize(x, g_given, "swizzled", out=out_sw),
+        "cupy_quantize_row_dynamic": lambda: quantize(x, "row", "swizzled", out=out_row),
+        "cupy_quantize_tensor_dynamic": lambda: quantize(x, "tensor", "swizzled", out=out_sw),
+    }
+    for name, fn in timed.items():
+        variants[name] = time_cuda(fn, reps=20, graph=name != "torch_reference", inner=5,
+                                   l2="warm", max_seconds=4.0)
+    bytes_ = quantize_bytes(M, K)
+    case = Case(name=f"quantize_{M}x{K}", params={"M": M, "K": K, "bytes": bytes_,
+                                                   "global_scale": "given per-tensor for linear/swizzled"},
+                variants=variants, baseline="torch_reference", optimized="cupy_quantize_swizzled",
+                bound_us=ceil.bound_us(bytes=bytes_), validation=validation)
+    if progress:
+        print(f"  {case.name}: " + "  ".join(f"{k} {t.median_us:.1f}" for k, t in variants.items())
+              + f"  bound {case.bound_us:.1f} us")
+    return case
+
+
+def benchmark(smoke: bool = False, progress: bool = True):
+    """Cases quantize_8192x7168, quantize_8192x16384 (and dequantize_8192x16384): bit-exact checks
+    against the reference on the same inputs, then times (CUDA graph replay; the inputs exceed L2)."""
+    from ..bench import Case, current_ceilings, time_cuda
+
+    ceil = current_ceilings()
+    shapes = ((8192, 7168), (8192, 16384)) if not smoke else ((256, 7168), (256, 16384))
+    cases = []
+    for M, K in shapes:
+        cases.append(_bench_quantize(M, K, ceil, progress))
+    # dequantize (the wo dequant-then-cuBLAS step): codes + scales -> bf16
+    M, K = shapes[-1]
+    x = make_inputs(M, K, seed=7)
+    q = quantize(x, "tensor", "linear")
+    ref = dequantize_reference(q).to(torch.bfloat16)
+    out = torch.full((M, K), float("nan"), dtype=torch.bfloat16, device="cuda")
+    dequantize(q, torch.bfloat16, out=out)
+    bad = int((out.view(torch.int16) != ref.view(torch.int16)).sum())
+    variants = {"torch_reference": time_cuda(lambda: dequantize_reference(q), reps=10, l2="warm", max_seconds=3.0),
+                "cupy_dequantize_bf16": time_cuda(lambda: dequantize(q, torch.bfloat16, out=out), reps=20, graph=True,
+                                                  inner=5, l2="warm", max_seconds=3.0)}
+    bytes_ = M * K // 2 + M * K // BLOCK + 2 * M * K
+    cases.append(Case(name=f"dequantize_{M}x{K}", params={"M": M, "K": K, "bytes": bytes_}, variants=variants,
+                      baseline="torch_reference", optimized="cupy_dequantize_bf16",
+                      bound_us=ceil.bound_us(bytes=bytes_), validation={"bf16_mismatches": bad, "passed": bad == 0}))
+    if progress:
+        print(f"  dequantize_{M}x{K}: " + "  ".join(f"{k} {t.median_us:.1f}" for k, t in variants.items())
+              + f"  bound {cases[-1].bound_us:.1f} us  mismatches {bad}")
+    return cases

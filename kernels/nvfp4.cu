@@ -1,0 +1,155 @@
+// nvfp4.cu: NVFP4 quantize and dequantize on Hopper (software E2M1, hardware E4M3 cvt).
+//
+// The exact recipe is the Python reference's (workbench/techniques/nvfp4.py); every step below is
+// the same IEEE fp32 operation in the same order, so codes and scale bytes are bit-identical:
+//   g = 2688 / max(amax, 1e-12); sf = e4m3_rn(min(g * (vmax / 6), 448));
+//   qscale = sf ? 1 / (float(sf) * (1 / g)) : 0; code = e2m1_rn(x * qscale).
+//
+// Napkin math: quantizing [M, K] bf16 reads 2MK bytes and writes MK/2 + MK/16, so at [8192, 16384]
+// it moves 344 MB: ~83 us at 4.1 TB/s (H200), ~117 us at 2.9 TB/s (H100). The encoder costs about a
+// dozen integer/float ops per element, below the memory time, so one pass at copy speed is the goal.
+//
+// v1 nvfp4_quantize_v1: one CTA per row, one thread per 16-element block (two 16-byte loads, one
+//    8-byte code store, one scale byte). The global scale is given (per tensor or per row, pointer +
+//    stride), or computed per row in a first pass over the row (which then sits in L1/L2).
+//    The per-tensor dynamic scale needs the whole tensor's amax first: nvfp4_amax_v1 (atomicMax on
+//    the float bits, valid because |x| >= 0) followed by quantize with the given-scale path.
+// nvfp4_dequantize_v1: one thread per block, linear or swizzled scales, bf16 or fp32 output;
+//    value = e2m1(code) * (float(sf) * (1 / g)).
+#include "wb_common.cuh"
+#include "wb_nvfp4.cuh"
+
+// Block-wide max of a non-negative float over blockDim.x threads (<= 1024). smem: 32 floats.
+__device__ __forceinline__ float block_max(float v, float* smem) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    if (lane == 0) smem[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        v = lane < (int)(blockDim.x >> 5) ? smem[lane] : 0.0f;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+        if (lane == 0) smem[0] = v;
+    }
+    __syncthreads();
+    v = smem[0];
+    __syncthreads();
+    return v;
+}
+
+__device__ __forceinline__ float absmax8(const u32x4& v) {
+    // max |x| over 8 bf16: clear the sign bits, compare as bf16 -> fp32 (exact).
+    float m = 0.0f;
+    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        m = fmaxf(m, bf16x2_lo(w[i] & 0x7fff7fffu));
+        m = fmaxf(m, bf16x2_hi(w[i] & 0x7fff7fffu));
+    }
+    return m;
+}
+
+// 8 bf16 -> 8 codes (32 bits, element 0 in the low nibble).
+__device__ __forceinline__ uint32_t encode8(const u32x4& v, float qscale) {
+    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+    uint32_t out = 0;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        out |= e2m1_encode_rne(bf16x2_lo(w[i]) * qscale) << (8 * i);
+        out |= e2m1_encode_rne(bf16x2_hi(w[i]) * qscale) << (8 * i + 4);
+    }
+    return out;
+}
+
+// x: bf16 [M, K] row-major (K % 16 == 0, rows 16-byte aligned: K % 8 == 0 holds).
+// g_in: fp32 global scales, element row * g_stride (g_stride 0: per tensor, 1: per row); ignored
+//   when dynamic_row != 0, in which case g = 2688 / max(amax_row, 1e-12) is computed and written
+//   to g_out[row] (g_out may be null otherwise).
+// codes: uint8 [M, K/2]; sf: linear [M, K/16] or swizzled (pad128(M) * pad4(K/16), zero padding
+//   written by nvfp4_zero_sf_padding_v1 or a zero-filled buffer).
+extern "C" __global__ void __launch_bounds__(256) nvfp4_quantize_v1(
+    const uint16_t* __restrict__ x, int M, int K, const float* __restrict__ g_in, int g_stride, int dynamic_row,
+    uint8_t* __restrict__ codes, uint8_t* __restrict__ sf, int swizzled, float* __restrict__ g_out) {
+    __shared__ float red[32];
+    const int row = blockIdx.x;
+    if (row >= M) return;
+    const int KB = K >> 4;
+    const u32x4* xr = reinterpret_cast<const u32x4*>(x + (long long)row * K);
+    float g;
+    if (dynamic_row) {
+        float m = 0.0f;
+        for (int c = threadIdx.x; c < (K >> 3); c += blockDim.x) m = fmaxf(m, absmax8(ld16(xr + c)));
+        const float amax = block_max(m, red);
+        g = 2688.0f / fmaxf(amax, 1e-12f);
+        if (threadIdx.x == 0 && g_out) g_out[row] = g;
+    } else {
+        g = g_in[(long long)row * g_stride];
+    }
+    const float g_inv = 1.0f / g;
+    const int kb_padded = (KB + 3) & ~3;
+    uint2* crow = reinterpret_cast<uint2*>(codes + (long long)row * (K >> 1));
+    for (int kb = threadIdx.x; kb < KB; kb += blockDim.x) {
+        const u32x4 a = ld16(xr + 2 * kb), b = ld16(xr + 2 * kb + 1);
+        const float vmax = fmaxf(absmax8(a), absmax8(b));
+        const uint8_t s = nvfp4_block_scale(vmax, g);
+        const float qscale = nvfp4_block_qscale(s, g_inv);
+        crow[kb] = make_uint2(encode8(a, qscale), encode8(b, qscale));
+        const long long off = swizzled ? swizzled_sf_offset(row, kb, kb_padded) : (long long)row * KB + kb;
+        sf[off] = s;
+    }
+}
+
+// Per-tensor amax of bf16 x (n elements, n % 8 == 0) into *amax_bits (must start at 0): the bits
+// of a non-negative float order like the float, so an integer atomicMax is a float max.
+extern "C" __global__ void __launch_bounds__(256) nvfp4_amax_v1(const uint16_t* __restrict__ x, long long n_vec8,
+                                                                 unsigned int* __restrict__ amax_bits) {
+    __shared__ float red[32];
+    float m = 0.0f;
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n_vec8; i += stride)
+        m = fmaxf(m, absmax8(ld16_stream(reinterpret_cast<const u32x4*>(x) + i)));
+    m = block_max(m, red);
+    if (threadIdx.x == 0) atomicMax(amax_bits, __float_as_uint(m));
+}
+
+// g = 2688 / max(amax, 1e-12) from the amax bits (one thread).
+extern "C" __global__ void nvfp4_global_scale_v1(const unsigned int* __restrict__ amax_bits, float* __restrict__ g) {
+    g[0] = 2688.0f / fmaxf(__uint_as_float(amax_bits[0]), 1e-12f);
+}
+
+// codes [M, K/2], sf (linear or swizzled), g (stride 0/1) -> out [M, K] bf16 (out_fp32 = 0) or fp32.
+// One thread per 16-element block.
+extern "C" __global__ void __launch_bounds__(256) nvfp4_dequantize_v1(
+    const uint8_t* __restrict__ codes, const uint8_t* __restrict__ sf, const float* __restrict__ g_in,
+    int g_stride, int M, int K, int swizzled, void* __restrict__ out, int out_fp32) {
+    const int KB = K >> 4;
+    const long long n_blocks = (long long)M * KB;
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    const int kb_padded = (KB + 3) & ~3;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n_blocks; i += stride) {
+        const int row = (int)(i / KB), kb = (int)(i - (long long)row * KB);
+        const uint2 c = *reinterpret_cast<const uint2*>(codes + i * 8);
+        const long long off = swizzled ? swizzled_sf_offset(row, kb, kb_padded) : i;
+        const float s = e4m3_to_f32(sf[off]) * (1.0f / g_in[(long long)row * g_stride]);
+        float v[16];
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            v[j] = e2m1_decode(c.x >> (4 * j)) * s;
+            v[8 + j] = e2m1_decode(c.y >> (4 * j)) * s;
+        }
+        if (out_fp32) {
+            u32x4* o = reinterpret_cast<u32x4*>(reinterpret_cast<float*>(out) + i * 16);
+#pragma unroll
+            for (int q = 0; q < 4; ++q)
+                st16(o + q, u32x4{__float_as_uint(v[4 * q]), __float_as_uint(v[4 * q + 1]),
+                                  __float_as_uint(v[4 * q + 2]), __float_as_uint(v[4 * q + 3])});
+        } else {
+            u32x4* o = reinterpret_cast<u32x4*>(reinterpret_cast<uint16_t*>(out) + i * 16);
+            st16(o, u32x4{f32x2_to_bf16x2(v[0], v[1]), f32x2_to_bf16x2(v[2], v[3]), f32x2_to_bf16x2(v[4], v[5]),
+                          f32x2_to_bf16x2(v[6], v[7])});
+            st16(o + 1, u32x4{f32x2_to_bf16x2(v[8], v[9]), f32x2_to_bf16x2(v[10], v[11]),
+                              f32x2_to_bf16x2(v[12], v[13]), f32x2_to_bf16x2(v[14], v[15])});
+        }
+    }
+}

@@ -1,0 +1,255 @@
+// wo_gemm.cu: fused NVFP4 weight-only (W4A16) GEMM for the DeepSeek-R1 wo projection on Hopper.
+//
+//   out[M, N] (bf16) = x[M, K] (bf16) @ W^T * (1 / g_w),  W given as NVFP4: codes uint8 [N, K/2]
+//   (low nibble = even k), E4M3 block scales uint8 [N, K/16] (linear layout), fp32 global scale g_w.
+//
+// Napkin math (N = 7168, K = 16384): the weight is 58.7 MB of codes + 7.3 MB of scales = 66.1 MB,
+// 3.56x less than bf16. At decode (M <= 64) the GEMM is weight-read bound: 16 us at 4.1 TB/s (H200),
+// 23 us at 2.9 TB/s (H100), vs 57 / 80 us for the bf16 weight. So the kernel must stream codes near
+// copy bandwidth and keep the software decode (no FP4 hardware on Hopper) under the memory time.
+//
+// v1 w4a16_mma_v1<NT, MT, WARPS, KU, FAST>: tensor cores with the operands swapped (out^T = W x^T):
+//   the weight is the mma A operand (16 rows of W per m16 tile), the tokens are the n8 columns, so
+//   M = 1..8 tokens costs one n-tile and the decode of each weight element is shared by all NT
+//   n-tiles. mma.sync.m16n8k16 bf16 -> fp32.
+// - Each thread loads 16 contiguous bytes of codes (32 elements) of its rows g and g+8 per 128-k
+//   step; the k order inside a fragment is permuted (k is a dummy index: A and B just have to agree):
+//   fragment register pairs are elements (i, i+4) of an 8-element word, so the two nibbles sit 16
+//   bits apart and one shift/mask pattern decodes both halves of a bf16x2 at once.
+// - FAST decode: bits = (nibble & 7) << 6 | sign << 15 is the bf16 e2m1(code) * 2^-126 (the e = 0
+//   codes land on bf16 subnormals, which is why this is exact), then one fma.rn.bf16x2 multiplies by
+//   (float(sf) * 2^63) (exact: at most 6 significant bits). The 2^63 keeps the product a normal bf16;
+//   the epilogue multiplies by 2^63 / g_w. FAST = false decodes through fp32 (the check variant).
+// - The activations of a k-tile are staged in shared memory once per CTA, already permuted, 16-byte
+//   chunks XOR-swizzled with a 64-byte row pad, so each thread's 16-byte B-fragment load is
+//   conflict-free.
+// - Split-K over gridDim.z: partial sums go to an fp32 workspace [N, Mpad] with red.global.add.v2;
+//   the last CTA of a tile (a counter per tile) writes bf16 out, and zeroes the workspace and the
+//   counter again, so the kernel needs no memset between calls. splits = 1 writes out directly.
+// - gridDim.x walks token chunks of NT*8 (M > 64 reuses each weight tile from L2 across chunks).
+#include "wb_common.cuh"
+#include "wb_nvfp4.cuh"
+
+__device__ __forceinline__ void mma_16816(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t bf16x2_fma_zero(uint32_t a, uint32_t b) {
+    uint32_t d;  // a * b + (-0): exact product, sign of zero kept
+    asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(0x80008000u));
+    return d;
+}
+
+__device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t sel) {
+    uint32_t d;
+    asm("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(sel));
+    return d;
+}
+
+__device__ __forceinline__ uint32_t word_of(const u32x4& v, int q) {
+    return q == 0 ? v.x : q == 1 ? v.y : q == 2 ? v.z : v.w;
+}
+
+// Elements (i, i+4) of the 8 codes in w as a bf16x2 of e2m1 * 2^-126 (FAST path, before scaling).
+template <int I>
+__device__ __forceinline__ uint32_t e2m1x2_pair_bits(uint32_t w) {
+    const uint32_t x = w >> (4 * I);
+    return ((x << 6) & 0x01c001c0u) | ((x << 12) & 0x80008000u);
+}
+
+// Same pair decoded exactly through fp32 and multiplied by the scale (FAST = false path).
+template <int I>
+__device__ __forceinline__ uint32_t e2m1x2_pair_scaled_f32(uint32_t w, float s) {
+    return f32x2_to_bf16x2(e2m1_decode(w >> (4 * I)) * s, e2m1_decode(w >> (4 * I + 16)) * s);
+}
+
+template <bool FAST, int I>
+__device__ __forceinline__ uint32_t decode_pair(uint32_t w, uint32_t s_bf16x2, float s_f32) {
+    if constexpr (FAST) return bf16x2_fma_zero(e2m1x2_pair_bits<I>(w), s_bf16x2);
+    else return e2m1x2_pair_scaled_f32<I>(w, s_f32);
+}
+
+__device__ __forceinline__ int chunk_swizzle(int c) { return c ^ ((c >> 2) & 3); }
+
+constexpr float TWO_POW_63 = 9.223372036854775808e18f;
+
+template <int NT, int MT, int WARPS, int KU, bool FAST>
+__global__ void __launch_bounds__(WARPS * 32) w4a16_mma_v1(
+    const uint16_t* __restrict__ x, const uint8_t* __restrict__ codes, const uint8_t* __restrict__ sf,
+    const float* __restrict__ g_w, uint16_t* __restrict__ out, float* __restrict__ ws,
+    unsigned int* __restrict__ counters, int M, int N, int K, int splits) {
+    constexpr int TOK = NT * 8;            // tokens per CTA (one chunk)
+    constexpr int KT = 128 * KU;           // k per staged tile
+    constexpr int CH = KT / 8;             // 16-byte chunks per token row of the tile
+    constexpr int ROWB = KT * 2 + 64;      // smem bytes per token row (64-byte pad: conflict-free)
+    constexpr int ROWS = WARPS * MT * 16;  // weight rows per CTA
+    extern __shared__ __align__(16) uint8_t smem[];
+
+    const int chunk = blockIdx.x, rb = blockIdx.y, split = blockIdx.z;
+    const int tok0 = chunk * TOK;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int row_base = rb * ROWS + warp * MT * 16;
+    const int n_ktiles = K / KT;
+    const int kt_begin = (int)((long long)split * n_ktiles / splits);
+    const int kt_end = (int)((long long)(split + 1) * n_ktiles / splits);
+    const long long code_row = K >> 1, sf_row = K >> 4;
+
+    float acc[MT][NT][4];
+#pragma unroll
+    for (int i = 0; i < MT; ++i)
+#pragma unroll
+        for (int j = 0; j < NT; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+
+    for (int kt = kt_begin; kt < kt_end; ++kt) {
+        const int k0 = kt * KT;
+        // 1. This tile's weight codes and scales into registers (issued before the barrier so the
+        //    HBM latency overlaps the activation staging).
+        u32x4 wc[KU][MT][2];
+        uint32_t wsf[KU][MT][2];
+#pragma unroll
+        for (int u = 0; u < KU; ++u)
+#pragma unroll
+            for (int i = 0; i < MT; ++i)
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    const int r = row_base + i * 16 + g + 8 * h;
+                    if (r < N) {
+                        wc[u][i][h] = ld16_stream(codes + r * code_row + ((k0 + 128 * u) >> 1) + 16 * t);
+                        wsf[u][i][h] = *reinterpret_cast<const uint16_t*>(sf + r * sf_row + ((k0 + 128 * u) >> 4) + 2 * t);
+                    } else {
+                        wc[u][i][h] = u32x4{0, 0, 0, 0};
+                        wsf[u][i][h] = 0;
+                    }
+                }
+        __syncthreads();  // the previous tile's B reads are done
+        // 2. Stage x[tok0 : tok0+TOK, k0 : k0+KT] into smem, each 8-element chunk permuted to
+        //    (e0,e4),(e1,e5),(e2,e6),(e3,e7); tokens >= M are zeros.
+        for (int c = threadIdx.x; c < TOK * CH; c += WARPS * 32) {
+            const int tok = c / CH, ch = c - tok * CH;
+            u32x4 v{0, 0, 0, 0};
+            if (tok0 + tok < M) v = ld16(x + (long long)(tok0 + tok) * K + k0 + 8 * ch);
+            const u32x4 p{prmt(v.x, v.z, 0x5410), prmt(v.x, v.z, 0x7632), prmt(v.y, v.w, 0x5410),
+                          prmt(v.y, v.w, 0x7632)};
+            st16(smem + tok * ROWB + chunk_swizzle(ch) * 16, p);
+        }
+        __syncthreads();
+        // 3. Decode and multiply.
+#pragma unroll
+        for (int u = 0; u < KU; ++u) {
+            uint32_t sbf[MT][2][2];  // [tile][row half][block] scale * 2^63 as bf16x2
+            float sfl[MT][2][2];
+#pragma unroll
+            for (int i = 0; i < MT; ++i)
+#pragma unroll
+                for (int h = 0; h < 2; ++h)
+#pragma unroll
+                    for (int b = 0; b < 2; ++b) {
+                        const float s = e4m3_to_f32((uint8_t)(wsf[u][i][h] >> (8 * b)));
+                        sfl[i][h][b] = s;
+                        const float s63 = s * TWO_POW_63;
+                        sbf[i][h][b] = f32x2_to_bf16x2(s63, s63);
+                    }
+#pragma unroll
+            for (int q = 0; q < 4; ++q) {
+                u32x4 bv[NT];
+#pragma unroll
+                for (int j = 0; j < NT; ++j)
+                    bv[j] = ld16(smem + (8 * j + g) * ROWB + chunk_swizzle(16 * u + 4 * t + q) * 16);
+#pragma unroll
+                for (int hh = 0; hh < 2; ++hh) {
+#pragma unroll
+                    for (int i = 0; i < MT; ++i) {
+                        const uint32_t w0 = word_of(wc[u][i][0], q), w1 = word_of(wc[u][i][1], q);
+                        const int b = q >> 1;
+                        uint32_t a[4];
+                        if (hh == 0) {
+                            a[0] = decode_pair<FAST, 0>(w0, sbf[i][0][b], sfl[i][0][b]);
+                            a[1] = decode_pair<FAST, 0>(w1, sbf[i][1][b], sfl[i][1][b]);
+                            a[2] = decode_pair<FAST, 1>(w0, sbf[i][0][b], sfl[i][0][b]);
+                            a[3] = decode_pair<FAST, 1>(w1, sbf[i][1][b], sfl[i][1][b]);
+                        } else {
+                            a[0] = decode_pair<FAST, 2>(w0, sbf[i][0][b], sfl[i][0][b]);
+                            a[1] = decode_pair<FAST, 2>(w1, sbf[i][1][b], sfl[i][1][b]);
+                            a[2] = decode_pair<FAST, 3>(w0, sbf[i][0][b], sfl[i][0][b]);
+                            a[3] = decode_pair<FAST, 3>(w1, sbf[i][1][b], sfl[i][1][b]);
+                        }
+#pragma unroll
+                        for (int j = 0; j < NT; ++j) {
+                            const uint32_t b0 = hh == 0 ? bv[j].x : bv[j].z;
+                            const uint32_t b1 = hh == 0 ? bv[j].y : bv[j].w;
+                            mma_16816(acc[i][j], a, b0, b1);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // Epilogue. acc[i][j]: e0,e1 = (weight row g, tokens 2t, 2t+1), e2,e3 = (row g+8, same tokens).
+    const float alpha = (1.0f / g_w[0]) * (FAST ? TWO_POW_63 : 1.0f);
+    if (splits == 1) {
+#pragma unroll
+        for (int i = 0; i < MT; ++i)
+#pragma unroll
+            for (int j = 0; j < NT; ++j)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const int n = row_base + i * 16 + g + 8 * (e >> 1), tok = tok0 + 8 * j + 2 * t + (e & 1);
+                    if (n < N && tok < M) out[(long long)tok * N + n] = f32_to_bf16(acc[i][j][e] * alpha);
+                }
+        return;
+    }
+    const int mpad = gridDim.x * TOK;
+#pragma unroll
+    for (int i = 0; i < MT; ++i)
+#pragma unroll
+        for (int j = 0; j < NT; ++j)
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const int n = row_base + i * 16 + g + 8 * h, tok = tok0 + 8 * j + 2 * t;
+                if (n < N && tok < M) {
+                    float* p = ws + (long long)n * mpad + tok;
+                    asm volatile("red.global.add.v2.f32 [%0], {%1, %2};" ::"l"(p), "f"(acc[i][j][2 * h]),
+                                 "f"(acc[i][j][2 * h + 1])
+                                 : "memory");
+                }
+            }
+    __threadfence();
+    __syncthreads();
+    __shared__ unsigned int is_last;
+    unsigned int* counter = counters + (long long)rb * gridDim.x + chunk;
+    if (threadIdx.x == 0) is_last = (atomicAdd(counter, 1u) == (unsigned)(splits - 1));
+    __syncthreads();
+    if (!is_last) return;
+    __threadfence();
+    const int n_tok = min(TOK, M - tok0);
+    const int row0 = rb * ROWS;
+    for (int idx = threadIdx.x; idx < ROWS * n_tok; idx += WARPS * 32) {
+        const int tok = tok0 + idx / ROWS, n = row0 + idx % ROWS;
+        if (n >= N) continue;
+        float* p = ws + (long long)n * mpad + tok;
+        const float v = __ldcg(p);
+        __stcg(p, 0.0f);
+        out[(long long)tok * N + n] = f32_to_bf16(v * alpha);
+    }
+    if (threadIdx.x == 0) *counter = 0u;
+}
+
+// Tile configurations: <NT tokens/8, MT m16 tiles per warp, WARPS, KU (k tile = 128*KU), FAST>.
+// @instantiate w4a16_mma_v1<1, 2, 8, 2, true>
+// @instantiate w4a16_mma_v1<1, 2, 4, 2, true>
+// @instantiate w4a16_mma_v1<1, 4, 4, 1, true>
+// @instantiate w4a16_mma_v1<1, 2, 8, 2, false>
+// @instantiate w4a16_mma_v1<2, 2, 8, 2, true>
+// @instantiate w4a16_mma_v1<2, 4, 4, 1, true>
+// @instantiate w4a16_mma_v1<4, 2, 4, 2, true>
+// @instantiate w4a16_mma_v1<4, 2, 8, 1, true>
+// @instantiate w4a16_mma_v1<8, 2, 4, 1, true>
+// @instantiate w4a16_mma_v1<8, 2, 8, 1, true>
+// @instantiate w4a16_mma_v1<8, 2, 4, 1, false>

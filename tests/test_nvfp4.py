@@ -1,0 +1,320 @@
+"""NVFP4 reference (CPU, exhaustive on the format) and kernels (GPU, bit-exact vs the reference)."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from workbench.runtime import InputError, has_cuda
+from workbench.techniques import nvfp4 as nv
+
+GRID = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]
+
+
+# ---------------------------------------------------------------------------------------------- e2m1
+def test_e2m1_values_table():
+    assert nv.E2M1_VALUES.tolist()[:8] == GRID
+    assert nv.E2M1_VALUES.tolist()[8:] == [-v for v in GRID]
+    assert torch.signbit(nv.E2M1_VALUES[8])  # code 8 is -0.0
+
+
+def test_e2m1_all_16_codes_roundtrip():
+    codes = torch.arange(16, dtype=torch.uint8)
+    vals = nv.e2m1_decode(codes)
+    assert torch.equal(nv.e2m1_encode(vals), codes)
+
+
+def _rne_e2m1_fp64(v: float) -> int:
+    """Independent RNE on the grid: nearest value, ties to the even code (mantissa bit 0)."""
+    a = min(abs(v), 6.0)
+    dists = [abs(a - g) for g in GRID]
+    best = min(dists)
+    cands = [i for i, d in enumerate(dists) if d == best]
+    code = cands[0] if len(cands) == 1 else next(i for i in cands if i % 2 == 0)
+    return code | (8 if np.signbit(v) else 0)
+
+
+def test_e2m1_every_tie_point_and_neighbours():
+    vals = []
+    for t in nv.TIE_POINTS:
+        for d in (0.0, np.nextafter(np.float32(t), np.float32(0)) - t, np.nextafter(np.float32(t), np.float32(9)) - t):
+            vals += [t + d, -(t + d)]
+    v = torch.tensor(vals, dtype=torch.float32)
+    got = nv.e2m1_encode(v).tolist()
+    want = [_rne_e2m1_fp64(float(x)) for x in v.tolist()]
+    assert got == want
+    # the tie table itself
+    ties = nv.e2m1_encode(torch.tensor(nv.TIE_POINTS)).tolist()
+    assert [GRID[c] for c in ties] == [0.0, 1.0, 1.0, 2.0, 2.0, 4.0, 4.0]
+
+
+def test_e2m1_random_against_fp64_and_saturation():
+    g = torch.Generator().manual_seed(0)
+    v = (torch.rand(20000, generator=g) - 0.5) * 16
+    assert nv.e2m1_encode(v).tolist() == [_rne_e2m1_fp64(float(x)) for x in v.tolist()]
+    big = torch.tensor([6.0, 6.5, 100.0, 3e38, -7.0])
+    assert nv.e2m1_encode(big).tolist() == [7, 7, 7, 7, 15]
+
+
+def test_e2m1_sign_of_small_values_kept():
+    assert nv.e2m1_encode(torch.tensor([-0.1, -0.0, 0.0, 0.1])).tolist() == [8, 8, 0, 0]
+
+
+# ---------------------------------------------------------------------------------------------- e4m3
+def _all_e4m3_values():
+    b = torch.arange(256, dtype=torch.uint8)
+    v = nv.e4m3_decode(b)
+    finite = torch.isfinite(v) & (b < 128)
+    return v[finite].double().unique()
+
+
+def test_e4m3_encode_rne_against_table():
+    table = _all_e4m3_values()  # 0 .. 448, non-negative
+    g = torch.Generator().manual_seed(1)
+    mids = ((table[1:] + table[:-1]) / 2).float()
+    v = torch.cat([torch.rand(5000, generator=g) * 460, mids, table.float(),
+                   torch.tensor([2.0**-10, 2.0**-10 * 1.01, 2.0**-11, 1e-30])])
+    got = nv.e4m3_decode(nv.e4m3_encode(v)).double()
+    vd = v.double().clamp(max=448)
+    d = (vd[:, None] - table[None, :]).abs()
+    best = d.min(dim=1).values
+    for i in range(len(v)):
+        cands = table[(d[i] == best[i])]
+        if len(cands) == 1:
+            assert got[i] == cands[0], (float(v[i]), float(got[i]))
+        else:  # tie: the even mantissa
+            assert got[i] in cands.tolist()
+            byte = int(nv.e4m3_encode(v[i:i + 1])[0])
+            assert byte % 2 == 0
+
+
+def test_e4m3_saturates_instead_of_nan():
+    assert nv.e4m3_decode(nv.e4m3_encode(torch.tensor([448.0, 464.0, 1e9]))).tolist() == [448.0] * 3
+
+
+# ---------------------------------------------------------------------------------------------- layout
+def test_pack_low_nibble_first():
+    codes = torch.tensor([[1, 2, 3, 4]], dtype=torch.uint8)
+    assert nv.pack_nibbles(codes).tolist() == [[0x21, 0x43]]
+    assert torch.equal(nv.unpack_nibbles(nv.pack_nibbles(codes)), codes)
+
+
+@pytest.mark.parametrize("M,KB", [(1, 1), (128, 4), (130, 5), (300, 7), (256, 1024 // 16)])
+def test_swizzle_roundtrip_offsets_padding(M, KB):
+    g = torch.Generator().manual_seed(M + KB)
+    sf = torch.randint(1, 256, (M, KB), dtype=torch.uint8, generator=g)
+    sw = nv.swizzle_scales(sf)
+    Mp, KBp = -(-M // 128) * 128, -(-KB // 4) * 4
+    assert sw.numel() == Mp * KBp == nv.swizzled_size(M, KB * 16)
+    assert torch.equal(nv.unswizzle_scales(sw, M, KB * 16), sf)
+    m, kb = torch.meshgrid(torch.arange(M), torch.arange(KB), indexing="ij")
+    offs = nv.swizzled_sf_offset(m, kb, KBp)
+    assert torch.equal(sw[offs.flatten()], sf.flatten())
+    mask = torch.ones(Mp * KBp, dtype=torch.bool)
+    mask[offs.flatten()] = False
+    assert int(sw[mask].count_nonzero()) == 0  # padding is zero
+
+
+def test_swizzle_formula_spot_values():
+    assert nv.swizzled_sf_offset(0, 0, 4) == 0
+    assert nv.swizzled_sf_offset(1, 0, 4) == 16
+    assert nv.swizzled_sf_offset(32, 0, 4) == 4
+    assert nv.swizzled_sf_offset(0, 3, 4) == 3
+    assert nv.swizzled_sf_offset(0, 4, 8) == 512
+    assert nv.swizzled_sf_offset(128, 0, 8) == 1024
+
+
+# ---------------------------------------------------------------------------------------------- quantize
+def _fp64_quantize(x: torch.Tensor, g: float):
+    """Independent scalar implementation of the recipe (numpy fp32 steps) for a few rows."""
+    f32 = np.float32
+    xs = x.float().numpy()
+    M, K = xs.shape
+    codes = np.zeros((M, K), np.uint8)
+    sfs = np.zeros((M, K // 16), np.uint8)
+    g32 = f32(g)
+    ginv = f32(1) / g32
+    for m in range(M):
+        for b in range(K // 16):
+            blk = xs[m, 16 * b:16 * b + 16]
+            vmax = f32(np.abs(blk).max())
+            sf_f = min(g32 * (vmax / f32(6)), f32(448))
+            sf_b = int(nv.e4m3_encode(torch.tensor([sf_f]))[0])
+            sf_v = f32(nv.e4m3_decode(torch.tensor([sf_b], dtype=torch.uint8))[0])
+            q = f32(1) / (sf_v * ginv) if sf_v != 0 else f32(0)
+            sfs[m, b] = sf_b
+            for j in range(16):
+                codes[m, 16 * b + j] = _rne_e2m1_fp64(float(f32(blk[j]) * q))
+    return codes, sfs
+
+
+def test_quantize_matches_scalar_recipe():
+    x = nv.make_inputs(3, 64, seed=3, device="cpu")
+    q = nv.quantize_reference(x, "tensor")
+    codes, sfs = _fp64_quantize(x, float(q.global_scale))
+    assert torch.equal(nv.unpack_nibbles(q.codes), torch.from_numpy(codes))
+    assert torch.equal(q.scales, torch.from_numpy(sfs))
+
+
+def test_quantize_ties_exact():
+    x = nv.make_tie_inputs(8, 256, seed=4, device="cpu")
+    q = nv.quantize_reference(x, torch.tensor(1.0))
+    codes = nv.unpack_nibbles(q.codes)
+    want = torch.tensor([_rne_e2m1_fp64(v) for v in (x.float() / x.float().view(8, 16, 16).abs().amax(-1)
+                                                      .repeat_interleave(16, 1) * 6).flatten().tolist()])
+    assert torch.equal(codes.flatten().long(), want)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_quantize_error_and_dequant(dtype):
+    x = torch.randn(64, 7168 // 8, generator=torch.Generator().manual_seed(5)).to(dtype)
+    d = nv.reference(x, "row")
+    rel = float((d - x.float()).norm() / x.float().norm())
+    assert 0.07 < rel < 0.12  # techniques.md: ~0.095 on Gaussian rows
+
+
+def test_row_scale_matches_per_row_tensor_scale():
+    x = nv.make_inputs(5, 96, seed=6, device="cpu")
+    qr = nv.quantize_reference(x, "row")
+    assert qr.global_scale.shape == (5,)
+    for m in range(5):
+        q1 = nv.quantize_reference(x[m:m + 1], "tensor")
+        assert torch.equal(q1.codes, qr.codes[m:m + 1]) and torch.equal(q1.scales, qr.scales[m:m + 1])
+
+
+def test_amax_zero_and_zero_blocks():
+    x = torch.zeros(2, 32)
+    x[1, 16:] = torch.linspace(-1, 1, 16)
+    q = nv.quantize_reference(x, "row")
+    assert float(q.global_scale[0]) == pytest.approx(2688 / 1e-12, rel=1e-6)
+    assert q.scales[0].tolist() == [0, 0] and q.scales[1, 0] == 0 and q.scales[1, 1] != 0
+    assert int(nv.unpack_nibbles(q.codes)[0].max()) == 0
+    assert torch.equal(nv.dequantize_reference(q)[0], torch.zeros(32))
+    assert torch.all(nv.dequantize_reference(q)[1, :16] == 0)
+
+
+def test_denormal_range_blocks_flush_or_lose_precision():
+    # per-tensor scale set by one large value; a block 1e-6 of it gets a subnormal or zero scale
+    x = torch.zeros(1, 48)
+    x[0, :16] = 1000.0
+    x[0, 16:32] = torch.linspace(0.01, 0.02, 16)   # 1e-5 of amax: subnormal E4M3 scale
+    x[0, 32:] = torch.linspace(1e-5, 2e-5, 16)     # 1e-8 of amax: scale rounds to 0 -> flushed
+    q = nv.quantize_reference(x, "tensor")
+    sf = nv.e4m3_decode(q.scales[0])
+    assert 0 < float(sf[1]) < 2.0**-6  # subnormal
+    assert float(sf[2]) == 0.0
+    d = nv.dequantize_reference(q)[0]
+    assert torch.all(d[32:] == 0)
+    assert float((d[16:32] - x[0, 16:32]).abs().max()) < 0.01
+
+
+def test_nonfinite_input_rejected():
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        x = torch.ones(2, 16)
+        x[1, 3] = bad
+        with pytest.raises(InputError, match="x: expected finite"):
+            nv.quantize_reference(x)
+
+
+def test_given_global_scale_and_saturation():
+    x = torch.full((1, 16), 10.0)
+    q = nv.quantize_reference(x, torch.tensor(1000.0))  # g * vmax / 6 = 1667 > 448: saturate
+    assert nv.e4m3_decode(q.scales).item() == 448.0
+    assert nv.unpack_nibbles(q.codes).unique().tolist() == [7]
+    with pytest.raises(InputError, match="global_scale"):
+        nv.quantize_reference(x, torch.tensor(-1.0))
+    with pytest.raises(InputError, match="global_scale"):
+        nv.quantize_reference(x, torch.ones(3))
+
+
+def test_bad_input_errors():
+    with pytest.raises(InputError, match="K"):
+        nv.quantize_reference(torch.ones(2, 24))
+    with pytest.raises(InputError, match="dtype"):
+        nv.quantize_reference(torch.ones(2, 16, dtype=torch.int32))
+    with pytest.raises(InputError, match="layout"):
+        nv.quantize_reference(torch.ones(2, 16), layout="tiled")
+    with pytest.raises(InputError, match="global_scale"):
+        nv.quantize_reference(torch.ones(2, 16), global_scale="block")
+
+
+def test_swizzled_layout_same_bytes():
+    x = nv.make_inputs(130, 80, seed=8, device="cpu")
+    ql, qs = nv.quantize_reference(x, "row", "linear"), nv.quantize_reference(x, "row", "swizzled")
+    assert torch.equal(qs.linear_scales(), ql.scales) and torch.equal(qs.codes, ql.codes)
+    assert torch.equal(nv.dequantize_reference(qs), nv.dequantize_reference(ql))
+
+
+def test_kernel_fast_decode_bit_trick():
+    """The wo kernel's FAST decode: bf16 bits (n & 7) << 6 | sign << 15 equal e2m1 * 2^-126 for all codes,
+    and times float(sf) * 2^63 the product is exact in bf16 for every E4M3 scale."""
+    codes = torch.arange(16, dtype=torch.int32)
+    bits = ((codes & 7) << 6) | ((codes & 8) << 12)
+    as_f32 = (bits << 16).to(torch.int32).view(torch.float32)  # bf16 -> fp32 by bits
+    assert torch.equal(as_f32.double() * 2.0**126, nv.E2M1_VALUES.double())
+    sf = _all_e4m3_values()
+    prod = nv.E2M1_VALUES.double()[:, None] * sf[None, :] * 2.0**63
+    assert torch.equal(prod.float().to(torch.bfloat16).double(), prod)  # exact in bf16
+
+
+# ---------------------------------------------------------------------------------------------- GPU
+GPU_SHAPES = [(1, 16), (3, 48), (7, 80), (130, 208), (257, 7168), (64, 16384)]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("M,K", GPU_SHAPES)
+@pytest.mark.parametrize("mode,layout", list(itertools.product(["tensor", "row", "given"], ["linear", "swizzled"])))
+def test_gpu_quantize_bit_exact(M, K, mode, layout):
+    for seed, maker in enumerate((nv.make_inputs, nv.make_tie_inputs)):
+        x = maker(M, K, seed=seed + M, device="cuda")
+        if maker is nv.make_tie_inputs and mode != "given":
+            continue
+        gs = torch.tensor(1.0, device="cuda") if maker is nv.make_tie_inputs else (
+            nv.global_scale_from_amax(x.float().abs().amax()).cuda() if mode == "given" else mode)
+        q = nv.quantize(x, gs, layout)
+        r = nv.quantize_reference(x, gs, layout)
+        res = nv.compare_exact(q, r)
+        assert res["passed"], res
+
+
+@pytest.mark.gpu
+def test_gpu_quantize_extremes_and_zero_rows():
+    x = nv.make_inputs(40, 96, seed=9, device="cpu").float()
+    x[0] = 0
+    x[1, :16] = 3e38 / 1e5
+    x[2] = x[2] * 1e-30
+    x = x.to(torch.bfloat16).cuda()
+    for gs in ("tensor", "row"):
+        q, r = nv.quantize(x, gs, "swizzled"), nv.quantize_reference(x, gs, "swizzled")
+        assert nv.compare_exact(q, r)["passed"]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("layout", ["linear", "swizzled"])
+def test_gpu_dequantize_exact(layout):
+    x = nv.make_inputs(130, 208, seed=10, device="cuda")
+    q = nv.quantize(x, "row", layout)
+    ref = nv.dequantize_reference(q)
+    assert torch.equal(nv.dequantize(q, torch.float32), ref)
+    assert torch.equal(nv.dequantize(q, torch.bfloat16), ref.to(torch.bfloat16))
+
+
+@pytest.mark.gpu
+def test_gpu_quantize_bad_input():
+    with pytest.raises(InputError, match="dtype"):
+        nv.quantize(torch.ones(2, 16, device="cuda"))
+    with pytest.raises(InputError, match="contiguous"):
+        nv.quantize(torch.ones(32, 16, device="cuda", dtype=torch.bfloat16).t())
+    with pytest.raises(InputError, match="K"):
+        nv.quantize(torch.ones(2, 24, device="cuda", dtype=torch.bfloat16))
+
+
+@pytest.mark.skipif(has_cuda(), reason="CPU-only check")
+def test_kernels_compile_for_sm90a():
+    from workbench.runtime import compile_kernel
+
+    for name in ("nvfp4", "wo_gemm"):
+        c = compile_kernel(name)
+        for r in c.resources.values():
+            assert not r.spills, (name, r)

@@ -1,0 +1,435 @@
+"""The DeepSeek-R1 wo (o_proj) GEMM with NVFP4 weights on Hopper, step by step, and its accuracy.
+
+Idea: out[M, 7168] = x[M, 16384] @ W_o^T. At decode (M <= 64 tokens per attention-DP rank) the GEMM
+reads the whole weight for a handful of tokens, so its time is the weight bytes over HBM bandwidth:
+234.9 MB in bf16, 117.5 MB in fp8, 66.1 MB in NVFP4. Hopper has no FP4 tensor cores, so the NVFP4
+path is weight-only (W4A16): decode codes * scale to bf16 in registers, mma.sync in bf16, fp32
+accumulate, the global scale in the epilogue (kernels/wo_gemm.cu).
+
+Bytes/flops model: bytes = weight bytes + 2MK (x) + 2MN (out); flops = 2MNK. Bound = max(bytes /
+measured copy bandwidth, flops / measured bf16 matmul peak).
+
+Variants (story order): `cublas_bf16` (baseline: torch x @ W^T), `torch_fp8` (torch._scaled_mm, fp8
+e4m3 per-tensor scales, x pre-quantized, M padded to 16), `nvfp4_dequant_cublas` (dequantize the
+NVFP4 weight to bf16 with kernels/nvfp4.cu, then cuBLAS), `w4a16_mma` (the fused kernel, tuned tile
+config and split-K per M), `optimized` (dispatch by M: fused kernel up to FUSED_MAX_M tokens,
+dequantize-then-cuBLAS above). Blog: Part 3, "wo GEMM in NVFP4" (techniques.md section 1).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..runtime import InputError, check_tensor
+from . import nvfp4
+from .nvfp4 import NVFP4Tensor
+
+SOURCES = ("workbench/techniques/nvfp4.py", "workbench/techniques/wo_gemm.py", "nvfp4", "wo_gemm")
+N_OUT, K_IN = 7168, 16384  # W_o: [7168, 16384]
+M_CASES = (1, 8, 32, 64, 128, 256, 1024, 4096)
+FUSED_MAX_M = 128  # above this the dispatcher dequantizes and calls cuBLAS (see the record)
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    """Template parameters of w4a16_mma_v1: NT n8 token tiles, MT m16 weight tiles per warp, WARPS
+    warps per CTA, KU (k tile = 128 * KU), FAST decode."""
+
+    nt: int
+    mt: int
+    warps: int
+    ku: int
+    fast: bool = True
+
+    @property
+    def expr(self) -> str:
+        return f"w4a16_mma_v1<{self.nt}, {self.mt}, {self.warps}, {self.ku}, {str(self.fast).lower()}>"
+
+    @property
+    def rows(self) -> int:
+        return self.warps * self.mt * 16
+
+    @property
+    def tokens(self) -> int:
+        return self.nt * 8
+
+    @property
+    def smem(self) -> int:
+        return self.tokens * (128 * self.ku * 2 + 64)
+
+    def __str__(self) -> str:
+        return f"nt{self.nt}_mt{self.mt}_w{self.warps}_ku{self.ku}" + ("" if self.fast else "_f32dec")
+
+
+# Instantiated in kernels/wo_gemm.cu (// @instantiate lines).
+CONFIGS = [TileConfig(1, 2, 8, 2), TileConfig(1, 2, 4, 2), TileConfig(1, 4, 4, 1), TileConfig(1, 2, 8, 2, False),
+           TileConfig(2, 2, 8, 2), TileConfig(2, 4, 4, 1), TileConfig(4, 2, 4, 2), TileConfig(4, 2, 8, 1),
+           TileConfig(8, 2, 4, 1), TileConfig(8, 2, 8, 1), TileConfig(8, 2, 4, 1, False)]
+
+# Default (config, splits) by M; the GPU benchmark re-tunes within its run and records its choice.
+DEFAULT_TUNING: dict[int, tuple[TileConfig, int]] = {}
+
+
+def default_config(M: int) -> TileConfig:
+    nt = 1 if M <= 8 else 2 if M <= 16 else 4 if M <= 32 else 8
+    return {1: TileConfig(1, 2, 8, 2), 2: TileConfig(2, 2, 8, 2), 4: TileConfig(4, 2, 8, 1),
+            8: TileConfig(8, 2, 4, 1)}[nt]
+
+
+def default_splits(M: int, N: int, K: int, cfg: TileConfig, sms: int = 132) -> int:
+    """Split-K count that gives about 3 CTAs per SM (at least one k tile per split)."""
+    chunks = math.ceil(M / cfg.tokens)
+    tiles = math.ceil(N / cfg.rows) * chunks
+    n_kt = K // (128 * cfg.ku)
+    return max(1, min(n_kt, round(3 * sms / tiles)))
+
+
+def candidate_configs(M: int) -> list[TileConfig]:
+    """Fast configs whose token tile suits M (for tuning)."""
+    want = 1 if M <= 8 else 2 if M <= 16 else 4 if M <= 32 else 8
+    return [c for c in CONFIGS if c.fast and c.nt == want]
+
+
+_WORKSPACE: dict = {}
+
+
+def _workspace(device, N: int, mpad: int, n_counters: int):
+    """fp32 [N * mpad] partial sums and int32 counters, zero, reused (the kernel leaves them zero)."""
+    key = (str(device), N, mpad)
+    ws, cnt = _WORKSPACE.get(key, (None, None))
+    if ws is None or cnt.numel() < n_counters:
+        ws = torch.zeros(N * mpad, dtype=torch.float32, device=device)
+        cnt = torch.zeros(max(n_counters, 1024), dtype=torch.int32, device=device)
+        _WORKSPACE[key] = (ws, cnt)
+    return ws, cnt
+
+
+def check_weight(w: NVFP4Tensor, K: int | None = None) -> None:
+    if not isinstance(w, NVFP4Tensor):
+        raise InputError(f"w: expected an NVFP4Tensor, got {type(w).__name__}")
+    N, Kw = w.shape
+    if K is not None and Kw != K:
+        raise InputError(f"w: expected K = {K} (x.shape[1]), got weight shape {list(w.shape)}")
+    if w.layout != "linear":
+        raise InputError(f"w.layout: expected 'linear' scales for the fused kernel, got {w.layout!r} "
+                         "(unswizzle_scales() converts)")
+    if w.global_scale.dim() != 0:
+        raise InputError(f"w.global_scale: expected one per-tensor scale (shape []), got {list(w.global_scale.shape)}")
+    check_tensor("w.codes", w.codes, dtype=torch.uint8, device="cuda", shape=[N, Kw // 2], contiguous=True,
+                 align_bytes=16)
+    check_tensor("w.scales", w.scales, dtype=torch.uint8, device="cuda", shape=[N, Kw // 16], contiguous=True)
+
+
+def w4a16_gemm(x: torch.Tensor, w: NVFP4Tensor, config: TileConfig | None = None, splits: int | None = None,
+               out: torch.Tensor | None = None) -> torch.Tensor:
+    """Fused NVFP4 weight-only GEMM: x bf16 [M, K] (K % 256 == 0) @ dequant(w)^T -> bf16 [M, N].
+
+    w: NVFP4Tensor [N, K] with linear scales and a per-tensor global scale. config/splits default by M.
+    """
+    from ..runtime import get_kernel, launch
+
+    check_tensor("x", x, dtype=torch.bfloat16, device="cuda", ndim=2, contiguous=True, align_bytes=16)
+    M, K = x.shape
+    check_weight(w, K)
+    N = w.shape[0]
+    cfg = config or default_config(M)
+    if K % (128 * cfg.ku):
+        raise InputError(f"x.shape[1] (K): expected a multiple of {128 * cfg.ku} for config {cfg}, got {K}")
+    if M < 1:
+        raise InputError(f"x.shape[0] (M): expected >= 1, got {M}")
+    chunks = math.ceil(M / cfg.tokens)
+    rowblocks = math.ceil(N / cfg.rows)
+    splits = splits or default_splits(M, N, K, cfg)
+    if out is None:
+        out = torch.empty((M, N), dtype=torch.bfloat16, device=x.device)
+    check_tensor("out", out, dtype=torch.bfloat16, device="cuda", shape=[M, N], contiguous=True)
+    ws, cnt = _workspace(x.device, N, chunks * cfg.tokens, rowblocks * chunks)
+    launch(get_kernel("wo_gemm", cfg.expr), (chunks, rowblocks, splits), cfg.warps * 32,
+           (x, w.codes, w.scales, w.global_scale, out, ws, cnt, M, N, K, splits), shared_mem=cfg.smem)
+    return out
+
+
+def dequant_cublas(x: torch.Tensor, w: NVFP4Tensor, scratch: torch.Tensor | None = None) -> torch.Tensor:
+    """NVFP4 weight -> bf16 [N, K] (kernels/nvfp4.cu), then cuBLAS x @ W^T."""
+    wb = nvfp4.dequantize(w, torch.bfloat16, out=scratch)
+    return x @ wb.t()
+
+
+_SCRATCH: dict = {}
+
+
+def wo_nvfp4(x: torch.Tensor, w: NVFP4Tensor, tuning: dict | None = None) -> torch.Tensor:
+    """The dispatcher (`optimized`): fused W4A16 kernel for M <= FUSED_MAX_M, else dequantize + cuBLAS.
+
+    tuning: {M: (TileConfig, splits)} measured choices (the nearest M at or above is used).
+    """
+    M = x.shape[0]
+    if M > FUSED_MAX_M:
+        key = (str(x.device), w.shape)
+        if key not in _SCRATCH:
+            _SCRATCH[key] = torch.empty(w.shape, dtype=torch.bfloat16, device=x.device)
+        return dequant_cublas(x, w, _SCRATCH[key])
+    tuning = tuning or DEFAULT_TUNING
+    keys = sorted(k for k in tuning if k >= M)
+    if keys:
+        cfg, splits = tuning[keys[0]]
+        return w4a16_gemm(x, w, cfg, splits)
+    return w4a16_gemm(x, w)
+
+
+# ---------------------------------------------------------------------------------------------------
+# fp8 per-tensor (torch._scaled_mm) and fp8 128x128 block emulation
+# ---------------------------------------------------------------------------------------------------
+
+FP8_MAX = 448.0
+
+
+def fp8_per_tensor(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """t -> (e4m3 tensor, fp32 dequant scale []) with scale = amax / 448."""
+    scale = (t.float().abs().amax() / FP8_MAX).clamp(min=1e-12)
+    return (t.float() / scale).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn), scale
+
+
+def fp8_prepare_weight(w_bf16: torch.Tensor):
+    """W [N, K] -> (column-major e4m3 [K, N] view for _scaled_mm, scale)."""
+    w8, s = fp8_per_tensor(w_bf16)
+    return w8.t(), s  # w8 is [N, K] row-major, so w8.t() is [K, N] column-major
+
+
+def fp8_scaled_mm(x8: torch.Tensor, sx: torch.Tensor, w8t: torch.Tensor, sw: torch.Tensor) -> torch.Tensor:
+    """torch._scaled_mm with x8 e4m3 [Mpad16, K] row-major and w8t [K, N] column-major -> bf16."""
+    return torch._scaled_mm(x8, w8t, scale_a=sx, scale_b=sw, out_dtype=torch.bfloat16)
+
+
+def pad_rows(x: torch.Tensor, multiple: int = 16) -> torch.Tensor:
+    M = x.shape[0]
+    Mp = (M + multiple - 1) // multiple * multiple
+    if Mp == M:
+        return x
+    return torch.cat([x, torch.zeros((Mp - M, x.shape[1]), dtype=x.dtype, device=x.device)])
+
+
+def fp8_block_quant_dequant(t: torch.Tensor, block_rows: int, block_cols: int) -> torch.Tensor:
+    """fp8 e4m3 with one scale per [block_rows, block_cols] tile (DeepSeek: 128x128 weights, 1x128
+    activations), quantized and dequantized back to fp32."""
+    R, C = t.shape
+    br, bc = min(block_rows, R), min(block_cols, C)
+    if R % br or C % bc:
+        raise InputError(f"t: shape {list(t.shape)} is not a multiple of the block {br}x{bc}")
+    tiles = t.float().view(R // br, br, C // bc, bc)
+    scale = (tiles.abs().amax(dim=(1, 3), keepdim=True) / FP8_MAX).clamp(min=1e-12)
+    q = (tiles / scale).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn).float()
+    return (q * scale).view(R, C)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Inputs, reference, validation
+# ---------------------------------------------------------------------------------------------------
+
+def make_weight(N: int = N_OUT, K: int = K_IN, seed: int = 0, device="cuda") -> torch.Tensor:
+    """A wo-like weight: Gaussian with std 1/sqrt(K) (Kaiming-like), bf16 [N, K]."""
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    w = torch.randn((N, K), generator=g) / math.sqrt(K)
+    return w.to(torch.bfloat16).to(device)
+
+
+def make_activations(M: int, K: int = K_IN, seed: int = 1, device="cuda", outlier_channels: int = 0,
+                     outlier_scale: float = 1.0) -> torch.Tensor:
+    """Gaussian activations bf16 [M, K]; optionally `outlier_channels` fixed channels scaled by
+    `outlier_scale` (the systematic outlier features of LLM activations)."""
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    x = torch.randn((M, K), generator=g)
+    if outlier_channels:
+        idx = torch.randperm(K, generator=g)[:outlier_channels]
+        x[:, idx] *= outlier_scale
+    return x.to(torch.bfloat16).to(device)
+
+
+def reference(x: torch.Tensor, w_deq: torch.Tensor) -> torch.Tensor:
+    """fp32 GEMM of the operands as given (x: [M, K], w_deq: dequantized weight fp32 [N, K])."""
+    return x.float() @ w_deq.float().t()
+
+
+def validate(out: torch.Tensor, ref: torch.Tensor, tol: float = 1e-3) -> dict:
+    """rel-L2 of a bf16 GEMM output vs the fp32 reference rounded to bf16.
+
+    The kernel's products are exact (e2m1 * e4m3 fits bf16) and its sums are fp32, so it differs from
+    the fp32 GEMM only by accumulation order, and from the bf16-rounded reference only where that
+    order flips a last-bit rounding: rel-L2 ~1e-5. Comparing to the unrounded fp32 reference would
+    charge the bf16 output rounding (~1.5e-3 rel-L2) to the kernel, hence the rounded reference.
+    Tolerance 1e-3 (the issue's). Also reports cosine and max abs error, and NaN counts (poisoned out).
+    """
+    o, r = out.float(), ref.to(torch.bfloat16).float()
+    rel = float((o - r).norm() / r.norm().clamp(min=1e-30))
+    cos = float(torch.nn.functional.cosine_similarity(o.flatten(), r.flatten(), dim=0))
+    nans = int(torch.isnan(o).sum())
+    return {"rel_l2": rel, "cosine": cos, "max_abs": float((o - r).abs().max()), "nan": nans,
+            "passed": bool(rel <= tol and nans == 0)}
+
+
+def weight_bytes(kind: str, N: int = N_OUT, K: int = K_IN) -> int:
+    return {"bf16": 2 * N * K, "fp8": N * K, "nvfp4": N * K // 2 + N * K // 16}[kind]
+
+
+def case_bytes(M: int, kind: str = "nvfp4", N: int = N_OUT, K: int = K_IN) -> int:
+    return weight_bytes(kind, N, K) + 2 * M * K + 2 * M * N
+
+
+def flops(M: int, N: int = N_OUT, K: int = K_IN) -> int:
+    return 2 * M * N * K
+
+
+# ---------------------------------------------------------------------------------------------------
+# Accuracy study (CPU-capable at small sizes)
+# ---------------------------------------------------------------------------------------------------
+
+def quant_variants(x: torch.Tensor, w: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Outputs of every number format for x [M, K] (bf16) and w [N, K] (fp32 'true' weight), fp32."""
+    xf = x.float()
+    wq = nvfp4.quantize_reference(w, "tensor")
+    w_nv = nvfp4.dequantize_reference(wq)
+    x8, sx = fp8_per_tensor(x)
+    w8, sw = fp8_per_tensor(w)
+    xq = nvfp4.quantize_reference(x, "tensor")  # W4A4: activations quantized too (static-like per tensor)
+    return {
+        "bf16": xf @ w.to(torch.bfloat16).float().t(),
+        "fp8_per_tensor": (x8.float() * sx) @ (w8.float() * sw).t(),
+        "fp8_block128": fp8_block_quant_dequant(x, 1, 128) @ fp8_block_quant_dequant(w, 128, 128).t(),
+        "nvfp4_w4a16": xf @ w_nv.t(),
+        "nvfp4_w4a4": nvfp4.dequantize_reference(xq) @ w_nv.t(),
+    }
+
+
+def error_metrics(out: torch.Tensor, ref: torch.Tensor) -> dict:
+    d = (out - ref).double()
+    r = ref.double()
+    return {"rel_l2": float(d.norm() / r.norm()), "cosine": float(torch.nn.functional.cosine_similarity(
+        out.double().flatten(), r.flatten(), dim=0)), "max_abs": float(d.abs().max())}
+
+
+def accuracy_study(M: int = 16, N: int = 512, K: int = 2048, outlier_scales=(1.0, 10.0, 30.0, 100.0),
+                   outlier_channels: int = 16, seed: int = 0, device="cpu") -> list[dict]:
+    """Rows {activations, outlier_scale, format, rel_l2, cosine, max_abs} vs the fp32 reference.
+
+    'gaussian' is outlier_scale 1; the others scale `outlier_channels` fixed input channels.
+    """
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    w = (torch.randn((N, K), generator=g) / math.sqrt(K)).to(device)
+    rows = []
+    for s in outlier_scales:
+        x = make_activations(M, K, seed=seed + 1, device=device, outlier_channels=0 if s == 1.0 else outlier_channels,
+                             outlier_scale=s)
+        ref = x.float() @ w.t()
+        for fmt, out in quant_variants(x, w).items():
+            rows.append({"activations": "gaussian" if s == 1.0 else f"{outlier_channels} outlier channels",
+                         "outlier_scale": s, "format": fmt, **error_metrics(out, ref)})
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------
+# Benchmark (GPU)
+# ---------------------------------------------------------------------------------------------------
+
+def _time(fns, graph=True):
+    from ..bench import time_cuda
+
+    return time_cuda(fns, reps=30, graph=graph, inner=12, max_seconds=4.0)
+
+
+def _bench_wo_case(M, N, K, ceil, ctx, progress, tune):
+    """One wo case: validate then time every variant (see benchmark)."""
+    from ..bench import Case
+
+    wq, w_deq_bf, fp8w, scratch = ctx['wq'], ctx['w_deq_bf'], ctx['fp8w'], ctx['scratch']
+    n_sets_nv, n_sets_bf, n_sets_fp8 = len(wq), len(w_deq_bf), len(fp8w)
+    x = make_activations(M, K, seed=100 + M)
+    ref = reference(x, nvfp4.dequantize(wq[0], torch.float32))
+    xp = pad_rows(x, 16)
+    x8, sx = fp8_per_tensor(xp)
+    variants, validation, params = {}, {"passed": True}, {"M": M, "N": N, "K": K}
+
+    def check(name, out, ref_=ref, M=M, validation=validation):
+        v = validate(out[:M], ref_)
+        validation[f"{name}.rel_l2"] = round(v["rel_l2"], 7)
+        validation["passed"] &= v["passed"]
+        return v
+
+    # baseline: cuBLAS bf16 on the dequantized weight (same values as the NVFP4 weight)
+    check("cublas_bf16", x @ w_deq_bf[0].t())
+    variants["cublas_bf16"] = _time([lambda i=i: x @ w_deq_bf[i].t() for i in range(n_sets_bf)])
+    # fp8 per-tensor (its own quantization error: validated loosely against its own fp32 math)
+    o8 = fp8_scaled_mm(x8, sx, fp8w[0][0], fp8w[0][1])
+    ref8 = (x8.float() * sx) @ (fp8w[0][0].float() * fp8w[0][1])
+    validation["torch_fp8.rel_l2"] = round(validate(o8, ref8)["rel_l2"], 7)
+    variants["torch_fp8"] = _time([lambda i=i: fp8_scaled_mm(x8, sx, fp8w[i][0], fp8w[i][1])
+                                   for i in range(n_sets_fp8)])
+    # dequantize + cuBLAS
+    check("nvfp4_dequant_cublas", dequant_cublas(x, wq[0], scratch))
+    variants["nvfp4_dequant_cublas"] = _time([lambda i=i: dequant_cublas(x, wq[i], scratch)
+                                              for i in range(n_sets_nv)])
+    # fused kernel: tune (config, splits) for M <= FUSED_MAX_M, validating every candidate
+    if M <= FUSED_MAX_M:
+        best = None
+        cands = candidate_configs(M) if tune else [default_config(M)]
+        for cfg in cands:
+            base = default_splits(M, N, K, cfg)
+            n_kt = K // (128 * cfg.ku)
+            split_opts = sorted({max(1, min(n_kt, s)) for s in ((base // 2, base, base * 2) if tune else (base,))})
+            for s in split_opts:
+                out = torch.full((M, N), float("nan"), dtype=torch.bfloat16, device="cuda")
+                v = validate(w4a16_gemm(x, wq[0], cfg, s, out=out), ref)
+                if not v["passed"]:
+                    validation[f"w4a16_mma[{cfg},s{s}].rel_l2"] = v["rel_l2"]
+                    validation["passed"] = False
+                    continue
+                t = _time([lambda i=i, cfg=cfg, s=s: w4a16_gemm(x, wq[i], cfg, s) for i in range(n_sets_nv)])
+                if progress:
+                    print(f"    M={M:5d} {str(cfg):22s} splits={s:3d} {t}")
+                if best is None or t.median_us < best[2].median_us:
+                    best = (cfg, s, t)
+            if best is None and cfg is cands[-1] and cfg.fast:  # FAST decode failed: try the fp32 decode
+                cands += [c for c in CONFIGS if not c.fast and c.nt >= cfg.nt][:1]
+        if best is not None:
+            cfg, s, t = best
+            variants["w4a16_mma"] = t
+            params["w4a16_config"], params["w4a16_splits"] = str(cfg), s
+            DEFAULT_TUNING[M] = (cfg, s)
+            check("w4a16_mma", w4a16_gemm(x, wq[0], cfg, s))
+    # the dispatcher
+    check("optimized", wo_nvfp4(x, wq[0]))
+    variants["optimized"] = _time([lambda i=i: wo_nvfp4(x, wq[i]) for i in range(n_sets_nv)])
+    bytes_ = case_bytes(M, "nvfp4", N, K)
+    bound = ceil.bound_us(bytes=bytes_, flops=flops(M, N, K))
+    params.update({"bytes_nvfp4": bytes_, "bound_bf16_us": round(ceil.bound_us(
+        bytes=case_bytes(M, "bf16", N, K), flops=flops(M, N, K)), 3), "weight_sets_rotated": n_sets_nv})
+    case = Case(name=f"wo_M{M}", params=params, variants=variants, baseline="cublas_bf16",
+                optimized="optimized", bound_us=bound, validation=validation,
+                bound_kind=ceil.bound_kind(bytes=bytes_, flops=flops(M, N, K)))
+    if progress:
+        line = "  ".join(f"{k} {t.median_us:8.2f}" for k, t in variants.items())
+        print(f"  wo_M{M}: {line}  bound {bound:.2f} us  speedup {case.speedup:.2f}x  valid {validation['passed']}")
+    return case
+
+
+def benchmark(smoke: bool = False, progress: bool = True, m_values=None, tune: bool = True):
+    """Cases wo_M{1,8,32,64,128,256,1024,4096}: every variant validated then timed (CUDA graph replay,
+    weight sets rotated so nothing is L2-resident). Returns list[Case]; the tuning chosen is in params."""
+    from ..bench import current_ceilings
+
+    ceil = current_ceilings()
+    N, K = (N_OUT, K_IN) if not smoke else (1024, 2048)
+    m_values = m_values or (M_CASES if not smoke else (1, 8, 64, 256))
+    l2 = getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 50 * 2**20)
+    n_sets_nv = max(2, math.ceil(3 * l2 / weight_bytes("nvfp4", N, K)))
+    n_sets_fp8 = max(1, math.ceil(3 * l2 / weight_bytes("fp8", N, K)))
+    n_sets_bf = max(1, math.ceil(3 * l2 / weight_bytes("bf16", N, K)))
+    w_true = [make_weight(N, K, seed=10 + i) for i in range(max(n_sets_nv, n_sets_bf, n_sets_fp8))]
+    wq = [nvfp4.quantize(w, "tensor") for w in w_true[:n_sets_nv]]
+    w_deq_bf = [nvfp4.dequantize(q, torch.bfloat16) for q in wq[:n_sets_bf]]
+    fp8w = [fp8_prepare_weight(w) for w in w_true[:n_sets_fp8]]
+    scratch = torch.empty((N, K), dtype=torch.bfloat16, device="cuda")
+    ctx = {'wq': wq, 'w_deq_bf': w_deq_bf, 'fp8w': fp8w, 'scratch': scratch}
+    return [_bench_wo_case(M, N, K, ceil, ctx, progress, tune) for M in m_values]
