@@ -68,6 +68,10 @@ register(Benchmark("knope_copy", "knope_copy", "benchmark",
 register(Benchmark("separate_qkv", "separate_qkv", "benchmark",
                    "MLA context attention on separate Q/K/V (no k assembly), Triton wgmma kernel",
                    notebook="05_separate_qkv", mission=5))
+register(Benchmark("nvfp4", "nvfp4", "benchmark", "NVFP4 quantize/dequantize kernels (exact, at copy bandwidth)",
+                   notebook="01_nvfp4_wo_gemm", mission=1))
+register(Benchmark("wo_gemm", "wo_gemm", "benchmark", "wo GEMM with NVFP4 weights: fused W4A16 vs cuBLAS bf16/fp8",
+                   notebook="01_nvfp4_wo_gemm", mission=1))
 register(Benchmark("moe_tail", "moe_tail", "benchmark",
                    "MoE tail fusions: top-k reduce + shared-expert add (bf16 and NVFP4 rows), expand-input-rows "
                    "with the scale swizzle and the output memset folded in", notebook="08_moe_tail_fusions", mission=8))
