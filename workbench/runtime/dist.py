@@ -180,6 +180,12 @@ def _set_device(backend: str, local_rank: int) -> torch.device:
             raise RuntimeError(f"rank with local rank {local_rank}: NCCL needs one GPU per rank, torch sees "
                                f"{torch.cuda.device_count() if torch.cuda.is_available() else 0}")
         torch.cuda.set_device(local_rank)
+        try:  # CuPy launches our kernels: make its current device the rank's GPU too
+            import cupy
+
+            cupy.cuda.Device(local_rank).use()
+        except ImportError:
+            pass
         return torch.device("cuda", local_rank)
     return torch.device("cpu")
 
@@ -376,7 +382,7 @@ class PeerWorkspace:
         dev = self.ctx.device
         with torch.cuda.device(dev):
             torch.zeros(1, device=dev)  # makes torch's primary context current on this thread
-            if not _cu_check(cu.cuCtxGetCurrent(), "cuCtxGetCurrent"):
+            if not int(_cu_check(cu.cuCtxGetCurrent(), "cuCtxGetCurrent")):
                 raise RuntimeError("PeerWorkspace: no current CUDA context after torch initialised the device")
             self._dptr = _cu_check(cu.cuMemAlloc(self.nbytes), "cuMemAlloc")
             self._base = int(self._dptr)
@@ -392,7 +398,7 @@ class PeerWorkspace:
                     continue
                 hh = cu.CUipcMemHandle()
                 ctypes.memmove(hh.getPtr(), h, 64)
-                flags = cu.CUipcMem_flags.CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS
+                flags = int(cu.CUipcMem_flags.CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS)
                 dptr = _cu_check(cu.cuIpcOpenMemHandle(hh, flags), f"cuIpcOpenMemHandle(rank {self.ranks[p]})")
                 self._ptrs.append(int(dptr))
                 self._opened.append(dptr)

@@ -68,6 +68,9 @@ register(Benchmark("knope_copy", "knope_copy", "benchmark",
 register(Benchmark("separate_qkv", "separate_qkv", "benchmark",
                    "MLA context attention on separate Q/K/V (no k assembly), Triton wgmma kernel",
                    notebook="05_separate_qkv", mission=5))
+register(Benchmark("lm_head_tp", "lm_head_tp", "benchmark",
+                   "MTP LM head tensor-parallel with a distributed argmax over NVLink peer buffers (spawns one rank "
+                   "per GPU)", notebook="04_lm_head_tp", mission=4))
 register(Benchmark("nvfp4", "nvfp4", "benchmark", "NVFP4 quantize/dequantize kernels (exact, at copy bandwidth)",
                    notebook="01_nvfp4_wo_gemm", mission=1))
 register(Benchmark("wo_gemm", "wo_gemm", "benchmark", "wo GEMM with NVFP4 weights: fused W4A16 vs cuBLAS bf16/fp8",
