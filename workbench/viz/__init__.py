@@ -69,8 +69,11 @@ def table(rows: list[dict], title: str | None = None) -> go.Figure:
     keys = list(rows[0])
     fig = go.Figure(go.Table(header=dict(values=keys, align="left", fill_color="#eeeeee"),
                              cells=dict(values=[[r.get(k) for r in rows] for k in keys], align="left")))
+    # Rows wrap when a cell holds long text: budget for two lines where any cell is long.
+    line = 22
+    heights = [line * (2 if any(len(str(v)) > 40 for v in r.values()) else 1) + 10 for r in rows]
     fig.update_layout(title=title, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
-                      height=80 + 28 * len(rows))
+                      height=70 + sum(heights))
     return fig
 
 
