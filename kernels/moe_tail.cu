@@ -84,6 +84,8 @@ WB_DEVICE uint2 ld8_stream(const void* p) {
 // ---------------------------------------------------------------------------------------------------
 
 // y [T, K, H] bf16, w [T, K] fp32, shared/out [T, H] bf16; H % 8 == 0, T * H/8 < 2^31 (wrapper checks).
+// __launch_bounds__(256, 4): a 64-register budget. With the default ptxas squeezed the kernel into 32
+// registers by interleaving loads and FMAs (only 2-4 loads in flight); with 64 all 9 are issued first.
 template <int K>
 __global__ void __launch_bounds__(256, 4) moe_reduce_bf16(const u32x4* __restrict__ y, const float* __restrict__ w,
                                                        const u32x4* __restrict__ shared, u32x4* __restrict__ out,
@@ -114,9 +116,10 @@ __global__ void __launch_bounds__(256, 4) moe_reduce_bf16(const u32x4* __restric
 
 // y as NVFP4 rows: codes [T*K, H/2] (viewed as uint2 [T*K, H/16]), scales [T*K, H/16] E4M3 bytes (linear),
 // g [T*K] fp32 (quantization direction, value = e2m1 * sf / g); w [T, K] fp32; shared/out [T, H] bf16.
-// H % 16 == 0, T * H/16 < 2^31.
+// H % 16 == 0, T * H/16 < 2^31. __launch_bounds__(256, 3): 85 registers hold a token's 8 code words,
+// scales, global scales and weights with all loads issued first (at (256, 4) ptxas spilled).
 template <int K, int V>
-__global__ void __launch_bounds__(256, 4) moe_reduce_nvfp4(const uint2* __restrict__ codes,
+__global__ void __launch_bounds__(256, 3) moe_reduce_nvfp4(const uint2* __restrict__ codes,
                                                         const uint8_t* __restrict__ scales,
                                                         const float* __restrict__ g, const float* __restrict__ w,
                                                         const u32x4* __restrict__ shared, u32x4* __restrict__ out,

@@ -72,9 +72,12 @@ for T in tokens:
     print(f"  reduce T={T}: optimized {med['optimized'] / r.bound_us:.2f}x bound; compile/optimized "
           f"{med['torch_compile'] / med['optimized']:.2f}x (graph), "
           f"{r.params['stream_us']['torch_compile'] / r.params['stream_us']['optimized']:.2f}x (stream); "
+          f"compile_static/optimized {med['torch_compile_static'] / med['optimized']:.2f}x (graph), "
+          f"{r.params['stream_us']['torch_compile_static'] / r.params['stream_us']['optimized']:.2f}x (stream); "
           f"dequant_then_reduce/optimized_nvfp4 {med['dequant_then_reduce'] / med['optimized_nvfp4']:.2f}x; "
           f"max_ulp opt {r.validation['optimized.max_ulp']} nvfp4 {r.validation['optimized_nvfp4.max_ulp']}")
     e = by[f"expand_T{T}"]
     print(f"  expand T={T}: unfused/optimized {e.speedup:.2f}x, optimized "
-          f"{e.variants['optimized'].median_us / e.bound_us:.2f}x bound, passed {e.validation['passed']}")
+          f"{e.variants['optimized'].median_us / e.bound_us:.2f}x bound, passed {e.validation['passed']}; "
+          f"memset alone {e.params['memset_alone_us']:.2f} us")
 stamp("end")

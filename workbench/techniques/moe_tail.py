@@ -21,7 +21,8 @@ Bytes model (H = hidden, K = top-k, T tokens, R = T*K expanded rows, E local exp
 Bounds: bytes / measured copy bandwidth (bench.ceilings).
 
 Variants (story order). Reduce: `eager` (mul, sum, add: the baseline), `torch_compile` (Inductor, one
-kernel, fp32 math: what TRT-LLM ships, PR 7422), `optimized` (kernels/moe_tail.cu moe_reduce_bf16),
+kernel, fp32 math, dynamic=True: what TRT-LLM ships, PR 7422), `torch_compile_static` (the same with
+dynamic=False, one specialized kernel per T), `optimized` (kernels/moe_tail.cu moe_reduce_bf16),
 `dequant_then_reduce` (NVFP4 rows -> bf16 rows kernel, then `optimized`), `optimized_nvfp4_v1` (fused, the
 scalar e2m1 decode of wb_nvfp4.cuh), `optimized_nvfp4` (fused, two codes per f16x2 bit trick).
 Expand: `unfused` (index_select codes, index_select scales into a padded linear staging buffer, one
@@ -125,15 +126,21 @@ def _reduce_fp32(y: torch.Tensor, w: torch.Tensor, shared: torch.Tensor) -> torc
     return (shared.float() + (y.float() * w.unsqueeze(-1)).sum(dim=1)).to(torch.bfloat16)
 
 
-_COMPILED = None
+def _reduce_fp32_static(y: torch.Tensor, w: torch.Tensor, shared: torch.Tensor) -> torch.Tensor:
+    # Same body, its own code object: dynamo caches compiled graphs per code object, and a dynamic graph's
+    # guards would otherwise also serve the static wrapper.
+    return (shared.float() + (y.float() * w.unsqueeze(-1)).sum(dim=1)).to(torch.bfloat16)
 
 
-def reduce_compiled(y: torch.Tensor, w: torch.Tensor, shared: torch.Tensor) -> torch.Tensor:
-    """The same sum in fp32 through torch.compile(dynamic=True), as TRT-LLM's moe_reduce_add_shared_output."""
-    global _COMPILED
-    if _COMPILED is None:
-        _COMPILED = torch.compile(_reduce_fp32, dynamic=True)
-    return _COMPILED(y, w, shared)
+_COMPILED: dict[bool, object] = {}
+
+
+def reduce_compiled(y: torch.Tensor, w: torch.Tensor, shared: torch.Tensor, dynamic: bool = True) -> torch.Tensor:
+    """The same sum in fp32 through torch.compile: dynamic=True is TRT-LLM's setting for
+    moe_reduce_add_shared_output (one graph for every T); dynamic=False specializes on each shape."""
+    if dynamic not in _COMPILED:
+        _COMPILED[dynamic] = torch.compile(_reduce_fp32 if dynamic else _reduce_fp32_static, dynamic=dynamic)
+    return _COMPILED[dynamic](y, w, shared)
 
 
 def _check_reduce_shapes(y, w, shared) -> tuple[int, int, int]:
@@ -252,7 +259,7 @@ def reduce_optimized_nvfp4(yq: nvfp4.NVFP4Tensor, w: torch.Tensor, shared: torch
     check_tensor("out", out, dtype=torch.bfloat16, device="cuda", shape=[T, H], contiguous=True, align_bytes=16)
     n = T * (H // 16)
     if n:
-        launch(get_kernel("moe_tail", f"moe_reduce_nvfp4<{K}, {version}>"), _grid(n, 256, 4), 256,
+        launch(get_kernel("moe_tail", f"moe_reduce_nvfp4<{K}, {version}>"), _grid(n, 256, 3), 256,
                (yq.codes, yq.scales, yq.global_scale, w, shared, out, T, H // 16))
     return out
 
@@ -295,6 +302,7 @@ def reduce_bytes(T: int, H: int = HIDDEN, K: int = TOPK) -> dict[str, list[tuple
     return {
         "eager": [("y*w", y + wts + y), ("sum", y + row), ("add", 2 * row + row)],
         "torch_compile": fused,
+        "torch_compile_static": fused,
         "optimized": fused,
         "dequant_then_reduce": [("dequant", yq + y), ("reduce+add", y + wts + 2 * row)],
         "optimized_nvfp4_v1": [("dequant+reduce+add", yq + wts + 2 * row)],
@@ -598,6 +606,8 @@ def benchmark_reduce(tokens, smoke: bool = False, progress: bool = True, hidden:
         variants = {  # name -> (fn(set) -> out, input format, exact)
             "eager": (lambda s: reduce_eager(s["y"], s["w"], s["shared"]), "bf16", False),
             "torch_compile": (lambda s: reduce_compiled(s["y"], s["w"], s["shared"]), "bf16", False),
+            "torch_compile_static": (lambda s: reduce_compiled(s["y"], s["w"], s["shared"], dynamic=False),
+                                     "bf16", False),
             "optimized": (lambda s: reduce_optimized(s["y"], s["w"], s["shared"], s["out"]), "bf16", True),
             "dequant_then_reduce": (lambda s: reduce_dequant_then_reduce(s["yq"], s["w"], s["shared"], s["out"],
                                                                          s["scratch"]), "nvfp4", False),
@@ -686,8 +696,11 @@ def benchmark_expand(tokens, smoke: bool = False, progress: bool = True, hidden:
             fns[name] = [lambda s=s, fn=fn: fn(*s) for s in sets]
         timings = _time_all(fns, smoke)
         stream_us = _stream_times(fns, smoke)
+        # Yardstick, not a variant: torch's memset of the same MoE output alone (write-only bandwidth).
+        memset = _time_all({"memset": [lambda o=o: o["moe_out"].zero_() for _, o in sets]}, smoke)["memset"]
         bounds = {k: ceil.bound_us(bytes=b) for k, b in bytes_by.items()}
         if progress:
+            print(f"  expand T={T:5d} memset of the output alone {memset}", flush=True)
             for name, t in timings.items():
                 print(f"  expand T={T:5d} {name:10s} {t}  bound {bounds['optimized']:8.2f} us "
                       f"({t.median_us / bounds['optimized']:5.2f}x)  stream {stream_us[name]:9.2f} us", flush=True)
@@ -695,7 +708,8 @@ def benchmark_expand(tokens, smoke: bool = False, progress: bool = True, hidden:
         params = {"tokens": T, "hidden": hidden, "top_k": TOPK, "experts": num_experts, "rows": r.num_rows,
                   "scale_buffer_rows": region_starts(r.expert_offsets.tolist())[-1], "bytes": bytes_by,
                   "bounds_us": {k: round(b, 3) for k, b in bounds.items()}, "stream_us": stream_us,
-                  "input_sets": {k: len(f) for k, f in fns.items()}}
+                  "input_sets": {k: len(f) for k, f in fns.items()},
+                  "memset_alone_us": round(memset.median_us, 3), "memset_bytes": T * hidden * 2}
         cases.append(Case(name=f"expand_T{T}", params=params, variants=timings, baseline="unfused",
                           optimized="optimized", bound_us=bounds["optimized"], validation=val))
         del inp, ref, fns
