@@ -42,7 +42,8 @@
 #define TOPK 8
 #define ROUTED_SCALE 2.5f
 #define ROUTE_WARPS 4        // tokens per routing block (one warp per token)
-#define PREP_THREADS 256     // count/move/memset block size
+#define PREP_THREADS 256     // move/memset block size
+#define COUNT_THREADS 1024   // count block size: one tile (no serial tile loop) for T <= 1024
 #define FULL_MASK 0xffffffffu
 #define NEG_INF __int_as_float(0xff800000)
 
@@ -80,18 +81,24 @@ WB_DEVICE void route_wait() {
 // sigmoid(x) = 1 / (1 + exp(-x)) in fp64, rounded once to fp32 (see the header: reproducible on CPU).
 WB_DEVICE float sigmoid_rn(float x) { return (float)(1.0 / (1.0 + exp(-(double)x))); }
 
-WB_DEVICE float warp_max(float v) {
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(FULL_MASK, v, off));
-    return v;
+// Order-preserving map of a (non-NaN) float to uint32: a < b  <=>  key(a) < key(b); exactly invertible.
+// (-0 and +0 get different keys; a biased score s + bias is never -0, since s >= +0.)
+// It lets one redux.sync (a single warp-wide integer max/min instruction, sm_80+) replace a five-step
+// shuffle butterfly.
+WB_DEVICE uint32_t order_key(float f) {
+    const uint32_t u = __float_as_uint(f);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+WB_DEVICE float from_order_key(uint32_t k) {
+    return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
 }
 
 // ---------------------------------------------------------------------------------------------------
 // 1. route_noaux_tc: one warp per token. Lane l holds expert g*32 + l in register g, so register g across
-//    the warp is exactly group g: group reductions are warp reductions, and the 8 groups are independent
-//    (the compiler interleaves their shuffles). grid = ceil(T / ROUTE_WARPS), block = 32 * ROUTE_WARPS.
+//    the warp is exactly group g: group reductions are warp reductions (redux.sync), and the 8 groups are
+//    independent, so their reductions overlap. grid = ceil(T / ROUTE_WARPS), block = 32 * ROUTE_WARPS.
 // ---------------------------------------------------------------------------------------------------
-// No __launch_bounds__: with it ptxas capped this kernel at 40 registers and spilled; it needs ~48.
+// No __launch_bounds__: with it ptxas capped this kernel at 40 registers and spilled; it needs ~56.
 extern "C" __global__ void route_noaux_tc(const float* __restrict__ logits, const float* __restrict__ bias, int32_t* __restrict__ expert_ids,
                float* __restrict__ weights, int n_tokens, uint64_t* timeline) {
     BlockStamps st;
@@ -114,10 +121,11 @@ extern "C" __global__ void route_noaux_tc(const float* __restrict__ logits, cons
         float gscore[N_GROUPS];
 #pragma unroll
         for (int g = 0; g < N_GROUPS; ++g) {
-            const float m1 = warp_max(b[g]);
-            const int first = __ffs(__ballot_sync(FULL_MASK, b[g] == m1)) - 1;
-            const float m2 = warp_max(lane == first ? NEG_INF : b[g]);
-            gscore[g] = m1 + m2;
+            const uint32_t key = order_key(b[g]);
+            const uint32_t m1 = __reduce_max_sync(FULL_MASK, key);
+            const int first = __ffs(__ballot_sync(FULL_MASK, key == m1)) - 1;
+            const uint32_t m2 = __reduce_max_sync(FULL_MASK, lane == first ? 0u : key);
+            gscore[g] = from_order_key(m1) + from_order_key(m2);
         }
         // Keep the top-4 groups: rank of g = groups strictly better, ties to the lower group index.
         float cand[N_GROUPS];
@@ -128,8 +136,10 @@ extern "C" __global__ void route_noaux_tc(const float* __restrict__ logits, cons
             for (int h = 0; h < N_GROUPS; ++h) rank += (gscore[h] > gscore[g]) || (gscore[h] == gscore[g] && h < g);
             cand[g] = rank < TOPK_GROUPS ? b[g] : NEG_INF;
         }
-        // Top-8 by biased score, 8 rounds of a warp argmax over (value desc, index asc): a total order, so
-        // the butterfly gives every lane the same winner. Lane k keeps the k-th pick.
+        // Top-8 by biased score: 8 rounds of a warp argmax over (value desc, index asc). Each lane's local best
+        // (strict >, so the lower group = lower index wins ties) is its best element in that order, so the
+        // global winner is the largest local value (one redux max) and, among lanes holding it, the smallest
+        // index (one redux min). Lane k keeps the k-th pick.
         int my_id = 0;
         float my_s = 0.f;
 #pragma unroll
@@ -139,13 +149,10 @@ extern "C" __global__ void route_noaux_tc(const float* __restrict__ logits, cons
 #pragma unroll
             for (int g = 1; g < N_GROUPS; ++g)
                 if (cand[g] > bv) { bv = cand[g]; bg = g; }  // strict: lower group (= lower index) wins ties
-            int bi = bg * GROUP_SIZE + lane;
-#pragma unroll
-            for (int off = 16; off > 0; off >>= 1) {
-                const float ov = __shfl_xor_sync(FULL_MASK, bv, off);
-                const int oi = __shfl_xor_sync(FULL_MASK, bi, off);
-                if (ov > bv || (ov == bv && oi < bi)) { bv = ov; bi = oi; }
-            }
+            const uint32_t key = order_key(bv);
+            const uint32_t best = __reduce_max_sync(FULL_MASK, key);
+            const int bi = (int)__reduce_min_sync(FULL_MASK, key == best ? (uint32_t)(bg * GROUP_SIZE + lane)
+                                                                          : 0xffffffffu);
             const int owner = bi & (GROUP_SIZE - 1), wg = bi / GROUP_SIZE;
             float mine = 0.f;  // the owner's unbiased score of the winner (select chain keeps s[] in registers)
 #pragma unroll
@@ -169,7 +176,7 @@ extern "C" __global__ void route_noaux_tc(const float* __restrict__ logits, cons
 }
 
 // ---------------------------------------------------------------------------------------------------
-// 2. count_and_indices: grid = E + 1. CTA r < E scans every local token and appends the ones with at
+// 2. count_and_indices: grid = E + 1, 1024 threads. CTA r < E scans every local token and appends the ones with at
 //    least one expert on rank r (experts placed contiguously: rank = expert / (256 / E)) to rank r's send
 //    list, in ascending token order (a block scan, not atomics, so the result is deterministic), with the
 //    backward index token*8 + first matching k. Expert ids outside [0, 256) are ignored (defined result:
@@ -177,7 +184,7 @@ extern "C" __global__ void route_noaux_tc(const float* __restrict__ logits, cons
 //    multi-GPU run they arrive in a peer-written workspace; here an input) clamped to [0, M].
 //    Lists: [E, T] int32 (row r holds rank r's list, count in send_counts[r]).
 // ---------------------------------------------------------------------------------------------------
-extern "C" __global__ void __launch_bounds__(PREP_THREADS)
+extern "C" __global__ void __launch_bounds__(COUNT_THREADS)
 count_and_indices(const int32_t* __restrict__ expert_ids, int n_tokens, int ep_size,
                   const int32_t* __restrict__ peer_counts, int max_tokens_per_rank,
                   int32_t* __restrict__ send_counts, int32_t* __restrict__ send_lists,
@@ -195,9 +202,9 @@ count_and_indices(const int32_t* __restrict__ expert_ids, int n_tokens, int ep_s
         for (int i = tid; i < ep_size; i += blockDim.x)
             recv_counts[i] = min(max(peer_counts[i], 0), max_tokens_per_rank);
     } else {
-        __shared__ int warp_totals[PREP_THREADS / 32];
+        __shared__ int warp_totals[COUNT_THREADS / 32];
         int base = 0;  // entries of rank's list written so far
-        for (int tile = 0; tile < n_tokens; tile += PREP_THREADS) {
+        for (int tile = 0; tile < n_tokens; tile += COUNT_THREADS) {
             const int t = tile + tid;
             int first_k = -1;
             if (t < n_tokens) {
@@ -216,7 +223,7 @@ count_and_indices(const int32_t* __restrict__ expert_ids, int n_tokens, int ep_s
             __syncthreads();
             int before = 0, tile_total = 0;
 #pragma unroll
-            for (int w = 0; w < PREP_THREADS / 32; ++w) {
+            for (int w = 0; w < COUNT_THREADS / 32; ++w) {
                 const int c = warp_totals[w];
                 before += w < warp ? c : 0;
                 tile_total += c;

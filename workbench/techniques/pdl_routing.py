@@ -46,6 +46,7 @@ ROUTED_SCALE = R1.routed_scaling  # 2.5
 SENTINEL = N_EXPERTS  # expert id of an unused receive row ("slotCount" in TRT-LLM)
 ROUTE_WARPS = 4  # tokens per routing block (kernels/routing.cu)
 PREP_THREADS = 256
+COUNT_THREADS = 1024
 KERNELS = ("route_noaux_tc", "count_and_indices", "cumsum_counts", "move_indices", "memset_expert_ids")
 MAX_TIMELINE_BLOCKS = 1024
 CASE_TOKENS = (32, 128, 256, 1024)
@@ -395,7 +396,7 @@ class RoutingChain:
         specs = [
             ("route_noaux_tc", max(1, -(-t // ROUTE_WARPS)), 32 * ROUTE_WARPS,
              (self.logits, self.bias, self.expert_ids, self.weights, t, tl(0))),
-            ("count_and_indices", ep + 1, PREP_THREADS,
+            ("count_and_indices", ep + 1, COUNT_THREADS,
              (self.expert_ids, t, ep, self.peer_counts, m, self.send_counts, self.send_lists, self.backward_lists,
               self.recv_counts, tl(1))),
             ("cumsum_counts", 1, 64,
