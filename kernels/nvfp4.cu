@@ -89,14 +89,24 @@ extern "C" __global__ void __launch_bounds__(256) nvfp4_quantize_v1(
     const float g_inv = 1.0f / g;
     const int kb_padded = (KB + 3) & ~3;
     uint2* crow = reinterpret_cast<uint2*>(codes + (long long)row * (K >> 1));
-    for (int kb = threadIdx.x; kb < KB; kb += blockDim.x) {
-        const u32x4 a = ld16(xr + 2 * kb), b = ld16(xr + 2 * kb + 1);
-        const float vmax = fmaxf(absmax8(a), absmax8(b));
-        const uint8_t s = nvfp4_block_scale(vmax, g);
-        const float qscale = nvfp4_block_qscale(s, g_inv);
-        crow[kb] = make_uint2(encode8(a, qscale), encode8(b, qscale));
-        const long long off = swizzled ? swizzled_sf_offset(row, kb, kb_padded) : (long long)row * KB + kb;
-        sf[off] = s;
+    // Two blocks per thread per step, all four 16-byte loads issued before any math (more bytes in
+    // flight per thread; the encode is ALU-heavy, so loads must not wait behind it).
+    for (int kb0 = threadIdx.x; kb0 < KB; kb0 += 2 * blockDim.x) {
+        const int kb1 = kb0 + blockDim.x;
+        const bool has1 = kb1 < KB;
+        const u32x4 a0 = ld16_stream(xr + 2 * kb0), b0 = ld16_stream(xr + 2 * kb0 + 1);
+        u32x4 a1{0, 0, 0, 0}, b1{0, 0, 0, 0};
+        if (has1) { a1 = ld16_stream(xr + 2 * kb1); b1 = ld16_stream(xr + 2 * kb1 + 1); }
+        const uint8_t s0 = nvfp4_block_scale(fmaxf(absmax8(a0), absmax8(b0)), g);
+        const float q0 = nvfp4_block_qscale(s0, g_inv);
+        crow[kb0] = make_uint2(encode8(a0, q0), encode8(b0, q0));
+        sf[swizzled ? swizzled_sf_offset(row, kb0, kb_padded) : (long long)row * KB + kb0] = s0;
+        if (has1) {
+            const uint8_t s1 = nvfp4_block_scale(fmaxf(absmax8(a1), absmax8(b1)), g);
+            const float q1 = nvfp4_block_qscale(s1, g_inv);
+            crow[kb1] = make_uint2(encode8(a1, q1), encode8(b1, q1));
+            sf[swizzled ? swizzled_sf_offset(row, kb1, kb_padded) : (long long)row * KB + kb1] = s1;
+        }
     }
 }
 
@@ -118,6 +128,29 @@ extern "C" __global__ void nvfp4_global_scale_v1(const unsigned int* __restrict_
     g[0] = 2688.0f / fmaxf(__uint_as_float(amax_bits[0]), 1e-12f);
 }
 
+// Decode one 16-element block (8 code bytes) with scale s = float(sf) * (1 / g) into out (bf16 or fp32).
+__device__ __forceinline__ void dequant_block(uint2 c, float s, void* out, long long i, int out_fp32) {
+    float v[16];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+        v[j] = e2m1_decode(c.x >> (4 * j)) * s;
+        v[8 + j] = e2m1_decode(c.y >> (4 * j)) * s;
+    }
+    if (out_fp32) {
+        u32x4* o = reinterpret_cast<u32x4*>(reinterpret_cast<float*>(out) + i * 16);
+#pragma unroll
+        for (int q = 0; q < 4; ++q)
+            st16_stream(o + q, u32x4{__float_as_uint(v[4 * q]), __float_as_uint(v[4 * q + 1]),
+                                     __float_as_uint(v[4 * q + 2]), __float_as_uint(v[4 * q + 3])});
+    } else {
+        u32x4* o = reinterpret_cast<u32x4*>(reinterpret_cast<uint16_t*>(out) + i * 16);
+        st16_stream(o, u32x4{f32x2_to_bf16x2(v[0], v[1]), f32x2_to_bf16x2(v[2], v[3]), f32x2_to_bf16x2(v[4], v[5]),
+                             f32x2_to_bf16x2(v[6], v[7])});
+        st16_stream(o + 1, u32x4{f32x2_to_bf16x2(v[8], v[9]), f32x2_to_bf16x2(v[10], v[11]),
+                                 f32x2_to_bf16x2(v[12], v[13]), f32x2_to_bf16x2(v[14], v[15])});
+    }
+}
+
 // codes [M, K/2], sf (linear or swizzled), g (stride 0/1) -> out [M, K] bf16 (out_fp32 = 0) or fp32.
 // One thread per 16-element block.
 extern "C" __global__ void __launch_bounds__(256) nvfp4_dequantize_v1(
@@ -127,29 +160,25 @@ extern "C" __global__ void __launch_bounds__(256) nvfp4_dequantize_v1(
     const long long n_blocks = (long long)M * KB;
     const long long stride = (long long)gridDim.x * blockDim.x;
     const int kb_padded = (KB + 3) & ~3;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n_blocks; i += stride) {
-        const int row = (int)(i / KB), kb = (int)(i - (long long)row * KB);
-        const uint2 c = *reinterpret_cast<const uint2*>(codes + i * 8);
-        const long long off = swizzled ? swizzled_sf_offset(row, kb, kb_padded) : i;
-        const float s = e4m3_to_f32(sf[off]) * (1.0f / g_in[(long long)row * g_stride]);
-        float v[16];
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-            v[j] = e2m1_decode(c.x >> (4 * j)) * s;
-            v[8 + j] = e2m1_decode(c.y >> (4 * j)) * s;
+    for (long long i0 = (long long)blockIdx.x * blockDim.x + threadIdx.x; i0 < n_blocks; i0 += 2 * stride) {
+        // two blocks per step: both loads issued first
+        const long long i1 = i0 + stride;
+        const bool has1 = i1 < n_blocks;
+        const uint2 c0 = *reinterpret_cast<const uint2*>(codes + i0 * 8);
+        const uint2 c1 = has1 ? *reinterpret_cast<const uint2*>(codes + i1 * 8) : make_uint2(0, 0);
+        const int row0 = (int)(i0 / KB), kb0 = (int)(i0 - (long long)row0 * KB);
+        const uint8_t f0 = sf[swizzled ? swizzled_sf_offset(row0, kb0, kb_padded) : i0];
+        const float g0 = g_in[(long long)row0 * g_stride];
+        int row1 = 0, kb1 = 0;
+        uint8_t f1 = 0;
+        float g1 = 1.0f;
+        if (has1) {
+            row1 = (int)(i1 / KB);
+            kb1 = (int)(i1 - (long long)row1 * KB);
+            f1 = sf[swizzled ? swizzled_sf_offset(row1, kb1, kb_padded) : i1];
+            g1 = g_in[(long long)row1 * g_stride];
         }
-        if (out_fp32) {
-            u32x4* o = reinterpret_cast<u32x4*>(reinterpret_cast<float*>(out) + i * 16);
-#pragma unroll
-            for (int q = 0; q < 4; ++q)
-                st16(o + q, u32x4{__float_as_uint(v[4 * q]), __float_as_uint(v[4 * q + 1]),
-                                  __float_as_uint(v[4 * q + 2]), __float_as_uint(v[4 * q + 3])});
-        } else {
-            u32x4* o = reinterpret_cast<u32x4*>(reinterpret_cast<uint16_t*>(out) + i * 16);
-            st16(o, u32x4{f32x2_to_bf16x2(v[0], v[1]), f32x2_to_bf16x2(v[2], v[3]), f32x2_to_bf16x2(v[4], v[5]),
-                          f32x2_to_bf16x2(v[6], v[7])});
-            st16(o + 1, u32x4{f32x2_to_bf16x2(v[8], v[9]), f32x2_to_bf16x2(v[10], v[11]),
-                              f32x2_to_bf16x2(v[12], v[13]), f32x2_to_bf16x2(v[14], v[15])});
-        }
+        dequant_block(c0, e4m3_to_f32(f0) * (1.0f / g0), out, i0, out_fp32);
+        if (has1) dequant_block(c1, e4m3_to_f32(f1) * (1.0f / g1), out, i1, out_fp32);
     }
 }

@@ -77,6 +77,64 @@ __device__ __forceinline__ int chunk_swizzle(int c) { return c ^ ((c >> 2) & 3);
 
 constexpr float TWO_POW_63 = 9.223372036854775808e18f;
 
+// Epilogue shared by v1 and v2: splits == 1 writes bf16 out directly; otherwise red.add into the fp32
+// workspace, and the last CTA of the tile converts, writes out and zeroes the workspace and counter.
+template <int NT, int MT, int WARPS, bool FAST>
+__device__ __forceinline__ void gemm_epilogue(float (&acc)[MT][NT][4], const float* __restrict__ g_w,
+                                              uint16_t* __restrict__ out, float* __restrict__ ws,
+                                              unsigned int* __restrict__ counters, int M, int N, int splits,
+                                              int chunk, int rb, int tok0, int row_base, int g, int t) {
+    constexpr int TOK = NT * 8, ROWS = WARPS * MT * 16;
+    // acc[i][j]: e0,e1 = (weight row g, tokens 2t, 2t+1), e2,e3 = (row g+8, same tokens).
+    const float alpha = (1.0f / g_w[0]) * (FAST ? TWO_POW_63 : 1.0f);
+    if (splits == 1) {
+#pragma unroll
+        for (int i = 0; i < MT; ++i)
+#pragma unroll
+            for (int j = 0; j < NT; ++j)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const int n = row_base + i * 16 + g + 8 * (e >> 1), tok = tok0 + 8 * j + 2 * t + (e & 1);
+                    if (n < N && tok < M) out[(long long)tok * N + n] = f32_to_bf16(acc[i][j][e] * alpha);
+                }
+        return;
+    }
+    const int mpad = gridDim.x * TOK;
+#pragma unroll
+    for (int i = 0; i < MT; ++i)
+#pragma unroll
+        for (int j = 0; j < NT; ++j)
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const int n = row_base + i * 16 + g + 8 * h, tok = tok0 + 8 * j + 2 * t;
+                if (n < N && tok < M) {
+                    float* p = ws + (long long)n * mpad + tok;
+                    asm volatile("red.global.add.v2.f32 [%0], {%1, %2};" ::"l"(p), "f"(acc[i][j][2 * h]),
+                                 "f"(acc[i][j][2 * h + 1])
+                                 : "memory");
+                }
+            }
+    __threadfence();
+    __syncthreads();
+    __shared__ unsigned int is_last;  // one per CTA
+    unsigned int* counter = counters + (long long)rb * gridDim.x + chunk;
+    if (threadIdx.x == 0) is_last = (atomicAdd(counter, 1u) == (unsigned)(splits - 1));
+    __syncthreads();
+    if (!is_last) return;
+    __threadfence();
+    const int n_tok = min(TOK, M - tok0);
+    const int row0 = rb * ROWS;
+    for (int idx = threadIdx.x; idx < ROWS * n_tok; idx += WARPS * 32) {
+        const int tok = tok0 + idx / ROWS, n = row0 + idx % ROWS;
+        if (n >= N) continue;
+        float* p = ws + (long long)n * mpad + tok;
+        const float v = __ldcg(p);
+        __stcg(p, 0.0f);
+        out[(long long)tok * N + n] = f32_to_bf16(v * alpha);
+    }
+    if (threadIdx.x == 0) *counter = 0u;
+}
+
 template <int NT, int MT, int WARPS, int KU, bool FAST>
 __global__ void __launch_bounds__(WARPS * 32) w4a16_mma_v1(
     const uint16_t* __restrict__ x, const uint8_t* __restrict__ codes, const uint8_t* __restrict__ sf,
@@ -191,65 +249,194 @@ __global__ void __launch_bounds__(WARPS * 32) w4a16_mma_v1(
         }
     }
 
-    // Epilogue. acc[i][j]: e0,e1 = (weight row g, tokens 2t, 2t+1), e2,e3 = (row g+8, same tokens).
-    const float alpha = (1.0f / g_w[0]) * (FAST ? TWO_POW_63 : 1.0f);
-    if (splits == 1) {
+    gemm_epilogue<NT, MT, WARPS, FAST>(acc, g_w, out, ws, counters, M, N, splits, chunk, rb, tok0, row_base, g, t);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// v2: the same math, software-pipelined. v1 issues a tile's weight loads, then stages x, then decodes:
+// within a CTA the HBM latency of every tile is exposed and the decode ALU time adds to it (v1 ran at
+// about half the copy bandwidth at M = 1 on an H200). v2 keeps two tiles in flight: the codes and
+// scales of tile kt+1 are loaded into registers (and, for NT <= 2, its activations too) before tile kt
+// is decoded and multiplied; x is double-buffered in shared memory, one barrier per tile.
+// ---------------------------------------------------------------------------------------------------
+template <int KU, int MT>
+__device__ __forceinline__ void load_weight_tile(const uint8_t* __restrict__ codes, const uint8_t* __restrict__ sf,
+                                                 int row_base, int N, int K, int k0, int g, int t,
+                                                 u32x4 (&wc)[KU][MT][2], uint32_t (&wsf)[KU][MT][2]) {
+    const long long code_row = K >> 1, sf_row = K >> 4;
+#pragma unroll
+    for (int u = 0; u < KU; ++u)
 #pragma unroll
         for (int i = 0; i < MT; ++i)
 #pragma unroll
-            for (int j = 0; j < NT; ++j)
-#pragma unroll
-                for (int e = 0; e < 4; ++e) {
-                    const int n = row_base + i * 16 + g + 8 * (e >> 1), tok = tok0 + 8 * j + 2 * t + (e & 1);
-                    if (n < N && tok < M) out[(long long)tok * N + n] = f32_to_bf16(acc[i][j][e] * alpha);
+            for (int h = 0; h < 2; ++h) {
+                const int r = row_base + i * 16 + g + 8 * h;
+                if (r < N) {
+                    wc[u][i][h] = ld16_stream(codes + r * code_row + ((k0 + 128 * u) >> 1) + 16 * t);
+                    wsf[u][i][h] = *reinterpret_cast<const uint16_t*>(sf + r * sf_row + ((k0 + 128 * u) >> 4) + 2 * t);
+                } else {
+                    wc[u][i][h] = u32x4{0, 0, 0, 0};
+                    wsf[u][i][h] = 0;
                 }
-        return;
+            }
+}
+
+__device__ __forceinline__ u32x4 permute_chunk(const u32x4& v) {
+    return u32x4{prmt(v.x, v.z, 0x5410), prmt(v.x, v.z, 0x7632), prmt(v.y, v.w, 0x5410), prmt(v.y, v.w, 0x7632)};
+}
+
+template <int NT, int MT, int KU, bool FAST, int ROWB>
+__device__ __forceinline__ void mma_tile(const uint8_t* buf, const u32x4 (&wc)[KU][MT][2],
+                                         const uint32_t (&wsf)[KU][MT][2], float (&acc)[MT][NT][4], int g, int t) {
+#pragma unroll
+    for (int u = 0; u < KU; ++u) {
+        uint32_t sbf[MT][2][2];
+        float sfl[MT][2][2];
+#pragma unroll
+        for (int i = 0; i < MT; ++i)
+#pragma unroll
+            for (int h = 0; h < 2; ++h)
+#pragma unroll
+                for (int b = 0; b < 2; ++b) {
+                    const float s = e4m3_to_f32((uint8_t)(wsf[u][i][h] >> (8 * b)));
+                    sfl[i][h][b] = s;
+                    const float s63 = s * TWO_POW_63;
+                    sbf[i][h][b] = f32x2_to_bf16x2(s63, s63);
+                }
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+            u32x4 bv[NT];
+#pragma unroll
+            for (int j = 0; j < NT; ++j)
+                bv[j] = ld16(buf + (8 * j + g) * ROWB + chunk_swizzle(16 * u + 4 * t + q) * 16);
+#pragma unroll
+            for (int hh = 0; hh < 2; ++hh) {
+#pragma unroll
+                for (int i = 0; i < MT; ++i) {
+                    const uint32_t w0 = word_of(wc[u][i][0], q), w1 = word_of(wc[u][i][1], q);
+                    const int b = q >> 1;
+                    uint32_t a[4];
+                    if (hh == 0) {
+                        a[0] = decode_pair<FAST, 0>(w0, sbf[i][0][b], sfl[i][0][b]);
+                        a[1] = decode_pair<FAST, 0>(w1, sbf[i][1][b], sfl[i][1][b]);
+                        a[2] = decode_pair<FAST, 1>(w0, sbf[i][0][b], sfl[i][0][b]);
+                        a[3] = decode_pair<FAST, 1>(w1, sbf[i][1][b], sfl[i][1][b]);
+                    } else {
+                        a[0] = decode_pair<FAST, 2>(w0, sbf[i][0][b], sfl[i][0][b]);
+                        a[1] = decode_pair<FAST, 2>(w1, sbf[i][1][b], sfl[i][1][b]);
+                        a[2] = decode_pair<FAST, 3>(w0, sbf[i][0][b], sfl[i][0][b]);
+                        a[3] = decode_pair<FAST, 3>(w1, sbf[i][1][b], sfl[i][1][b]);
+                    }
+#pragma unroll
+                    for (int j = 0; j < NT; ++j)
+                        mma_16816(acc[i][j], a, hh == 0 ? bv[j].x : bv[j].z, hh == 0 ? bv[j].y : bv[j].w);
+                }
+            }
+        }
     }
-    const int mpad = gridDim.x * TOK;
+}
+
+template <int NT, int MT, int WARPS, int KU, bool FAST, bool XPF>
+__global__ void __launch_bounds__(WARPS * 32) w4a16_mma_v2(
+    const uint16_t* __restrict__ x, const uint8_t* __restrict__ codes, const uint8_t* __restrict__ sf,
+    const float* __restrict__ g_w, uint16_t* __restrict__ out, float* __restrict__ ws,
+    unsigned int* __restrict__ counters, int M, int N, int K, int splits) {
+    constexpr int TOK = NT * 8, KT = 128 * KU, CH = KT / 8, ROWB = KT * 2 + 64, ROWS = WARPS * MT * 16;
+    constexpr int THREADS = WARPS * 32;
+    constexpr int XCH = (TOK * CH + THREADS - 1) / THREADS;  // x chunks per thread per tile
+    constexpr int BUF = TOK * ROWB;
+    extern __shared__ __align__(16) uint8_t smem[];
+
+    const int chunk = blockIdx.x, rb = blockIdx.y, split = blockIdx.z;
+    const int tok0 = chunk * TOK;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int row_base = rb * ROWS + warp * MT * 16;
+    const int n_ktiles = K / KT;
+    const int kt_begin = (int)((long long)split * n_ktiles / splits);
+    const int kt_end = (int)((long long)(split + 1) * n_ktiles / splits);
+
+    float acc[MT][NT][4];
 #pragma unroll
     for (int i = 0; i < MT; ++i)
 #pragma unroll
         for (int j = 0; j < NT; ++j)
 #pragma unroll
-            for (int h = 0; h < 2; ++h) {
-                const int n = row_base + i * 16 + g + 8 * h, tok = tok0 + 8 * j + 2 * t;
-                if (n < N && tok < M) {
-                    float* p = ws + (long long)n * mpad + tok;
-                    asm volatile("red.global.add.v2.f32 [%0], {%1, %2};" ::"l"(p), "f"(acc[i][j][2 * h]),
-                                 "f"(acc[i][j][2 * h + 1])
-                                 : "memory");
-                }
-            }
-    __threadfence();
-    __syncthreads();
-    __shared__ unsigned int is_last;
-    unsigned int* counter = counters + (long long)rb * gridDim.x + chunk;
-    if (threadIdx.x == 0) is_last = (atomicAdd(counter, 1u) == (unsigned)(splits - 1));
-    __syncthreads();
-    if (!is_last) return;
-    __threadfence();
-    const int n_tok = min(TOK, M - tok0);
-    const int row0 = rb * ROWS;
-    for (int idx = threadIdx.x; idx < ROWS * n_tok; idx += WARPS * 32) {
-        const int tok = tok0 + idx / ROWS, n = row0 + idx % ROWS;
-        if (n >= N) continue;
-        float* p = ws + (long long)n * mpad + tok;
-        const float v = __ldcg(p);
-        __stcg(p, 0.0f);
-        out[(long long)tok * N + n] = f32_to_bf16(v * alpha);
+            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+
+    auto x_chunk = [&](int c, int k0) -> u32x4 {
+        const int tok = c / CH, ch = c - tok * CH;
+        u32x4 v{0, 0, 0, 0};
+        if (c < TOK * CH && tok0 + tok < M) v = ld16(x + (long long)(tok0 + tok) * K + k0 + 8 * ch);
+        return v;
+    };
+    auto x_store = [&](uint8_t* buf, int c, const u32x4& v) {
+        if (c < TOK * CH) {
+            const int tok = c / CH, ch = c - tok * CH;
+            st16(buf + tok * ROWB + chunk_swizzle(ch) * 16, permute_chunk(v));
+        }
+    };
+
+    u32x4 wc[KU][MT][2];
+    uint32_t wsf[KU][MT][2];
+    if (kt_begin < kt_end) {
+        load_weight_tile<KU, MT>(codes, sf, row_base, N, K, kt_begin * KT, g, t, wc, wsf);
+#pragma unroll
+        for (int r = 0; r < XCH; ++r) {
+            const int c = threadIdx.x + r * THREADS;
+            x_store(smem, c, x_chunk(c, kt_begin * KT));
+        }
     }
-    if (threadIdx.x == 0) *counter = 0u;
+    __syncthreads();
+    for (int kt = kt_begin; kt < kt_end; ++kt) {
+        const int cur = (kt - kt_begin) & 1;
+        const bool has_next = kt + 1 < kt_end;
+        u32x4 wn[KU][MT][2];
+        uint32_t wsn[KU][MT][2];
+        u32x4 xr[XPF ? XCH : 1];
+        if (has_next) {
+            load_weight_tile<KU, MT>(codes, sf, row_base, N, K, (kt + 1) * KT, g, t, wn, wsn);
+            if constexpr (XPF) {
+#pragma unroll
+                for (int r = 0; r < XCH; ++r) xr[r] = x_chunk(threadIdx.x + r * THREADS, (kt + 1) * KT);
+            }
+        }
+        mma_tile<NT, MT, KU, FAST, ROWB>(smem + cur * BUF, wc, wsf, acc, g, t);
+        if (has_next) {
+            uint8_t* nb = smem + (cur ^ 1) * BUF;
+#pragma unroll
+            for (int r = 0; r < XCH; ++r) {
+                const int c = threadIdx.x + r * THREADS;
+                if constexpr (XPF) x_store(nb, c, xr[r]);
+                else x_store(nb, c, x_chunk(c, (kt + 1) * KT));
+            }
+        }
+        __syncthreads();
+#pragma unroll
+        for (int u = 0; u < KU; ++u)
+#pragma unroll
+            for (int i = 0; i < MT; ++i)
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    wc[u][i][h] = wn[u][i][h];
+                    wsf[u][i][h] = wsn[u][i][h];
+                }
+    }
+    gemm_epilogue<NT, MT, WARPS, FAST>(acc, g_w, out, ws, counters, M, N, splits, chunk, rb, tok0, row_base, g, t);
 }
 
-// Tile configurations: <NT tokens/8, MT m16 tiles per warp, WARPS, KU (k tile = 128*KU), FAST>.
-// @instantiate w4a16_mma_v1<1, 2, 8, 2, true>
+// Tile configurations: v1<NT tokens/8, MT m16 tiles per warp, WARPS, KU (k tile = 128*KU), FAST>,
+// v2<..., XPF (prefetch the next tile's activations through registers)>.
 // @instantiate w4a16_mma_v1<1, 2, 4, 2, true>
-// @instantiate w4a16_mma_v1<1, 4, 4, 1, true>
 // @instantiate w4a16_mma_v1<1, 2, 8, 2, false>
-// @instantiate w4a16_mma_v1<2, 2, 8, 2, true>
-// @instantiate w4a16_mma_v1<2, 4, 4, 1, true>
-// @instantiate w4a16_mma_v1<4, 2, 4, 2, true>
-// @instantiate w4a16_mma_v1<4, 2, 8, 1, true>
 // @instantiate w4a16_mma_v1<8, 2, 4, 1, true>
-// @instantiate w4a16_mma_v1<8, 2, 8, 1, true>
 // @instantiate w4a16_mma_v1<8, 2, 4, 1, false>
+// @instantiate w4a16_mma_v2<1, 2, 4, 2, true, true>
+// @instantiate w4a16_mma_v2<1, 2, 8, 2, true, true>
+// @instantiate w4a16_mma_v2<1, 1, 8, 4, true, true>
+// @instantiate w4a16_mma_v2<2, 2, 4, 2, true, true>
+// @instantiate w4a16_mma_v2<2, 2, 8, 2, true, true>
+// @instantiate w4a16_mma_v2<4, 2, 4, 2, true, false>
+// @instantiate w4a16_mma_v2<4, 2, 8, 1, true, false>
+// @instantiate w4a16_mma_v2<8, 2, 4, 1, true, false>
+// @instantiate w4a16_mma_v2<8, 2, 8, 1, true, false>
+// @instantiate w4a16_mma_v2<8, 1, 8, 2, true, false>

@@ -18,10 +18,28 @@ __device__ __forceinline__ float e2m1_decode(uint32_t code4) {
 }
 
 // fp32 -> 4-bit code, round-to-nearest-even on the E2M1 grid, |v| > 6 saturates to 6, the sign bit
-// is v's sign bit (so -0.1 -> 8, "-0", as the sm_100 cvt.rn.satfinite.e2m1x2 does). The magnitude
-// code counts the thresholds passed; at a tie the comparison is >= when the upper neighbour is even
-// and > when it is odd (the tie table of techniques.md 1.3). A NaN gives code 0 or 8 (unspecified).
+// is v's sign bit (so -0.1 -> 8, "-0", as the sm_100 cvt.rn.satfinite.e2m1x2 does). This is the tie
+// table of techniques.md 1.3 (|v| <= 0.25 -> 0, [0.75,1.25] -> 1, [1.75,2.5] -> 2, [3.5,5] -> 4, the
+// odd codes strictly between), computed with float rounding instead of 7 comparisons:
+// - |v| < 1 (E2M1 subnormals, step 0.5): |v| + 2^22 rounds to a multiple of 0.5 (the ulp of 2^22) with
+//   RNE; the integer difference of the bits is the number of 0.5 steps = the code (0, 1 or 2).
+// - |v| >= 1: round the fp32 mantissa to one bit with RNE on the integer bits, move the exponent bias
+//   from 127 to 1, and read exponent|mantissa as the code; saturate at 7 (= 6.0).
+// A NaN gives an unspecified code. Checked exhaustively against the Python tie table.
 __device__ __forceinline__ uint32_t e2m1_encode_rne(float v) {
+    const uint32_t bits = __float_as_uint(v);
+    const uint32_t a = bits & 0x7fffffffu;
+    const float af = __uint_as_float(a);
+    const uint32_t sub = __float_as_uint(__fadd_rn(af, 4194304.0f)) - 0x4a800000u;
+    const uint32_t nrm = (a + 0x1fffffu + ((a >> 22) & 1u) - (126u << 23)) >> 22;
+    const uint32_t c = af < 1.0f ? sub : min(nrm, 7u);
+    return c | ((bits >> 28) & 8u);
+}
+
+// The same rounding by counting thresholds (the tie table written out; slower, kept as the
+// readable definition and for cross-checks): at a tie the comparison is >= when the upper
+// neighbour is even and > when it is odd.
+__device__ __forceinline__ uint32_t e2m1_encode_rne_compare(float v) {
     const float a = fabsf(v);
     uint32_t c = (a > 0.25f) + (a >= 0.75f) + (a > 1.25f) + (a >= 1.75f) + (a > 2.5f) + (a >= 3.5f) +
                  (a > 5.0f);

@@ -181,8 +181,8 @@ def unswizzle_scales(sf_swizzled: torch.Tensor, M: int, K: int) -> torch.Tensor:
 
 def global_scale_from_amax(amax: torch.Tensor) -> torch.Tensor:
     """g = 2688 / max(amax, 1e-12), fp32 (the quantization-direction global scale)."""
-    return torch.tensor(GLOBAL_NUMERATOR, dtype=torch.float32, device=amax.device) / amax.float().clamp(
-        min=AMAX_FLOOR)
+    den = amax.float().clamp(min=AMAX_FLOOR)
+    return torch.div(torch.full_like(den, GLOBAL_NUMERATOR), den)
 
 
 def _check_x(x: torch.Tensor) -> None:
@@ -224,11 +224,14 @@ def quantize_reference(x: torch.Tensor, global_scale="tensor", layout: str = "li
     g_rows = g.expand(M) if g.dim() == 0 else g
     blocks = x32.view(M, K // BLOCK, BLOCK)
     vmax = blocks.abs().amax(dim=-1)  # [M, KB]
-    sf_f32 = g_rows[:, None] * (vmax / 6.0)  # two fp32 roundings, same order as the kernel
+    # Every division is tensor / tensor: on CUDA, torch turns a division by a Python scalar into a
+    # multiplication by its reciprocal, which is not the IEEE quotient the kernels compute.
+    sf_f32 = g_rows[:, None] * torch.div(vmax, torch.full_like(vmax, 6.0))  # same order as the kernel
     sf = e4m3_encode(sf_f32)
     sf_dec = e4m3_decode(sf)
-    g_inv = 1.0 / g_rows  # fp32
-    qscale = torch.where(sf_dec != 0, 1.0 / (sf_dec * g_inv[:, None]), torch.zeros_like(sf_dec))
+    g_inv = torch.div(torch.ones_like(g_rows), g_rows)  # fp32
+    denom = sf_dec * g_inv[:, None]
+    qscale = torch.where(sf_dec != 0, torch.div(torch.ones_like(denom), denom), torch.zeros_like(sf_dec))
     codes = e2m1_encode(blocks * qscale[..., None]).view(M, K)
     scales = sf if layout == "linear" else swizzle_scales(sf)
     return NVFP4Tensor(codes=pack_nibbles(codes), scales=scales, global_scale=g.float(), layout=layout,
@@ -241,7 +244,8 @@ def dequantize_reference(q: NVFP4Tensor) -> torch.Tensor:
     codes = unpack_nibbles(q.codes).view(M, K // BLOCK, BLOCK)
     sf = e4m3_decode(q.linear_scales())
     g = q.global_scale.float()
-    g_inv = 1.0 / (g.expand(M) if g.dim() == 0 else g)
+    g = g.expand(M).contiguous() if g.dim() == 0 else g
+    g_inv = torch.div(torch.ones_like(g), g)
     return (e2m1_decode(codes) * (sf * g_inv[:, None])[..., None]).view(M, K)
 
 

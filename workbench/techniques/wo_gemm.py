@@ -30,23 +30,32 @@ from .nvfp4 import NVFP4Tensor
 SOURCES = ("workbench/techniques/nvfp4.py", "workbench/techniques/wo_gemm.py", "nvfp4", "wo_gemm")
 N_OUT, K_IN = 7168, 16384  # W_o: [7168, 16384]
 M_CASES = (1, 8, 32, 64, 128, 256, 1024, 4096)
-FUSED_MAX_M = 128  # above this the dispatcher dequantizes and calls cuBLAS (see the record)
+FUSED_MAX_M = 256  # the fused kernel is tuned up to here; the dispatcher uses it where it beat dequant+cuBLAS
 
 
 @dataclass(frozen=True)
 class TileConfig:
-    """Template parameters of w4a16_mma_v1: NT n8 token tiles, MT m16 weight tiles per warp, WARPS
-    warps per CTA, KU (k tile = 128 * KU), FAST decode."""
+    """Template parameters of w4a16_mma_v{1,2}: NT n8 token tiles, MT m16 weight tiles per warp, WARPS
+    warps per CTA, KU (k tile = 128 * KU), FAST decode; v2 adds XPF (activation prefetch) and double
+    buffers x in shared memory."""
 
     nt: int
     mt: int
     warps: int
     ku: int
     fast: bool = True
+    version: int = 2
+
+    @property
+    def xpf(self) -> bool:
+        return self.nt <= 2
 
     @property
     def expr(self) -> str:
-        return f"w4a16_mma_v1<{self.nt}, {self.mt}, {self.warps}, {self.ku}, {str(self.fast).lower()}>"
+        args = f"{self.nt}, {self.mt}, {self.warps}, {self.ku}, {str(self.fast).lower()}"
+        if self.version == 2:
+            args += f", {str(self.xpf).lower()}"
+        return f"w4a16_mma_v{self.version}<{args}>"
 
     @property
     def rows(self) -> int:
@@ -58,23 +67,33 @@ class TileConfig:
 
     @property
     def smem(self) -> int:
-        return self.tokens * (128 * self.ku * 2 + 64)
+        return (2 if self.version == 2 else 1) * self.tokens * (128 * self.ku * 2 + 64)
 
     def __str__(self) -> str:
-        return f"nt{self.nt}_mt{self.mt}_w{self.warps}_ku{self.ku}" + ("" if self.fast else "_f32dec")
+        return (f"v{self.version}_nt{self.nt}_mt{self.mt}_w{self.warps}_ku{self.ku}"
+                + ("" if self.fast else "_f32dec"))
 
 
 # Instantiated in kernels/wo_gemm.cu (// @instantiate lines).
-CONFIGS = [TileConfig(1, 2, 8, 2), TileConfig(1, 2, 4, 2), TileConfig(1, 4, 4, 1), TileConfig(1, 2, 8, 2, False),
-           TileConfig(2, 2, 8, 2), TileConfig(2, 4, 4, 1), TileConfig(4, 2, 4, 2), TileConfig(4, 2, 8, 1),
-           TileConfig(8, 2, 4, 1), TileConfig(8, 2, 8, 1), TileConfig(8, 2, 4, 1, False)]
+V1_CONFIGS = [TileConfig(1, 2, 4, 2, version=1), TileConfig(1, 2, 8, 2, False, version=1),
+              TileConfig(8, 2, 4, 1, version=1), TileConfig(8, 2, 4, 1, False, version=1)]
+V2_CONFIGS = [TileConfig(1, 2, 4, 2), TileConfig(1, 2, 8, 2), TileConfig(1, 1, 8, 4), TileConfig(2, 2, 4, 2),
+              TileConfig(2, 2, 8, 2), TileConfig(4, 2, 4, 2), TileConfig(4, 2, 8, 1), TileConfig(8, 2, 4, 1),
+              TileConfig(8, 2, 8, 1), TileConfig(8, 1, 8, 2)]
+CONFIGS = V1_CONFIGS + V2_CONFIGS
 
 # Default (config, splits) by M; the GPU benchmark re-tunes within its run and records its choice.
 DEFAULT_TUNING: dict[int, tuple[TileConfig, int]] = {}
 
 
-def default_config(M: int) -> TileConfig:
-    nt = 1 if M <= 8 else 2 if M <= 16 else 4 if M <= 32 else 8
+def _nt_for(M: int) -> int:
+    return 1 if M <= 8 else 2 if M <= 16 else 4 if M <= 32 else 8
+
+
+def default_config(M: int, version: int = 2) -> TileConfig:
+    nt = _nt_for(M)
+    if version == 1:
+        return TileConfig(1, 2, 4, 2, version=1) if nt == 1 else TileConfig(8, 2, 4, 1, version=1)
     return {1: TileConfig(1, 2, 8, 2), 2: TileConfig(2, 2, 8, 2), 4: TileConfig(4, 2, 8, 1),
             8: TileConfig(8, 2, 4, 1)}[nt]
 
@@ -88,9 +107,8 @@ def default_splits(M: int, N: int, K: int, cfg: TileConfig, sms: int = 132) -> i
 
 
 def candidate_configs(M: int) -> list[TileConfig]:
-    """Fast configs whose token tile suits M (for tuning)."""
-    want = 1 if M <= 8 else 2 if M <= 16 else 4 if M <= 32 else 8
-    return [c for c in CONFIGS if c.fast and c.nt == want]
+    """v2 configs whose token tile suits M (for tuning)."""
+    return [c for c in V2_CONFIGS if c.nt == _nt_for(M)]
 
 
 _WORKSPACE: dict = {}
@@ -162,22 +180,22 @@ _SCRATCH: dict = {}
 
 
 def wo_nvfp4(x: torch.Tensor, w: NVFP4Tensor, tuning: dict | None = None) -> torch.Tensor:
-    """The dispatcher (`optimized`): fused W4A16 kernel for M <= FUSED_MAX_M, else dequantize + cuBLAS.
+    """The dispatcher (`optimized`): the fused W4A16 kernel where it was measured faster than
+    dequantize + cuBLAS (the M keys of `tuning`, default DEFAULT_TUNING filled by the benchmark), else
+    dequantize + cuBLAS. Without any tuning: fused for M <= 64.
 
-    tuning: {M: (TileConfig, splits)} measured choices (the nearest M at or above is used).
+    tuning: {M: (TileConfig, splits)} measured choices for exactly these M.
     """
     M = x.shape[0]
-    if M > FUSED_MAX_M:
+    tuning = DEFAULT_TUNING if tuning is None else tuning
+    use_fused = (M in tuning) if tuning else M <= 64
+    if not use_fused:
         key = (str(x.device), w.shape)
         if key not in _SCRATCH:
             _SCRATCH[key] = torch.empty(w.shape, dtype=torch.bfloat16, device=x.device)
         return dequant_cublas(x, w, _SCRATCH[key])
-    tuning = tuning or DEFAULT_TUNING
-    keys = sorted(k for k in tuning if k >= M)
-    if keys:
-        cfg, splits = tuning[keys[0]]
-        return w4a16_gemm(x, w, cfg, splits)
-    return w4a16_gemm(x, w)
+    cfg, splits = tuning[M] if M in tuning else (None, None)
+    return w4a16_gemm(x, w, cfg, splits)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -351,14 +369,16 @@ def _bench_wo_case(M, N, K, ceil, ctx, progress, tune):
     x8, sx = fp8_per_tensor(xp)
     variants, validation, params = {}, {"passed": True}, {"M": M, "N": N, "K": K}
 
-    def check(name, out, ref_=ref, M=M, validation=validation):
-        v = validate(out[:M], ref_)
+    def check(name, out, ref_=ref, M=M, validation=validation, tol=1e-3):
+        v = validate(out[:M], ref_, tol)
         validation[f"{name}.rel_l2"] = round(v["rel_l2"], 7)
         validation["passed"] &= v["passed"]
         return v
 
     # baseline: cuBLAS bf16 on the dequantized weight (same values as the NVFP4 weight)
-    check("cublas_bf16", x @ w_deq_bf[0].t())
+    # cuBLAS may reduce split-K partials in bf16 (torch's default allow_bf16_reduced_precision_reduction),
+    # which costs ~2e-3 rel-L2 on its own: the baselines get a 5e-3 tolerance, the fused kernel 1e-3.
+    check("cublas_bf16", x @ w_deq_bf[0].t(), tol=5e-3)
     variants["cublas_bf16"] = _time([lambda i=i: x @ w_deq_bf[i].t() for i in range(n_sets_bf)])
     # fp8 per-tensor (its own quantization error: validated loosely against its own fp32 math)
     o8 = fp8_scaled_mm(x8, sx, fp8w[0][0], fp8w[0][1])
@@ -367,10 +387,16 @@ def _bench_wo_case(M, N, K, ceil, ctx, progress, tune):
     variants["torch_fp8"] = _time([lambda i=i: fp8_scaled_mm(x8, sx, fp8w[i][0], fp8w[i][1])
                                    for i in range(n_sets_fp8)])
     # dequantize + cuBLAS
-    check("nvfp4_dequant_cublas", dequant_cublas(x, wq[0], scratch))
+    check("nvfp4_dequant_cublas", dequant_cublas(x, wq[0], scratch), tol=5e-3)
     variants["nvfp4_dequant_cublas"] = _time([lambda i=i: dequant_cublas(x, wq[i], scratch)
                                               for i in range(n_sets_nv)])
-    # fused kernel: tune (config, splits) for M <= FUSED_MAX_M, validating every candidate
+    # fused kernel v1 (not pipelined), default config: the step before v2
+    if M <= FUSED_MAX_M:
+        c1 = default_config(M, version=1)
+        s1 = default_splits(M, N, K, c1)
+        check("w4a16_mma_v1", w4a16_gemm(x, wq[0], c1, s1))
+        variants["w4a16_mma_v1"] = _time([lambda i=i: w4a16_gemm(x, wq[i], c1, s1) for i in range(n_sets_nv)])
+    # fused kernel v2: tune (config, splits) for M <= FUSED_MAX_M, validating every candidate
     if M <= FUSED_MAX_M:
         best = None
         cands = candidate_configs(M) if tune else [default_config(M)]
@@ -391,15 +417,17 @@ def _bench_wo_case(M, N, K, ceil, ctx, progress, tune):
                 if best is None or t.median_us < best[2].median_us:
                     best = (cfg, s, t)
             if best is None and cfg is cands[-1] and cfg.fast:  # FAST decode failed: try the fp32 decode
-                cands += [c for c in CONFIGS if not c.fast and c.nt >= cfg.nt][:1]
+                cands += [c for c in V1_CONFIGS if not c.fast and c.nt >= cfg.nt][:1]
         if best is not None:
             cfg, s, t = best
             variants["w4a16_mma"] = t
             params["w4a16_config"], params["w4a16_splits"] = str(cfg), s
-            DEFAULT_TUNING[M] = (cfg, s)
             check("w4a16_mma", w4a16_gemm(x, wq[0], cfg, s))
+            if t.median_us < variants["nvfp4_dequant_cublas"].median_us:
+                DEFAULT_TUNING[M] = (cfg, s)  # the dispatcher uses the fused kernel at this M
+    params["dispatch"] = "fused" if M in DEFAULT_TUNING else "dequant_cublas"
     # the dispatcher
-    check("optimized", wo_nvfp4(x, wq[0]))
+    check("optimized", wo_nvfp4(x, wq[0]), tol=1e-3 if M in DEFAULT_TUNING else 5e-3)
     variants["optimized"] = _time([lambda i=i: wo_nvfp4(x, wq[i]) for i in range(n_sets_nv)])
     bytes_ = case_bytes(M, "nvfp4", N, K)
     bound = ceil.bound_us(bytes=bytes_, flops=flops(M, N, K))

@@ -1,0 +1,118 @@
+"""Figures for NVFP4 and the wo GEMM (pure functions: data in, go.Figure out)."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import torch
+
+from . import COLORS
+
+
+def fig_e2m1_grid() -> go.Figure:
+    """The 16 E2M1 codes on the number line, with the RNE decision thresholds (ties marked)."""
+    from ..techniques import nvfp4 as nv
+
+    vals = nv.E2M1_VALUES.tolist()
+    fig = go.Figure()
+    fig.add_scatter(x=vals, y=[0] * 16, mode="markers+text", text=[f"{c}" for c in range(16)],
+                    textposition="top center", marker=dict(size=12, color=COLORS["other"]), name="code value")
+    for thr, inclusive in nv.E2M1_THRESHOLDS:
+        for s in (1, -1):
+            fig.add_vline(x=s * thr, line=dict(dash="dot", color="#999"))
+    fig.add_scatter(x=[t for t, _ in nv.E2M1_THRESHOLDS], y=[-0.3] * 7, mode="text",
+                    text=["tie->0", "tie->1", "tie->1", "tie->2", "tie->2", "tie->4", "tie->4"], name="ties (RNE)")
+    fig.update_layout(title="E2M1 grid (label = 4-bit code; dotted = rounding thresholds, ties to even code)",
+                      xaxis_title="value", yaxis=dict(visible=False, range=[-0.6, 0.6]), height=300)
+    return fig
+
+
+def fig_block_scales(x_row: torch.Tensor, n_blocks: int = 8) -> go.Figure:
+    """One row's first blocks: original values, dequantized NVFP4 values and each block's scale * 6."""
+    from ..techniques import nvfp4 as nv
+
+    x = x_row[: 16 * n_blocks].float().view(1, -1)
+    q = nv.quantize_reference(x, "tensor")
+    d = nv.dequantize_reference(q)[0]
+    sf = nv.e4m3_decode(q.scales[0]) / q.global_scale
+    k = list(range(x.shape[1]))
+    fig = go.Figure()
+    fig.add_scatter(x=k, y=x[0].tolist(), mode="markers", name="x (bf16)", marker=dict(color=COLORS["baseline"]))
+    fig.add_scatter(x=k, y=d.tolist(), mode="markers", name="NVFP4 dequantized", marker=dict(symbol="x",
+                                                                                            color=COLORS["optimized"]))
+    for b in range(n_blocks):
+        top = float(6 * sf[b])
+        fig.add_scatter(x=[16 * b, 16 * b + 15], y=[top, top], mode="lines", line=dict(color=COLORS["bound"]),
+                        showlegend=b == 0, name="block range: 6 * sf / g")
+        fig.add_scatter(x=[16 * b, 16 * b + 15], y=[-top, -top], mode="lines", line=dict(color=COLORS["bound"]),
+                        showlegend=False)
+    fig.update_layout(title="One row, 16-element blocks: each block's E4M3 scale sets its grid",
+                      xaxis_title="k", yaxis_title="value")
+    return fig
+
+
+def fig_bytes(bytes_by_format: dict[str, int], copy_TBps: float | None = None) -> go.Figure:
+    """Weight bytes per format, and the read time at a copy bandwidth."""
+    names = list(bytes_by_format)
+    mb = [bytes_by_format[n] / 1e6 for n in names]
+    text = [f"{m:.1f} MB" + (f" / {m / (copy_TBps * 1e6) * 1e6:.0f} us" if copy_TBps else "") for m in mb]
+    fig = go.Figure(go.Bar(x=names, y=mb, text=text, textposition="outside"))
+    fig.update_layout(title="wo weight bytes (7168 x 16384)" + (f", read time at {copy_TBps:.2f} TB/s" if copy_TBps
+                                                                else ""), yaxis_title="MB")
+    return fig
+
+
+def fig_speedup_vs_m(record: dict) -> go.Figure:
+    """Speedup over cuBLAS bf16 of every variant vs M (log x), from a wo_gemm record."""
+    cases = sorted(record["cases"], key=lambda c: c["params"]["M"])
+    variants: list[str] = []
+    for c in cases:
+        variants += [v for v in c["variants"] if v not in variants]
+    fig = go.Figure()
+    for v in variants:
+        xs, ys = [], []
+        for c in cases:
+            if v in c["variants"]:
+                xs.append(c["params"]["M"])
+                ys.append(c["variants"][c["baseline"]]["median_us"] / c["variants"][v]["median_us"])
+        role = "optimized" if v == "optimized" else "baseline" if v == cases[0]["baseline"] else None
+        fig.add_scatter(x=xs, y=ys, mode="lines+markers", name=v,
+                        line=dict(color=COLORS.get(role)) if role else None)
+    fig.add_scatter(x=[c["params"]["M"] for c in cases],
+                    y=[c["variants"][c["baseline"]]["median_us"] / c["bound_us"] for c in cases],
+                    mode="lines", line=dict(dash="dash", color=COLORS["bound"]), name="NVFP4 bound")
+    fig.add_hline(y=3.0, line=dict(dash="dot", color="#999"), annotation_text="3x target")
+    fig.update_layout(title=f"wo GEMM speedup over cuBLAS bf16 ({record['device']['name']})",
+                      xaxis=dict(type="log", title="M (tokens)"), yaxis_title="speedup (x)")
+    return fig
+
+
+def fig_time_vs_bound(record: dict) -> go.Figure:
+    """Time of each variant with the NVFP4 and bf16 bounds, vs M (log-log)."""
+    cases = sorted(record["cases"], key=lambda c: c["params"]["M"])
+    fig = go.Figure()
+    variants: list[str] = []
+    for c in cases:
+        variants += [v for v in c["variants"] if v not in variants]
+    for v in variants:
+        pts = [(c["params"]["M"], c["variants"][v]["median_us"]) for c in cases if v in c["variants"]]
+        fig.add_scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers", name=v)
+    fig.add_scatter(x=[c["params"]["M"] for c in cases], y=[c["bound_us"] for c in cases], mode="lines",
+                    line=dict(dash="dash", color=COLORS["bound"]), name="bound (NVFP4 bytes / flops)")
+    fig.add_scatter(x=[c["params"]["M"] for c in cases], y=[c["params"].get("bound_bf16_us") for c in cases],
+                    mode="lines", line=dict(dash="dot", color=COLORS["baseline"]), name="bound (bf16 bytes / flops)")
+    fig.update_layout(title="wo GEMM time vs bound", xaxis=dict(type="log", title="M (tokens)"),
+                      yaxis=dict(type="log", title="time (us, median)"))
+    return fig
+
+
+def fig_accuracy(rows: list[dict], metric: str = "rel_l2") -> go.Figure:
+    """Error of each format vs outlier magnitude (rows from wo_gemm.accuracy_study)."""
+    fmts = list(dict.fromkeys(r["format"] for r in rows))
+    fig = go.Figure()
+    for f in fmts:
+        rs = sorted((r for r in rows if r["format"] == f), key=lambda r: r["outlier_scale"])
+        fig.add_scatter(x=[r["outlier_scale"] for r in rs], y=[r[metric] for r in rs], mode="lines+markers", name=f)
+    fig.update_layout(title=f"wo output error vs fp32 ({metric}); x = outlier channel magnitude (1 = Gaussian)",
+                      xaxis=dict(type="log", title="outlier scale"),
+                      yaxis=dict(type="log" if metric != "cosine" else "linear", title=metric))
+    return fig
