@@ -16,7 +16,7 @@ def fig_e2m1_grid() -> go.Figure:
     fig = go.Figure()
     fig.add_scatter(x=vals, y=[0] * 16, mode="markers+text", text=[f"{c}" for c in range(16)],
                     textposition="top center", marker=dict(size=12, color=COLORS["other"]), name="code value")
-    for thr, inclusive in nv.E2M1_THRESHOLDS:
+    for thr, _inclusive in nv.E2M1_THRESHOLDS:
         for s in (1, -1):
             fig.add_vline(x=s * thr, line=dict(dash="dot", color="#999"))
     fig.add_scatter(x=[t for t, _ in nv.E2M1_THRESHOLDS], y=[-0.3] * 7, mode="text",
