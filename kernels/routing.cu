@@ -43,7 +43,7 @@
 #define ROUTED_SCALE 2.5f
 #define ROUTE_WARPS 4        // tokens per routing block (one warp per token)
 #define PREP_THREADS 256     // move/memset block size
-#define COUNT_THREADS 1024   // count block size: one tile (no serial tile loop) for T <= 1024
+#define COUNT_MAX_THREADS 1024  // count block size: T rounded up to a warp, at most 1024 (one tile)
 #define FULL_MASK 0xffffffffu
 #define NEG_INF __int_as_float(0xff800000)
 
@@ -176,7 +176,8 @@ extern "C" __global__ void route_noaux_tc(const float* __restrict__ logits, cons
 }
 
 // ---------------------------------------------------------------------------------------------------
-// 2. count_and_indices: grid = E + 1, 1024 threads. CTA r < E scans every local token and appends the ones with at
+// 2. count_and_indices: grid = E + 1, block = T rounded up to 32, at most 1024 (a small T gets a small,
+//    quick block; T <= 1024 needs no serial tile loop). CTA r < E scans every local token and appends the ones with at
 //    least one expert on rank r (experts placed contiguously: rank = expert / (256 / E)) to rank r's send
 //    list, in ascending token order (a block scan, not atomics, so the result is deterministic), with the
 //    backward index token*8 + first matching k. Expert ids outside [0, 256) are ignored (defined result:
@@ -184,7 +185,7 @@ extern "C" __global__ void route_noaux_tc(const float* __restrict__ logits, cons
 //    multi-GPU run they arrive in a peer-written workspace; here an input) clamped to [0, M].
 //    Lists: [E, T] int32 (row r holds rank r's list, count in send_counts[r]).
 // ---------------------------------------------------------------------------------------------------
-extern "C" __global__ void __launch_bounds__(COUNT_THREADS)
+extern "C" __global__ void __launch_bounds__(COUNT_MAX_THREADS)
 count_and_indices(const int32_t* __restrict__ expert_ids, int n_tokens, int ep_size,
                   const int32_t* __restrict__ peer_counts, int max_tokens_per_rank,
                   int32_t* __restrict__ send_counts, int32_t* __restrict__ send_lists,
@@ -202,9 +203,10 @@ count_and_indices(const int32_t* __restrict__ expert_ids, int n_tokens, int ep_s
         for (int i = tid; i < ep_size; i += blockDim.x)
             recv_counts[i] = min(max(peer_counts[i], 0), max_tokens_per_rank);
     } else {
-        __shared__ int warp_totals[COUNT_THREADS / 32];
+        __shared__ int warp_totals[COUNT_MAX_THREADS / 32];
+        const int n_warps = blockDim.x >> 5;  // blockDim.x is a multiple of 32 (the host rounds T up)
         int base = 0;  // entries of rank's list written so far
-        for (int tile = 0; tile < n_tokens; tile += COUNT_THREADS) {
+        for (int tile = 0; tile < n_tokens; tile += blockDim.x) {
             const int t = tile + tid;
             int first_k = -1;
             if (t < n_tokens) {
@@ -222,8 +224,7 @@ count_and_indices(const int32_t* __restrict__ expert_ids, int n_tokens, int ep_s
             if (lane == 0) warp_totals[warp] = __popc(ballot);
             __syncthreads();
             int before = 0, tile_total = 0;
-#pragma unroll
-            for (int w = 0; w < COUNT_THREADS / 32; ++w) {
+            for (int w = 0; w < n_warps; ++w) {
                 const int c = warp_totals[w];
                 before += w < warp ? c : 0;
                 tile_total += c;

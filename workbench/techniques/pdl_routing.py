@@ -46,7 +46,7 @@ ROUTED_SCALE = R1.routed_scaling  # 2.5
 SENTINEL = N_EXPERTS  # expert id of an unused receive row ("slotCount" in TRT-LLM)
 ROUTE_WARPS = 4  # tokens per routing block (kernels/routing.cu)
 PREP_THREADS = 256
-COUNT_THREADS = 1024
+COUNT_MAX_THREADS = 1024
 KERNELS = ("route_noaux_tc", "count_and_indices", "cumsum_counts", "move_indices", "memset_expert_ids")
 MAX_TIMELINE_BLOCKS = 1024
 CASE_TOKENS = (32, 128, 256, 1024)
@@ -393,10 +393,12 @@ class RoutingChain:
 
         sms = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
         rows = ep * m
+        # count_and_indices: one warp-multiple tile covering T (<= 1024 threads; larger T loops over tiles).
+        count_threads = min(COUNT_MAX_THREADS, max(32, -(-t // 32) * 32))
         specs = [
             ("route_noaux_tc", max(1, -(-t // ROUTE_WARPS)), 32 * ROUTE_WARPS,
              (self.logits, self.bias, self.expert_ids, self.weights, t, tl(0))),
-            ("count_and_indices", ep + 1, COUNT_THREADS,
+            ("count_and_indices", ep + 1, count_threads,
              (self.expert_ids, t, ep, self.peer_counts, m, self.send_counts, self.send_lists, self.backward_lists,
               self.recv_counts, tl(1))),
             ("cumsum_counts", 1, 64,
