@@ -424,6 +424,155 @@ __global__ void __launch_bounds__(WARPS * 32) w4a16_mma_v2(
     gemm_epilogue<NT, MT, WARPS, FAST>(acc, g_w, out, ws, counters, M, N, splits, chunk, rb, tok0, row_base, g, t);
 }
 
+// ---------------------------------------------------------------------------------------------------
+// v3: a multi-stage cp.async pipeline for the weights. v2 measured no faster than v1: with one tile of
+// codes in registers per thread, a thread has ~128 bytes in flight and then waits a full HBM latency
+// (~2 us under load) for them, so an SM keeps only ~50 KB in flight and streams at ~half of copy
+// bandwidth. v3 copies the codes (16 B per thread per row half and 128-k step) and the scales (8 B per
+// row, by one thread of the row) asynchronously into a STAGES-deep ring in shared memory, so
+// STAGES-1 tiles are in flight without holding registers; each thread reads back the code chunks it
+// copied itself, the scales after the per-tile barrier. Activations as in v2.
+// ---------------------------------------------------------------------------------------------------
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+    uint32_t r;
+    asm("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(r) : "l"(p));
+    return r;
+}
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(smem_u32(dst)), "l"(src), "r"(valid ? 16 : 0)
+                 : "memory");
+}
+__device__ __forceinline__ void cp_async8(void* dst, const void* src, bool valid) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;" ::"r"(smem_u32(dst)), "l"(src), "r"(valid ? 8 : 0)
+                 : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
+
+template <int NT, int MT, int WARPS, int KU, int STAGES>
+__global__ void __launch_bounds__(WARPS * 32) w4a16_mma_v3(
+    const uint16_t* __restrict__ x, const uint8_t* __restrict__ codes, const uint8_t* __restrict__ sf,
+    const float* __restrict__ g_w, uint16_t* __restrict__ out, float* __restrict__ ws,
+    unsigned int* __restrict__ counters, int M, int N, int K, int splits) {
+    constexpr bool XPF = NT <= 2;
+    constexpr int TOK = NT * 8, KT = 128 * KU, CH = KT / 8, ROWB = KT * 2 + 64, ROWS = WARPS * MT * 16;
+    constexpr int THREADS = WARPS * 32;
+    constexpr int XCH = (TOK * CH + THREADS - 1) / THREADS;
+    constexpr int XBUF = TOK * ROWB;
+    constexpr int SLOTS = KU * MT * 2;               // (u, i, h) code chunks per thread per tile
+    constexpr int CODE_BYTES = SLOTS * THREADS * 16;  // per stage
+    constexpr int SF_BYTES = SLOTS * WARPS * 8 * 8;   // per stage: 8 bytes per (slot, warp, row g)
+    constexpr int STAGE = CODE_BYTES + SF_BYTES;
+    extern __shared__ __align__(16) uint8_t smem[];
+    uint8_t* xs = smem + STAGES * STAGE;
+
+    const int chunk = blockIdx.x, rb = blockIdx.y, split = blockIdx.z;
+    const int tok0 = chunk * TOK;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int row_base = rb * ROWS + warp * MT * 16;
+    const int n_ktiles = K / KT;
+    const int kt_begin = (int)((long long)split * n_ktiles / splits);
+    const int kt_end = (int)((long long)(split + 1) * n_ktiles / splits);
+    const long long code_row = K >> 1, sf_row = K >> 4;
+
+    auto issue = [&](int kt, int stage) {
+        uint8_t* cs = smem + stage * STAGE;
+        uint8_t* ss = cs + CODE_BYTES;
+        const int k0 = kt * KT;
+#pragma unroll
+        for (int u = 0; u < KU; ++u)
+#pragma unroll
+            for (int i = 0; i < MT; ++i)
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    const int slot = (u * MT + i) * 2 + h;
+                    const int r = row_base + i * 16 + g + 8 * h;
+                    const bool ok = r < N;
+                    const long long rr = ok ? r : 0;
+                    cp_async16(cs + (slot * THREADS + threadIdx.x) * 16, codes + rr * code_row + ((k0 + 128 * u) >> 1) + 16 * t, ok);
+                    if (t == 0)
+                        cp_async8(ss + ((slot * WARPS + warp) * 8 + g) * 8, sf + rr * sf_row + ((k0 + 128 * u) >> 4), ok);
+                }
+    };
+    auto x_chunk = [&](int c, int k0) -> u32x4 {
+        const int tok = c / CH, ch = c - tok * CH;
+        u32x4 v{0, 0, 0, 0};
+        if (c < TOK * CH && tok0 + tok < M) v = ld16(x + (long long)(tok0 + tok) * K + k0 + 8 * ch);
+        return v;
+    };
+    auto x_store = [&](uint8_t* buf, int c, const u32x4& v) {
+        if (c < TOK * CH) {
+            const int tok = c / CH, ch = c - tok * CH;
+            st16(buf + tok * ROWB + chunk_swizzle(ch) * 16, permute_chunk(v));
+        }
+    };
+
+    float acc[MT][NT][4];
+#pragma unroll
+    for (int i = 0; i < MT; ++i)
+#pragma unroll
+        for (int j = 0; j < NT; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+
+#pragma unroll
+    for (int p = 0; p < STAGES - 1; ++p) {
+        if (kt_begin + p < kt_end) issue(kt_begin + p, p);
+        cp_async_commit();
+    }
+    if (kt_begin < kt_end) {
+#pragma unroll
+        for (int r = 0; r < XCH; ++r) {
+            const int c = threadIdx.x + r * THREADS;
+            x_store(xs, c, x_chunk(c, kt_begin * KT));
+        }
+    }
+    cp_async_wait<STAGES - 2>();
+    __syncthreads();
+    for (int kt = kt_begin; kt < kt_end; ++kt) {
+        const int it = kt - kt_begin;
+        if (kt + STAGES - 1 < kt_end) issue(kt + STAGES - 1, (it + STAGES - 1) % STAGES);
+        cp_async_commit();
+        const bool has_next = kt + 1 < kt_end;
+        u32x4 xr[XPF ? XCH : 1];
+        if constexpr (XPF) {
+            if (has_next) {
+#pragma unroll
+                for (int r = 0; r < XCH; ++r) xr[r] = x_chunk(threadIdx.x + r * THREADS, (kt + 1) * KT);
+            }
+        }
+        const uint8_t* cs = smem + (it % STAGES) * STAGE;
+        const uint8_t* ss = cs + CODE_BYTES;
+        u32x4 wc[KU][MT][2];
+        uint32_t wsf[KU][MT][2];
+#pragma unroll
+        for (int u = 0; u < KU; ++u)
+#pragma unroll
+            for (int i = 0; i < MT; ++i)
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    const int slot = (u * MT + i) * 2 + h;
+                    wc[u][i][h] = ld16(cs + (slot * THREADS + threadIdx.x) * 16);
+                    wsf[u][i][h] = *reinterpret_cast<const uint16_t*>(ss + ((slot * WARPS + warp) * 8 + g) * 8 + 2 * t);
+                }
+        mma_tile<NT, MT, KU, true, ROWB>(xs + (it & 1) * XBUF, wc, wsf, acc, g, t);
+        if (has_next) {
+            uint8_t* nb = xs + ((it & 1) ^ 1) * XBUF;
+#pragma unroll
+            for (int r = 0; r < XCH; ++r) {
+                const int c = threadIdx.x + r * THREADS;
+                if constexpr (XPF) x_store(nb, c, xr[r]);
+                else x_store(nb, c, x_chunk(c, (kt + 1) * KT));
+            }
+        }
+        cp_async_wait<STAGES - 2>();
+        __syncthreads();
+    }
+    cp_async_wait<0>();
+    gemm_epilogue<NT, MT, WARPS, true>(acc, g_w, out, ws, counters, M, N, splits, chunk, rb, tok0, row_base, g, t);
+}
+
 // Tile configurations: v1<NT tokens/8, MT m16 tiles per warp, WARPS, KU (k tile = 128*KU), FAST>,
 // v2<..., XPF (prefetch the next tile's activations through registers)>.
 // @instantiate w4a16_mma_v1<1, 2, 4, 2, true>
@@ -440,3 +589,13 @@ __global__ void __launch_bounds__(WARPS * 32) w4a16_mma_v2(
 // @instantiate w4a16_mma_v2<8, 2, 4, 1, true, false>
 // @instantiate w4a16_mma_v2<8, 2, 8, 1, true, false>
 // @instantiate w4a16_mma_v2<8, 1, 8, 2, true, false>
+// v3<NT, MT, WARPS, KU, STAGES>
+// @instantiate w4a16_mma_v3<1, 2, 4, 1, 6>
+// @instantiate w4a16_mma_v3<1, 2, 4, 2, 4>
+// @instantiate w4a16_mma_v3<1, 2, 8, 1, 4>
+// @instantiate w4a16_mma_v3<2, 2, 4, 1, 6>
+// @instantiate w4a16_mma_v3<2, 2, 4, 2, 4>
+// @instantiate w4a16_mma_v3<4, 2, 4, 1, 4>
+// @instantiate w4a16_mma_v3<4, 2, 4, 2, 3>
+// @instantiate w4a16_mma_v3<8, 2, 4, 1, 4>
+// @instantiate w4a16_mma_v3<8, 1, 8, 1, 4>

@@ -265,14 +265,15 @@ GPU_SHAPES = [(1, 16), (3, 48), (7, 80), (130, 208), (257, 7168), (64, 16384)]
 @pytest.mark.gpu
 @pytest.mark.parametrize("M,K", GPU_SHAPES)
 @pytest.mark.parametrize("mode,layout", list(itertools.product(["tensor", "row", "given"], ["linear", "swizzled"])))
-def test_gpu_quantize_bit_exact(M, K, mode, layout):
+@pytest.mark.parametrize("kernel", ["v1", "v2"])
+def test_gpu_quantize_bit_exact(M, K, mode, layout, kernel):
     for seed, maker in enumerate((nv.make_inputs, nv.make_tie_inputs)):
         x = maker(M, K, seed=seed + M, device="cuda")
         if maker is nv.make_tie_inputs and mode != "given":
             continue
         gs = torch.tensor(1.0, device="cuda") if maker is nv.make_tie_inputs else (
             nv.global_scale_from_amax(x.float().abs().amax()).cuda() if mode == "given" else mode)
-        q = nv.quantize(x, gs, layout)
+        q = nv.quantize(x, gs, layout, kernel=kernel)
         r = nv.quantize_reference(x, gs, layout)
         res = nv.compare_exact(q, r)
         assert res["passed"], res
