@@ -27,6 +27,10 @@
 //   the last CTA of a tile (a counter per tile) writes bf16 out, and zeroes the workspace and the
 //   counter again, so the kernel needs no memset between calls. splits = 1 writes out directly.
 // - gridDim.x walks token chunks of NT*8 (M > 64 reuses each weight tile from L2 across chunks).
+// v2 w4a16_mma_v2: v1 + the next tile's codes (and activations for NT <= 2) prefetched in registers,
+//    x double-buffered in shared memory, one barrier per tile.
+// v3 w4a16_mma_v3: v2 with the weight tiles in a STAGES-deep cp.async ring in shared memory, so
+//    several tiles per thread are in flight without holding registers (see the v3 comment).
 #include "wb_common.cuh"
 #include "wb_nvfp4.cuh"
 

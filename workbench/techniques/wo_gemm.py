@@ -11,9 +11,10 @@ measured copy bandwidth, flops / measured bf16 matmul peak).
 
 Variants (story order): `cublas_bf16` (baseline: torch x @ W^T), `torch_fp8` (torch._scaled_mm, fp8
 e4m3 per-tensor scales, x pre-quantized, M padded to 16), `nvfp4_dequant_cublas` (dequantize the
-NVFP4 weight to bf16 with kernels/nvfp4.cu, then cuBLAS), `w4a16_mma` (the fused kernel, tuned tile
-config and split-K per M), `optimized` (dispatch by M: fused kernel up to FUSED_MAX_M tokens,
-dequantize-then-cuBLAS above). Blog: Part 3, "wo GEMM in NVFP4" (techniques.md section 1).
+NVFP4 weight to bf16 with kernels/nvfp4.cu, then cuBLAS), `w4a16_mma_v1` (the fused kernel, one
+tile at a time), `w4a16_mma` (the best validated fused config of v2 (register prefetch) and v3
+(cp.async ring of weight tiles) with its split-K, tuned per M in the run), `optimized` (the
+dispatcher: the fused kernel where it beat dequantize-then-cuBLAS in the run, else that). Blog: Part 3, "wo GEMM in NVFP4" (techniques.md section 1).
 """
 
 from __future__ import annotations
@@ -423,6 +424,7 @@ def _bench_wo_case(M, N, K, ceil, ctx, progress, tune):
                     params.setdefault("rejected_configs", []).append(f"{cfg} splits={s}: rel_l2 {v['rel_l2']:.3g}")
                     continue
                 t = _time([lambda i=i, cfg=cfg, s=s: w4a16_gemm(x, wq[i], cfg, s) for i in range(n_sets_nv)])
+                params.setdefault("tuning_us", {})[f"{cfg} splits={s}"] = round(t.median_us, 3)
                 if progress:
                     print(f"    M={M:5d} {str(cfg):22s} splits={s:3d} {t}")
                 if best is None or t.median_us < best[2].median_us:
