@@ -17,6 +17,10 @@ VARIANT_COLORS = {
     "dequant_then_reduce": "#9467bd", "optimized_nvfp4_v1": "#8c564b", "optimized_nvfp4": "#e377c2",
     "unfused": COLORS["baseline"],
 }
+BOUND_LABELS = {"eager": "bound of eager's bytes", "torch_compile": "bound, fused bf16",
+                "torch_compile_static": "bound, fused bf16", "optimized": "bound, fused bf16",
+                "dequant_then_reduce": "bound of dequant + reduce bytes", "optimized_nvfp4_v1": "bound, fused NVFP4",
+                "optimized_nvfp4": "bound, fused NVFP4", "unfused": "bound of unfused bytes"}
 KERNEL_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b"]
 
 
@@ -68,7 +72,8 @@ def fig_time_vs_tokens(record: dict, prefix: str = "reduce_", title: str | None 
         if key in seen:
             continue
         seen.add(key)
-        fig.add_scatter(x=T, y=b, name=f"bound ({v} bytes)", mode="lines",
+        label = BOUND_LABELS.get(v, f"bound of {v}'s bytes")
+        fig.add_scatter(x=T, y=b, name=label, mode="lines",
                         line=dict(dash="dash", color=VARIANT_COLORS.get(v, COLORS["bound"])),
                         hovertemplate="T=%{x}<br>bound: %{y:.2f} us<extra></extra>")
     fig.update_layout(title=title or f"{prefix.rstrip('_')}: time vs tokens ({record['device']['name']})",
