@@ -9,7 +9,9 @@ a hand-written kernel with 16-byte accesses that reads k_pe once per token reach
 Bytes model (bf16): read k_nope T*H*Dn*2 + read k_pe T*Dr*2 + write k T*H*(Dn+Dr)*2; the bound is those
 bytes / the measured device copy bandwidth (which counts read + write the same way).
 Variants, in story order: `eager_cat` (torch.cat with the broadcast: the baseline), `eager_copy` (copy_
-into a preallocated k), `torch_compile` (the same cat through Inductor), `optimized` (kernels/knope_copy.cu).
+into a preallocated k), `torch_compile` (the same cat through Inductor), `cupy_v1` (kernels/knope_copy.cu
+v1: k_pe through shared memory behind a barrier), `optimized` (v2 loads-first or v3 L1-broadcast, block
+size autotuned per token bucket in the same run; the record names the kernel picked).
 """
 
 from __future__ import annotations
@@ -106,10 +108,36 @@ def _check_inputs(k_nope, k_pe, out):
     return t, h, dn, dr, row_vec
 
 
-def assemble_k(k_nope: torch.Tensor, k_pe: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+# (version, threads) -> instantiated VEC_PER_THREAD values (kernels/knope_copy.cu `@instantiate` lines)
+KERNELS = {
+    (1, 256): (1, 2, 4, 8, 12, 16),
+    (2, 256): (1, 2, 4, 8, 12, 16), (2, 384): (8,), (2, 512): (6,), (2, 768): (4,), (2, 1024): (3,),
+    (3, 256): (12,), (3, 384): (8,), (3, 512): (6,), (3, 768): (4,), (3, 1024): (3,),
+}
+_NAMES = {1: "knope_assemble_v1_vec16", 2: "knope_assemble_v2_loads_first", 3: "knope_assemble_v3_l1"}
+DEFAULT = (2, 256)
+_TUNED: dict = {}  # (token bucket, H, Dn, Dr) -> (version, threads), filled by `autotune`
+
+
+def _kernel_name(version: int, threads: int, row_vec: int) -> str | None:
+    vpts = KERNELS.get((version, threads), ())
+    vpt = next((v for v in vpts if v * threads >= row_vec), None)
+    if vpt is None:
+        return None
+    return f"{_NAMES[version]}<{vpt}>" if version == 1 else f"{_NAMES[version]}<{threads}, {vpt}>"
+
+
+def _tune_key(t, h, dn, dr):
+    return (1 << max(0, (t - 1).bit_length()), h, dn, dr)
+
+
+def assemble_k(k_nope: torch.Tensor, k_pe: torch.Tensor, out: torch.Tensor | None = None,
+               version: int | None = None, threads: int | None = None) -> torch.Tensor:
     """k [T, H, Dn+Dr] bf16 from k_nope [T, H, Dn] (any strides with a unit last stride, e.g. the view into
-    kv_b_proj's output) and k_pe [T, Dr], with kernels/knope_copy.cu (16-byte vectors, k_pe read once per
-    token). `out` (contiguous) may be given to reuse a buffer. Bitwise equal to `reference`."""
+    kv_b_proj's output) and k_pe [T, Dr], with kernels/knope_copy.cu (16-byte vectors, k_pe read from
+    DRAM once per token). `out` (contiguous) may be given to reuse a buffer. `version`/`threads` pick a
+    kernel (default: what `autotune` chose for this size, else v2 with 256 threads). Bitwise equal to
+    `reference`."""
     import numpy as np
 
     if out is None:
@@ -119,11 +147,41 @@ def assemble_k(k_nope: torch.Tensor, k_pe: torch.Tensor, out: torch.Tensor | Non
     t, h, dn, dr, row_vec = _check_inputs(k_nope, k_pe, out)
     if t == 0:
         return out
-    vpt = next(v for v in _VEC_PER_THREAD if v * _THREADS >= row_vec)
-    fn = get_kernel("knope_copy", f"knope_assemble_v1_vec16<{vpt}>")
-    launch(fn, t, _THREADS, (k_nope, k_pe, out, t, h, dn, dr, np.int64(k_nope.stride(0)), k_nope.stride(1),
-                             np.int64(k_pe.stride(0))))
+    if version is None:
+        version, threads = _TUNED.get(_tune_key(t, h, dn, dr), DEFAULT)
+    name = _kernel_name(version, threads or 256, row_vec)
+    if name is None:  # no instantiation of that block size for this row width: the generic v2
+        version, threads = DEFAULT
+        name = _kernel_name(*DEFAULT, row_vec)
+    fn = get_kernel("knope_copy", name)
+    launch(fn, t, threads or 256, (k_nope, k_pe, out, t, h, dn, dr, np.int64(k_nope.stride(0)), k_nope.stride(1),
+                                   np.int64(k_pe.stride(0))))
     return out
+
+
+def autotune(k_nope: torch.Tensor, k_pe: torch.Tensor, out: torch.Tensor, progress: bool = False) -> dict:
+    """Time every (version, threads) kernel of v2/v3 on these inputs (cold L2), validate each, and remember
+    the fastest for this token bucket (like Triton's autotuner). Returns {"version", "threads", "times_us"}."""
+    from ..bench import time_cuda
+
+    t, h, dn, dr, row_vec = _check_inputs(k_nope, k_pe, out)
+    ref = reference(k_nope, k_pe)
+    times = {}
+    for (version, threads) in KERNELS:
+        if version == 1 or _kernel_name(version, threads, row_vec) is None:
+            continue
+        out.fill_(float("nan"))
+        assemble_k(k_nope, k_pe, out, version, threads)
+        if not validate(out, ref)["passed"]:
+            raise RuntimeError(f"knope_copy v{version} with {threads} threads: output differs from eager cat")
+        tm = time_cuda(lambda v=version, th=threads: assemble_k(k_nope, k_pe, out, v, th), reps=15, l2="flush")
+        times[f"v{version}_{threads}"] = round(tm.median_us, 2)
+        if progress:
+            print(f"  tune T={t} v{version} threads {threads}: {tm}")
+    best = min(times, key=times.get)
+    version, threads = int(best[1]), int(best.split("_")[1])
+    _TUNED[_tune_key(t, h, dn, dr)] = (version, threads)
+    return {"version": version, "threads": threads, "times_us": times}
 
 
 # ---- validation and benchmark ------------------------------------------------------------------------
@@ -141,6 +199,7 @@ def variants() -> dict:
         "eager_cat": lambda kn, kp, out: eager_cat(kn, kp),
         "eager_copy": lambda kn, kp, out: eager_copy(kn, kp, out),
         "torch_compile": lambda kn, kp, out: compiled_cat(kn, kp),
+        "cupy_v1": lambda kn, kp, out: assemble_k(kn, kp, out, version=1, threads=256),
         "optimized": lambda kn, kp, out: assemble_k(kn, kp, out),
     }
 
@@ -156,6 +215,7 @@ def benchmark(smoke: bool = False, progress: bool = True, tokens=None, dims: Mod
     for t in tokens:
         x = make_inputs(t, dims, seed=t)
         ref = reference(x["k_nope"], x["k_pe"])
+        tuned = autotune(x["k_nope"], x["k_pe"], torch.empty_like(ref), progress=progress)
         timings, val = {}, {"passed": True}
         for name, fn in variants().items():
             out = torch.full_like(ref, float("nan"))  # poison: an unwritten element shows as a mismatch
@@ -173,7 +233,9 @@ def benchmark(smoke: bool = False, progress: bool = True, tokens=None, dims: Mod
                 print(f"  k assembly T={t:6d} {name:14s} {tm}  {tm.median_us / bound:5.2f}x bound "
                       f"({bound:.1f} us)")
         cases.append(Case(name=f"T{t}", params={"tokens": t, "heads": dims.num_heads, "nope_dim": dims.qk_nope_dim,
-                                               "rope_dim": dims.qk_rope_dim, "bytes_moved": bytes_},
+                                               "rope_dim": dims.qk_rope_dim, "bytes_moved": bytes_,
+                                               "optimized_kernel": f"v{tuned['version']} x {tuned['threads']} threads",
+                                               "tuning_us": tuned["times_us"]},
                           variants=timings, baseline="eager_cat", optimized="optimized", bound_us=bound,
                           validation=val))
         del x, ref

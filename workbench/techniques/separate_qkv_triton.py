@@ -48,23 +48,29 @@ def mla_fwd_kernel(
     start_m = pid_m * BLOCK_M
     if start_m >= seqlen:
         return
-    tok0 = seq_start.to(tl.int64)  # 64-bit base offsets: T * H * 256 overflows int32 past T = 64k
+    # 64-bit scalar base pointers (T * H * 256 overflows int32 past T = 64k); everything inside a tile
+    # is a small int32 offset. Only the scalar bases are carried through the loops: carrying 2-D pointer
+    # tensors would keep one 64-bit pointer per element live in registers and spill.
+    row0 = (seq_start + start_m).to(tl.int64)
+    tok0 = seq_start.to(tl.int64)
 
-    offs_m = start_m + tl.arange(0, BLOCK_M)
-    offs_n = tl.arange(0, BLOCK_N)
+    offs_m = tl.arange(0, BLOCK_M)  # query rows relative to start_m
+    offs_n = tl.arange(0, BLOCK_N)  # key rows relative to the current KV tile
     offs_dn = tl.arange(0, D_NOPE)
     offs_dr = tl.arange(0, D_ROPE)
     offs_dv = tl.arange(0, D_V)
-    row_ok = offs_m < seqlen
+    row_ok = start_m + offs_m < seqlen
 
-    q_base = Q + tok0 * stride_qt + head * stride_qh
-    q_rows = q_base + offs_m[:, None] * stride_qt
+    q_rows = Q + row0 * stride_qt + head * stride_qh + offs_m[:, None] * stride_qt
     q_nope = tl.load(q_rows + offs_dn[None, :], mask=row_ok[:, None], other=0.0)
     q_pe = tl.load(q_rows + D_NOPE + offs_dr[None, :], mask=row_ok[:, None], other=0.0)
 
-    kn_ptrs = KN + tok0 * stride_knt + head * stride_knh + offs_n[:, None] * stride_knt + offs_dn[None, :]
-    kp_ptrs = KPE + tok0 * stride_kpt + head * stride_kph + offs_n[:, None] * stride_kpt + offs_dr[None, :]
-    v_ptrs = V + tok0 * stride_vt + head * stride_vh + offs_n[:, None] * stride_vt + offs_dv[None, :]
+    kn_tile = offs_n[:, None] * stride_knt + offs_dn[None, :]
+    kp_tile = offs_n[:, None] * stride_kpt + offs_dr[None, :]
+    v_tile = offs_n[:, None] * stride_vt + offs_dv[None, :]
+    kn_base = KN + tok0 * stride_knt + head * stride_knh
+    kp_base = KPE + tok0 * stride_kpt + head * stride_kph
+    v_base = V + tok0 * stride_vt + head * stride_vh
 
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)  # running row max (base-2 units)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)  # running row sum of exp2
@@ -72,55 +78,57 @@ def mla_fwd_kernel(
 
     # Stage 1: KV tiles entirely left of this query block: every key is visible, no masks at all.
     for _ in tl.range(0, start_m, BLOCK_N):
-        kn = tl.load(kn_ptrs)
-        kp = tl.load(kp_ptrs)
+        kn = tl.load(kn_base + kn_tile)
+        kp = tl.load(kp_base + kp_tile)
         s = tl.dot(q_nope, tl.trans(kn))
         s = tl.dot(q_pe, tl.trans(kp), s)
         m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)
         p = tl.math.exp2(s * qk_scale - m_new[:, None])
         alpha = tl.math.exp2(m_i - m_new)
         l_i = l_i * alpha + tl.sum(p, 1)
-        v = tl.load(v_ptrs)
+        v = tl.load(v_base + v_tile)
         acc = acc * alpha[:, None]
         acc = tl.dot(p.to(v.dtype), v, acc)
         m_i = m_new
-        kn_ptrs += BLOCK_N * stride_knt
-        kp_ptrs += BLOCK_N * stride_kpt
-        v_ptrs += BLOCK_N * stride_vt
+        kn_base += BLOCK_N * stride_knt
+        kp_base += BLOCK_N * stride_kpt
+        v_base += BLOCK_N * stride_vt
 
     # Stage 2: the diagonal tiles: causal mask (key <= query) and the sequence end on the loads.
     hi = tl.minimum(start_m + BLOCK_M, seqlen)
     for start_n in tl.range(start_m, hi, BLOCK_N):
-        cols = start_n + offs_n
-        col_ok = cols < seqlen
-        kn = tl.load(kn_ptrs, mask=col_ok[:, None], other=0.0)
-        kp = tl.load(kp_ptrs, mask=col_ok[:, None], other=0.0)
+        col_ok = start_n + offs_n < seqlen
+        kn = tl.load(kn_base + kn_tile, mask=col_ok[:, None], other=0.0)
+        kp = tl.load(kp_base + kp_tile, mask=col_ok[:, None], other=0.0)
         s = tl.dot(q_nope, tl.trans(kn))
         s = tl.dot(q_pe, tl.trans(kp), s)
-        s = tl.where(offs_m[:, None] >= cols[None, :], s * qk_scale, float("-inf"))
+        visible = (start_m + offs_m)[:, None] >= (start_n + offs_n)[None, :]
+        s = tl.where(visible, s * qk_scale, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))  # finite: the key at column start_m <= every row is visible
         p = tl.math.exp2(s - m_new[:, None])
         alpha = tl.math.exp2(m_i - m_new)
         l_i = l_i * alpha + tl.sum(p, 1)
-        v = tl.load(v_ptrs, mask=col_ok[:, None], other=0.0)
+        v = tl.load(v_base + v_tile, mask=col_ok[:, None], other=0.0)
         acc = acc * alpha[:, None]
         acc = tl.dot(p.to(v.dtype), v, acc)
         m_i = m_new
-        kn_ptrs += BLOCK_N * stride_knt
-        kp_ptrs += BLOCK_N * stride_kpt
-        v_ptrs += BLOCK_N * stride_vt
+        kn_base += BLOCK_N * stride_knt
+        kp_base += BLOCK_N * stride_kpt
+        v_base += BLOCK_N * stride_vt
 
     out = acc / l_i[:, None]
-    o_ptrs = O + tok0 * stride_ot + head * stride_oh + offs_m[:, None] * stride_ot + offs_dv[None, :]
+    o_ptrs = O + row0 * stride_ot + head * stride_oh + offs_m[:, None] * stride_ot + offs_dv[None, :]
     tl.store(o_ptrs, out.to(O.dtype.element_ty), mask=row_ok[:, None])
 
 
 # Tiles x pipeline depth x warps. BLOCK_M is a multiple of BLOCK_N (the stage split relies on it).
 # 8 warps = 2 warpgroups, each owning 64 query rows of the wgmma accumulators.
+# BLOCK_N = 128 with 2 stages needs ~245 KB of shared memory (q 48 KB + 2 x (K 48 KB + V 32 KB)) and
+# does not fit Hopper's 227 KB.
 CONFIGS = [
     triton.Config({"BLOCK_M": 128, "BLOCK_N": 64}, num_warps=8, num_stages=3),
     triton.Config({"BLOCK_M": 128, "BLOCK_N": 64}, num_warps=8, num_stages=2),
-    triton.Config({"BLOCK_M": 128, "BLOCK_N": 128}, num_warps=8, num_stages=2),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 32}, num_warps=8, num_stages=4),
     triton.Config({"BLOCK_M": 64, "BLOCK_N": 64}, num_warps=4, num_stages=3),
 ]
 

@@ -30,20 +30,20 @@ def fig_layout(num_heads: int = 4, nope: int = 4, rope: int = 2, v: int = 4) -> 
 
     x = 0
     for h in range(num_heads):
-        for j in range(nope):
+        for _ in range(nope):
             cell(x, 2, palette[h % len(palette)], f"n{h}")
             x += 1
-        for j in range(v):
+        for _ in range(v):
             cell(x, 2, palette[h % len(palette)], f"v{h}", opacity=0.35)
             x += 1
     for j in range(rope):
         cell(j, 1, "#d62728", "pe")
     x = 0
     for h in range(num_heads):
-        for j in range(nope):
+        for _ in range(nope):
             cell(x, 0, palette[h % len(palette)], f"n{h}")
             x += 1
-        for j in range(rope):
+        for _ in range(rope):
             cell(x, 0, "#d62728", "pe")
             x += 1
     fig.update_xaxes(visible=False, range=[-0.5, num_heads * (nope + v) + 0.5])
