@@ -84,8 +84,8 @@ def step_checks_and_sweep(out: Path, sweep: bool):
     ref = S.reference(x["q"], x["k_nope"], x["k_pe"], x["v"])
     flops = S.causal_flops(t)
     rows = []
-    extra = [dict(BLOCK_M=128, BLOCK_N=32, num_warps=8, num_stages=3),
-             dict(BLOCK_M=64, BLOCK_N=128, num_warps=4, num_stages=2)]
+    extra = [dict(BLOCK_M=128, BLOCK_N=16, num_warps=8, num_stages=3),
+             dict(BLOCK_M=64, BLOCK_N=32, num_warps=4, num_stages=3)]
     for c in [{**cfg.kwargs, "num_warps": cfg.num_warps, "num_stages": cfg.num_stages} for cfg in tk.CONFIGS] + extra:
         if time.time() - T0 > 150:
             log("sweep: out of time budget, skipping", c)

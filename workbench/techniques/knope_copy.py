@@ -11,7 +11,8 @@ bytes / the measured device copy bandwidth (which counts read + write the same w
 Variants, in story order: `eager_cat` (torch.cat with the broadcast: the baseline), `eager_copy` (copy_
 into a preallocated k), `torch_compile` (the same cat through Inductor), `cupy_v1` (kernels/knope_copy.cu
 v1: k_pe through shared memory behind a barrier), `optimized` (v2 loads-first or v3 L1-broadcast, block
-size autotuned per token bucket in the same run; the record names the kernel picked).
+size autotuned per token bucket in the same run; the record names the kernel picked) or v4 (flat
+tiles of 256 x UNROLL vectors, plain loads/stores: the copy.cu v3 mapping).
 """
 
 from __future__ import annotations
@@ -113,13 +114,18 @@ KERNELS = {
     (1, 256): (1, 2, 4, 8, 12, 16),
     (2, 256): (1, 2, 4, 8, 12, 16), (2, 384): (8,), (2, 512): (6,), (2, 768): (4,), (2, 1024): (3,),
     (3, 256): (12,), (3, 384): (8,), (3, 512): (6,), (3, 768): (4,), (3, 1024): (3,),
+    # v4 (flat tiles): the second number is UNROLL (vectors per thread), blocks are always 256 threads
+    (4, 2): (), (4, 4): (), (4, 8): (),
 }
-_NAMES = {1: "knope_assemble_v1_vec16", 2: "knope_assemble_v2_loads_first", 3: "knope_assemble_v3_l1"}
+_NAMES = {1: "knope_assemble_v1_vec16", 2: "knope_assemble_v2_loads_first", 3: "knope_assemble_v3_l1",
+          4: "knope_assemble_v4_flat"}
 DEFAULT = (2, 256)
 _TUNED: dict = {}  # (token bucket, H, Dn, Dr) -> (version, threads), filled by `autotune`
 
 
 def _kernel_name(version: int, threads: int, row_vec: int) -> str | None:
+    if version == 4:
+        return f"{_NAMES[4]}<{threads}>" if (4, threads) in KERNELS else None
     vpts = KERNELS.get((version, threads), ())
     vpt = next((v for v in vpts if v * threads >= row_vec), None)
     if vpt is None:
@@ -154,8 +160,14 @@ def assemble_k(k_nope: torch.Tensor, k_pe: torch.Tensor, out: torch.Tensor | Non
         version, threads = DEFAULT
         name = _kernel_name(*DEFAULT, row_vec)
     fn = get_kernel("knope_copy", name)
-    launch(fn, t, threads or 256, (k_nope, k_pe, out, t, h, dn, dr, np.int64(k_nope.stride(0)), k_nope.stride(1),
-                                   np.int64(k_pe.stride(0))))
+    if version == 4:
+        if t * row_vec >= 2**31:
+            raise InputError(f"k: v4 indexes vectors with 32 bits; T * H * (Dn+Dr) / 8 = {t * row_vec} is too many")
+        grid, block = (t * row_vec + 256 * threads - 1) // (256 * threads), 256
+    else:
+        grid, block = t, threads or 256
+    launch(fn, grid, block, (k_nope, k_pe, out, t, h, dn, dr, np.int64(k_nope.stride(0)), k_nope.stride(1),
+                             np.int64(k_pe.stride(0))))
     return out
 
 
@@ -234,7 +246,8 @@ def benchmark(smoke: bool = False, progress: bool = True, tokens=None, dims: Mod
                       f"({bound:.1f} us)")
         cases.append(Case(name=f"T{t}", params={"tokens": t, "heads": dims.num_heads, "nope_dim": dims.qk_nope_dim,
                                                "rope_dim": dims.qk_rope_dim, "bytes_moved": bytes_,
-                                               "optimized_kernel": f"v{tuned['version']} x {tuned['threads']} threads",
+                                               "optimized_kernel": (f"v4 flat, {tuned['threads']} vectors/thread" if tuned["version"] == 4
+                                                                    else f"v{tuned['version']}, {tuned['threads']} threads"),
                                                "tuning_us": tuned["times_us"]},
                           variants=timings, baseline="eager_cat", optimized="optimized", bound_us=bound,
                           validation=val))
