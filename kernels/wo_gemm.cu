@@ -603,3 +603,259 @@ __global__ void __launch_bounds__(WARPS * 32) w4a16_mma_v3(
 // @instantiate w4a16_mma_v3<4, 2, 4, 2, 3>
 // @instantiate w4a16_mma_v3<8, 2, 4, 1, 4>
 // @instantiate w4a16_mma_v3<8, 1, 8, 1, 4>
+
+// ---------------------------------------------------------------------------------------------------
+// v4 w4a16_v4: a weight stream laid out for the kernel once, at load time (the weight is static).
+// v1-v3 read the NVFP4 tensor as stored ([N, K/2] codes, [N, K/16] scales): every thread gathered
+// 16-byte pieces from 2 rows 8 KB apart plus 2-byte scale pieces, staged activations in shared memory
+// behind block-wide barriers, and decoded with ~5 integer ops per bf16x2 (~10 us of ALU-pipe time for
+// the wo weight on an H200, next to a 15.5 us memory bound). v4 changes three things:
+// 1. prepare_weight() (workbench/techniques/wo_gemm.py) rewrites codes and scales as one stream of
+//    16-byte lane chunks: for each 16-row tile and 512-k "super-atom", 9 chunks x 32 lanes x 16 B
+//    (chunks 0-7: the lane's codes of 8 k64 atoms, chunk 8: its 16 scale bytes), 4608 contiguous bytes,
+//    so a warp reads it with 9 fully coalesced 512-byte loads and holds the next unit in registers
+//    while it computes the current one (DB), with no shared memory and no barriers.
+// 2. Lane (g, t) owns rows g and g+8 and the 16 consecutive k of block 4*atom + t, i.e. exactly one
+//    scale block per row: the mma k order is permuted (k is a dummy index; B uses the same order), so
+//    the 16 B of x a lane needs per atom are contiguous and the scale is one byte per row per atom.
+// 3. The nibble positions inside each 32-bit code word are chosen so that the 4 bf16x2 A registers of
+//    an mma come out of 1, 2 (shift + and), 4 and 4 integer ops (see v4_decode_word), and the scale
+//    byte is re-encoded (s = 2^(u>>3 - 10) * (1 + (u&7)/8), u = 0 for a zero scale, whose codes are
+//    zeroed) so that its bf16x2 (times 2^63) is one PRMT and one IMAD.
+// Work split: "stream-K" over units (group of WARPS*MT tiles, super-atom): CTA c of gridDim.x takes a
+// contiguous, equal share of the units, so every SM gets the same bytes whatever the grid; a warp
+// flushes its fp32 tile partials with red.global.add when its unit range leaves a tile group, and the
+// last contributor of a tile (counter of super-atoms done) converts to bf16 with alpha = 2^63 / g_w and
+// leaves the workspace and counter zero for the next call. Activations come from global memory
+// through L1 (read-only path): every warp of a CTA reads the same k slice.
+// ---------------------------------------------------------------------------------------------------
+constexpr int V4_UNIT_K = 512;      // k per super-atom
+constexpr int V4_CHUNKS = 9;        // 16-byte chunks per lane per unit (8 code atoms + scales)
+constexpr uint32_t V4_SCALE_BIAS = 180u;  // bf16 exponent field of s * 2^63 is (u >> 3) + 180
+
+__device__ __forceinline__ u32x4 ld16_nc(const void* p) {
+    u32x4 v;
+    asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+    return v;
+}
+// Streaming weight loads: read once, do not keep in L1.
+__device__ __forceinline__ u32x4 ld16_weight(const void* p) {
+    u32x4 v;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+    return v;
+}
+
+// Scale byte `byte` (0..3) of `word` as bf16x2 (s * 2^63 in both halves): byte into bits 0-7 and
+// 16-23 (PRMT with zero), then << 4 puts u's 3 mantissa bits at bf16 bits 4-6 and its exponent at
+// 7-11, and the constant adds the exponent bias to both halves.
+__device__ __forceinline__ uint32_t v4_scale(uint32_t word, int byte) {
+    const uint32_t v = prmt(word, 0u, 0x4040u | (uint32_t)byte | ((uint32_t)byte << 8));
+    return v * 16u + ((V4_SCALE_BIAS << 7) | (V4_SCALE_BIAS << 23));
+}
+
+// One code word -> the 4 A registers of one m16n8k16 (lane (g, t)): bf16x2 of e2m1 * 2^-126 (bits:
+// magnitude at 6-8, sign at 15, per half) times the row scale. Word layout per 16-bit half (the low
+// half holds the even k of each pair, the high half the odd k), written by prepare_weight:
+//   a0 (row g,   k 4b+0/1): magnitude bits 6-8,   sign 15   -> w & T
+//   a1 (row g+8, k 4b+0/1): magnitude bits 0-2,   sign 9    -> (w << 6) & T
+//   a2 (row g,   k 4b+2/3): magnitude bits 3-5,   sign 10   -> (w << 3) & MAG | (w << 5) & SGN
+//   a3 (row g+8, k 4b+2/3): magnitude bits 11-13, sign 14   -> (w >> 5) & MAG | (w << 1) & SGN
+__device__ __forceinline__ void v4_decode_word(uint32_t w, uint32_t sg, uint32_t sh, uint32_t (&a)[4]) {
+    constexpr uint32_t T = 0x81c081c0u, MAG = 0x01c001c0u, SGN = 0x80008000u;
+    a[0] = bf16x2_fma_zero(w & T, sg);
+    a[1] = bf16x2_fma_zero((w << 6) & T, sh);
+    a[2] = bf16x2_fma_zero(((w << 3) & MAG) | ((w << 5) & SGN), sg);
+    a[3] = bf16x2_fma_zero(((w >> 5) & MAG) | ((w << 1) & SGN), sh);
+}
+
+template <int NT, int MT, int WARPS, int MINB, bool DB, bool XPF>
+__global__ void __launch_bounds__(WARPS * 32, MINB) w4a16_v4(
+    const uint16_t* __restrict__ x, const u32x4* __restrict__ wp, const float* __restrict__ g_w,
+    uint16_t* __restrict__ out, float* __restrict__ ws, unsigned int* __restrict__ counters, int M, int N, int K) {
+    constexpr int TOK = NT * 8, TILES = WARPS * MT;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int chunk = blockIdx.y, tok0 = chunk * TOK;
+    const int n_sa = K / V4_UNIT_K;
+    const int units = (N / (16 * TILES)) * n_sa;
+    const int u_begin = (int)((long long)blockIdx.x * units / gridDim.x);
+    const int u_end = (int)((long long)(blockIdx.x + 1) * units / gridDim.x);
+    if (u_begin >= u_end) return;
+    const int mpad = gridDim.y * TOK;
+    const int n_tiles = N >> 4;
+    const float alpha = (1.0f / g_w[0]) * TWO_POW_63;
+
+    const uint16_t* xrow[NT];
+    bool xok[NT];
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+        const int tok = tok0 + 8 * j + g;
+        xok[j] = tok < M;
+        xrow[j] = x + (long long)(xok[j] ? tok : 0) * K + 16 * t;
+    }
+    auto load_x = [&](int k, u32x4 (&xb)[NT][2]) {
+#pragma unroll
+        for (int j = 0; j < NT; ++j) {
+            if (xok[j]) {
+                xb[j][0] = ld16_nc(xrow[j] + k);
+                xb[j][1] = ld16_nc(xrow[j] + k + 8);
+            } else {
+                xb[j][0] = u32x4{0, 0, 0, 0};
+                xb[j][1] = u32x4{0, 0, 0, 0};
+            }
+        }
+    };
+    auto tile_of = [&](int u, int i) { return (u / n_sa) * TILES + warp * MT + i; };
+    auto load_unit = [&](int u, u32x4 (&dst)[MT][V4_CHUNKS]) {
+        const int sa = u % n_sa;
+#pragma unroll
+        for (int i = 0; i < MT; ++i) {
+            const u32x4* p = wp + ((long long)tile_of(u, i) * n_sa + sa) * (V4_CHUNKS * 32) + lane;
+#pragma unroll
+            for (int c = 0; c < V4_CHUNKS; ++c) dst[i][c] = ld16_weight(p + c * 32);
+        }
+    };
+
+    float acc[MT][NT][4];
+#pragma unroll
+    for (int i = 0; i < MT; ++i)
+#pragma unroll
+        for (int j = 0; j < NT; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+    int sa_done = 0;
+
+    // Decode + mma of one unit (tile group of this warp, one super-atom).
+    auto compute = [&](int u, const u32x4 (&wc)[MT][V4_CHUNKS]) {
+        const int kbase = (u % n_sa) * V4_UNIT_K;
+        if constexpr (NT >= 4) {
+            // Many token tiles: x per mma step (8 bytes per tile) keeps the live registers bounded.
+#pragma unroll
+            for (int a = 0; a < 8; ++a) {
+#pragma unroll
+                for (int b = 0; b < 4; ++b) {
+                    uint2 xv[NT];
+#pragma unroll
+                    for (int j = 0; j < NT; ++j)
+                        xv[j] = xok[j] ? __ldg(reinterpret_cast<const uint2*>(xrow[j] + kbase + 64 * a + 4 * b))
+                                       : make_uint2(0u, 0u);
+#pragma unroll
+                    for (int i = 0; i < MT; ++i) {
+                        const uint32_t sw = word_of(wc[i][8], a >> 1);
+                        const uint32_t sg = v4_scale(sw, (a & 1) * 2), sh = v4_scale(sw, (a & 1) * 2 + 1);
+                        uint32_t A[4];
+                        v4_decode_word(word_of(wc[i][a], b), sg, sh, A);
+#pragma unroll
+                        for (int j = 0; j < NT; ++j) mma_16816(acc[i][j], A, xv[j].x, xv[j].y);
+                    }
+                }
+            }
+            ++sa_done;
+            return;
+        }
+        u32x4 xb[NT][2];
+        load_x(kbase, xb);
+#pragma unroll
+        for (int a = 0; a < 8; ++a) {
+            u32x4 xn[NT][2];
+            if (XPF && a < 7) load_x(kbase + 64 * (a + 1), xn);
+#pragma unroll
+            for (int i = 0; i < MT; ++i) {
+                const uint32_t sw = word_of(wc[i][8], a >> 1);
+                const uint32_t sg = v4_scale(sw, (a & 1) * 2), sh = v4_scale(sw, (a & 1) * 2 + 1);
+#pragma unroll
+                for (int b = 0; b < 4; ++b) {
+                    uint32_t A[4];
+                    v4_decode_word(word_of(wc[i][a], b), sg, sh, A);
+#pragma unroll
+                    for (int j = 0; j < NT; ++j)
+                        mma_16816(acc[i][j], A, word_of(xb[j][b >> 1], (b & 1) * 2),
+                                  word_of(xb[j][b >> 1], (b & 1) * 2 + 1));
+                }
+            }
+            if (a < 7) {
+                if constexpr (XPF) {
+#pragma unroll
+                    for (int j = 0; j < NT; ++j) { xb[j][0] = xn[j][0]; xb[j][1] = xn[j][1]; }
+                } else {
+                    load_x(kbase + 64 * (a + 1), xb);
+                }
+            }
+        }
+        ++sa_done;
+    };
+    // Partial sums of the warp's tiles -> workspace; the last contributor of a tile writes out.
+    auto flush = [&](int u) {
+#pragma unroll
+        for (int i = 0; i < MT; ++i) {
+            const int tile = tile_of(u, i);
+#pragma unroll
+            for (int j = 0; j < NT; ++j)
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    float* p = ws + (long long)(tile * 16 + g + 8 * h) * mpad + tok0 + 8 * j + 2 * t;
+                    asm volatile("red.global.add.v2.f32 [%0], {%1, %2};" ::"l"(p), "f"(acc[i][j][2 * h]),
+                                 "f"(acc[i][j][2 * h + 1]) : "memory");
+                    acc[i][j][2 * h] = 0.0f;
+                    acc[i][j][2 * h + 1] = 0.0f;
+                }
+        }
+        __threadfence();
+        __syncwarp();
+#pragma unroll 1
+        for (int i = 0; i < MT; ++i) {
+            const int tile = tile_of(u, i);
+            unsigned int* counter = counters + (long long)chunk * n_tiles + tile;
+            int last = 0;
+            if (lane == 0) last = (atomicAdd(counter, (unsigned)sa_done) + sa_done == (unsigned)n_sa);
+            last = __shfl_sync(0xffffffffu, last, 0);
+            if (!last) continue;
+            __threadfence();
+            for (int idx = lane; idx < 16 * TOK; idx += 32) {
+                const int r = idx & 15, tok = tok0 + (idx >> 4);
+                float* p = ws + (long long)(tile * 16 + r) * mpad + tok;
+                const float v = __ldcg(p);
+                __stcg(p, 0.0f);
+                if (tok < M) out[(long long)tok * N + tile * 16 + r] = f32_to_bf16(v * alpha);
+            }
+            __syncwarp();
+            if (lane == 0) *counter = 0u;
+        }
+        sa_done = 0;
+    };
+
+    u32x4 wa[MT][V4_CHUNKS];
+    load_unit(u_begin, wa);
+    if constexpr (DB) {
+        u32x4 wb[MT][V4_CHUNKS];
+        // Two units per trip so the two register buffers swap roles without copies.
+        for (int u = u_begin; u < u_end; u += 2) {
+            if (u + 1 < u_end) load_unit(u + 1, wb);
+            compute(u, wa);
+            if (u + 1 == u_end || (u + 1) % n_sa == 0) flush(u);
+            if (u + 1 >= u_end) break;
+            if (u + 2 < u_end) load_unit(u + 2, wa);
+            compute(u + 1, wb);
+            if (u + 2 == u_end || (u + 2) % n_sa == 0) flush(u + 1);
+        }
+    } else {
+        for (int u = u_begin; u < u_end; ++u) {
+            compute(u, wa);
+            if (u + 1 == u_end || (u + 1) % n_sa == 0) flush(u);
+            if (u + 1 < u_end) load_unit(u + 1, wa);
+        }
+    }
+}
+// v4<NT, MT, WARPS, MINB (min CTAs per SM, caps registers), DB (next unit in registers), XPF (next x atom)>
+// @instantiate w4a16_v4<1, 1, 4, 4, true, true>
+// @instantiate w4a16_v4<1, 1, 4, 3, true, true>
+// @instantiate w4a16_v4<1, 1, 8, 2, true, true>
+// @instantiate w4a16_v4<1, 1, 4, 4, false, true>
+// @instantiate w4a16_v4<1, 2, 4, 2, true, true>
+// @instantiate w4a16_v4<1, 2, 4, 3, false, true>
+// @instantiate w4a16_v4<2, 1, 4, 3, true, true>
+// @instantiate w4a16_v4<2, 2, 4, 2, true, false>
+// @instantiate w4a16_v4<4, 1, 4, 2, true, false>
+// @instantiate w4a16_v4<4, 1, 4, 3, false, false>
+// @instantiate w4a16_v4<4, 2, 4, 2, false, false>

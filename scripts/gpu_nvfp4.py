@@ -71,7 +71,8 @@ def main() -> int:
             continue
         extra = None
         if name == "wo_gemm":
-            extra = {"tuning": {str(m): [str(c), s] for m, (c, s) in wo.DEFAULT_TUNING.items()}}
+            extra = {"v4_tuning": {str(m): str(c) for m, c in wo.V4_TUNING.items()},
+                     "dispatch": {str(m): wo.dispatch_path(m) for m in wo.M_CASES}}
             try:
                 log("accuracy study (M=64, full wo shape, GPU)")
                 N, K = (wo.N_OUT, wo.K_IN) if not args.smoke else (512, 2048)

@@ -258,6 +258,45 @@ def test_kernel_fast_decode_bit_trick():
     assert torch.equal(prod.float().to(torch.bfloat16).double(), prod)  # exact in bf16
 
 
+def _encode_v3_emulated(v: np.ndarray) -> np.ndarray:
+    """nvfp4_quantize_v3's fp32-pipe encoder in numpy float32 (IEEE RNE, like the GPU without FTZ)."""
+    f32 = np.float32
+    v = v.astype(f32)
+    a = np.minimum(np.abs(v), f32(6))
+    m = (np.maximum(a, f32(1)).view(np.uint32) & np.uint32(0x7F800000)).view(f32) * f32(2.0**22)
+    r = (a + m) - m
+    code = ((r * f32(2.0**-126)).view(np.uint32) >> 22).astype(np.uint8)
+    return code | (np.signbit(v).astype(np.uint8) << 3)
+
+
+def test_quantize_v3_float_encoder_matches_tie_table():
+    """min(|v|, 6) + 2^(max(e, 0) + 22) - same = RNE on the E2M1 grid; bits(r * 2^-126) >> 22 = code."""
+    vals = []
+    for t in list(nv.TIE_POINTS) + GRID + [7.0, 1e30]:
+        t = np.float32(t)
+        vals += [t, np.nextafter(t, np.float32(0)), np.nextafter(t, np.float32(10))]
+    rng = np.random.default_rng(0)
+    v = np.concatenate([np.array(vals, np.float32), -np.array(vals, np.float32),
+                        ((rng.random(200_000) - 0.5) * 16).astype(np.float32),
+                        (rng.standard_normal(100_000) * 1e-3).astype(np.float32)])
+    assert np.array_equal(_encode_v3_emulated(v), nv.e2m1_encode(torch.from_numpy(v)).numpy())
+
+
+def test_quantize_v3_sign_gather():
+    """The two PRMTs + masks of encode8_v3 put the sign of element e (bf16 pair e//2, half e%2) at 4e+3."""
+    def prmt(a, b, sel):
+        by = [(a >> (8 * i)) & 0xFF for i in range(4)] + [(b >> (8 * i)) & 0xFF for i in range(4)]
+        return sum(by[(sel >> (4 * i)) & 7] << (8 * i) for i in range(4))
+
+    rng = np.random.default_rng(1)
+    for _ in range(500):
+        w = [int(z) for z in rng.integers(0, 2**32, 4)]
+        P, Q = prmt(w[0], w[1], 0x7351), prmt(w[2], w[3], 0x7351)
+        got = (((P >> 4) & 0x0808) | ((P >> 16) & 0x8080) | ((Q << 12) & 0x08080000) | (Q & 0x80800000)) & 0xFFFFFFFF
+        want = sum(((w[e // 2] >> (15 if e % 2 == 0 else 31)) & 1) << (4 * e + 3) for e in range(8))
+        assert got == want
+
+
 # ---------------------------------------------------------------------------------------------- GPU
 GPU_SHAPES = [(1, 16), (3, 48), (7, 80), (130, 208), (257, 7168), (64, 16384)]
 
@@ -265,7 +304,7 @@ GPU_SHAPES = [(1, 16), (3, 48), (7, 80), (130, 208), (257, 7168), (64, 16384)]
 @pytest.mark.gpu
 @pytest.mark.parametrize("M,K", GPU_SHAPES)
 @pytest.mark.parametrize("mode,layout", list(itertools.product(["tensor", "row", "given"], ["linear", "swizzled"])))
-@pytest.mark.parametrize("kernel", ["v1", "v2"])
+@pytest.mark.parametrize("kernel", ["v1", "v2", "v3"])
 def test_gpu_quantize_bit_exact(M, K, mode, layout, kernel):
     for seed, maker in enumerate((nv.make_inputs, nv.make_tie_inputs)):
         x = maker(M, K, seed=seed + M, device="cuda")

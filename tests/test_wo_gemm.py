@@ -57,6 +57,57 @@ def test_bad_weight_errors():
         wo.check_weight(x)
 
 
+def test_prepare_weight_roundtrip_all_codes_and_scales():
+    """prepare_weight + the kernel's decode (emulated bit for bit) give dequantize_reference exactly,
+    for every code, every E4M3 scale (subnormal and zero included)."""
+    N, K = 64, 1024
+    g = torch.Generator().manual_seed(0)
+    codes = torch.randint(0, 16, (N, K), dtype=torch.uint8, generator=g)
+    sf = torch.randint(0, 0x7F, (N, K // 16), dtype=torch.uint8, generator=g)
+    sf[0, :8] = 0  # zero-scale blocks (their codes are zeroed by the layout: they decode to 0)
+    sf[1] = torch.arange(K // 16, dtype=torch.uint8)  # subnormal and small normal scales
+    sf[2] = torch.arange(0x7F - K // 16, 0x7F, dtype=torch.uint8)  # the largest scales
+    q = nv.NVFP4Tensor(nv.pack_nibbles(codes), sf, torch.tensor(3.0), "linear", (N, K))
+    pw = wo.prepare_weight(q)
+    assert pw.data.shape == (N // 16, K // 512, 9, 32, 16)
+    assert torch.equal(wo.decode_prepared(pw), nv.dequantize_reference(q))
+
+
+def test_reencoded_scale_bf16_trick():
+    """Every nonzero E4M3 scale survives the re-encoding, and bits (u << 4) + (180 << 7) are bf16 of
+    s * 2^63 (what v4_scale computes with one PRMT and one IMAD)."""
+    b = torch.arange(0, 0x7F, dtype=torch.uint8)
+    s = nv.e4m3_decode(b)
+    u = wo._reencode_scales(b)
+    assert torch.equal(wo.decode_reencoded_scales(u), s)
+    nz = s > 0
+    assert bool((u[nz] >> 3 >= 1).all())  # u = 0 is reserved for the zero scale
+    bits = (u[nz].to(torch.int32) << 4) + (180 << 7)
+    assert torch.equal((bits << 16).view(torch.float32).double(), s[nz].double() * 2.0**63)
+
+
+def test_prepare_weight_bad_input():
+    q = nv.quantize_reference(torch.randn(16, 256), "tensor")
+    with pytest.raises(InputError, match="512"):
+        wo.prepare_weight(q)
+    q = nv.quantize_reference(torch.randn(16, 512), "row")
+    with pytest.raises(InputError, match="global_scale"):
+        wo.prepare_weight(q)
+
+
+def test_v4_configs_are_instantiated():
+    import re
+    from pathlib import Path
+
+    text = Path(__file__).resolve().parents[1].joinpath("kernels/wo_gemm.cu").read_text()
+    inst = set(re.findall(r"@instantiate (.+)", text))
+    for c in wo.V4_KERNELS:
+        assert c.expr in inst, c.expr
+    for M in (1, 8, 16, 32, 64):
+        assert wo.default_v4_config(M).expr in inst
+        assert wo.v4_candidates(M)
+
+
 # ---------------------------------------------------------------------------------------------- GPU
 def _small_problem(M, N=512, K=1024, seed=0):
     w = wo.make_weight(N, K, seed=seed)
@@ -102,3 +153,40 @@ def test_gpu_w4a16_bad_input():
         wo.w4a16_gemm(torch.empty(1024, 4, dtype=torch.bfloat16, device="cuda").t(), q)
     with pytest.raises(InputError, match="K"):
         wo.w4a16_gemm(x[:, :512].contiguous(), q)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cfg", [k.with_ctas(c) for k in wo.V4_KERNELS for c in (1, 3)], ids=str)
+@pytest.mark.parametrize("M", [1, 5, 8, 13, 32, 50, 64, 100])
+def test_gpu_w4a16_v4_matches_fp32_of_dequantized(cfg, M):
+    x, q, ref = _small_problem(M, N=512, K=2048)
+    pw = wo.prepare_weight(q)
+    out = torch.full((M, q.shape[0]), float("nan"), dtype=torch.bfloat16, device="cuda")
+    v = wo.validate(wo.w4a16_gemm_v4(x, pw, cfg, out=out), ref)
+    assert v["passed"], (cfg, M, v)
+    for _ in range(2):  # workspace and counters left clean
+        assert wo.validate(wo.w4a16_gemm_v4(x, pw, cfg), ref)["passed"]
+
+
+@pytest.mark.gpu
+def test_gpu_w4a16_v4_all_codes_and_scales():
+    N, K = 256, 1024
+    g = torch.Generator().manual_seed(3)
+    codes = torch.randint(0, 16, (N, K), dtype=torch.uint8, generator=g)
+    sf = torch.randint(0, 0x7F, (N, K // 16), dtype=torch.uint8, generator=g)
+    q = nv.NVFP4Tensor(nv.pack_nibbles(codes).cuda(), sf.cuda(), torch.tensor(3.0, device="cuda"), "linear", (N, K))
+    pw = wo.prepare_weight(q)
+    assert torch.equal(wo.decode_prepared(pw), nv.dequantize_reference(q))
+    x = wo.make_activations(8, K, seed=4)
+    ref = wo.reference(x, nv.dequantize(q, torch.float32))
+    for k in wo.V4_KERNELS:
+        assert wo.validate(wo.w4a16_gemm_v4(x, pw, k.with_ctas(2)), ref)["passed"], k
+
+
+@pytest.mark.gpu
+def test_gpu_dispatcher_paths():
+    x, q, ref = _small_problem(200, N=512, K=1024)
+    pw = wo.prepare_weight(q)
+    assert wo.validate(wo.wo_nvfp4(x, pw, tuning={}), ref, tol=5e-3)["passed"]  # M > 32: cached bf16
+    assert wo.dispatch_path(200, tuning={}) == "cached_bf16_cublas"
+    assert wo.validate(wo.wo_nvfp4(x[:8].contiguous(), pw, tuning={}), ref[:8])["passed"]

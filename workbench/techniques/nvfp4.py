@@ -283,14 +283,18 @@ def amax_global_scale(x: torch.Tensor) -> torch.Tensor:
     return g
 
 
+QUANT_V3_CHUNK = 512  # 16-element blocks per CTA per row in nvfp4_quantize_v3<4> (128 threads x 4)
+
+
 def quantize(x: torch.Tensor, global_scale="tensor", layout: str = "linear", out: NVFP4Tensor | None = None,
-             kernel: str = "v2") -> NVFP4Tensor:
+             kernel: str = "v3") -> NVFP4Tensor:
     """NVFP4-quantize a CUDA bf16 x [M, K] with kernels/nvfp4.cu; bit-identical to quantize_reference.
 
     global_scale: "tensor" (amax pass + quantize), "row" (per-row dynamic, one kernel) or a given fp32
     CUDA tensor [] or [M] (static scale, one kernel). `out` reuses buffers (its scales' padding must be
-    zero for the swizzled layout). kernel: "v2" (grid-stride, 4 blocks per thread; given or per-tensor
-    scales) or "v1" (one CTA per row; always used for "row"). Non-finite inputs give unspecified codes.
+    zero for the swizzled layout). kernel: "v3" (fp32-pipe encoder, scale table; given or per-tensor
+    scales), "v2" (grid-stride, 4 blocks per thread) or "v1" (one CTA per row; always used for "row").
+    Non-finite inputs give unspecified codes.
     """
     from ..runtime import get_kernel, launch
 
@@ -318,7 +322,13 @@ def quantize(x: torch.Tensor, global_scale="tensor", layout: str = "linear", out
             raise InputError(f"global_scale: expected shape [] or [{M}], got {list(global_scale.shape)}")
         out.global_scale = global_scale
         g_in, g_stride = global_scale, int(global_scale.dim() == 1)
-    check_choice("kernel", kernel, ("v1", "v2"))
+    check_choice("kernel", kernel, ("v1", "v2", "v3"))
+    if kernel == "v3" and not dynamic_row:
+        sms = torch.cuda.get_device_properties(x.device).multi_processor_count
+        chunks = -(-(K // BLOCK) // QUANT_V3_CHUNK)
+        launch(get_kernel("nvfp4", "nvfp4_quantize_v3<4>"), (max(1, min(M, 8 * sms)), chunks, 1), 128,
+               (x, M, K, g_in, g_stride, out.codes, out.scales, int(layout == "swizzled")))
+        return out
     if kernel == "v2" and not dynamic_row:
         launch(get_kernel("nvfp4", "nvfp4_quantize_v2_static<4>"), _blocks_grid(M * K // BLOCK // 4, 256), 256,
                (x, M, K, g_in, g_stride, out.codes, out.scales, int(layout == "swizzled")))
@@ -413,6 +423,7 @@ def _bench_quantize(M: int, K: int, ceil, progress: bool):
     variants, validation = {}, {"passed": True}
     runs = {
         "cupy_quantize_linear_v1": lambda: quantize(x, g_given, "linear", kernel="v1"),
+        "cupy_quantize_linear_v2": lambda: quantize(x, g_given, "linear", kernel="v2"),
         "cupy_quantize_linear": lambda: quantize(x, g_given, "linear"),
         "cupy_quantize_swizzled": lambda: quantize(x, g_given, "swizzled"),
         "cupy_quantize_row_dynamic": lambda: quantize(x, "row", "swizzled"),
@@ -421,7 +432,7 @@ def _bench_quantize(M: int, K: int, ceil, progress: bool):
     refs = {"cupy_quantize_linear": quantize_reference(x, g_given, "linear"),
             "cupy_quantize_row_dynamic": quantize_reference(x, "row", "swizzled"),
             "cupy_quantize_tensor_dynamic": quantize_reference(x, "tensor", "swizzled")}
-    refs["cupy_quantize_linear_v1"] = refs["cupy_quantize_linear"]
+    refs["cupy_quantize_linear_v1"] = refs["cupy_quantize_linear_v2"] = refs["cupy_quantize_linear"]
     refs["cupy_quantize_swizzled"] = NVFP4Tensor(refs["cupy_quantize_linear"].codes,
                                                  swizzle_scales(refs["cupy_quantize_linear"].scales),
                                                  refs["cupy_quantize_linear"].global_scale, "swizzled", (M, K))
@@ -437,6 +448,7 @@ def _bench_quantize(M: int, K: int, ceil, progress: bool):
     timed = {
         "torch_reference": lambda: quantize_reference(x, g_given, "linear"),
         "cupy_quantize_linear_v1": lambda: quantize(x, g_given, "linear", out=out_lin, kernel="v1"),
+        "cupy_quantize_linear_v2": lambda: quantize(x, g_given, "linear", out=out_lin, kernel="v2"),
         "cupy_quantize_linear": lambda: quantize(x, g_given, "linear", out=out_lin),
         "cupy_quantize_swizzled": lambda: quantize(x, g_given, "swizzled", out=out_sw),
         "cupy_quantize_row_dynamic": lambda: quantize(x, "row", "swizzled", out=out_row),
