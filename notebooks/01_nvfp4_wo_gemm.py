@@ -110,7 +110,12 @@ print(nv.unpack_nibbles(qt.codes)[0, :16].tolist())
 # %% [markdown]
 # ## Kernel steps: quantize and dequantize
 # `nvfp4_quantize_v1` runs one CTA per row (needed for the per-row dynamic scale); `v2` is grid-stride
-# with four blocks per thread in flight, for given or per-tensor scales. Both are checked bit-exact
+# with four blocks per thread in flight. Both were limited by the integer pipe, not HBM: ~13 integer
+# ops per element against a budget of ~10 at copy speed. `v3` (the default, `cupy_quantize_linear` /
+# `_swizzled`) rounds on the fp32 pipe: `a = min(|x| * qscale, 6)`, `r = (a + M) - M` with
+# `M = 2^(max(e(a), 0) + 22)` is RNE on the E2M1 grid (the adder's ties-to-even is the tie table), the
+# bits of `r * 2^-126` are the code at bit 22, signs of 8 elements come from two PRMTs, and with a
+# per-tensor scale the block multiplier comes from a 256-entry table. All are checked bit-exact
 # against the reference (random inputs, every tie, huge and tiny values, K not a multiple of 64) in
 # the same run that times them. Bound: read bf16 x, write codes and scales, at the measured copy
 # bandwidth.
@@ -142,11 +147,21 @@ if rec_q:
 #    `e2m1 * 2^-126`, one bf16 FMA by `sf * 2^63` gives the exact product, and the k order inside a
 #    fragment is permuted so both halves of a bf16x2 come out of one shift-and-mask. fp32 accumulate,
 #    split-K with a self-cleaning workspace, `2^63 / g` in the epilogue.
-# 5. `w4a16_mma` (v2, v3): v2 prefetches the next tile into registers; v3 keeps a ring of weight tiles
-#    in shared memory filled by `cp.async`, so several tiles are in flight per thread. The best
-#    validated v2/v3 config and split-K per M is chosen in the run (`params.tuning_us` lists them all);
-#    compare it with `w4a16_mma_v1` in the table to see whether pipelining paid.
-# 6. `optimized`: the dispatcher, the fused kernel where it beat dequantize-then-cuBLAS, else that.
+# 5. `w4a16_mma` (v3, default config): v2 prefetched the next tile into registers; v3 keeps a ring of
+#    weight tiles in shared memory filled by `cp.async`. Neither beat v1 by much.
+# 6. `w4a16_v4`: the weight is rewritten ONCE at load time (`prepare_weight`) into the order the kernel
+#    consumes: per 16-row tile and 512-k unit, 9 contiguous 16-byte chunks per lane (8 of codes, 1 of
+#    scales), so a warp streams it with fully coalesced loads and holds the next unit in registers;
+#    each lane owns one 16-element scale block per row (the mma k order is permuted to make that so),
+#    the nibbles sit where 1-4 integer ops produce each bf16x2, and the scale byte is re-encoded so its
+#    bf16x2 is one PRMT and one IMAD. The grid is "stream-K": every CTA gets an equal share of the
+#    (tile group, k unit) work, partial sums meet in an fp32 workspace, the last contributor of a tile
+#    writes bf16. Every kernel/grid candidate is validated, then timed (`params.v4_tuning_us`).
+# 7. `nvfp4_cached_bf16`: cuBLAS on an exact `e2m1 * sf` bf16 weight cached at load time, `1/g` as
+#    cuBLAS's alpha: cuBLAS speed at every M, at the cost of keeping the bf16 weight too
+#    (`params.cached_bf16_extra_bytes`).
+# 8. `optimized`: the dispatcher `wo_nvfp4`: the fused v4 kernel at the M where it beat the cached-bf16
+#    path in the run, the cached-bf16 path elsewhere (`params.dispatch`).
 #
 # Every variant is validated in the same run: rel-L2 against the fp32 GEMM of the dequantized operands
 # rounded to bf16 (tolerance 1e-3 for the fused kernel; 5e-3 for cuBLAS, which may reduce split-K
@@ -165,7 +180,7 @@ if rec_wo:
                      "% of bound": round(100 * c["bound_us"] / opt), "vs cuBLAS bf16": round(
                          v["cublas_bf16"]["median_us"] / opt, 2),
                      "vs fp8 _scaled_mm": round(v["torch_fp8"]["median_us"] / opt, 2),
-                     "path": c["params"].get("dispatch"), "fused config": c["params"].get("w4a16_config"),
+                     "path": c["params"].get("dispatch"), "fused config": c["params"].get("v4_config"),
                      "validated": c["validation"]["passed"]})
     viz.table(rows, title="wo GEMM per M (ratios > 1: the NVFP4 dispatcher is faster)").show()
 
@@ -211,18 +226,19 @@ if INTERACTIVE:
 # - The reference defines NVFP4 exactly (tie table, saturation, scale rounding, the zero and denormal
 #   policies) and the kernels match it bit for bit; the one trap was torch's CUDA division by a Python
 #   scalar, which multiplies by a reciprocal and is not the IEEE quotient.
-# - Software decode on Hopper is cheap enough: with the bit trick a bf16x2 of exact `code * scale` costs a
-#   handful of integer ops and one bf16 FMA, far below the memory time at decode sizes.
-# - The fused kernel is not yet at the copy bound, and the reason is not what v2 and v3 assumed: holding
-#   the next tile in registers (v2) or a cp.async ring of tiles in shared memory (v3) measured no faster
-#   than v1 on the recorded card, so bytes in flight per thread were not the limit. At M <= 8 it beats
-#   cuBLAS bf16 but not fp8 `_scaled_mm`; at M >= 32 the per-token-tile cost (shared-memory B fragments,
-#   mma.sync issue) dominates. Next to try: profile (Nsight Compute) before guessing again; split-K counts
-#   that fill whole waves (56 row blocks x splits vs 132 SMs) and even k-tile shares per split; a wgmma
-#   path (A from registers, B = activations from shared memory) for M >= 32.
-# - Dequantize-then-cuBLAS never wins at decode (it writes and re-reads the bf16 weight); at large M the
-#   GEMM is compute-bound and NVFP4 weight-only only adds the dequantize pass, so the dispatcher's cost
-#   there is that pass; the table shows the ratio.
+# - Software decode on Hopper is not free: the integer pipe issues half as many lanes per clock as the
+#   fp32 pipe, and both the quantizer (v1/v2) and the first fused GEMMs spent more integer ops per element
+#   than the memory time allows. Counting integer ops per element against bytes per element is the first
+#   napkin check; moving rounding to the fp32 pipe (quantize v3) and choosing the stored bit layout for the
+#   decode (wo v4) is what moved the times (compare the rows above).
+# - A static weight can be laid out for the kernel once: v4's prepared stream (coalesced 16-byte lane
+#   chunks, scales inside the stream, one scale block per lane and row) plus a stream-K split beat every
+#   v1-v3 tiling at M <= 8. It does not reach the copy bound yet: the table's "% of bound" says how far.
+# - At M >= 32 the mma.sync kernel with tokens as the n8 operand pays for every extra token tile (x
+#   fragments re-read per weight tile, more mma per decoded weight) and loses to cuBLAS; that is the
+#   place for a wgmma kernel with the decoded weight in shared memory. Until then the dispatcher sends
+#   those M to cuBLAS on a cached bf16 weight, which costs memory, not time.
+# - Dequantize-then-cuBLAS on every call never wins: it writes and re-reads the bf16 weight.
 # - Accuracy: NVFP4 weight-only costs about 9.5% relative L2 on the wo output (cosine ~0.995), flat in the
 #   outlier magnitude because activations stay bf16. W4A4 adds activation error on top; with outlier
 #   channels its relative error falls back toward the weight-only error, because the outlier channels
