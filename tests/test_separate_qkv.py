@@ -97,11 +97,26 @@ def test_attention_rejects_bad_input():
         S.attention(x["q"], x["k_nope"], x["k_pe"], x["v"])
 
 
+# Kernel paths the interpreter checks, at tile sizes it runs in seconds: cp.async and TMA loads, the
+# hand-pipelined loop (tiles before, inside and past a 2-tile query block), lazy rescale, head-major grid,
+# unrolled loop; each on one sequence and on a varlen batch with an empty sequence.
+INTERPRETER_CONFIGS = [
+    dict(BLOCK_M=16, BLOCK_N=16),
+    dict(BLOCK_M=32, BLOCK_N=16),
+    dict(BLOCK_M=16, BLOCK_N=16, TMA=True),
+    dict(BLOCK_M=32, BLOCK_N=16, TMA=True, PREFETCH_QK=True),
+    dict(BLOCK_M=16, BLOCK_N=16, TMA=True, PREFETCH_QK=True, HEAD_MAJOR=True),
+    dict(BLOCK_M=32, BLOCK_N=16, TMA=True, LAZY_RESCALE=True, UNROLL=2),
+    dict(BLOCK_M=16, BLOCK_N=16, LAZY_RESCALE=True),
+]
+
+
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton not installed")
 def test_kernel_logic_in_triton_interpreter():
-    """The Triton kernel's tiling, causal split, online softmax and varlen handling, run by Triton's CPU
-    interpreter in fp32 (the interpreter's bf16 dot is not faithful), in a subprocess because
-    TRITON_INTERPRET must be set before triton is imported."""
+    """The Triton kernel's tiling, causal split, online softmax (eager and lazy rescale), TMA windows over
+    the strided views, the hand-pipelined loop and varlen handling, run by Triton's CPU interpreter in
+    fp32 (the interpreter's bf16 dot is not faithful), in a subprocess because TRITON_INTERPRET must be
+    set before triton is imported. The per-head k_pe of the assembled layout goes through too."""
     code = textwrap.dedent(f"""
         import numpy as np, torch
         import triton.runtime.interpreter as I
@@ -113,21 +128,43 @@ def test_kernel_logic_in_triton_interpreter():
         from workbench.model import SMALL
         from workbench.techniques import separate_qkv as S, separate_qkv_triton as tk
         x = S.make_inputs(80, SMALL, seed=1, device="cpu", dtype=torch.float32)
+        # logits large enough that the running max grows by more than the lazy threshold mid-row
+        x["q"] *= 4.0
+        kpe_heads = x["k_pe"][:, None].expand(-1, SMALL.num_heads, -1)
         for lens in ([80], [30, 0, 17, 33]):
             cu = S.cu_seqlens_for(lens)
             ref = S.reference(x["q"], x["k_nope"], x["k_pe"], x["v"], cu, scale={SCALE!r})
-            for bm, bn in ((16, 16), (32, 16)):
-                out = torch.full((80, SMALL.num_heads, SMALL.v_head_dim), float("nan"))
-                tk.launch(x["q"], x["k_nope"], x["k_pe"], x["v"], out, cu, len(lens), max(lens), {SCALE!r},
-                          dict(BLOCK_M=bm, BLOCK_N=bn, num_warps=4, num_stages=1))
-                err = S.rel_l2(out, ref)
-                assert err < 1e-5, (lens, bm, bn, err)
+            for cfg in {INTERPRETER_CONFIGS!r}:
+                for kpe in (x["k_pe"], kpe_heads):
+                    out = torch.full((80, SMALL.num_heads, SMALL.v_head_dim), float("nan"))
+                    tk.launch(x["q"], x["k_nope"], kpe, x["v"], out, cu, len(lens), max(lens), {SCALE!r},
+                              dict(num_warps=4, num_stages=1, **cfg))
+                    err = S.rel_l2(out, ref)
+                    assert err < 1e-5, (lens, cfg, kpe.dim(), err)
         print("ok")
     """)
     path = os.pathsep.join([str(ROOT), *(p for p in [os.environ.get("PYTHONPATH")] if p)])
     env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": path}
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-3000:]
+
+
+def test_configs_are_well_formed():
+    """Every sweep candidate names the knobs the kernel takes, keeps BLOCK_M a multiple of BLOCK_N, and
+    fits Hopper's 227 KB of shared memory by the ring-buffer estimate (q once, K and V per stage)."""
+    pytest.importorskip("triton")
+    from workbench.techniques import separate_qkv_triton as tk
+
+    names = set()
+    for c in tk.CANDIDATES:
+        assert set(c) - {"maxnreg"} == {"BLOCK_M", "BLOCK_N", "num_warps", "num_stages", *tk._BASE}
+        assert c["BLOCK_M"] % c["BLOCK_N"] == 0 and c["num_warps"] * 16 >= c["BLOCK_M"]
+        assert not (c["PREFETCH_QK"] and not c["TMA"])
+        kv_stage = c["BLOCK_N"] * (192 + 128) * 2
+        assert c["BLOCK_M"] * 192 * 2 + c["num_stages"] * kv_stage <= 227 * 1024, tk.config_name(c)
+        names.add(tk.config_name(c))
+    assert len(names) == len(tk.CANDIDATES)  # labels are unique
+    assert tk.PREVIOUS_DEFAULT in tk.CANDIDATES
 
 
 @pytest.mark.gpu

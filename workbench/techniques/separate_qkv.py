@@ -148,7 +148,7 @@ def attention(q: torch.Tensor, k_nope: torch.Tensor, k_pe: torch.Tensor, v: torc
     q [T, H, Dn+Dr]; k_nope [T, H, Dn] and v [T, H, Dv] as strided views (unit last stride);
     k_pe [T, Dr] shared by the heads (or [T, H, Dr]); cu_seqlens int32 [B+1] on the GPU (None: one
     sequence); max_seqlen = the longest sequence (read from cu_seqlens, one host sync, when None).
-    `config` pins a tile config instead of the autotuner's choice.
+    `config` (a dict as in `separate_qkv_triton.CANDIDATES`) overrides the tuned config.
     """
     dev = "cpu" if _interpreting() else "cuda"
     t, h, dv = _check(q, k_nope, k_pe, v, cu_seqlens, dev)
@@ -168,7 +168,7 @@ def attention(q: torch.Tensor, k_nope: torch.Tensor, k_pe: torch.Tensor, v: torc
         return out
     from . import separate_qkv_triton as tk
 
-    if _interpreting() and config is None:
+    if _interpreting() and config is None:  # small tiles, cp.async path: the interpreter's CPU time
         config = {"BLOCK_M": 16, "BLOCK_N": 16, "num_warps": 4, "num_stages": 1}
     return tk.launch(q, k_nope, k_pe, v, out, cu_seqlens, cu_seqlens.numel() - 1, int(max_seqlen), scale, config)
 
@@ -252,10 +252,15 @@ def validate(out: torch.Tensor, ref: torch.Tensor, tol: float = 1e-2) -> dict:
     return {"rel_l2": err, "finite": finite, "passed": finite and err <= tol}
 
 
-def benchmark(smoke: bool = False, progress: bool = True, tokens=None, dims: ModelDims = R1):
+def benchmark(smoke: bool = False, progress: bool = True, tokens=None, dims: ModelDims = R1,
+              reps: int | None = None, rounds: int = 6):
     """Cases T1024 .. T16384 (one causal sequence, H=128): every pipeline validated against the fp32
-    reference on fresh random inputs, then timed (CUDA events, warm L2: the working set is >> L2)."""
-    from ..bench import Case, current_ceilings, time_cuda
+    reference on fresh random inputs, then the pipelines of a case timed in interleaved rounds
+    (A, B, C, ..., A, B, C, ...: clock drift lands on every variant alike; CUDA events, warm L2: the
+    working set is >> L2). Our kernel runs the tuned config (`separate_qkv_triton.tuned_config()`, or
+    the one pinned with `pin_config`), compiled during validation, before any timing."""
+    from ..bench import Case, current_ceilings, time_variants
+    from . import separate_qkv_triton as tk
 
     ceil = current_ceilings()
     tokens = tokens or ((1024,) if smoke else CASE_TOKENS)
@@ -266,7 +271,7 @@ def benchmark(smoke: bool = False, progress: bool = True, tokens=None, dims: Mod
         if contiguous_v is None:
             contiguous_v = cudnn_needs_contiguous_v(x)
         ref = reference(x["q"], x["k_nope"], x["k_pe"], x["v"])
-        timings, val = {}, {"passed": True}
+        fns, val = {}, {"passed": True}
         for name, fn in pipelines(x, contiguous_v).items():
             try:
                 got = fn()
@@ -281,21 +286,23 @@ def benchmark(smoke: bool = False, progress: bool = True, tokens=None, dims: Mod
                 val[f"{name}.rel_l2"] = round(v["rel_l2"], 6)
                 val["passed"] &= v["passed"]
             del got
-            timings[name] = time_cuda(fn, reps=5 if smoke else 15, l2="warm", warmup=3)
+            fns[name] = fn
+        n = reps or (10 if smoke else (60 if t <= 8192 else 30))
+        timings = time_variants(fns, rounds=2 if smoke else rounds, reps=n, l2="warm", warmup=2)
         flops = causal_flops(t, dims)
         bound = ceil.bound_us(flops=flops, bytes=bytes_separate(t, dims))
         if progress:
             for name, tm in timings.items():
                 rate = "" if name == "assembly_only" else f"{flops / tm.median_us / 1e6:7.1f} TFLOP/s"
                 print(f"  MLA attention T={t:6d} {name:20s} {tm} {rate}")
-        from . import separate_qkv_triton as tk
-
+        cfg = tk.tuned_config()
         baseline = "assemble_then_cudnn" if "assemble_then_cudnn" in timings else "assemble_then_own"
         cases.append(Case(
             name=f"T{t}",
             params={"tokens": t, "heads": dims.num_heads, "qk_dim": dims.qk_head_dim, "v_dim": dims.v_head_dim,
                     "flops": flops, "causal": True, "cudnn_contiguous_v": contiguous_v,
-                    "triton_config": tk.best_config(t), "bytes_separate": bytes_separate(t, dims)},
+                    "triton_config": cfg, "triton_config_name": tk.config_name(cfg),
+                    "bytes_separate": bytes_separate(t, dims)},
             variants=timings, baseline=baseline, optimized="own_separate", bound_us=bound,
             validation=val, bound_kind="compute"))
         del x, ref

@@ -116,3 +116,34 @@ def fig_pipeline_breakdown(record: dict) -> go.Figure:
     fig.update_layout(barmode="group", title="Where the time goes: assembly + attention vs no copy",
                       yaxis_title="time (us, median)", yaxis_type="log")
     return fig
+
+
+def fig_config_sweep(sweep: dict, marks: dict[str, float] | None = None) -> go.Figure:
+    """TFLOP/s of every kernel config of the record's sweep (round 1: all valid configs; round 2: the
+    finalists, more samples), median with p20-p80 whiskers, fastest first; invalid or failed configs
+    are listed with no bar."""
+    rows = sweep["rows"]
+    flops = sweep["flops"]
+
+    def rate(r, key):
+        return r[key]["TFLOPs"] if key in r else None
+
+    rows = sorted(rows, key=lambda r: -(rate(r, "round1") or 0))
+    names = [r["name"] for r in rows]
+    fig = go.Figure()
+    for key, color in (("round1", "#9ecae1"), ("round2", COLORS["optimized"])):
+        y = [rate(r, key) for r in rows]
+        lo = [rate(r, key) - flops / r[key]["p80_us"] / 1e6 if key in r else None for r in rows]
+        hi = [flops / r[key]["p20_us"] / 1e6 - rate(r, key) if key in r else None for r in rows]
+        fig.add_bar(name=key, y=names, x=y, orientation="h", marker_color=color,
+                    error_x=dict(type="data", symmetric=False, array=hi, arrayminus=lo),
+                    hovertemplate="%{y}<br>" + key + ": %{x:.0f} TFLOP/s<extra></extra>")
+    if sweep.get("best"):
+        fig.add_annotation(x=0, y=sweep["best"], xanchor="left", text="chosen", showarrow=False,
+                           font=dict(color="white"))
+    for label, val in (marks or {}).items():
+        fig.add_vline(x=val, line_dash="dot", line_color="#999999", annotation_text=label)
+    fig.update_layout(barmode="group", title=f"Kernel configs at {sweep.get('case')} on {sweep.get('device')}",
+                      xaxis_title="TFLOP/s (median, p20-p80)", yaxis_autorange="reversed",
+                      height=max(400, 24 * len(rows) + 120), legend_title="timing round")
+    return fig
