@@ -108,8 +108,9 @@ if on_gpu:
 #   strided view is described as a 2-D window [T, (H-1) x head stride + D] whose row stride is the token
 #   stride, so head h's tile sits at column h x head stride: the views are read where they are.
 # - **prefetched scores**: the unmasked loop is software-pipelined by hand: the nope dot of tile j+1 is
-#   issued as an asynchronous wgmma before the softmax of tile j, so the tensor cores and the CUDA cores
-#   work at the same time (FlashAttention-3's intra-warpgroup overlap).
+#   issued as an asynchronous wgmma before the softmax of tile j, meant to let the tensor cores and the
+#   CUDA cores work at the same time (FlashAttention-3's intra-warpgroup overlap; the sweep shows
+#   whether it pays).
 # - **lazy rescale**: the [BLOCK_M, 128] output accumulator is rescaled only when a row's running max
 #   grew by more than 2^8; numerator and denominator share the stale max, so the result is exact.
 # - pipeline depth (stages), loop unrolling, and the grid order (query tiles or heads fastest).
@@ -219,11 +220,17 @@ if INTERACTIVE and rec:
 # - Sharing k_pe across heads is free for the kernel: each program reads the [BLOCK_N, 64] tile of
 #   k_pe it needs, L2 serves the other heads, and nothing is broadcast in memory. TMA reads the strided
 #   views in place too: a 2-D window per view, one column offset per head.
-# - Splitting the 192-dim dot into 128 (nope) + 64 (rope) costs one wgmma wait between the two dots;
-#   putting the short rope dot first leaves the long nope dot in flight, which is what lets the
-#   prefetched-scores loop overlap the softmax with the tensor cores.
-# - The sweep ranks the levers: whether two programs per SM, fatter wgmma, fewer K/V bytes per flop or
-#   the overlap inside one program wins is read off the sweep table and figure, measured in the same
-#   run as the benchmark. What is left against cuDNN (the TFLOP/s plot) is what warp specialization
-#   (a producer warp for TMA, two consumer warpgroups ping-ponging softmax and GEMMs) would close; the
-#   FP8 attention builds on this shape.
+# - Splitting the 192-dim dot into 128 (nope) + 64 (rope) costs one wgmma wait between the two dots
+#   (the compiler chains them on one accumulator however they are written); the sweep's winner lives
+#   with it.
+# - The lever in the recorded sweep was the load path, not occupancy: K/V tiles by TMA with two tiles in
+#   flight (3 stages) let one program per SM run the fatter 128 x 64 tiles, and that beat two programs
+#   per SM on thin 128 x 32 tiles. With one tile in flight (2 stages) the same TMA kernel is among the
+#   slowest: the depth of the ring matters more than anything else swept.
+# - Two ideas that look good on paper lost in the measurement, and are kept as switches for the record:
+#   the hand-pipelined scores (the TTGIR shows the overlap, the clock does not; not diagnosed yet) and the
+#   lazy rescale (a CTA-wide max and a branch per tile cost more than the multiply they skip).
+# - Where the kernel stands against cuDNN is in the TFLOP/s plot and the done-when lines above: the
+#   saved copy is real, but cuDNN's attention itself is faster at long sequences. What is left is what
+#   warp specialization (a producer warp for TMA, two consumer warpgroups ping-ponging softmax and GEMMs)
+#   would close; the FP8 attention builds on this shape.
