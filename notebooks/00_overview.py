@@ -66,9 +66,19 @@ def status(item):
     return f"{min(sp):.2f}x - {max(sp):.2f}x on {got[0]['device']['name']}"
 
 
-viz.table([{"#": m.number, "optimization": m.title, "acts on": m.layer_step,
-            "notebook": f"{m.notebook}.ipynb", "recorded speedup (baseline/optimized)": status(m)}
-           for m in MISSION], title="The ten optimizations").show()
+from pathlib import Path
+from IPython.display import Markdown, display
+
+nb_dir = Path(nbutil.__file__).resolve().parents[1] / "notebooks"
+lines = ["| # | optimization | acts on | notebook | recorded speedup (baseline / optimized) |",
+         "|---|---|---|---|---|"]
+for m in MISSION:
+    if (nb_dir / f"{m.notebook}.ipynb").exists():
+        link = f"[{m.notebook}]({m.notebook}.ipynb) ([report page]({m.notebook}.html))"
+    else:
+        link = f"{m.notebook} (planned)"
+    lines.append(f"| {m.number} | {m.title} | {m.layer_step} | {link} | {status(m)} |")
+display(Markdown("\n".join(lines)))
 
 # %% [markdown]
 # ## The ceilings of this GPU

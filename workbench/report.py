@@ -114,16 +114,20 @@ def write_index(runs: list[NotebookRun], out_dir: Path) -> Path:
         rows.append(f"<tr><td>{link}</td><td class={'ok' if r.ok else 'bad'}>{status}</td>"
                     f"<td>{r.seconds:.1f} s</td><td>{html.escape(params)}</td></tr>")
     recs = all_records()
+    pages = {r.name: r.html.name for r in runs if r.html}
     trows = []
     for name, b in REGISTRY.items():
         rec = recs.get(name)
+        nb = (f'<a href="{html.escape(pages[b.notebook])}">{html.escape(b.notebook)}</a>' if b.notebook in pages
+              else html.escape(str(b.notebook)))
         if rec is None or not rec.get("cases"):
-            trows.append(f"<tr><td>{name}</td><td>{html.escape(b.title)}</td><td colspan=3>not yet recorded</td></tr>")
+            trows.append(f"<tr><td>{name}</td><td>{html.escape(b.title)}</td><td>{nb}</td>"
+                         "<td colspan=3>not yet recorded</td></tr>")
             continue
         sp = [c["variants"][c["baseline"]]["median_us"] / c["variants"][c["optimized"]]["median_us"]
               for c in rec["cases"]]
         stale = " (stale)" if is_stale(rec) else ""
-        trows.append(f"<tr><td>{name}</td><td>{html.escape(b.title)}</td><td>{min(sp):.2f}x - {max(sp):.2f}x</td>"
+        trows.append(f"<tr><td>{name}</td><td>{html.escape(b.title)}</td><td>{nb}</td><td>{min(sp):.2f}x - {max(sp):.2f}x</td>"
                      f"<td>{html.escape(rec['device']['name'])}</td><td>{rec['recorded_utc']}{stale}</td></tr>")
     when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>workbench report</title>
@@ -134,7 +138,7 @@ figures are self-contained (plotly.js inlined), so these pages open offline.</p>
 <h2>Notebooks</h2><table><tr><th>notebook</th><th>status</th><th>time</th><th>parameters</th></tr>
 {''.join(rows)}</table>
 <h2>Recorded GPU results (baseline / optimized, per case)</h2>
-<table><tr><th>record</th><th>technique</th><th>speedup range</th><th>card</th><th>recorded</th></tr>
+<table><tr><th>record</th><th>technique</th><th>notebook</th><th>speedup range</th><th>card</th><th>recorded</th></tr>
 {''.join(trows)}</table></body></html>"""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "index.html"
