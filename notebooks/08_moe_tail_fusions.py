@@ -148,10 +148,7 @@ if dev.type == "cuda":
 #   the end of the last region read on the device, plus 32 KB memset units; gap tiles are skipped.
 
 # %%
-from workbench.runtime import compile_kernel
-
-for name, r in compile_kernel("moe_tail").resources.items():
-    print(f"  {name}: {r.registers} registers, {r.spill_stores} B spill stores, {r.smem_bytes} B shared")
+nbutil.print_kernel_resources("moe_tail")
 
 # %% [markdown]
 # ## Benchmark: each variant beside its bound
@@ -166,16 +163,11 @@ print(nbutil.describe(rec, "moe_tail"))
 
 # %%
 if rec:
-    rows = []
-    for c in rec["cases"]:
-        row = {"case": c["name"]}
-        for v, tm in c["variants"].items():
-            b = c["params"]["bounds_us"].get(v, c["bound_us"])
-            row[v] = f"{tm['median_us']:.1f} us ({tm['median_us'] / b:.2f}x its bound)"
-        row["validated"] = c["validation"]["passed"]
-        rows.append(row)
-    viz.table([r for r in rows if r["case"].startswith("reduce")], title="reduce: median time").show()
-    viz.table([r for r in rows if r["case"].startswith("expand")], title="expand: median time").show()
+    rows = viz.times_vs_bound_rows(rec, bounds_key="bounds_us")
+    viz.table([r for r in rows if r["case"].startswith("reduce")],
+              title="reduce: median time (multiple of each variant's bound)").show()
+    viz.table([r for r in rows if r["case"].startswith("expand")],
+              title="expand: median time (multiple of the bound)").show()
     vt.fig_time_vs_tokens(rec, "reduce_").show()
     vt.fig_fraction_of_bound(rec, "reduce_").show()
     vt.fig_time_vs_tokens(rec, "expand_").show()

@@ -102,10 +102,7 @@ if dev.type == "cuda":
 # The compile report (NVRTC, sm_90a):
 
 # %%
-from workbench.runtime import compile_kernel
-
-for name, r in compile_kernel("knope_copy").resources.items():
-    print(f"  {name}: {r.registers} registers, {r.spill_stores} B spill stores, {r.smem_bytes} B shared")
+nbutil.print_kernel_resources("knope_copy")
 
 # %% [markdown]
 # ## Benchmark: each variant beside its bound
@@ -120,13 +117,7 @@ print(nbutil.describe(rec, "knope_copy"))
 from workbench import viz
 
 if rec:
-    rows = []
-    for c in rec["cases"]:
-        row = {"case": c["name"], "bound_us": round(c["bound_us"], 1)}
-        for v, tm in c["variants"].items():
-            row[v] = f"{tm['median_us']:.1f} us ({tm['median_us'] / c['bound_us']:.2f}x)"
-        row["bitwise equal"] = c["validation"]["passed"]
-        rows.append(row)
+    rows = viz.times_vs_bound_rows(rec, validated_label="bitwise equal")
     viz.table(rows, title="k assembly: median time (multiple of the bound)").show()
     viz.table([{"case": c["name"], "optimized kernel": c["params"].get("optimized_kernel"),
                 **{k: v for k, v in (c["params"].get("tuning_us") or {}).items()}} for c in rec["cases"]],

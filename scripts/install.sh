@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv and install the workbench into it.
-#   bash scripts/install.sh          notebooks stack (for `workbench run`)
-#   bash scripts/install.sh dev      + test tools and the NVRTC compile-only path (for scripts/test.sh)
+#   bash scripts/install.sh          notebooks stack + the NVRTC compile-only path (for `workbench run`;
+#                                    notebooks show each kernel's sm_90a register/spill report)
+#   bash scripts/install.sh dev      + test tools (for scripts/test.sh)
 # torch: a machine with an NVIDIA GPU keeps (or gets) a CUDA build and the `gpu` extra (CuPy); a machine
 # without one gets the CPU build. TORCH_SPEC overrides the torch requirement (default torch==2.13.0, whose
 # CPU wheel this workplace keeps on disk; elsewhere point pip at the CPU index, e.g.
@@ -24,7 +25,7 @@ if ! "$venv/bin/python" -c "import torch" >/dev/null 2>&1; then
   "${pip[@]}" "${TORCH_SPEC:-torch==2.13.0}"
 fi
 
-extras="notebooks"
+extras="notebooks,compile"
 [ "$profile" = "dev" ] && extras="notebooks,dev,compile"
 [ "$has_gpu" = 1 ] && extras="$extras,gpu"
 "${pip[@]}" -e ".[$extras]"

@@ -50,3 +50,16 @@ def describe(rec: dict | None, name: str = "") -> str:
     if rec.get("live"):
         return f"Measured live in this run on {rec['device']['name']}."
     return provenance(rec)
+
+
+def print_kernel_resources(kernel: str) -> None:
+    """ptxas report of every entry point of kernels/<kernel>.cu for sm_90a (compile-only; no GPU needed)."""
+    from .runtime import compile_kernel
+
+    try:
+        import cuda.bindings.nvrtc  # noqa: F401
+    except ImportError:
+        print(f"  (no NVRTC here: install the `compile` extra to see the sm_90a report of kernels/{kernel}.cu)")
+        return
+    for name, r in compile_kernel(kernel).resources.items():
+        print(f"  {name}: {r.registers} registers, {r.spill_stores} B spill stores, {r.smem_bytes} B shared")

@@ -103,3 +103,21 @@ def roofline(copy_TBps: float, peaks: dict[str, float], points: list[dict] | Non
     fig.update_layout(title=title, xaxis_type="log", yaxis_type="log", xaxis_title="arithmetic intensity (FLOP/byte)",
                       yaxis_title="TFLOP/s")
     return fig
+
+
+def times_vs_bound_rows(record: dict, bounds_key: str | None = None, validated_label: str = "validated") -> list[dict]:
+    """One row per case: each variant's median time and its multiple of the bound (for `table`).
+
+    bounds_key: a case `params` entry holding per-variant bounds (variants that move different bytes,
+    e.g. a fused NVFP4 path); variants missing from it use the case's `bound_us`.
+    """
+    rows = []
+    for c in record["cases"]:
+        per_variant = c["params"].get(bounds_key, {}) if bounds_key else {}
+        row = {"case": c["name"], "bound_us": round(c["bound_us"], 1)}
+        for v, tm in c["variants"].items():
+            b = per_variant.get(v, c["bound_us"])
+            row[v] = f"{tm['median_us']:.1f} us ({tm['median_us'] / b:.2f}x)" if b else f"{tm['median_us']:.1f} us"
+        row[validated_label] = c["validation"]["passed"]
+        rows.append(row)
+    return rows
