@@ -673,15 +673,13 @@ __device__ __forceinline__ void v4_decode_word(uint32_t w, uint32_t sg, uint32_t
 template <int NT, int MT, int WARPS, int MINB, bool DB, bool XPF>
 __global__ void __launch_bounds__(WARPS * 32, MINB) w4a16_v4(
     const uint16_t* __restrict__ x, const u32x4* __restrict__ wp, const float* __restrict__ g_w,
-    uint16_t* __restrict__ out, float* __restrict__ ws, unsigned int* __restrict__ counters, int M, int N, int K) {
+    uint16_t* __restrict__ out, float* __restrict__ ws, unsigned int* __restrict__ counters, int M, int N, int K,
+    int grab) {
     constexpr int TOK = NT * 8, TILES = WARPS * MT;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int chunk = blockIdx.y, tok0 = chunk * TOK;
     const int n_sa = K / V4_UNIT_K;
     const int units = (N / (16 * TILES)) * n_sa;
-    const int u_begin = (int)((long long)blockIdx.x * units / gridDim.x);
-    const int u_end = (int)((long long)(blockIdx.x + 1) * units / gridDim.x);
-    if (u_begin >= u_end) return;
     const int mpad = gridDim.y * TOK;
     const int n_tiles = N >> 4;
     const float alpha = (1.0f / g_w[0]) * TWO_POW_63;
@@ -825,25 +823,64 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) w4a16_v4(
         sa_done = 0;
     };
 
-    u32x4 wa[MT][V4_CHUNKS];
-    load_unit(u_begin, wa);
-    if constexpr (DB) {
-        u32x4 wb[MT][V4_CHUNKS];
-        // Two units per trip so the two register buffers swap roles without copies.
-        for (int u = u_begin; u < u_end; u += 2) {
-            if (u + 1 < u_end) load_unit(u + 1, wb);
-            compute(u, wa);
-            if (u + 1 == u_end || (u + 1) % n_sa == 0) flush(u);
-            if (u + 1 >= u_end) break;
-            if (u + 2 < u_end) load_unit(u + 2, wa);
-            compute(u + 1, wb);
-            if (u + 2 == u_end || (u + 2) % n_sa == 0) flush(u + 1);
+    // Static stream-K (grab <= 0): one range, an equal contiguous share of units per CTA. Dynamic
+    // (grab > 0): CTAs take `grab` units at a time from a counter per token chunk, so SMs that stream
+    // faster (H100 GPCs differ in SM count, hence in per-SM bandwidth) take more and all finish
+    // together. Thread 0 fetches the next grab while the CTA works on the current one (two smem
+    // slots); the last CTA to leave puts the work and exit counters back to zero for the next launch.
+    const bool dynamic = grab > 0;
+    unsigned int* work = counters + (long long)gridDim.y * n_tiles + 2 * chunk;
+    __shared__ int grab_slot[2];
+    int pending = 0;
+    if (dynamic) {
+        if (threadIdx.x == 0) {
+            grab_slot[0] = (int)atomicAdd(work, (unsigned)grab);
+            pending = (int)atomicAdd(work, (unsigned)grab);
         }
-    } else {
-        for (int u = u_begin; u < u_end; ++u) {
-            compute(u, wa);
-            if (u + 1 == u_end || (u + 1) % n_sa == 0) flush(u);
-            if (u + 1 < u_end) load_unit(u + 1, wa);
+        __syncthreads();
+    }
+    for (int slot = 0;; slot ^= 1) {
+        int u_begin, u_end;
+        if (dynamic) {
+            u_begin = grab_slot[slot];
+            u_end = min(u_begin + grab, units);
+        } else {
+            u_begin = (int)((long long)blockIdx.x * units / gridDim.x);
+            u_end = (int)((long long)(blockIdx.x + 1) * units / gridDim.x);
+        }
+        if (u_begin >= u_end) break;
+        // Units [u_begin, u_end): stream, compute, flush at the range end and at tile-group boundaries.
+        u32x4 wa[MT][V4_CHUNKS];
+        load_unit(u_begin, wa);
+        if constexpr (DB) {
+            u32x4 wb[MT][V4_CHUNKS];
+            // Two units per trip so the two register buffers swap roles without copies.
+            for (int u = u_begin; u < u_end; u += 2) {
+                if (u + 1 < u_end) load_unit(u + 1, wb);
+                compute(u, wa);
+                if (u + 1 == u_end || (u + 1) % n_sa == 0) flush(u);
+                if (u + 1 >= u_end) break;
+                if (u + 2 < u_end) load_unit(u + 2, wa);
+                compute(u + 1, wb);
+                if (u + 2 == u_end || (u + 2) % n_sa == 0) flush(u + 1);
+            }
+        } else {
+            for (int u = u_begin; u < u_end; ++u) {
+                compute(u, wa);
+                if (u + 1 == u_end || (u + 1) % n_sa == 0) flush(u);
+                if (u + 1 < u_end) load_unit(u + 1, wa);
+            }
+        }
+        if (!dynamic) break;
+        if (threadIdx.x == 0) grab_slot[slot ^ 1] = pending;  // read by nobody since the last barrier
+        __syncthreads();
+        if (threadIdx.x == 0) pending = (int)atomicAdd(work, (unsigned)grab);
+    }
+    if (dynamic && threadIdx.x == 0) {
+        __threadfence();  // this CTA's grabs are done before it counts itself out
+        if (atomicAdd(work + 1, 1u) == gridDim.x - 1) {
+            atomicExch(work, 0u);
+            atomicExch(work + 1, 0u);
         }
     }
 }
@@ -857,5 +894,7 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) w4a16_v4(
 // @instantiate w4a16_v4<2, 1, 4, 3, true, true>
 // @instantiate w4a16_v4<2, 2, 4, 2, true, false>
 // @instantiate w4a16_v4<4, 1, 4, 2, true, false>
-// @instantiate w4a16_v4<4, 1, 4, 3, false, false>
 // @instantiate w4a16_v4<4, 2, 4, 2, false, false>
+// @instantiate w4a16_v4<1, 1, 4, 5, false, true>
+// @instantiate w4a16_v4<1, 1, 4, 6, false, true>
+// @instantiate w4a16_v4<1, 1, 8, 3, false, true>

@@ -156,7 +156,8 @@ def test_gpu_w4a16_bad_input():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("cfg", [k.with_ctas(c) for k in wo.V4_KERNELS for c in (1, 3)], ids=str)
+@pytest.mark.parametrize("cfg", [k.with_ctas(c) for k in wo.V4_KERNELS for c in (1, 3)]
+                         + [k.with_ctas(2, g) for k in wo.V4_KERNELS for g in (1, 3)], ids=str)
 @pytest.mark.parametrize("M", [1, 5, 8, 13, 32, 50, 64, 100])
 def test_gpu_w4a16_v4_matches_fp32_of_dequantized(cfg, M):
     x, q, ref = _small_problem(M, N=512, K=2048)
@@ -181,6 +182,7 @@ def test_gpu_w4a16_v4_all_codes_and_scales():
     ref = wo.reference(x, nv.dequantize(q, torch.float32))
     for k in wo.V4_KERNELS:
         assert wo.validate(wo.w4a16_gemm_v4(x, pw, k.with_ctas(2)), ref)["passed"], k
+        assert wo.validate(wo.w4a16_gemm_v4(x, pw, k.with_ctas(2, 2)), ref)["passed"], k
 
 
 @pytest.mark.gpu

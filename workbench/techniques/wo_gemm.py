@@ -315,7 +315,8 @@ def decode_prepared(pw: PreparedWeight) -> torch.Tensor:
 class V4Config:
     """Template parameters of w4a16_v4 and its grid: NT n8 token tiles, MT 16-row tiles per warp, WARPS,
     MINB (min CTAs per SM: caps registers), DB (next unit in registers), XPF (next x atom prefetched);
-    ctas_per_sm sets gridDim.x = ctas_per_sm * SMs (the stream-K share of each CTA)."""
+    ctas_per_sm sets gridDim.x = ctas_per_sm * SMs; grab = 0: static stream-K (an equal contiguous share
+    of units per CTA), grab > 0: CTAs take `grab` units at a time from an atomic counter (dynamic)."""
 
     nt: int
     mt: int
@@ -324,6 +325,7 @@ class V4Config:
     db: bool
     xpf: bool
     ctas_per_sm: int = 4
+    grab: int = 0
 
     @property
     def expr(self) -> str:
@@ -338,19 +340,22 @@ class V4Config:
     def rows(self) -> int:
         return 16 * self.mt * self.warps
 
-    def with_ctas(self, c: int) -> V4Config:
-        return V4Config(self.nt, self.mt, self.warps, self.minb, self.db, self.xpf, c)
+    def with_ctas(self, c: int, grab: int = 0) -> V4Config:
+        return V4Config(self.nt, self.mt, self.warps, self.minb, self.db, self.xpf, c, grab)
 
     def __str__(self) -> str:
         return (f"v4_nt{self.nt}_mt{self.mt}_w{self.warps}_b{self.minb}{'_db' if self.db else ''}"
-                f"{'_xpf' if self.xpf else ''}_c{self.ctas_per_sm}")
+                f"{'_xpf' if self.xpf else ''}_c{self.ctas_per_sm}{f'_g{self.grab}' if self.grab else ''}")
 
 
 # Instantiated in kernels/wo_gemm.cu (ctas_per_sm is a launch choice, not a template parameter).
 V4_KERNELS = [V4Config(1, 1, 4, 4, True, True), V4Config(1, 1, 4, 3, True, True), V4Config(1, 1, 8, 2, True, True),
               V4Config(1, 1, 4, 4, False, True), V4Config(1, 2, 4, 2, True, True), V4Config(1, 2, 4, 3, False, True),
               V4Config(2, 1, 4, 3, True, True), V4Config(2, 2, 4, 2, True, False), V4Config(4, 1, 4, 2, True, False),
-              V4Config(4, 1, 4, 3, False, False), V4Config(4, 2, 4, 2, False, False)]
+              V4Config(4, 2, 4, 2, False, False),
+              # more resident warps without the register double buffer (M <= 8)
+              V4Config(1, 1, 4, 5, False, True), V4Config(1, 1, 4, 6, False, True), V4Config(1, 1, 8, 3, False, True)]
+V4_GRABS = (4, 8)  # units per dynamic grab tried by the tuning (divide K / 512 = 32 for wo: no group crossing)
 
 
 def v4_nt_for(M: int) -> int:
@@ -358,21 +363,23 @@ def v4_nt_for(M: int) -> int:
 
 
 def v4_candidates(M: int) -> list[V4Config]:
-    """Kernel x grid candidates whose token tile suits M (the GPU benchmark times them all)."""
+    """Kernel x grid candidates whose token tile suits M (the GPU benchmark times them all): static
+    stream-K at 1x and 2x the kernel's min CTAs per SM (1x only above 4), dynamic grabs at 1x."""
     nt = v4_nt_for(M)
     out = []
     for k in V4_KERNELS:
         if k.nt != nt:
             continue
-        for c in sorted({k.minb, 2 * k.minb}):
+        for c in sorted({k.minb, 2 * k.minb} if k.minb <= 4 else {k.minb}):
             out.append(k.with_ctas(c))
+        out.extend(k.with_ctas(k.minb, g) for g in V4_GRABS)
     return out
 
 
 def default_v4_config(M: int) -> V4Config:
     nt = v4_nt_for(M)
     return {1: V4Config(1, 1, 4, 4, True, True, 4), 2: V4Config(2, 1, 4, 3, True, True, 3),
-            4: V4Config(4, 1, 4, 3, False, False, 3)}[nt]
+            4: V4Config(4, 2, 4, 2, False, False, 2)}[nt]
 
 
 def w4a16_gemm_v4(x: torch.Tensor, pw: PreparedWeight, config: V4Config | None = None,
@@ -396,10 +403,11 @@ def w4a16_gemm_v4(x: torch.Tensor, pw: PreparedWeight, config: V4Config | None =
     if out is None:
         out = torch.empty((M, N), dtype=torch.bfloat16, device=x.device)
     check_tensor("out", out, dtype=torch.bfloat16, device="cuda", shape=[M, N], contiguous=True)
-    ws, cnt = _workspace(x.device, N, chunks * cfg.tokens, (N // 16) * chunks)
+    # counters: one per (token chunk, 16-row tile), then (work, exit) per token chunk for dynamic grabs
+    ws, cnt = _workspace(x.device, N, chunks * cfg.tokens, (N // 16) * chunks + 2 * chunks)
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count
     launch(get_kernel("wo_gemm", cfg.expr), (cfg.ctas_per_sm * sms, chunks, 1), cfg.warps * 32,
-           (x, pw.data, pw.global_scale, out, ws, cnt, M, N, K))
+           (x, pw.data, pw.global_scale, out, ws, cnt, M, N, K, cfg.grab))
     return out
 
 

@@ -1,0 +1,132 @@
+"""Diagnostic GPU session for the wo GEMM v4 kernel (issue 3): a wider validated config sweep at
+M = 1, 8, 32, 64 beside cuBLAS bf16 and fp8 torch._scaled_mm in the same process, then Nsight Compute
+on the best M=1 and M=32 configs (a small driver, scripts/wo_ncu_driver.py). Writes under $OUT:
+sweep.json (every timing, validation and the chosen configs), ncu.txt (the profiler's report).
+
+Run on the device: PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python3 scripts/gpu_wo_profile.py
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+T0 = time.time()
+
+
+def log(msg: str) -> None:
+    print(f"[{time.time() - T0:6.1f}s] {msg}", flush=True)
+
+
+def sweep_candidates(M: int):
+    """Every instantiated v4 kernel whose token tile suits M, at 1x and 2x its min CTAs per SM."""
+    from workbench.techniques import wo_gemm as wo
+
+    nt = wo.v4_nt_for(M)
+    out = []
+    for k in wo.V4_KERNELS:
+        if k.nt != nt:
+            continue
+        for c in sorted({k.minb, 2 * k.minb} if k.minb <= 4 else {k.minb}):
+            out.append(k.with_ctas(c))
+    return out
+
+
+def main() -> int:
+    out_dir = Path(os.environ.get("OUT", "/tmp/gpu_wo_profile"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    import torch
+
+    from workbench.bench.ceilings import measure_copy_TBps
+    from workbench.runtime import device_info, load_module
+    from workbench.techniques import nvfp4
+    from workbench.techniques import wo_gemm as wo
+
+    log(f"device {device_info()}")
+    mod = load_module("wo_gemm")
+    names = {low: expr for expr, low in mod.compiled.lowered.items()}
+    regs = {}
+    for low, r in mod.compiled.resources.items():
+        n = names.get(low, low)
+        if "w4a16_v4" in n:
+            regs[n] = [r.registers, r.spill_stores, r.spill_loads]
+            log(f"  {n} regs {r.registers} spills {r.spill_stores}/{r.spill_loads}")
+    copy = measure_copy_TBps()
+    log(f"copy {copy:.3f} TB/s")
+
+    N, K = wo.N_OUT, wo.K_IN
+    l2 = torch.cuda.get_device_properties(0).L2_cache_size
+    n_nv = max(2, math.ceil(3 * l2 / wo.weight_bytes("nvfp4")))
+    n_fp8 = max(1, math.ceil(3 * l2 / wo.weight_bytes("fp8")))
+    w_true = [wo.make_weight(N, K, seed=10 + i) for i in range(max(n_nv, n_fp8))]
+    wq = [nvfp4.quantize(w, "tensor") for w in w_true[:n_nv]]
+    pw = [wo.prepare_weight(q) for q in wq]
+    w_bf = nvfp4.dequantize(wq[0], torch.bfloat16)
+    fp8w = [wo.fp8_prepare_weight(w) for w in w_true[:n_fp8]]
+    del w_true
+    torch.cuda.empty_cache()
+    log(f"weights ready ({n_nv} nvfp4 sets rotated, {n_fp8} fp8)")
+    bound_us = wo.weight_bytes("nvfp4") / (copy * 1e6)
+
+    result = {"device": device_info(), "copy_TBps": copy, "weight_bound_us": bound_us, "regs": regs, "cases": {}}
+    for M in (1, 8, 32, 64):
+        x = wo.make_activations(M, K, seed=100 + M)
+        ref = wo.reference(x, nvfp4.dequantize(wq[0], torch.float32))
+        x8, sx = wo.fp8_per_tensor(wo.pad_rows(x, 16))
+        case = {"v4": {}, "rejected": {}}
+        v = wo.validate(x @ w_bf.t(), ref, 5e-3)
+        case["cublas_bf16"] = wo._time([lambda x=x, w_bf=w_bf: x @ w_bf.t()]).median_us
+        case["cublas_bf16_rel_l2"] = v["rel_l2"]
+        case["torch_fp8"] = wo._time([lambda i=i, x8=x8, sx=sx, f=fp8w: wo.fp8_scaled_mm(x8, sx, f[i][0], f[i][1])
+                                      for i in range(n_fp8)]).median_us
+        for cfg in sweep_candidates(M):
+            o = torch.full((M, N), float("nan"), dtype=torch.bfloat16, device="cuda")
+            v = wo.validate(wo.w4a16_gemm_v4(x, pw[0], cfg, out=o), ref)
+            v2 = wo.validate(wo.w4a16_gemm_v4(x, pw[0], cfg), ref)  # workspace left clean
+            if not (v["passed"] and v2["passed"]):
+                case["rejected"][str(cfg)] = [v["rel_l2"], v2["rel_l2"]]
+                log(f"  M={M} {cfg} REJECTED rel_l2 {v['rel_l2']:.3g} / {v2['rel_l2']:.3g}")
+                continue
+            t = wo._time([lambda i=i, cfg=cfg, x=x, p=pw: wo.w4a16_gemm_v4(x, p[i], cfg)
+                          for i in range(n_nv)])
+            case["v4"][str(cfg)] = {"us": t.median_us, "rel_l2": v["rel_l2"], "cfg": [
+                cfg.nt, cfg.mt, cfg.warps, cfg.minb, cfg.db, cfg.xpf, cfg.ctas_per_sm]}
+        best = min(case["v4"].items(), key=lambda kv: kv[1]["us"])
+        case["best"] = best[0]
+        b = case["cublas_bf16"]
+        log(f"M={M}: cublas_bf16 {b:.2f} us  torch_fp8 {case['torch_fp8']:.2f} us  weight bound {bound_us:.2f} us")
+        for name, r in sorted(case["v4"].items(), key=lambda kv: kv[1]["us"]):
+            log(f"   {name:30s} {r['us']:8.2f} us  {b / r['us']:5.2f}x bf16  {case['torch_fp8'] / r['us']:5.2f}x fp8"
+                f"  {100 * bound_us / r['us']:5.1f}% of copy bw")
+        result["cases"][str(M)] = case
+        (out_dir / "sweep.json").write_text(json.dumps(result, indent=1))
+
+    # Nsight Compute on the best configs of M=1 and M=32 (one launch each; caches flushed between passes)
+    spec = [[M] + result["cases"][str(M)]["v4"][result["cases"][str(M)]["best"]]["cfg"] for M in (1, 32)]
+    pw = wq = fp8w = w_bf = None  # free the sweep's weights before the profiler's process
+    torch.cuda.empty_cache()
+    cmd = ["ncu", "--clock-control", "none", "--section", "SpeedOfLight", "--section", "MemoryWorkloadAnalysis",
+           "--section", "WarpStateStats", "--section", "SchedulerStats", "--section", "Occupancy",
+           "--section", "ComputeWorkloadAnalysis", "-k", "regex:w4a16_v4", "-c", "2",
+           sys.executable, "scripts/wo_ncu_driver.py", json.dumps(spec)]
+    log("ncu: " + " ".join(cmd))
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=max(30, 250 - (time.time() - T0)))
+        (out_dir / "ncu.txt").write_text(p.stdout + "\n--- stderr ---\n" + p.stderr)
+        print(p.stdout[-9000:])
+        print(p.stderr[-1500:])
+    except subprocess.TimeoutExpired as e:
+        (out_dir / "ncu.txt").write_text(f"TIMEOUT\n{e.stdout or ''}")
+        log("ncu timed out")
+    log("done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
