@@ -156,7 +156,9 @@ if rec_q:
 #    the nibbles sit where 1-4 integer ops produce each bf16x2, and the scale byte is re-encoded so its
 #    bf16x2 is one PRMT and one IMAD. The grid is "stream-K": every CTA gets an equal share of the
 #    (tile group, k unit) work, partial sums meet in an fp32 workspace, the last contributor of a tile
-#    writes bf16. Every kernel/grid candidate is validated, then timed (`params.v4_tuning_us`).
+#    writes bf16. A dynamic variant (`_g` in a config's name: CTAs take a few units at a time from an
+#    atomic counter) is tuned beside it, for SMs that stream at different speeds. Every kernel/grid
+#    candidate is validated, then timed (`params.v4_tuning_us`).
 # 7. `nvfp4_cached_bf16`: cuBLAS on an exact `e2m1 * sf` bf16 weight cached at load time, `1/g` as
 #    cuBLAS's alpha: cuBLAS speed at every M, at the cost of keeping the bf16 weight too
 #    (`params.cached_bf16_extra_bytes`).
@@ -230,10 +232,14 @@ if INTERACTIVE:
 #   fp32 pipe, and both the quantizer (v1/v2) and the first fused GEMMs spent more integer ops per element
 #   than the memory time allows. Counting integer ops per element against bytes per element is the first
 #   napkin check; moving rounding to the fp32 pipe (quantize v3) and choosing the stored bit layout for the
-#   decode (wo v4) is what moved the times (compare the rows above).
+#   decode (wo v4) is what moved the times on the H200; on the H100 (less bandwidth per integer op) the
+#   quantizer v1 is already close to the bound and v3 does not beat it (compare the rows above).
 # - A static weight can be laid out for the kernel once: v4's prepared stream (coalesced 16-byte lane
 #   chunks, scales inside the stream, one scale block per lane and row) plus a stream-K split beat every
 #   v1-v3 tiling at M <= 8. It does not reach the copy bound yet: the table's "% of bound" says how far.
+#   Handing out work dynamically did not close the gap: with only a handful of units per CTA, grabs of
+#   4-8 units are too coarse (some CTAs get none) and each grab adds a barrier, an exposed first load
+#   and a flush, so the static split stayed best at M <= 32 (`params.v4_tuning_us`).
 # - At M >= 32 the mma.sync kernel with tokens as the n8 operand pays for every extra token tile (x
 #   fragments re-read per weight tile, more mma per decoded weight) and loses to cuBLAS; that is the
 #   place for a wgmma kernel with the decoded weight in shared memory. Until then the dispatcher sends
