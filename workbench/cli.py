@@ -97,6 +97,11 @@ def cmd_bench(args) -> int:
         b = get(name)
         print(f"== {name}: {b.title}")
         cases = b.run(smoke=args.smoke, progress=True)
+        if not cases:
+            print(f"error: {name}: the benchmark produced no cases on this machine (lm_head_tp needs >= 2 GPUs); "
+                  "nothing recorded", file=sys.stderr)
+            rc = 1
+            continue
         _print_cases(cases)
         if not all(c.validation["passed"] for c in cases):
             print(f"error: {name}: validation failed; no record written", file=sys.stderr)
