@@ -130,15 +130,21 @@ def test_gpu_w4a16_matches_fp32_of_dequantized(cfg, M):
         assert wo.validate(wo.w4a16_gemm(x, q, cfg, 3), ref)["passed"]
 
 
+def _all_codes_weight(sf_low: int, N: int = 256, K: int = 1024):
+    """A [N, K] NVFP4 weight holding every code, with block scales drawn from e4m3 bytes [sf_low, 0x7F)
+    (subnormal scales included) and global scale 3."""
+    g = torch.Generator().manual_seed(3)
+    codes = torch.randint(0, 16, (N, K), dtype=torch.uint8, generator=g)
+    sf = torch.randint(sf_low, 0x7F, (N, K // 16), dtype=torch.uint8, generator=g)
+    return nv.NVFP4Tensor(nv.pack_nibbles(codes).cuda(), sf.cuda(), torch.tensor(3.0, device="cuda"), "linear",
+                          (N, K))
+
+
 @pytest.mark.gpu
 def test_gpu_w4a16_all_codes_and_scales():
     """Weights built to contain every code with scales across the E4M3 range (subnormal included)."""
-    N, K = 256, 1024
-    g = torch.Generator().manual_seed(3)
-    codes = torch.randint(0, 16, (N, K), dtype=torch.uint8, generator=g)
-    sf = torch.randint(1, 0x7f, (N, K // 16), dtype=torch.uint8, generator=g)
-    q = nv.NVFP4Tensor(nv.pack_nibbles(codes).cuda(), sf.cuda(), torch.tensor(3.0, device="cuda"), "linear", (N, K))
-    x = wo.make_activations(8, K, seed=4)
+    q = _all_codes_weight(sf_low=1)
+    x = wo.make_activations(8, q.shape[1], seed=4)
     ref = wo.reference(x, nv.dequantize(q, torch.float32))
     for cfg in wo.CONFIGS:
         assert wo.validate(wo.w4a16_gemm(x, q, cfg, 2), ref)["passed"], cfg
@@ -171,14 +177,10 @@ def test_gpu_w4a16_v4_matches_fp32_of_dequantized(cfg, M):
 
 @pytest.mark.gpu
 def test_gpu_w4a16_v4_all_codes_and_scales():
-    N, K = 256, 1024
-    g = torch.Generator().manual_seed(3)
-    codes = torch.randint(0, 16, (N, K), dtype=torch.uint8, generator=g)
-    sf = torch.randint(0, 0x7F, (N, K // 16), dtype=torch.uint8, generator=g)
-    q = nv.NVFP4Tensor(nv.pack_nibbles(codes).cuda(), sf.cuda(), torch.tensor(3.0, device="cuda"), "linear", (N, K))
+    q = _all_codes_weight(sf_low=0)
     pw = wo.prepare_weight(q)
     assert torch.equal(wo.decode_prepared(pw), nv.dequantize_reference(q))
-    x = wo.make_activations(8, K, seed=4)
+    x = wo.make_activations(8, q.shape[1], seed=4)
     ref = wo.reference(x, nv.dequantize(q, torch.float32))
     for k in wo.V4_KERNELS:
         assert wo.validate(wo.w4a16_gemm_v4(x, pw, k.with_ctas(2)), ref)["passed"], k

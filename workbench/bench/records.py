@@ -107,7 +107,7 @@ def make_record(technique: str, cases: list[Case], sources, *, ceilings=None, ex
         "schema_version": SCHEMA_VERSION,
         "technique": technique,
         "recorded_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "command": command or " ".join(["workbench", *sys.argv[1:]]) if sys.argv else "",
+        "command": command or " ".join(["workbench", *sys.argv[1:]]),
         "git_commit": git_commit(),
         "device": dev,
         "software": software_info(),

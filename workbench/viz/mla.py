@@ -28,24 +28,22 @@ def fig_layout(num_heads: int = 4, nope: int = 4, rope: int = 2, v: int = 4) -> 
                       line=dict(color="white"))
         fig.add_annotation(x=x + 0.5, y=y + 0.4, text=text, showarrow=False, font=dict(size=9, color="white"))
 
-    x = 0
-    for h in range(num_heads):
-        for _ in range(nope):
-            cell(x, 2, palette[h % len(palette)], f"n{h}")
-            x += 1
-        for _ in range(v):
-            cell(x, 2, palette[h % len(palette)], f"v{h}", opacity=0.35)
-            x += 1
+    def row(y, second_len, second_color, second_label, second_opacity):
+        """Per head: `nope` vectors of k_nope, then `second_len` vectors of the second part."""
+        x = 0
+        for h in range(num_heads):
+            color = palette[h % len(palette)]
+            for _ in range(nope):
+                cell(x, y, color, f"n{h}")
+                x += 1
+            for _ in range(second_len):
+                cell(x, y, second_color or color, second_label.format(h=h), opacity=second_opacity)
+                x += 1
+
+    row(2, v, None, "v{h}", 0.35)  # kv: [k_nope | v] per head
     for j in range(rope):
         cell(j, 1, "#d62728", "pe")
-    x = 0
-    for h in range(num_heads):
-        for _ in range(nope):
-            cell(x, 0, palette[h % len(palette)], f"n{h}")
-            x += 1
-        for _ in range(rope):
-            cell(x, 0, "#d62728", "pe")
-            x += 1
+    row(0, rope, "#d62728", "pe", 1.0)  # k: [k_nope | k_pe] per head
     fig.update_xaxes(visible=False, range=[-0.5, num_heads * (nope + v) + 0.5])
     fig.update_yaxes(tickvals=[0.4, 1.4, 2.4], ticktext=["k (written)", "k_pe (read once)", "kv (read n only)"],
                      range=[-0.2, 3])
