@@ -156,14 +156,22 @@ if rec_q:
 #    the nibbles sit where 1-4 integer ops produce each bf16x2, and the scale byte is re-encoded so its
 #    bf16x2 is one PRMT and one IMAD. The grid is "stream-K": every CTA gets an equal share of the
 #    (tile group, k unit) work, partial sums meet in an fp32 workspace, the last contributor of a tile
-#    writes bf16. A dynamic variant (`_g` in a config's name: CTAs take a few units at a time from an
-#    atomic counter) is tuned beside it, for SMs that stream at different speeds. Every kernel/grid
-#    candidate is validated, then timed (`params.v4_tuning_us`).
-# 7. `nvfp4_cached_bf16`: cuBLAS on an exact `e2m1 * sf` bf16 weight cached at load time, `1/g` as
+#    writes bf16. Every kernel/grid candidate is validated, then timed (`params.v4_tuning_us`).
+# 7. `w4a16_v6` (M <= 8): v4's warps fed by a producer warp that streams the same weight units into a
+#    shared-memory ring with `cp.async.bulk` (and the unit's x rows beside them), with 1-4 independent
+#    accumulation chains per warp (`params.v6_tuning_us`). A diagnostic build that only streams the
+#    ring runs at ~90% of the copy bound, one that also decodes at ~84%: the mma, x and the stream-K
+#    flush cost the rest (docs/notes_wo_gemm.md).
+# 8. `w4a16_v5` (M <= 64): warpgroup tensor cores. The producer warp streams the weight (bulk copy) and
+#    the x tile (TMA, 128-byte swizzle) into the ring; consumer warpgroups decode into `wgmma`'s register
+#    A operand and read x as the shared-memory B operand, so x is read once per CTA and unit instead of
+#    once per 16 weight rows. It uses its own stream layout with the natural k order inside each k16 step
+#    (`wo_gemm_v5.prepare_stream_v5`, built once per weight).
+# 9. `nvfp4_cached_bf16`: cuBLAS on an exact `e2m1 * sf` bf16 weight cached at load time, `1/g` as
 #    cuBLAS's alpha: cuBLAS speed at every M, at the cost of keeping the bf16 weight too
 #    (`params.cached_bf16_extra_bytes`).
-# 8. `optimized`: the dispatcher `wo_nvfp4`: the fused v4 kernel at the M where it beat the cached-bf16
-#    path in the run, the cached-bf16 path elsewhere (`params.dispatch`).
+# 10. `optimized`: the dispatcher `wo_nvfp4`: at each M the fastest validated fused kernel of the run
+#    (v4, v5 or v6) where it beat the cached-bf16 path, the cached-bf16 path elsewhere (`params.dispatch`).
 #
 # Every variant is validated in the same run: rel-L2 against the fp32 GEMM of the dequantized operands
 # rounded to bf16 (tolerance 1e-3 for the fused kernel; 5e-3 for cuBLAS, which may reduce split-K
@@ -182,7 +190,9 @@ if rec_wo:
                      "% of bound": round(100 * c["bound_us"] / opt), "vs cuBLAS bf16": round(
                          v["cublas_bf16"]["median_us"] / opt, 2),
                      "vs fp8 _scaled_mm": round(v["torch_fp8"]["median_us"] / opt, 2),
-                     "path": c["params"].get("dispatch"), "fused config": c["params"].get("v4_config"),
+                     "path": c["params"].get("dispatch"),
+                     "fused config": {"fused_v4": c["params"].get("v4_config"), "fused_v5": c["params"].get(
+                         "v5_config"), "fused_v6": c["params"].get("v6_config")}.get(c["params"].get("dispatch")),
                      "validated": c["validation"]["passed"]})
     viz.table(rows, title="wo GEMM per M (ratios > 1: the NVFP4 dispatcher is faster)").show()
 
@@ -237,13 +247,14 @@ if INTERACTIVE:
 # - A static weight can be laid out for the kernel once: v4's prepared stream (coalesced 16-byte lane
 #   chunks, scales inside the stream, one scale block per lane and row) plus a stream-K split beat every
 #   v1-v3 tiling at M <= 8. It does not reach the copy bound yet: the table's "% of bound" says how far.
-#   Handing out work dynamically did not close the gap: with only a handful of units per CTA, grabs of
-#   4-8 units are too coarse (some CTAs get none) and each grab adds a barrier, an exposed first load
-#   and a flush, so the static split stayed best at M <= 32 (`params.v4_tuning_us`).
+#   Handing out work dynamically did not close the gap: with only a handful of units per CTA every grab
+#   ends in a stream-K flush (a fence and an atomic round trip), so the static split stayed best.
+# - Streaming is not the limit any more: v6's ring streams the weight at ~90% of the copy bound when
+#   it does nothing else. What separates the fused kernels from the bound at M <= 8 is the work per
+#   element after the bytes arrive (decode, mma, x) and the cross-CTA reduction at the end.
 # - At M >= 32 the mma.sync kernel with tokens as the n8 operand pays for every extra token tile (x
-#   fragments re-read per weight tile, more mma per decoded weight) and loses to cuBLAS; that is the
-#   place for a wgmma kernel with the decoded weight in shared memory. Until then the dispatcher sends
-#   those M to cuBLAS on a cached bf16 weight, which costs memory, not time.
+#   fragments re-read per weight tile) and loses to cuBLAS. The wgmma kernel v5 reads x once per CTA and
+#   unit and beats both v4 and cuBLAS bf16 there; it does not reach fp8's time yet (the table above).
 # - Dequantize-then-cuBLAS on every call never wins: it writes and re-reads the bf16 weight.
 # - Accuracy: NVFP4 weight-only costs the relative L2 error of the 4-bit grid on the wo output (the study
 #   above prints it; the format's arithmetic predicts about 9.5%), flat in the outlier magnitude because activations stay bf16. W4A4 adds activation error on top; with outlier

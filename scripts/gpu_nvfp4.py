@@ -37,6 +37,7 @@ def main() -> int:
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--skip-tests", action="store_true")
     ap.add_argument("--budget", type=float, default=280.0, help="seconds for the whole script")
+    ap.add_argument("--only", choices=("nvfp4", "wo_gemm"), help="benchmark one technique")
     args = ap.parse_args()
     out = Path(os.environ.get("OUT", "/tmp/gpu_nvfp4_out"))
     out.mkdir(parents=True, exist_ok=True)
@@ -58,7 +59,7 @@ def main() -> int:
     log(f"ceilings {ceil}")
 
     results = {}
-    for name in ("nvfp4", "wo_gemm"):
+    for name in ((args.only,) if args.only else ("nvfp4", "wo_gemm")):
         b = get(name)
         log(f"benchmark {name}")
         try:
@@ -71,7 +72,7 @@ def main() -> int:
             continue
         extra = None
         if name == "wo_gemm":
-            extra = {"v4_tuning": {str(m): str(c) for m, c in wo.V4_TUNING.items()},
+            extra = {"fused_tuning": {str(m): str(c) for m, c in wo.FUSED_TUNING.items()},
                      "dispatch": {str(m): wo.dispatch_path(m) for m in wo.M_CASES}}
             try:
                 log("accuracy study (M=64, full wo shape, GPU)")
@@ -95,7 +96,8 @@ def main() -> int:
         if left > 20:
             try:
                 p = subprocess.run([sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
-                                    "tests/test_nvfp4.py", "tests/test_wo_gemm.py"], capture_output=True, text=True,
+                                    "tests/test_nvfp4.py", "tests/test_wo_gemm.py",
+                                    "tests/test_wo_gemm_v5.py"], capture_output=True, text=True,
                                    timeout=left - 10)
                 (out / "pytest_gpu.txt").write_text(p.stdout + p.stderr)
                 print("\n".join((p.stdout + p.stderr).splitlines()[-25:]))

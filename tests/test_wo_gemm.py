@@ -194,3 +194,40 @@ def test_gpu_dispatcher_paths():
     assert wo.validate(wo.wo_nvfp4(x, pw, tuning={}), ref, tol=5e-3)["passed"]  # M > 32: cached bf16
     assert wo.dispatch_path(200, tuning={}) == "cached_bf16_cublas"
     assert wo.validate(wo.wo_nvfp4(x[:8].contiguous(), pw, tuning={}), ref[:8])["passed"]
+
+
+def test_v6_configs_are_instantiated():
+    import re
+    from pathlib import Path
+
+    text = Path(__file__).resolve().parents[1].joinpath("kernels/wo_gemm.cu").read_text()
+    inst = set(re.findall(r"@instantiate (.+)", text))
+    for c in wo.V6_KERNELS + wo.V6_DIAGNOSTICS:
+        assert c.expr in inst, c.expr
+        assert c.minb * (c.smem + 1024) <= 228 * 1024, c
+        assert 7168 % c.rows == 0
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cfg", wo.V6_KERNELS + [k.with_work(s0, g) for k in wo.V6_KERNELS[:3] for s0, g in
+                                                 ((1, 1), (2, 3), (0, 2))], ids=str)
+@pytest.mark.parametrize("M", [1, 2, 5, 8])
+def test_gpu_w4a16_v6_matches_fp32_of_dequantized(cfg, M):
+    x, q, ref = _small_problem(M, N=1024, K=2048)
+    pw = wo.prepare_weight(q)
+    out = torch.full((M, q.shape[0]), float("nan"), dtype=torch.bfloat16, device="cuda")
+    v = wo.validate(wo.w4a16_gemm_v6(x, pw, cfg, out=out), ref)
+    assert v["passed"], (cfg, M, v)
+    for _ in range(2):  # workspace and counters left clean
+        assert wo.validate(wo.w4a16_gemm_v6(x, pw, cfg), ref)["passed"]
+
+
+@pytest.mark.gpu
+def test_gpu_w4a16_v6_all_codes_and_scales():
+    q = _all_codes_weight(sf_low=0)
+    pw = wo.prepare_weight(q)
+    x = wo.make_activations(8, q.shape[1], seed=4)
+    ref = wo.reference(x, nv.dequantize(q, torch.float32))
+    for k in wo.V6_KERNELS:
+        if q.shape[0] % k.rows == 0:
+            assert wo.validate(wo.w4a16_gemm_v6(x, pw, k), ref)["passed"], k

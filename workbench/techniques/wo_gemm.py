@@ -28,7 +28,8 @@ from ..runtime import InputError, check_tensor
 from . import nvfp4
 from .nvfp4 import NVFP4Tensor
 
-SOURCES = ("workbench/techniques/nvfp4.py", "workbench/techniques/wo_gemm.py", "nvfp4", "wo_gemm")
+SOURCES = ("workbench/techniques/nvfp4.py", "workbench/techniques/wo_gemm.py", "workbench/techniques/wo_gemm_v5.py",
+           "workbench/runtime/tma.py", "nvfp4", "wo_gemm", "wo_gemm_v5")
 N_OUT, K_IN = 7168, 16384  # W_o: [7168, 16384]
 M_CASES = (1, 8, 32, 64, 128, 256, 1024, 4096)
 FUSED_MAX_M = 256  # the fused kernel is tuned up to here; the dispatcher uses it where it beat dequant+cuBLAS
@@ -96,7 +97,9 @@ CONFIGS = V1_CONFIGS + V2_CONFIGS + V3_CONFIGS
 # Default (config, splits) by M for v1-v3; the GPU benchmark re-tunes within its run and records it.
 DEFAULT_TUNING: dict[int, tuple[TileConfig, int]] = {}
 # v4 config by M where the fused kernel beat the cached-bf16 cuBLAS path in the GPU run (the dispatcher).
-V4_TUNING: dict = {}
+# M -> the fused config (V4Config, V5Config or V6Config) measured fastest in the GPU run, where it beat the
+# cached-bf16 cuBLAS path: the dispatcher's table (filled by the benchmark).
+FUSED_TUNING: dict = {}
 
 
 def _nt_for(M: int) -> int:
@@ -190,6 +193,7 @@ def w4a16_gemm(x: torch.Tensor, w: NVFP4Tensor, config: TileConfig | None = None
 # ---------------------------------------------------------------------------------------------------
 
 V4_UNIT_K = 512  # k per super-atom (one unit of the stream)
+V4_CHUNKS = 9  # 16-byte chunks per lane and unit: 8 code atoms + the scales
 V4_SCALE_EXP_OFFSET = 10  # re-encoded scale u: s = 2^((u >> 3) - 10) * (1 + (u & 7) / 8), u = 0 for s = 0
 # Bit positions in each 16-bit half of a code word (see v4_decode_word): fragment register ->
 # (row half h: 0 = row g, 1 = row g+8; k offset of its low element in the lane's 4-k group;
@@ -214,6 +218,7 @@ class PreparedWeight:
     shape: tuple
     source: NVFP4Tensor
     bf16_weight: torch.Tensor | None = None
+    data_v5: torch.Tensor | None = None  # the v5 stream (wo_gemm_v5.prepare_stream_v5), built on first use
     alpha: float | None = None
 
     @property
@@ -351,11 +356,9 @@ class V4Config:
 # Instantiated in kernels/wo_gemm.cu (ctas_per_sm is a launch choice, not a template parameter).
 V4_KERNELS = [V4Config(1, 1, 4, 4, True, True), V4Config(1, 1, 4, 3, True, True), V4Config(1, 1, 8, 2, True, True),
               V4Config(1, 1, 4, 4, False, True), V4Config(1, 2, 4, 2, True, True), V4Config(1, 2, 4, 3, False, True),
-              V4Config(2, 1, 4, 3, True, True), V4Config(2, 2, 4, 2, True, False), V4Config(4, 1, 4, 2, True, False),
-              V4Config(4, 2, 4, 2, False, False),
+              V4Config(2, 1, 4, 3, True, True), V4Config(2, 2, 4, 2, True, False), V4Config(4, 2, 4, 2, False, False),
               # more resident warps without the register double buffer (M <= 8)
               V4Config(1, 1, 4, 5, False, True), V4Config(1, 1, 4, 6, False, True), V4Config(1, 1, 8, 3, False, True)]
-V4_GRABS = (4, 8)  # units per dynamic grab tried by the tuning (divide K / 512 = 32 for wo: no group crossing)
 
 
 def v4_nt_for(M: int) -> int:
@@ -364,7 +367,8 @@ def v4_nt_for(M: int) -> int:
 
 def v4_candidates(M: int) -> list[V4Config]:
     """Kernel x grid candidates whose token tile suits M (the GPU benchmark times them all): static
-    stream-K at 1x and 2x the kernel's min CTAs per SM (1x only above 4), dynamic grabs at 1x."""
+    stream-K at 1x and 2x the kernel's min CTAs per SM (1x only above 4). Dynamic grabs (grab > 0)
+    stay available but are not tuned: they measured slower at every M <= 32 (docs/notes_wo_gemm.md)."""
     nt = v4_nt_for(M)
     out = []
     for k in V4_KERNELS:
@@ -372,7 +376,6 @@ def v4_candidates(M: int) -> list[V4Config]:
             continue
         for c in sorted({k.minb, 2 * k.minb} if k.minb <= 4 else {k.minb}):
             out.append(k.with_ctas(c))
-        out.extend(k.with_ctas(k.minb, g) for g in V4_GRABS)
     return out
 
 
@@ -408,6 +411,88 @@ def w4a16_gemm_v4(x: torch.Tensor, pw: PreparedWeight, config: V4Config | None =
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count
     launch(get_kernel("wo_gemm", cfg.expr), (cfg.ctas_per_sm * sms, chunks, 1), cfg.warps * 32,
            (x, pw.data, pw.global_scale, out, ws, cnt, M, N, K, cfg.grab))
+    return out
+
+
+@dataclass(frozen=True)
+class V6Config:
+    """Template parameters of w4a16_v6 (v4's warps fed from a shared-memory ring by a producer warp,
+    M <= 8): MT 16-row tiles per warp, WARPS consumer warps, STAGES units in flight per CTA, MINB CTAs
+    per SM (the grid is MINB * SMs), NACC independent mma accumulation chains; diag 1 / 2: diagnostic
+    kernels that only stream / stream and decode (no output computed, never validated or recorded)."""
+
+    mt: int
+    warps: int
+    stages: int
+    minb: int
+    nacc: int
+    diag: int = 0
+    s0: int = 0  # launch choices: grab > 0 -> the first s0 units of each CTA static, then grabs of `grab`
+    grab: int = 0
+
+    @property
+    def expr(self) -> str:
+        d = f", {self.diag}" if self.diag else ""
+        return f"w4a16_v6<{self.mt}, {self.warps}, {self.stages}, {self.minb}, {self.nacc}{d}>"
+
+    def with_work(self, s0: int, grab: int) -> V6Config:
+        return V6Config(self.mt, self.warps, self.stages, self.minb, self.nacc, self.diag, s0, grab)
+
+    tokens = 8
+
+    @property
+    def rows(self) -> int:
+        return 16 * self.mt * self.warps
+
+    @property
+    def smem(self) -> int:  # per stage: the weight units, then 8 x rows of 1040 bytes; + the barriers
+        return self.stages * (self.mt * self.warps * V4_CHUNKS * 512 + 8 * 1040) + 16 * self.stages
+
+    def __str__(self) -> str:
+        d = {0: "", 1: "_diag_stream", 2: "_diag_decode"}[self.diag]
+        wk = f"_s0{self.s0}_g{self.grab}" if self.grab else ""
+        return f"v6_mt{self.mt}_w{self.warps}_s{self.stages}_c{self.minb}_a{self.nacc}{wk}{d}"
+
+
+# Instantiated in kernels/wo_gemm.cu.
+V6_KERNELS = [V6Config(*c) for c in ((1, 8, 5, 1, 1), (1, 8, 5, 1, 4), (1, 8, 5, 1, 2), (1, 4, 2, 4, 2),
+                                     (1, 4, 2, 4, 4), (1, 4, 4, 2, 4), (1, 16, 2, 1, 4), (2, 4, 2, 2, 2),
+                                     (2, 8, 2, 1, 2))]
+V6_DIAGNOSTICS = [V6Config(1, 8, 5, 1, 1, d) for d in (1, 2)]
+
+
+def v6_candidates(M: int) -> list[V6Config]:
+    """The v6 kernels with static stream-K (M <= 8). Dynamic grabs (with_work) stay available but are
+    not tuned: a static part of 1/2 or 3/4 of the share plus grabs of 1-2 units measured 10-60% slower
+    (every grab ends in a flush; docs/notes_wo_gemm.md)."""
+    return list(V6_KERNELS) if M <= 8 else []
+
+
+def w4a16_gemm_v6(x: torch.Tensor, pw: PreparedWeight, config: V6Config | None = None,
+                  out: torch.Tensor | None = None) -> torch.Tensor:
+    """Fused NVFP4 W4A16 GEMM (v4 math, weight streamed by a producer warp into a shared-memory ring):
+    x bf16 [M, K] @ dequant(W)^T -> bf16 [M, N], on the v4 prepared weight."""
+    from ..runtime import get_kernel, launch
+
+    if not isinstance(pw, PreparedWeight):
+        raise InputError(f"pw: expected a PreparedWeight (prepare_weight(w)), got {type(pw).__name__}")
+    check_tensor("x", x, dtype=torch.bfloat16, device="cuda", ndim=2, contiguous=True, align_bytes=16)
+    M, K = x.shape
+    N, Kw = pw.shape
+    if K != Kw:
+        raise InputError(f"x.shape[1] (K): expected {Kw} (the weight's K), got {K}")
+    if not 1 <= M <= 8:
+        raise InputError(f"x.shape[0] (M): expected 1..8 for the v6 kernel, got {M}")
+    cfg = config or V6_KERNELS[1]
+    if N % cfg.rows:
+        raise InputError(f"w.shape[0] (N): expected a multiple of {cfg.rows} for config {cfg}, got {N}")
+    if out is None:
+        out = torch.empty((M, N), dtype=torch.bfloat16, device=x.device)
+    check_tensor("out", out, dtype=torch.bfloat16, device="cuda", shape=[M, N], contiguous=True)
+    ws, cnt = _workspace(x.device, N, 8, N // 16 + 2)
+    sms = torch.cuda.get_device_properties(x.device).multi_processor_count
+    launch(get_kernel("wo_gemm", cfg.expr), (cfg.minb * sms, 1, 1), (cfg.warps + 1) * 32,
+           (x, pw.data, pw.global_scale, out, ws, cnt, M, N, K, cfg.s0, cfg.grab), shared_mem=cfg.smem)
     return out
 
 
@@ -448,27 +533,43 @@ _SCRATCH: dict = {}
 
 
 def wo_nvfp4(x: torch.Tensor, w: PreparedWeight | NVFP4Tensor, tuning: dict | None = None) -> torch.Tensor:
-    """The dispatcher (`optimized`): by M, the fused W4A16 v4 kernel where it was measured faster than
-    the cached-bf16 cuBLAS path (the M keys of `tuning`, default V4_TUNING filled by the GPU benchmark),
-    else cuBLAS bf16 on the cached exact weight with alpha = 1/g (cached_bf16_gemm). Without any
-    tuning: fused for M <= 32.
+    """The dispatcher (`optimized`): by M, the fused kernel measured fastest in the GPU run where it beat
+    the cached-bf16 cuBLAS path (`tuning`: {M: V4Config | V5Config | V6Config}, default FUSED_TUNING
+    filled by the benchmark), else cuBLAS bf16 on the cached exact weight with alpha = 1/g
+    (cached_bf16_gemm). Without any tuning: v4 for M <= 8, v5 (wgmma) for M <= 64, else cuBLAS.
 
     w: a PreparedWeight (prepare once at load time), or an NVFP4Tensor (prepared on every call: slow).
-    tuning: {M: V4Config} measured choices for exactly these M.
     """
+    from . import wo_gemm_v5 as v5
+
     pw = w if isinstance(w, PreparedWeight) else prepare_weight(w)
     M = x.shape[0]
-    tuning = V4_TUNING if tuning is None else tuning
-    use_fused = (M in tuning) if tuning else M <= 32
-    if not use_fused:
+    cfg = _fused_config(M, FUSED_TUNING if tuning is None else tuning)
+    if cfg is None:
         return cached_bf16_gemm(x, pw)
-    return w4a16_gemm_v4(x, pw, tuning.get(M))
+    if isinstance(cfg, V6Config):
+        return w4a16_gemm_v6(x, pw, cfg)
+    if isinstance(cfg, v5.V5Config):
+        return v5.w4a16_gemm_v5(x, pw, cfg)
+    return w4a16_gemm_v4(x, pw, cfg)
+
+
+def _fused_config(M: int, tuning: dict):
+    from . import wo_gemm_v5 as v5
+
+    if tuning:
+        return tuning.get(M)
+    if M <= 8:
+        return default_v4_config(M)
+    return v5.default_v5_config(M) if M <= v5.V5_MAX_M else None
 
 
 def dispatch_path(M: int, tuning: dict | None = None) -> str:
-    """Which path wo_nvfp4 takes at this M: 'fused_v4' or 'cached_bf16_cublas'."""
-    tuning = V4_TUNING if tuning is None else tuning
-    return "fused_v4" if ((M in tuning) if tuning else M <= 32) else "cached_bf16_cublas"
+    """Which path wo_nvfp4 takes at this M: 'fused_v4', 'fused_v5', 'fused_v6' or 'cached_bf16_cublas'."""
+    cfg = _fused_config(M, FUSED_TUNING if tuning is None else tuning)
+    if cfg is None:
+        return "cached_bf16_cublas"
+    return "fused_" + str(cfg).split("_")[0]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -673,37 +774,52 @@ def _bench_wo_case(M, N, K, ceil, ctx, progress, tune):
             out = torch.full((M, N), float("nan"), dtype=torch.bfloat16, device="cuda")
             check(name, w4a16_gemm(x, wq[0], c, s_, out=out))
             variants[name] = _time([lambda i=i, c=c, s_=s_: w4a16_gemm(x, wq[i], c, s_) for i in range(n_sets_nv)])
-    # fused v4 on the prepared weight: every candidate validated, then timed; the best is kept
+    # fused v4 / v5 / v6 on the prepared weight: every candidate validated, then timed; the best of each
+    # family is its variant, the best overall goes to the dispatcher if it beats the cached-bf16 path
+    from . import wo_gemm_v5 as v5
+
+    families = []
     if M <= FUSED_MAX_M:
+        families.append(("v4", v4_candidates(M) if (tune and M <= 64) else [default_v4_config(M)], w4a16_gemm_v4))
+    if M <= 8:
+        families.append(("v6", v6_candidates(M) if tune else [V6_KERNELS[1]], w4a16_gemm_v6))
+    if M <= v5.V5_MAX_M:
+        families.append(("v5", v5.v5_candidates(M) if tune else [v5.default_v5_config(M)], v5.w4a16_gemm_v5))
+    best_all = None
+    for fam, cands, fn in families:
         best = None
-        cands = v4_candidates(M) if (tune and M <= 64) else [default_v4_config(M)]
         for cfg in cands:
             if N % cfg.rows:
                 continue
             out = torch.full((M, N), float("nan"), dtype=torch.bfloat16, device="cuda")
-            v = validate(w4a16_gemm_v4(x, pw[0], cfg, out=out), ref)
+            v = validate(fn(x, pw[0], cfg, out=out), ref)
             if not v["passed"]:  # never timed nor chosen; listed in the record
                 params.setdefault("rejected_configs", []).append(f"{cfg}: rel_l2 {v['rel_l2']:.3g}")
                 continue
-            t = _time([lambda i=i, cfg=cfg: w4a16_gemm_v4(x, pw[i], cfg) for i in range(len(pw))])
-            params.setdefault("v4_tuning_us", {})[str(cfg)] = round(t.median_us, 3)
+            t = _time([lambda i=i, cfg=cfg, fn=fn: fn(x, pw[i], cfg) for i in range(len(pw))])
+            params.setdefault(f"{fam}_tuning_us", {})[str(cfg)] = round(t.median_us, 3)
             if progress:
-                print(f"    M={M:5d} {str(cfg):28s} {t}")
+                print(f"    M={M:5d} {str(cfg):36s} {t}")
             if best is None or t.median_us < best[1].median_us:
                 best = (cfg, t)
-        if best is not None:
-            cfg, t = best
-            variants["w4a16_v4"] = t
-            params["v4_config"] = str(cfg)
-            check("w4a16_v4", w4a16_gemm_v4(x, pw[0], cfg))
-            for _ in range(2):  # workspace and counters left clean: repeated calls stay exact
-                check("w4a16_v4_repeat", w4a16_gemm_v4(x, pw[0], cfg))
-            if t.median_us < variants["nvfp4_cached_bf16"].median_us:
-                V4_TUNING[M] = cfg  # the dispatcher uses the fused kernel at this M
+        if best is None:
+            continue
+        cfg, t = best
+        variants[f"w4a16_{fam}"] = t
+        params[f"{fam}_config"] = str(cfg)
+        check(f"w4a16_{fam}", fn(x, pw[0], cfg))
+        for _ in range(2):  # workspace and counters left clean: repeated calls stay exact
+            check(f"w4a16_{fam}_repeat", fn(x, pw[0], cfg))
+        if best_all is None or t.median_us < best_all[1].median_us:
+            best_all = (cfg, t)
+    if best_all is not None and best_all[1].median_us < variants["nvfp4_cached_bf16"].median_us:
+        FUSED_TUNING[M] = best_all[0]  # the dispatcher uses the fused kernel at this M
+    else:
+        FUSED_TUNING.pop(M, None)
     params["dispatch"] = dispatch_path(M)
     params["cached_bf16_extra_bytes"] = weight_bytes("bf16", N, K)
     # the dispatcher
-    check("optimized", wo_nvfp4(x, pw[0]), tol=1e-3 if M in V4_TUNING else 5e-3)
+    check("optimized", wo_nvfp4(x, pw[0]), tol=1e-3 if M in FUSED_TUNING else 5e-3)
     variants["optimized"] = _time([lambda i=i: wo_nvfp4(x, pw[i]) for i in range(len(pw))])
     bytes_ = case_bytes(M, "nvfp4", N, K)
     bound = ceil.bound_us(bytes=bytes_, flops=flops(M, N, K))
@@ -717,8 +833,7 @@ def _bench_wo_case(M, N, K, ceil, ctx, progress, tune):
         r = {k: variants["cublas_bf16"].median_us / t.median_us for k, t in variants.items()}
         print(f"  wo_M{M}: {line}  bound {bound:.2f} us  speedup {case.speedup:.2f}x  valid {validation['passed']}")
         print("     vs cublas_bf16: " + "  ".join(f"{k} {v:.2f}x" for k, v in r.items())
-              + (f"  v4 vs fp8 {variants['torch_fp8'].median_us / variants['w4a16_v4'].median_us:.2f}x"
-                 if "w4a16_v4" in variants else ""))
+              + f"  optimized vs fp8 {variants['torch_fp8'].median_us / variants['optimized'].median_us:.2f}x")
     return case
 
 

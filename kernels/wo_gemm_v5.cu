@@ -1,0 +1,300 @@
+// wo_gemm_v5.cu: the fused NVFP4 W4A16 wo GEMM on Hopper's warpgroup tensor cores (wgmma), with the
+// weight and the activations streamed into shared memory by the copy engines (TMA).
+//
+//   out[M, N] (bf16) = x[M, K] (bf16) @ W^T * (1 / g_w),  M <= 64, W as the prepared v5 stream.
+//
+// Why a new kernel (v4's Nsight Compute profile, docs/notes_wo_gemm.md): at M <= 8, v4 streams the
+// weight at 61-73% of copy bandwidth because each warp holds only the unit it is about to decode in
+// registers (~2 loads in flight per warp, the HBM latency exposed once per unit); at M >= 32 its
+// mma.sync tiles re-read the activations from L1 for every 16 weight rows and the register file
+// caps it at 8 warps per SM. v5 changes the data path, not the math:
+// 1. One producer warp per CTA keeps STAGES units in flight with cp.async.bulk (the weight: one
+//    contiguous copy per 16-row tile, no registers held) and a 2-D TMA load of the x tile (128-byte
+//    swizzled, rows >= M zero-filled by the copy engine), completion counted on an mbarrier.
+// 2. Consumer warpgroups decode the weight from shared memory into the wgmma A registers (the
+//    same shift/mask decode as v4, wb_nvfp4_decode.cuh) and run wgmma.m64nTOKPk16 with x as the B
+//    operand straight from shared memory: x is read from L2 once per CTA and unit, whatever MT.
+//    wgmma is asynchronous, so the decode of the next k16 group overlaps the current group's MMA
+//    (two register buffers; wait_group<1> before one is overwritten).
+// 3. The v5 stream keeps the k order of each k16 step natural (x needs no permutation): lane (g, t)
+//    of warp q holds rows g, g+8 of its 16-row tile at k = 16 s + {2t, 2t+1, 2t+8, 2t+9}, the wgmma
+//    A-fragment layout. Per 16-row tile and 256-k block the stream holds 2304 contiguous bytes:
+//    4 chunks x 32 lanes x 16 B of code words (chunk c, word j = k16 step 4c + j) and a 256-byte
+//    scale table (16-byte entry q2 * 8 + g: row g steps 8q2..8q2+7, then row g+8), which the 8 lanes
+//    of a row group read as one broadcast.
+// Work split: static stream-K over units (row group of 64*MT*NWG rows, KC-wide k slice), an equal
+// contiguous share per CTA (one CTA per SM); partial tiles are reduced in an fp32 workspace with
+// red.global.add and the last contributor of each 16-row tile writes bf16 (as v4), leaving the
+// workspace and counter zero for the next call.
+#include "wb_common.cuh"
+#include "wb_nvfp4_decode.cuh"
+#include "wb_tma.cuh"
+
+constexpr int V5_BLOCK_K = 256;       // k per block of the v5 stream
+constexpr int V5_BLOCK_BYTES = 2304;  // per 16-row tile and block: 2048 code bytes + 256 scale bytes
+
+WB_DEVICE void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+WB_DEVICE void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+template <int N>
+WB_DEVICE void wgmma_wait() {
+    asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
+}
+// Pin a register value at this point: the compiler may not reuse a register an in-flight wgmma still
+// reads (its A operand) or writes (its accumulator) before the wait that retires it.
+WB_DEVICE void keep(uint32_t& r) { asm volatile("" : "+r"(r)::"memory"); }
+WB_DEVICE void keep(float& r) { asm volatile("" : "+f"(r)::"memory"); }
+
+// Shared-memory matrix descriptor of a K-major bf16 tile written by TMA with 128-byte swizzle: rows of
+// 64 k (128 B), 8-row groups 1024 B apart (SBO), LBO unused for this layout, swizzle mode 1 (128 B).
+// Advancing k by 16 inside the 128-byte row adds 32 B to the start address (the tile is 1024-aligned).
+WB_DEVICE uint64_t desc_kmajor_sw128(uint32_t addr) {
+    return (uint64_t)((addr & 0x3FFFFu) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(1024 >> 4) << 32) |
+           ((uint64_t)1 << 62);
+}
+
+// wgmma.m64nNk16, A (the decoded weight, 4 bf16x2 registers per thread) from registers, B (x) from
+// shared memory (K-major, no transpose), fp32 accumulators d: N/2 per thread.
+template <int N>
+WB_DEVICE void wgmma_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t desc);
+template <>
+__device__ __forceinline__ void wgmma_rs<8>(float (&d)[4], const uint32_t (&a)[4], uint64_t desc) {
+    asm volatile(
+        "{ .reg .pred p; setp.ne.b32 p, %9, 0; "
+        "wgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+        "%8, p, 1, 1, 0; }"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1));
+}
+template <>
+__device__ __forceinline__ void wgmma_rs<16>(float (&d)[8], const uint32_t (&a)[4], uint64_t desc) {
+    asm volatile(
+        "{ .reg .pred p; setp.ne.b32 p, %13, 0; "
+        "wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7}, {%8, %9, %10, %11}, "
+        "%12, p, 1, 1, 0; }"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1));
+}
+template <>
+__device__ __forceinline__ void wgmma_rs<32>(float (&d)[16], const uint32_t (&a)[4], uint64_t desc) {
+    asm volatile(
+        "{ .reg .pred p; setp.ne.b32 p, %21, 0; "
+        "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, {%16, %17, %18, %19}, "
+        "%20, p, 1, 1, 0; }"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1));
+}
+template <>
+__device__ __forceinline__ void wgmma_rs<64>(float (&d)[32], const uint32_t (&a)[4], uint64_t desc) {
+    asm volatile(
+        "{ .reg .pred p; setp.ne.b32 p, %37, 0; "
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, "
+        "%36, p, 1, 1, 0; }"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1));
+}
+
+// TOKP tokens (wgmma N: 8/16/32/64, >= M), MT m64 row blocks per consumer warpgroup, NWG consumer
+// warpgroups, KC k per unit (multiple of 256), STAGES units in flight, GS k16 steps per wgmma group,
+// NACC accumulator sets (group i accumulates into set i % NACC: consecutive groups do not wait on each
+// other's accumulator, so the tensor pipe overlaps them), NBUF A-register buffers (NBUF - 1 groups in
+// flight while the next one is decoded).
+template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF>
+__global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
+    const __grid_constant__ TmaDescriptor x_map, const uint8_t* __restrict__ wp, const float* __restrict__ g_w,
+    uint16_t* __restrict__ out, float* __restrict__ ws, unsigned int* __restrict__ counters, int M, int N, int K) {
+    constexpr int ROWS = 64 * MT * NWG, TILES = ROWS / 16, KB = KC / V5_BLOCK_K;
+    constexpr int W_TILE = KB * V5_BLOCK_BYTES, W_STAGE = TILES * W_TILE;
+    constexpr int X_ATOM = TOKP * 128, X_STAGE = (KC / 64) * X_ATOM;
+    constexpr int CHUNKS = KC / 64;  // 64-k chunks per unit: one 16-byte code load per lane, one x atom
+    constexpr int GPC = 4 / GS;      // wgmma groups per chunk
+    constexpr int ND = TOKP / 2;
+    static_assert(TOKP == 8 || TOKP == 16 || TOKP == 32 || TOKP == 64, "TOKP: a wgmma N of 8..64");
+    static_assert(KC % V5_BLOCK_K == 0 && TILES <= 32 && CHUNKS <= 32, "KC, ROWS");
+    static_assert(GS == 1 || GS == 2 || GS == 4, "GS divides the 4 steps of a chunk");
+    static_assert((NBUF == 2 || NBUF == 4) && (CHUNKS * GPC) % NBUF == 0 && (CHUNKS * GPC) % NACC == 0,
+                  "buffers and accumulator sets rotate within a unit");
+
+    extern __shared__ uint8_t smem_raw[];
+    // x tiles first (each atom 1024-aligned for the 128-byte swizzle), then the weight, then barriers.
+    uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uint64_t>(smem_raw) + 1023) & ~(uint64_t)1023);
+    uint8_t* xs = smem;
+    uint8_t* wsm = smem + STAGES * X_STAGE;
+    const uint32_t full0 = smem_addr(wsm + STAGES * W_STAGE), empty0 = full0 + 8 * STAGES;
+
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int n_kc = K / KC, units = (N / ROWS) * n_kc;
+    const int u_begin = (int)((long long)blockIdx.x * units / gridDim.x);
+    const int u_end = (int)((long long)(blockIdx.x + 1) * units / gridDim.x);
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < STAGES; ++s) {
+            mbar_init(full0 + 8 * s, 1);
+            mbar_init(empty0 + 8 * s, NWG * 4);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();
+
+    if (warp == NWG * 4) {  // producer warp: lane 0 claims a stage, lanes issue its copies in parallel
+        for (int u = u_begin, i = 0; u < u_end; ++u, ++i) {
+            const int s = i % STAGES;
+            const uint32_t full = full0 + 8 * s;
+            if (lane == 0) {
+                mbar_wait(empty0 + 8 * s, ((i / STAGES) & 1) ^ 1);
+                mbar_arrive_expect_tx(full, W_STAGE + X_STAGE);
+            }
+            __syncwarp();
+            const int rg = u / n_kc, kc = u % n_kc;
+            if (lane < TILES)
+                bulk_load(smem_addr(wsm + s * W_STAGE + lane * W_TILE),
+                          wp + ((long long)(rg * TILES + lane) * (K / V5_BLOCK_K) + kc * KB) * V5_BLOCK_BYTES,
+                          W_TILE, full);
+            if (lane < CHUNKS) tma_load_2d(smem_addr(xs + s * X_STAGE + lane * X_ATOM), &x_map, kc * KC + 64 * lane, 0, full);
+        }
+        return;
+    }
+
+    const int wg = warp >> 2, q = warp & 3, g = lane >> 2, t = lane & 3;
+    const float alpha = (1.0f / g_w[0]) * TWO_POW_63;
+    float acc[NACC][MT][ND];
+#pragma unroll
+    for (int a = 0; a < NACC; ++a)
+#pragma unroll
+        for (int i = 0; i < MT; ++i)
+#pragma unroll
+            for (int e = 0; e < ND; ++e) acc[a][i][e] = 0.0f;
+    uint32_t A[NBUF][MT][GS][4];
+    int sa_done = 0, held = -1;  // held: the stage whose release waits for the wgmma still reading it
+
+    // Partial sums of this warp's tiles -> workspace; the last contributor of a tile writes bf16 out.
+    auto flush = [&](int u) {
+        const int rg = u / n_kc;
+#pragma unroll
+        for (int i = 0; i < MT; ++i) {
+            const int tile = rg * TILES + (wg * MT + i) * 4 + q;
+#pragma unroll
+            for (int e = 0; e < ND; ++e) {
+#pragma unroll
+                for (int a = 1; a < NACC; ++a) {
+                    acc[0][i][e] += acc[a][i][e];
+                    acc[a][i][e] = 0.0f;
+                }
+            }
+#pragma unroll
+            for (int j = 0; j < TOKP / 8; ++j)
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    if (8 * j + 2 * t < M) {
+                        float* p = ws + (long long)(tile * 16 + g + 8 * h) * TOKP + 8 * j + 2 * t;
+                        asm volatile("red.global.add.v2.f32 [%0], {%1, %2};" ::"l"(p), "f"(acc[0][i][4 * j + 2 * h]),
+                                     "f"(acc[0][i][4 * j + 2 * h + 1]) : "memory");
+                    }
+                    acc[0][i][4 * j + 2 * h] = 0.0f;
+                    acc[0][i][4 * j + 2 * h + 1] = 0.0f;
+                }
+        }
+        __threadfence();
+        __syncwarp();
+        const int m_even = min(TOKP, M + (M & 1));  // tokens whose workspace entries were touched
+#pragma unroll 1
+        for (int i = 0; i < MT; ++i) {
+            const int tile = rg * TILES + (wg * MT + i) * 4 + q;
+            unsigned int* counter = counters + tile;
+            int last = 0;
+            if (lane == 0) last = (atomicAdd(counter, (unsigned)sa_done) + sa_done == (unsigned)n_kc);
+            last = __shfl_sync(0xffffffffu, last, 0);
+            if (!last) continue;
+            __threadfence();
+            for (int idx = lane; idx < 16 * m_even; idx += 32) {
+                const int r = idx & 15, tok = idx >> 4;
+                float* p = ws + (long long)(tile * 16 + r) * TOKP + tok;
+                const float v = __ldcg(p);
+                __stcg(p, 0.0f);
+                if (tok < M) out[(long long)tok * N + tile * 16 + r] = f32_to_bf16(v * alpha);
+            }
+            __syncwarp();
+            if (lane == 0) *counter = 0u;
+        }
+        sa_done = 0;
+    };
+
+    const uint32_t x_base = smem_addr(xs), w_base = smem_addr(wsm);
+    for (int u = u_begin, i = 0; u < u_end; ++u, ++i) {
+        const int s = i % STAGES;
+        mbar_wait(full0 + 8 * s, (i / STAGES) & 1);
+        const uint32_t xb = x_base + s * X_STAGE, wb = w_base + s * W_STAGE;
+#pragma unroll
+        for (int c = 0; c < CHUNKS; ++c) {
+            u32x4 cw[MT];
+            uint32_t sw_g[MT], sw_h[MT];
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+                const uint32_t tb = wb + ((wg * MT + mt) * 4 + q) * W_TILE + (c / 4) * V5_BLOCK_BYTES;
+                cw[mt] = lds16(tb + ((c % 4) * 32 + lane) * 16);
+                const u32x4 sc = lds16(tb + 2048 + (((c % 4) / 2) * 8 + g) * 16);
+                sw_g[mt] = (c & 1) ? sc.y : sc.x;
+                sw_h[mt] = (c & 1) ? sc.w : sc.z;
+            }
+#pragma unroll
+            for (int jg = 0; jg < GPC; ++jg) {
+                const int gi = c * GPC + jg, buf = gi % NBUF, as = gi % NACC;
+#pragma unroll
+                for (int e = 0; e < GS; ++e) {
+                    const int j = jg * GS + e;
+#pragma unroll
+                    for (int mt = 0; mt < MT; ++mt)
+                        v4_decode_word(word_of(cw[mt], j), v4_scale(sw_g[mt], j), v4_scale(sw_h[mt], j), A[buf][mt][e]);
+                }
+                wgmma_fence();
+#pragma unroll
+                for (int e = 0; e < GS; ++e) {
+                    const uint64_t desc = desc_kmajor_sw128(xb + c * X_ATOM + (jg * GS + e) * 32);
+#pragma unroll
+                    for (int mt = 0; mt < MT; ++mt) wgmma_rs<TOKP>(acc[as][mt], A[buf][mt][e], desc);
+                }
+                wgmma_commit();
+                wgmma_wait<NBUF - 1>();  // group gi - NBUF + 1 is done: its buffer, (gi + 1) % NBUF, is free
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                    for (int e = 0; e < GS; ++e)
+#pragma unroll
+                        for (int r = 0; r < 4; ++r) keep(A[(gi + 1) % NBUF][mt][e][r]);
+                if (gi == NBUF - 2 && held >= 0) {  // every group of the previous unit is retired
+                    if (lane == 0) mbar_arrive(empty0 + 8 * held);
+                    held = -1;
+                }
+            }
+        }
+        held = s;
+        ++sa_done;
+        if (u + 1 == u_end || (u + 1) % n_kc == 0) {
+            wgmma_wait<0>();
+#pragma unroll
+            for (int a = 0; a < NACC; ++a)
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                    for (int e = 0; e < ND; ++e) keep(acc[a][mt][e]);
+            if (lane == 0) mbar_arrive(empty0 + 8 * held);
+            held = -1;
+            flush(u);
+        }
+    }
+}
+// v5<TOKP, MT, NWG, KC, STAGES, GS, NACC, NBUF>
+// @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 1, 2>
+// @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 2, 2>
+// @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2>
+// @instantiate w4a16_v5<8, 1, 2, 512, 4, 4, 2, 4>
+// @instantiate w4a16_v5<8, 2, 2, 256, 5, 2, 2, 2>
+// @instantiate w4a16_v5<8, 1, 4, 256, 5, 1, 4, 4>
+// @instantiate w4a16_v5<16, 1, 2, 512, 4, 2, 2, 2>
+// @instantiate w4a16_v5<16, 1, 4, 256, 5, 2, 2, 2>
+// @instantiate w4a16_v5<32, 1, 2, 256, 6, 2, 1, 2>
+// @instantiate w4a16_v5<32, 1, 2, 256, 6, 2, 2, 2>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2>
+// @instantiate w4a16_v5<32, 2, 2, 256, 4, 2, 1, 2>
+// @instantiate w4a16_v5<32, 1, 2, 256, 6, 1, 2, 4>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 1, 2>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 1, 2, 4>

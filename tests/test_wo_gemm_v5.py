@@ -1,0 +1,126 @@
+"""wo GEMM v5 (wgmma + TMA ring): CPU checks of the v5 stream layout and the configs; GPU checks of
+the kernel against the fp32 GEMM of the dequantized operands."""
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from workbench.runtime import InputError, compile_kernel
+from workbench.techniques import nvfp4 as nv
+from workbench.techniques import wo_gemm as wo
+from workbench.techniques import wo_gemm_v5 as v5
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _all_codes_weight(N=64, K=1024, seed=0):
+    """Every code, every E4M3 scale byte below 0x7F (zero and subnormal scales included), g = 3."""
+    g = torch.Generator().manual_seed(seed)
+    codes = torch.randint(0, 16, (N, K), dtype=torch.uint8, generator=g)
+    sf = torch.randint(0, 0x7F, (N, K // 16), dtype=torch.uint8, generator=g)
+    sf[0, :8] = 0
+    sf[1] = torch.arange(K // 16, dtype=torch.uint8)
+    sf[2] = torch.arange(0x7F - K // 16, 0x7F, dtype=torch.uint8)
+    return nv.NVFP4Tensor(nv.pack_nibbles(codes), sf, torch.tensor(3.0), "linear", (N, K))
+
+
+def test_stream_v5_roundtrip_all_codes_and_scales():
+    """prepare_stream_v5 + the kernel's reads and decode (emulated bit for bit) = dequantize_reference."""
+    q = _all_codes_weight()
+    data = v5.prepare_stream_v5(q, rows_per_step=32)  # several row steps
+    assert data.shape == (64 // 16, 1024 // 256, 2304) and data.dtype == torch.uint8
+    assert torch.equal(v5.decode_stream_v5(data, q.global_scale, q.shape), nv.dequantize_reference(q))
+
+
+def test_stream_v5_natural_k_order():
+    """A single nonzero code lands in the word, lane and byte the kernel's fragment indexing expects:
+    row r = 16 tile + 8 h + g, k = 256 kb + 16 (4 c + j) + 8 hi + 2 t + e."""
+    N, K = 32, 512
+    for (row, k) in [(0, 0), (9, 3), (17, 266), (31, 511), (5, 8 + 2 * 3 + 1)]:
+        codes = torch.zeros((N, K), dtype=torch.uint8)
+        codes[row, k] = 7  # 6.0
+        sf = torch.full((N, K // 16), 0x38, dtype=torch.uint8)  # 1.0
+        q = nv.NVFP4Tensor(nv.pack_nibbles(codes), sf, torch.tensor(1.0), "linear", (N, K))
+        data = v5.prepare_stream_v5(q)
+        tile, kb = row // 16, k // 256
+        kin = k % 256
+        c, j, g, t = kin // 64, (kin % 64) // 16, row % 8, (kin % 8) // 2
+        lane = 4 * g + t
+        word = data[tile, kb, (c * 32 + lane) * 16 + 4 * j:(c * 32 + lane) * 16 + 4 * j + 4]
+        assert int(word.to(torch.int64).sum()) > 0, (row, k)
+        nonzero = torch.nonzero(data[:, :, :2048].reshape(-1))
+        assert nonzero.numel() >= 1 and all(
+            int(i) // 2048 == tile * (K // 256) + kb for i in nonzero), (row, k)
+        dq = v5.decode_stream_v5(data, q.global_scale, q.shape)
+        assert float(dq[row, k]) == 6.0 and int((dq != 0).sum()) == 1
+
+
+def test_v5_configs_instantiated_and_fit():
+    text = ROOT.joinpath("kernels/wo_gemm_v5.cu").read_text()
+    inst = set(re.findall(r"@instantiate (.+)", text))
+    for c in v5.V5_KERNELS:
+        assert c.expr in inst, c.expr
+        assert c.smem <= v5.MAX_DYNAMIC_SMEM, (c, c.smem)
+        assert 7168 % c.rows == 0 and 16384 % c.kc == 0
+    for M in (1, 8, 9, 16, 17, 32, 33, 64):
+        assert v5.v5_candidates(M) and all(c.tokp >= M for c in v5.v5_candidates(M))
+
+
+def test_v5_compiles_without_spills():
+    """The sm_90a compile gate (NVRTC, no GPU): every instantiation, no register spills."""
+    ck = compile_kernel("wo_gemm_v5")
+    names = {low: e for e, low in ck.lowered.items()}
+    assert len(ck.resources) == len(v5.V5_KERNELS)
+    for low, r in ck.resources.items():
+        assert r.spill_stores == 0 and r.spill_loads == 0, (names.get(low, low), r)
+
+
+def test_v5_bad_input():
+    q = nv.quantize_reference(torch.randn(16, 128), "tensor")
+    with pytest.raises(InputError, match="256"):
+        v5.prepare_stream_v5(q)
+    q = nv.quantize_reference(torch.randn(16, 256), "row")
+    with pytest.raises(InputError, match="global_scale"):
+        v5.prepare_stream_v5(q)
+    with pytest.raises(InputError, match="M"):
+        v5.v5_tokp_for(65)
+    pw = wo.prepare_weight(nv.quantize_reference(torch.randn(256, 512), "tensor"))
+    with pytest.raises(InputError, match="x"):
+        v5.w4a16_gemm_v5(torch.zeros(4, 512, dtype=torch.float32), pw)
+    with pytest.raises(InputError, match="pw"):
+        v5.w4a16_gemm_v5(torch.zeros(4, 512, dtype=torch.bfloat16), q)
+
+
+def _small_problem(M, N=512, K=2048, seed=0):
+    w = wo.make_weight(N, K, seed=seed)
+    q = nv.quantize(w, "tensor")
+    x = wo.make_activations(M, K, seed=seed + 1)
+    return x, q, wo.reference(x, nv.dequantize(q, torch.float32))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cfg", v5.V5_KERNELS, ids=str)
+def test_gpu_w4a16_v5_matches_fp32_of_dequantized(cfg):
+    N = 2 * cfg.rows * 3  # several row groups; 132 CTAs share 24..96 units: uneven stream-K shares
+    for M in sorted({1, 3, cfg.tokp // 2 + 1, cfg.tokp}):
+        x, q, ref = _small_problem(M, N=N, K=2048)
+        pw = wo.prepare_weight(q)
+        out = torch.full((M, N), float("nan"), dtype=torch.bfloat16, device="cuda")
+        v = wo.validate(v5.w4a16_gemm_v5(x, pw, cfg, out=out), ref)
+        assert v["passed"], (cfg, M, v)
+        for _ in range(2):  # workspace and counters left clean
+            assert wo.validate(v5.w4a16_gemm_v5(x, pw, cfg), ref)["passed"], (cfg, M)
+
+
+@pytest.mark.gpu
+def test_gpu_w4a16_v5_all_codes_and_scales():
+    q = _all_codes_weight(N=256, K=1024, seed=3)
+    q = nv.NVFP4Tensor(q.codes.cuda(), q.scales.cuda(), q.global_scale.cuda(), "linear", q.shape)
+    pw = wo.prepare_weight(q)
+    x = wo.make_activations(8, 1024, seed=4)
+    ref = wo.reference(x, nv.dequantize(q, torch.float32))
+    for cfg in v5.V5_KERNELS:
+        if 256 % cfg.rows == 0 and cfg.tokp >= 8:
+            assert wo.validate(v5.w4a16_gemm_v5(x, pw, cfg), ref)["passed"], cfg

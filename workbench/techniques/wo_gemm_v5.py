@@ -1,0 +1,224 @@
+"""wo GEMM step 5: the fused NVFP4 W4A16 kernel on warpgroup tensor cores (kernels/wo_gemm_v5.cu).
+
+v4 (wo_gemm.py) decodes a register-held weight unit per warp into mma.sync fragments; its profile
+showed the weight load exposed once per unit at M <= 8 and the activations re-read from L1 for every
+16 weight rows at M >= 32. v5 keeps the decode and changes the data path: a producer warp streams the
+weight (cp.async.bulk) and the x tile (TMA, 128-byte swizzle) into a STAGES-deep shared-memory ring,
+and consumer warpgroups decode into wgmma's register A operand with x as the shared-memory B operand.
+
+The v5 stream (prepare_stream_v5, once per weight at load time): uint8 [N/16, K/256, 2304]; per
+16-row tile and 256-k block, 4 chunks x 32 lanes x 16 B of code words and a 256-byte scale table:
+- lane l = 4g + t, chunk c, word j (k16 step s = 4c + j): the 8 codes of rows g, g+8 at
+  k = 256 kb + 16 s + {2t, 2t+1, 2t+8, 2t+9}, placed as V4_WORD_LAYOUT (the A-fragment k order is
+  natural, so x needs no permutation);
+- scale entry q2 * 8 + g (16 B): re-encoded scale bytes of row g for steps 8 q2 .. 8 q2 + 7, then of
+  row g + 8 (zero-scale blocks have their codes zeroed, as in v4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..runtime import InputError, check_tensor
+from . import nvfp4
+from .nvfp4 import NVFP4Tensor
+from .wo_gemm import V4_WORD_LAYOUT, PreparedWeight, _reencode_scales, _workspace, decode_reencoded_scales
+
+V5_BLOCK_K = 256
+V5_BLOCK_BYTES = 2304
+V5_MAX_M = 64  # wgmma N <= 64 tokens per CTA (one token tile)
+MAX_DYNAMIC_SMEM = 232448  # Hopper: 227 KB per block
+
+
+def prepare_stream_v5(w: NVFP4Tensor, rows_per_step: int = 1024) -> torch.Tensor:
+    """NVFP4Tensor [N, K] (linear scales, per-tensor global scale, N % 16 == 0, K % 256 == 0) -> the v5
+    stream, uint8 [N/16, K/256, 2304] on the weight's device. Exact: a relayout plus the v4 scale
+    re-encoding."""
+    if not isinstance(w, NVFP4Tensor):
+        raise InputError(f"w: expected an NVFP4Tensor, got {type(w).__name__}")
+    N, K = w.shape
+    if N % 16 or K % V5_BLOCK_K:
+        raise InputError(f"w.shape: expected N % 16 == 0 and K % {V5_BLOCK_K} == 0 for the v5 stream, got {[N, K]}")
+    if w.layout != "linear":
+        raise InputError(f"w.layout: expected 'linear' scales, got {w.layout!r} (unswizzle_scales() converts)")
+    if w.global_scale.dim() != 0:
+        raise InputError(f"w.global_scale: expected one per-tensor scale (shape []), got {list(w.global_scale.shape)}")
+    nkb = K // V5_BLOCK_K
+    parts = []
+    for r0 in range(0, N, rows_per_step):
+        r1 = min(N, r0 + rows_per_step)
+        T = (r1 - r0) // 16
+        u = _reencode_scales(w.scales[r0:r1])  # [R, K/16]
+        codes = nvfp4.unpack_nibbles(w.codes[r0:r1]).view(r1 - r0, K // 16, 16)
+        codes = torch.where((u == 0)[..., None], torch.zeros_like(codes), codes).to(torch.int64)
+        # [tile, h, g, kb, c, j, hi, t, e]: row = 16 tile + 8 h + g, k = 256 kb + 64 c + 16 j + 8 hi + 2 t + e
+        c = codes.view(T, 2, 8, nkb, 4, 4, 2, 4, 2)
+        mag, sgn = c & 7, c >> 3
+        word = torch.zeros((T, 8, nkb, 4, 4, 4), dtype=torch.int64, device=codes.device)  # [tile, g, kb, c, j, t]
+        for h, kk, mpos, spos in V4_WORD_LAYOUT:
+            for e in (0, 1):
+                word |= mag[:, h, :, :, :, :, kk // 2, :, e] << (mpos + 16 * e)
+                word |= sgn[:, h, :, :, :, :, kk // 2, :, e] << (spos + 16 * e)
+        word = word.permute(0, 2, 3, 1, 5, 4).contiguous()  # [tile, kb, c, g, t, j]
+        wbytes = torch.stack([(word >> (8 * i)) & 0xFF for i in range(4)], dim=-1).to(torch.uint8)
+        wbytes = wbytes.view(T, nkb, 2048)
+        # scales [tile, h, g, kb, q2, w, b] (block 16 kb + 8 q2 + 4 w + b) -> [tile, kb, q2, g, h, w, b]
+        us = u.view(T, 2, 8, nkb, 2, 2, 4).permute(0, 3, 4, 2, 1, 5, 6).reshape(T, nkb, 256)
+        parts.append(torch.cat([wbytes, us], dim=2))
+    return torch.cat(parts).contiguous()
+
+
+def v5_stream(pw: PreparedWeight) -> torch.Tensor:
+    """The v5 stream of a prepared weight, built on first use and cached on it (66 MB for wo)."""
+    if pw.data_v5 is None:
+        pw.data_v5 = prepare_stream_v5(pw.source)
+    return pw.data_v5
+
+
+def decode_stream_v5(data: torch.Tensor, global_scale: torch.Tensor, shape) -> torch.Tensor:
+    """Emulate the kernel's reads and decode of the v5 stream (the same word, scale-entry and fragment
+    indexing as w4a16_v5): fp32 weight e2m1 * sf * (1/g) [N, K]. CPU-capable (tests)."""
+    N, K = shape
+    T, nkb = N // 16, K // V5_BLOCK_K
+    d = data.to(torch.int64).view(T, nkb, 2304)
+    cb = d[:, :, :2048].reshape(T, nkb, 4, 32, 4, 4)  # [tile, kb, c, lane, j, byte]
+    words = cb[..., 0] | (cb[..., 1] << 8) | (cb[..., 2] << 16) | (cb[..., 3] << 24)  # [tile, kb, c, lane, j]
+    T_, MAG, SGN, m32 = 0x81C081C0, 0x01C001C0, 0x80008000, 0xFFFFFFFF
+    regs = [words & T_, (words << 6) & T_ & m32, ((words << 3) & MAG) | ((words << 5) & SGN),
+            ((words >> 5) & MAG) | ((words << 1) & SGN)]
+    # scale of (row half h, lane's g, step 4c + j): entry ((c % 4) // 2) * 8 + g, byte 8 h + 4 (c % 2) + j
+    sc = d[:, :, 2048:].reshape(T, nkb, 2, 8, 2, 2, 4)  # [tile, kb, q2, g, h, w, b]
+    s = decode_reencoded_scales(sc.to(torch.uint8)).float()
+    g_inv = torch.div(torch.ones_like(global_scale.float()), global_scale.float()).to(s.device)
+    s = s * g_inv
+    # -> [tile, kb, c, g, h, j] with c = 2 q2 + w, j = b
+    s = s.permute(0, 1, 2, 5, 3, 4, 6).reshape(T, nkb, 4, 8, 2, 4)
+    out = torch.zeros((T, 2, 8, nkb, 4, 4, 2, 4, 2), dtype=torch.float32, device=d.device)
+
+    def bf16_bits_to_f32(b):
+        return (b.to(torch.int32) << 16).view(torch.float32)
+
+    for (h, kk, _, _), r in zip(V4_WORD_LAYOUT, regs):
+        rr = r.view(T, nkb, 4, 8, 4, 4)  # [tile, kb, c, g, t, j]
+        sc_h = s[:, :, :, :, h, :]  # [tile, kb, c, g, j]
+        for e in (0, 1):
+            v = bf16_bits_to_f32((rr >> (16 * e)) & 0xFFFF) * 2.0**126
+            v = v * sc_h[:, :, :, :, None, :]
+            # out [tile, h, g, kb, c, j, hi, t, e] <- v [tile, kb, c, g, t, j]
+            out[:, h, :, :, :, :, kk // 2, :, e] = v.permute(0, 3, 1, 2, 5, 4)
+    return out.view(N, K)
+
+
+@dataclass(frozen=True)
+class V5Config:
+    """Template parameters of w4a16_v5: TOKP token columns (wgmma N, >= M), MT m64 row blocks per
+    consumer warpgroup, NWG consumer warpgroups, KC k per unit, STAGES units in flight, GS k16 steps
+    per wgmma commit group, NACC accumulator sets (independent accumulation chains), NBUF A-register
+    buffers (NBUF - 1 groups in flight). One CTA per SM (the ring takes most of shared memory)."""
+
+    tokp: int
+    mt: int
+    nwg: int
+    kc: int
+    stages: int
+    gs: int
+    nacc: int = 1
+    nbuf: int = 2
+
+    @property
+    def expr(self) -> str:
+        return (f"w4a16_v5<{self.tokp}, {self.mt}, {self.nwg}, {self.kc}, {self.stages}, {self.gs}, "
+                f"{self.nacc}, {self.nbuf}>")
+
+    @property
+    def rows(self) -> int:
+        return 64 * self.mt * self.nwg
+
+    @property
+    def threads(self) -> int:
+        return self.nwg * 128 + 32
+
+    @property
+    def smem(self) -> int:
+        w_stage = (self.rows // 16) * (self.kc // V5_BLOCK_K) * V5_BLOCK_BYTES
+        x_stage = (self.kc // 64) * self.tokp * 128
+        return self.stages * (w_stage + x_stage) + 16 * self.stages + 1024  # + barriers, 1024 alignment
+
+    def __str__(self) -> str:
+        return (f"v5_n{self.tokp}_mt{self.mt}_wg{self.nwg}_kc{self.kc}_s{self.stages}_gs{self.gs}"
+                f"_a{self.nacc}_b{self.nbuf}")
+
+
+# Instantiated in kernels/wo_gemm_v5.cu.
+V5_KERNELS = [
+    V5Config(8, 1, 2, 512, 4, 2, 1, 2),
+    V5Config(8, 1, 2, 512, 4, 2, 2, 2),
+    V5Config(8, 1, 4, 256, 5, 2, 2, 2),
+    V5Config(8, 1, 2, 512, 4, 4, 2, 4),
+    V5Config(8, 2, 2, 256, 5, 2, 2, 2),
+    V5Config(8, 1, 4, 256, 5, 1, 4, 4),
+    V5Config(16, 1, 2, 512, 4, 2, 2, 2),
+    V5Config(16, 1, 4, 256, 5, 2, 2, 2),
+    V5Config(32, 1, 2, 256, 6, 2, 1, 2),
+    V5Config(32, 1, 2, 256, 6, 2, 2, 2),
+    V5Config(32, 1, 4, 256, 4, 2, 2, 2),
+    V5Config(32, 2, 2, 256, 4, 2, 1, 2),
+    V5Config(32, 1, 2, 256, 6, 1, 2, 4),
+    V5Config(64, 1, 2, 256, 4, 2, 1, 2),
+    V5Config(64, 1, 2, 256, 4, 2, 2, 2),
+    V5Config(64, 1, 2, 256, 4, 1, 2, 4),
+]
+V5_TUNING: dict = {}  # M -> V5Config measured best in the GPU run (filled by the benchmark)
+
+
+def v5_tokp_for(M: int) -> int:
+    for n in (8, 16, 32, 64):
+        if M <= n:
+            return n
+    raise InputError(f"x.shape[0] (M): the v5 kernel serves M <= {V5_MAX_M}, got {M}")
+
+
+def v5_candidates(M: int) -> list[V5Config]:
+    n = v5_tokp_for(M)
+    return [k for k in V5_KERNELS if k.tokp == n]
+
+
+def default_v5_config(M: int) -> V5Config:
+    if M in V5_TUNING:
+        return V5_TUNING[M]
+    return v5_candidates(M)[0]
+
+
+def w4a16_gemm_v5(x: torch.Tensor, pw: PreparedWeight, config: V5Config | None = None,
+                  out: torch.Tensor | None = None) -> torch.Tensor:
+    """Fused NVFP4 W4A16 GEMM on warpgroup tensor cores: x bf16 [M, K] (M <= 64) @ dequant(W)^T ->
+    bf16 [M, N]. pw: a PreparedWeight (its v5 stream is built on first use)."""
+    from ..runtime import get_kernel
+    from ..runtime.tma import launch_by_value, tensor_map_2d
+
+    if not isinstance(pw, PreparedWeight):
+        raise InputError(f"pw: expected a PreparedWeight (prepare_weight(w)), got {type(pw).__name__}")
+    check_tensor("x", x, dtype=torch.bfloat16, device="cuda", ndim=2, contiguous=True, align_bytes=16)
+    M, K = x.shape
+    N, Kw = pw.shape
+    if K != Kw:
+        raise InputError(f"x.shape[1] (K): expected {Kw} (the weight's K), got {K}")
+    if not 1 <= M <= V5_MAX_M:
+        raise InputError(f"x.shape[0] (M): expected 1..{V5_MAX_M} for the v5 kernel, got {M}")
+    cfg = config or default_v5_config(M)
+    if cfg.tokp < M:
+        raise InputError(f"config {cfg}: serves M <= {cfg.tokp}, got M = {M}")
+    if N % cfg.rows or K % cfg.kc:
+        raise InputError(f"w.shape: expected N % {cfg.rows} == 0 and K % {cfg.kc} == 0 for config {cfg}, got {[N, K]}")
+    if out is None:
+        out = torch.empty((M, N), dtype=torch.bfloat16, device=x.device)
+    check_tensor("out", out, dtype=torch.bfloat16, device="cuda", shape=[M, N], contiguous=True)
+    stream = v5_stream(pw)
+    ws, cnt = _workspace(x.device, N, cfg.tokp, N // 16)
+    sms = torch.cuda.get_device_properties(x.device).multi_processor_count
+    launch_by_value(get_kernel("wo_gemm_v5", cfg.expr), sms, cfg.threads,
+                    (tensor_map_2d(x, cfg.tokp, 64), stream, pw.global_scale, out, ws, cnt, M, N, K),
+                    shared_mem=cfg.smem)
+    return out
