@@ -35,6 +35,7 @@
 #include "wb_nvfp4.cuh"
 #include "wb_nvfp4_decode.cuh"
 #include "wb_tma.cuh"
+#include "wb_pdl.cuh"
 
 __device__ __forceinline__ void mma_16816(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
     asm volatile(
@@ -635,7 +636,7 @@ __device__ __forceinline__ u32x4 ld16_weight(const void* p) {
 // The per-warp state and work of v4 (and v6, which feeds it from a shared-memory ring instead of
 // registers loaded from global memory): the warp's fp32 tile accumulators, its activation rows, the
 // decode + mma of one unit, and the stream-K flush.
-template <int NT, int MT, int WARPS, bool XPF, int NACC = 1>
+template <int NT, int MT, int WARPS, bool XPF, int NACC = 1, bool RED = false>
 struct V4Warp {
     static constexpr int TOK = NT * 8, TILES = WARPS * MT;
     static constexpr int X_PITCH = 1040;  // v6: bytes per staged x row (1024 + 16: conflict-free reads)
@@ -810,6 +811,10 @@ struct V4Warp {
                     acc[i][j][2 * h + 1] = 0.0f;
                 }
         }
+        if constexpr (RED) {  // reduce only: wo_finalize converts the workspace after the kernel
+            sa_done = 0;
+            return;
+        }
         __threadfence();
         __syncwarp();
 #pragma unroll 1
@@ -942,15 +947,16 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) w4a16_v4(
 // ---------------------------------------------------------------------------------------------------
 // DIAG (diagnostics, output not computed): 1 = stream and read the stages only, 2 = also decode (no
 // mma, no flush): how fast the data path runs without the math.
-template <int MT, int WARPS, int STAGES, int MINB, int NACC, int DIAG = 0>
+template <int MT, int WARPS, int STAGES, int MINB, int NACC, bool RED, int DIAG = 0>
 __global__ void __launch_bounds__((WARPS + 1) * 32, MINB) w4a16_v6(
     const uint16_t* __restrict__ x, const uint8_t* __restrict__ wp, const float* __restrict__ g_w,
     uint16_t* __restrict__ out, float* __restrict__ ws, unsigned int* __restrict__ counters, int M, int N, int K,
     int s0, int grab) {
-    using Warp = V4Warp<1, MT, WARPS, true, NACC>;
+    using Warp = V4Warp<1, MT, WARPS, true, NACC, RED>;
     constexpr int TILES = WARPS * MT, UNIT_BYTES = V4_CHUNKS * 32 * 16, W_STAGE = TILES * UNIT_BYTES;
     constexpr int STAGE = W_STAGE + 8 * Warp::X_PITCH;  // weight units, then up to 8 x rows
     static_assert(TILES <= 32, "one producer lane per tile");
+    if (RED) pdl_trigger();  // wo_finalize (launched with PDL) may be scheduled now; it waits for us
     extern __shared__ __align__(16) uint8_t ring[];
     __shared__ int unit_of[STAGES];  // the unit in each stage, -1: no more work
     const uint32_t ring0 = smem_addr(ring), full0 = ring0 + STAGES * STAGE, empty0 = full0 + 8 * STAGES;
@@ -1060,16 +1066,38 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, MINB) w4a16_v6(
     if (!DIAG && cur >= 0) w.flush(cur, out, ws, counters);
     if (DIAG && sink == 0x9e3779b9u && M < 0) out[0] = 0;  // never true: keeps the diagnostic work alive
 }
-// v6<MT, WARPS (consumer warps), STAGES, MINB (CTAs per SM), NACC (accumulation chains), DIAG>: M <= 8
-// @instantiate w4a16_v6<1, 8, 5, 1, 1>
-// @instantiate w4a16_v6<1, 8, 5, 1, 4>
-// @instantiate w4a16_v6<1, 8, 5, 1, 2>
-// @instantiate w4a16_v6<1, 4, 2, 4, 2>
-// @instantiate w4a16_v6<1, 4, 2, 4, 4>
-// @instantiate w4a16_v6<1, 4, 4, 2, 4>
-// @instantiate w4a16_v6<1, 16, 2, 1, 4>
-// @instantiate w4a16_v6<2, 4, 2, 2, 2>
-// @instantiate w4a16_v6<2, 8, 2, 1, 2>
+// v6<MT, WARPS (consumer warps), STAGES, MINB (CTAs per SM), NACC (accumulation chains), RED (reduce
+// only; wo_finalize writes out), DIAG>: M <= 8
+// @instantiate w4a16_v6<1, 8, 5, 1, 1, false>
+// @instantiate w4a16_v6<1, 8, 5, 1, 4, false>
+// @instantiate w4a16_v6<1, 4, 2, 4, 2, false>
+// @instantiate w4a16_v6<1, 4, 4, 2, 4, false>
+// @instantiate w4a16_v6<1, 16, 2, 1, 4, false>
+// @instantiate w4a16_v6<2, 8, 2, 1, 2, false>
+// @instantiate w4a16_v6<1, 8, 5, 1, 4, true>
+// @instantiate w4a16_v6<1, 4, 2, 4, 2, true>
+// @instantiate w4a16_v6<1, 4, 4, 2, 4, true>
+// @instantiate w4a16_v6<1, 16, 2, 1, 4, true>
+// @instantiate w4a16_v6<2, 8, 2, 1, 2, true>
 // diagnostics (not validated: they compute no output)
-// @instantiate w4a16_v6<1, 8, 5, 1, 1, 1>
-// @instantiate w4a16_v6<1, 8, 5, 1, 1, 2>
+// @instantiate w4a16_v6<1, 8, 5, 1, 1, false, 1>
+// @instantiate w4a16_v6<1, 8, 5, 1, 1, false, 2>
+
+// ---------------------------------------------------------------------------------------------------
+// wo_finalize: the second half of the RED mode of v5/v6. With RED the GEMM kernels end their stream-K
+// shares with fire-and-forget red.global.add of fp32 partials into the workspace ws [N, ldw] and no
+// fence, counter or conversion (a cross-CTA handshake costs several serialized L2 round trips at every
+// flush, which made fine-grained dynamic work hand-out a loss). This kernel, launched right after with
+// programmatic dependent launch, waits for the GEMM grid (griddepcontrol.wait: its writes visible),
+// writes out[tok, n] = bf16(ws[n, tok] * 2^63 / g_w) and leaves ws zero for the next call.
+// ---------------------------------------------------------------------------------------------------
+extern "C" __global__ void __launch_bounds__(256) wo_finalize(float* __restrict__ ws, const float* __restrict__ g_w,
+                                                   uint16_t* __restrict__ out, int M, int N, int ldw) {
+    pdl_wait();
+    const int i = blockIdx.x * 256 + threadIdx.x;
+    if (i >= N * ldw) return;
+    const int n = i / ldw, tok = i - n * ldw;
+    const float v = __ldcg(ws + i);
+    __stcg(ws + i, 0.0f);
+    if (tok < M) out[(long long)tok * N + n] = f32_to_bf16(v * ((1.0f / g_w[0]) * TWO_POW_63));
+}

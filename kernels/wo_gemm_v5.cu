@@ -29,6 +29,7 @@
 #include "wb_common.cuh"
 #include "wb_nvfp4_decode.cuh"
 #include "wb_tma.cuh"
+#include "wb_pdl.cuh"
 
 constexpr int V5_BLOCK_K = 256;       // k per block of the v5 stream
 constexpr int V5_BLOCK_BYTES = 2304;  // per 16-row tile and block: 2048 code bytes + 256 scale bytes
@@ -97,11 +98,15 @@ __device__ __forceinline__ void wgmma_rs<64>(float (&d)[32], const uint32_t (&a)
 // warpgroups, KC k per unit (multiple of 256), STAGES units in flight, GS k16 steps per wgmma group,
 // NACC accumulator sets (group i accumulates into set i % NACC: consecutive groups do not wait on each
 // other's accumulator, so the tensor pipe overlaps them), NBUF A-register buffers (NBUF - 1 groups in
-// flight while the next one is decoded).
-template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF>
+// flight while the next one is decoded), RED: reduce only (fire-and-forget red.add of the partial tiles,
+// wo_finalize in kernels/wo_gemm.cu converts after the kernel), which makes dynamic work cheap:
+// grab > 0 gives each CTA the first s0 units of a contiguous share, then `grab` units at a time from a
+// global counter (SMs whose requests the memory system serves faster take more).
+template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     const __grid_constant__ TmaDescriptor x_map, const uint8_t* __restrict__ wp, const float* __restrict__ g_w,
-    uint16_t* __restrict__ out, float* __restrict__ ws, unsigned int* __restrict__ counters, int M, int N, int K) {
+    uint16_t* __restrict__ out, float* __restrict__ ws, unsigned int* __restrict__ counters, int M, int N, int K,
+    int s0, int grab) {
     constexpr int ROWS = 64 * MT * NWG, TILES = ROWS / 16, KB = KC / V5_BLOCK_K;
     constexpr int W_TILE = KB * V5_BLOCK_BYTES, W_STAGE = TILES * W_TILE;
     constexpr int X_ATOM = TOKP * 128, X_STAGE = (KC / 64) * X_ATOM;
@@ -114,7 +119,9 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     static_assert((NBUF == 2 || NBUF == 4) && (CHUNKS * GPC) % NBUF == 0 && (CHUNKS * GPC) % NACC == 0,
                   "buffers and accumulator sets rotate within a unit");
 
+    if (RED) pdl_trigger();  // wo_finalize (launched with PDL) may be scheduled now; it waits for us
     extern __shared__ uint8_t smem_raw[];
+    __shared__ int unit_of[STAGES];  // the unit in each stage, -1: no more work
     // x tiles first (each atom 1024-aligned for the 128-byte swizzle), then the weight, then barriers.
     uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uint64_t>(smem_raw) + 1023) & ~(uint64_t)1023);
     uint8_t* xs = smem;
@@ -123,8 +130,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int n_kc = K / KC, units = (N / ROWS) * n_kc;
-    const int u_begin = (int)((long long)blockIdx.x * units / gridDim.x);
-    const int u_end = (int)((long long)(blockIdx.x + 1) * units / gridDim.x);
     if (threadIdx.x == 0) {
         for (int s = 0; s < STAGES; ++s) {
             mbar_init(full0 + 8 * s, 1);
@@ -135,21 +140,46 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     __syncthreads();
 
     if (warp == NWG * 4) {  // producer warp: lane 0 claims a stage, lanes issue its copies in parallel
-        for (int u = u_begin, i = 0; u < u_end; ++u, ++i) {
+        unsigned int* work = counters + (N >> 4);
+        int i = 0;
+        auto emit = [&](int u) {
             const int s = i % STAGES;
             const uint32_t full = full0 + 8 * s;
             if (lane == 0) {
                 mbar_wait(empty0 + 8 * s, ((i / STAGES) & 1) ^ 1);
-                mbar_arrive_expect_tx(full, W_STAGE + X_STAGE);
+                unit_of[s] = u;
+                if (u >= 0) mbar_arrive_expect_tx(full, W_STAGE + X_STAGE);
+                else mbar_arrive(full);
             }
             __syncwarp();
+            ++i;
+            if (u < 0) return;
             const int rg = u / n_kc, kc = u % n_kc;
             if (lane < TILES)
                 bulk_load(smem_addr(wsm + s * W_STAGE + lane * W_TILE),
                           wp + ((long long)(rg * TILES + lane) * (K / V5_BLOCK_K) + kc * KB) * V5_BLOCK_BYTES,
                           W_TILE, full);
             if (lane < CHUNKS) tma_load_2d(smem_addr(xs + s * X_STAGE + lane * X_ATOM), &x_map, kc * KC + 64 * lane, 0, full);
+        };
+        if (grab <= 0) {
+            const int u0 = (int)((long long)blockIdx.x * units / gridDim.x);
+            const int u1 = (int)((long long)(blockIdx.x + 1) * units / gridDim.x);
+            for (int u = u0; u < u1; ++u) emit(u);
+        } else {
+            int next = lane == 0 ? (int)atomicAdd(work, (unsigned)grab) : 0;  // in flight during the static part
+            for (int u = blockIdx.x * s0; u < min((blockIdx.x + 1) * s0, units); ++u) emit(u);
+            for (;;) {
+                const int base = gridDim.x * s0 + __shfl_sync(0xffffffffu, next, 0);
+                if (base >= units) break;
+                next = lane == 0 ? (int)atomicAdd(work, (unsigned)grab) : 0;
+                for (int u = base; u < min(base + grab, units); ++u) emit(u);
+            }
+            if (lane == 0 && atomicAdd(work + 1, 1u) == gridDim.x - 1) {  // the last producer out resets
+                atomicExch(work, 0u);
+                atomicExch(work + 1, 0u);
+            }
         }
+        emit(-1);
         return;
     }
 
@@ -192,6 +222,10 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                     acc[0][i][4 * j + 2 * h + 1] = 0.0f;
                 }
         }
+        if constexpr (RED) {  // reduce only: wo_finalize converts the workspace after the kernel
+            sa_done = 0;
+            return;
+        }
         __threadfence();
         __syncwarp();
         const int m_even = min(TOKP, M + (M & 1));  // tokens whose workspace entries were touched
@@ -218,9 +252,27 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     };
 
     const uint32_t x_base = smem_addr(xs), w_base = smem_addr(wsm);
-    for (int u = u_begin, i = 0; u < u_end; ++u, ++i) {
+    // Retire every wgmma, release the stage they read and flush the accumulators (tile group of unit u).
+    auto drain_and_flush = [&](int u) {
+        wgmma_wait<0>();
+#pragma unroll
+        for (int a = 0; a < NACC; ++a)
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                for (int e = 0; e < ND; ++e) keep(acc[a][mt][e]);
+        if (held >= 0 && lane == 0) mbar_arrive(empty0 + 8 * held);
+        held = -1;
+        flush(u);
+    };
+    int cur = -1;  // the last unit accumulated (its row group is the one held in the accumulators)
+    for (int i = 0;; ++i) {
         const int s = i % STAGES;
         mbar_wait(full0 + 8 * s, (i / STAGES) & 1);
+        const int u = unit_of[s];
+        if (u < 0) break;
+        if (cur >= 0 && u / n_kc != cur / n_kc) drain_and_flush(cur);
+        cur = u;
         const uint32_t xb = x_base + s * X_STAGE, wb = w_base + s * W_STAGE;
 #pragma unroll
         for (int c = 0; c < CHUNKS; ++c) {
@@ -267,34 +319,23 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
         }
         held = s;
         ++sa_done;
-        if (u + 1 == u_end || (u + 1) % n_kc == 0) {
-            wgmma_wait<0>();
-#pragma unroll
-            for (int a = 0; a < NACC; ++a)
-#pragma unroll
-                for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-                    for (int e = 0; e < ND; ++e) keep(acc[a][mt][e]);
-            if (lane == 0) mbar_arrive(empty0 + 8 * held);
-            held = -1;
-            flush(u);
-        }
     }
+    if (cur >= 0) drain_and_flush(cur);
 }
-// v5<TOKP, MT, NWG, KC, STAGES, GS, NACC, NBUF>
-// @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 1, 2>
-// @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 2, 2>
-// @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2>
-// @instantiate w4a16_v5<8, 1, 2, 512, 4, 4, 2, 4>
-// @instantiate w4a16_v5<8, 2, 2, 256, 5, 2, 2, 2>
-// @instantiate w4a16_v5<8, 1, 4, 256, 5, 1, 4, 4>
-// @instantiate w4a16_v5<16, 1, 2, 512, 4, 2, 2, 2>
-// @instantiate w4a16_v5<16, 1, 4, 256, 5, 2, 2, 2>
-// @instantiate w4a16_v5<32, 1, 2, 256, 6, 2, 1, 2>
-// @instantiate w4a16_v5<32, 1, 2, 256, 6, 2, 2, 2>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2>
-// @instantiate w4a16_v5<32, 2, 2, 256, 4, 2, 1, 2>
-// @instantiate w4a16_v5<32, 1, 2, 256, 6, 1, 2, 4>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 1, 2>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 1, 2, 4>
+// v5<TOKP, MT, NWG, KC, STAGES, GS, NACC, NBUF, RED>
+// @instantiate w4a16_v5<8, 1, 2, 512, 4, 4, 2, 4, false>
+// @instantiate w4a16_v5<8, 1, 2, 512, 4, 4, 2, 4, true>
+// @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 2, 2, false>
+// @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 2, 2, true>
+// @instantiate w4a16_v5<16, 1, 2, 512, 4, 2, 2, 2, false>
+// @instantiate w4a16_v5<16, 1, 2, 512, 4, 2, 2, 2, true>
+// @instantiate w4a16_v5<16, 1, 4, 256, 5, 2, 2, 2, false>
+// @instantiate w4a16_v5<16, 1, 4, 256, 5, 2, 2, 2, true>
+// @instantiate w4a16_v5<32, 1, 2, 256, 6, 2, 2, 2, false>
+// @instantiate w4a16_v5<32, 1, 2, 256, 6, 2, 2, 2, true>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 1, 2, 4, false>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 1, 2, 4, true>

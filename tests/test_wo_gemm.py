@@ -205,12 +205,14 @@ def test_v6_configs_are_instantiated():
     for c in wo.V6_KERNELS + wo.V6_DIAGNOSTICS:
         assert c.expr in inst, c.expr
         assert c.minb * (c.smem + 1024) <= 228 * 1024, c
+        if c.nacc > 1:
+            assert c.with_work(True).expr in inst, c
         assert 7168 % c.rows == 0
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("cfg", wo.V6_KERNELS + [k.with_work(s0, g) for k in wo.V6_KERNELS[:3] for s0, g in
-                                                 ((1, 1), (2, 3), (0, 2))], ids=str)
+@pytest.mark.parametrize("cfg", wo.V6_KERNELS + [k.with_work(True, s0, g) for k in wo.V6_KERNELS[1:4] for s0, g in
+                                                 ((0, 0), (1, 1), (2, 3), (0, 2))], ids=str)
 @pytest.mark.parametrize("M", [1, 2, 5, 8])
 def test_gpu_w4a16_v6_matches_fp32_of_dequantized(cfg, M):
     x, q, ref = _small_problem(M, N=1024, K=2048)
@@ -228,6 +230,6 @@ def test_gpu_w4a16_v6_all_codes_and_scales():
     pw = wo.prepare_weight(q)
     x = wo.make_activations(8, q.shape[1], seed=4)
     ref = wo.reference(x, nv.dequantize(q, torch.float32))
-    for k in wo.V6_KERNELS:
+    for k in wo.V6_KERNELS + [k.with_work(True, 1, 1) for k in wo.V6_KERNELS[1:]]:
         if q.shape[0] % k.rows == 0:
             assert wo.validate(wo.w4a16_gemm_v6(x, pw, k), ref)["passed"], k

@@ -61,7 +61,7 @@ def test_v5_configs_instantiated_and_fit():
     text = ROOT.joinpath("kernels/wo_gemm_v5.cu").read_text()
     inst = set(re.findall(r"@instantiate (.+)", text))
     for c in v5.V5_KERNELS:
-        assert c.expr in inst, c.expr
+        assert c.expr in inst and c.with_work(True).expr in inst, c.expr
         assert c.smem <= v5.MAX_DYNAMIC_SMEM, (c, c.smem)
         assert 7168 % c.rows == 0 and 16384 % c.kc == 0
     for M in (1, 8, 9, 16, 17, 32, 33, 64):
@@ -72,7 +72,7 @@ def test_v5_compiles_without_spills():
     """The sm_90a compile gate (NVRTC, no GPU): every instantiation, no register spills."""
     ck = compile_kernel("wo_gemm_v5")
     names = {low: e for e, low in ck.lowered.items()}
-    assert len(ck.resources) == len(v5.V5_KERNELS)
+    assert len(ck.resources) == 2 * len(v5.V5_KERNELS)
     for low, r in ck.resources.items():
         assert r.spill_stores == 0 and r.spill_loads == 0, (names.get(low, low), r)
 
@@ -101,7 +101,8 @@ def _small_problem(M, N=512, K=2048, seed=0):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("cfg", v5.V5_KERNELS, ids=str)
+@pytest.mark.parametrize("cfg", v5.V5_KERNELS + [k.with_work(True, s0, g) for k in v5.V5_KERNELS for s0, g in
+                                                 ((0, 0), (1, 1), (0, 2))], ids=str)
 def test_gpu_w4a16_v5_matches_fp32_of_dequantized(cfg):
     N = 2 * cfg.rows * 3  # several row groups; 132 CTAs share 24..96 units: uneven stream-K shares
     for M in sorted({1, 3, cfg.tokp // 2 + 1, cfg.tokp}):
@@ -121,6 +122,6 @@ def test_gpu_w4a16_v5_all_codes_and_scales():
     pw = wo.prepare_weight(q)
     x = wo.make_activations(8, 1024, seed=4)
     ref = wo.reference(x, nv.dequantize(q, torch.float32))
-    for cfg in v5.V5_KERNELS:
+    for cfg in v5.V5_KERNELS + [k.with_work(True, 1, 1) for k in v5.V5_KERNELS]:
         if 256 % cfg.rows == 0 and cfg.tokp >= 8:
             assert wo.validate(v5.w4a16_gemm_v5(x, pw, cfg), ref)["passed"], cfg

@@ -426,17 +426,22 @@ class V6Config:
     stages: int
     minb: int
     nacc: int
+    red: bool = False  # reduce only (red.add partials); wo_finalize writes out after the kernel
     diag: int = 0
-    s0: int = 0  # launch choices: grab > 0 -> the first s0 units of each CTA static, then grabs of `grab`
+    s0: int = 0  # launch choices (red only): grab > 0 -> the first s0 units of each CTA static, then grabs
     grab: int = 0
 
     @property
     def expr(self) -> str:
         d = f", {self.diag}" if self.diag else ""
-        return f"w4a16_v6<{self.mt}, {self.warps}, {self.stages}, {self.minb}, {self.nacc}{d}>"
+        return f"w4a16_v6<{self.mt}, {self.warps}, {self.stages}, {self.minb}, {self.nacc}, {str(self.red).lower()}{d}>"
 
-    def with_work(self, s0: int, grab: int) -> V6Config:
-        return V6Config(self.mt, self.warps, self.stages, self.minb, self.nacc, self.diag, s0, grab)
+    @property
+    def units(self) -> int:  # for the wo shape
+        return (7168 // self.rows) * 32
+
+    def with_work(self, red: bool, s0: int = 0, grab: int = 0) -> V6Config:
+        return V6Config(self.mt, self.warps, self.stages, self.minb, self.nacc, red, self.diag, s0, grab)
 
     tokens = 8
 
@@ -450,22 +455,32 @@ class V6Config:
 
     def __str__(self) -> str:
         d = {0: "", 1: "_diag_stream", 2: "_diag_decode"}[self.diag]
-        wk = f"_s0{self.s0}_g{self.grab}" if self.grab else ""
+        wk = ("_red" if self.red else "") + (f"_s0{self.s0}_g{self.grab}" if self.grab else "")
         return f"v6_mt{self.mt}_w{self.warps}_s{self.stages}_c{self.minb}_a{self.nacc}{wk}{d}"
 
 
-# Instantiated in kernels/wo_gemm.cu.
-V6_KERNELS = [V6Config(*c) for c in ((1, 8, 5, 1, 1), (1, 8, 5, 1, 4), (1, 8, 5, 1, 2), (1, 4, 2, 4, 2),
-                                     (1, 4, 2, 4, 4), (1, 4, 4, 2, 4), (1, 16, 2, 1, 4), (2, 4, 2, 2, 2),
-                                     (2, 8, 2, 1, 2))]
-V6_DIAGNOSTICS = [V6Config(1, 8, 5, 1, 1, d) for d in (1, 2)]
+# Instantiated in kernels/wo_gemm.cu (the first one without red only).
+V6_KERNELS = [V6Config(*c) for c in ((1, 8, 5, 1, 1), (1, 8, 5, 1, 4), (1, 4, 2, 4, 2), (1, 4, 4, 2, 4),
+                                     (1, 16, 2, 1, 4), (2, 8, 2, 1, 2))]
+V6_DIAGNOSTICS = [V6Config(1, 8, 5, 1, 1, False, d) for d in (1, 2)]
 
 
-def v6_candidates(M: int) -> list[V6Config]:
-    """The v6 kernels with static stream-K (M <= 8). Dynamic grabs (with_work) stay available but are
-    not tuned: a static part of 1/2 or 3/4 of the share plus grabs of 1-2 units measured 10-60% slower
-    (every grab ends in a flush; docs/notes_wo_gemm.md)."""
-    return list(V6_KERNELS) if M <= 8 else []
+def v6_candidates(M: int, sms: int = 132) -> list[V6Config]:
+    """M <= 8: the v6 kernels with static stream-K and the in-kernel fixup, and (red builds) reduce-only
+    static and with dynamic grabs of one unit after a static part of 40-80% of the average share (and
+    grabs of two units after 65%).
+    (Dynamic grabs with the in-kernel fixup measured 10-60% slower: every grab ends in a flush.)"""
+    if M > 8:
+        return []
+    out = []
+    for k in V6_KERNELS:
+        out.append(k)
+        if k.nacc == 1:
+            continue
+        share = k.units / (k.minb * sms)
+        out += [k.with_work(True)] + [k.with_work(True, max(1, int(f * share)), 1) for f in (0.4, 0.5, 0.65, 0.8)]
+        out.append(k.with_work(True, max(1, int(0.65 * share)), 2))
+    return out
 
 
 def w4a16_gemm_v6(x: torch.Tensor, pw: PreparedWeight, config: V6Config | None = None,
@@ -489,11 +504,26 @@ def w4a16_gemm_v6(x: torch.Tensor, pw: PreparedWeight, config: V6Config | None =
     if out is None:
         out = torch.empty((M, N), dtype=torch.bfloat16, device=x.device)
     check_tensor("out", out, dtype=torch.bfloat16, device="cuda", shape=[M, N], contiguous=True)
+    if cfg.grab and not cfg.red:
+        raise InputError(f"config {cfg}: dynamic grabs need red=True (no in-kernel fixup per grab)")
     ws, cnt = _workspace(x.device, N, 8, N // 16 + 2)
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count
     launch(get_kernel("wo_gemm", cfg.expr), (cfg.minb * sms, 1, 1), (cfg.warps + 1) * 32,
            (x, pw.data, pw.global_scale, out, ws, cnt, M, N, K, cfg.s0, cfg.grab), shared_mem=cfg.smem)
+    if cfg.red:
+        finalize(ws, pw.global_scale, out, 8)
     return out
+
+
+def finalize(ws: torch.Tensor, global_scale: torch.Tensor, out: torch.Tensor, ldw: int) -> None:
+    """wo_finalize after a reduce-only (red) GEMM launch: out[tok, n] = bf16(ws[n, tok] * 2^63 / g), ws
+    zeroed. Launched with programmatic dependent launch: it may start while the GEMM runs and waits for it
+    in griddepcontrol.wait."""
+    from ..runtime import get_kernel, launch
+
+    M, N = out.shape
+    launch(get_kernel("wo_gemm", "wo_finalize"), (math.ceil(N * ldw / 256), 1, 1), 256,
+           (ws, global_scale, out, M, N, ldw), enable_pdl=True)
 
 
 def cached_bf16_weight(pw: PreparedWeight) -> torch.Tensor:

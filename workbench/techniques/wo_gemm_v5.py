@@ -24,7 +24,14 @@ import torch
 from ..runtime import InputError, check_tensor
 from . import nvfp4
 from .nvfp4 import NVFP4Tensor
-from .wo_gemm import V4_WORD_LAYOUT, PreparedWeight, _reencode_scales, _workspace, decode_reencoded_scales
+from .wo_gemm import (
+    V4_WORD_LAYOUT,
+    PreparedWeight,
+    _reencode_scales,
+    _workspace,
+    decode_reencoded_scales,
+    finalize,
+)
 
 V5_BLOCK_K = 256
 V5_BLOCK_BYTES = 2304
@@ -126,11 +133,22 @@ class V5Config:
     gs: int
     nacc: int = 1
     nbuf: int = 2
+    red: bool = False  # reduce only (red.add partials); wo_finalize writes out after the kernel
+    s0: int = 0  # launch choices (red only): grab > 0 -> the first s0 units of each CTA static, then grabs
+    grab: int = 0
 
     @property
     def expr(self) -> str:
         return (f"w4a16_v5<{self.tokp}, {self.mt}, {self.nwg}, {self.kc}, {self.stages}, {self.gs}, "
-                f"{self.nacc}, {self.nbuf}>")
+                f"{self.nacc}, {self.nbuf}, {str(self.red).lower()}>")
+
+    @property
+    def units(self) -> int:  # for the wo shape
+        return (7168 // self.rows) * (16384 // self.kc)
+
+    def with_work(self, red: bool, s0: int = 0, grab: int = 0) -> V5Config:
+        return V5Config(self.tokp, self.mt, self.nwg, self.kc, self.stages, self.gs, self.nacc, self.nbuf, red, s0,
+                        grab)
 
     @property
     def rows(self) -> int:
@@ -147,26 +165,19 @@ class V5Config:
         return self.stages * (w_stage + x_stage) + 16 * self.stages + 1024  # + barriers, 1024 alignment
 
     def __str__(self) -> str:
+        wk = ("_red" if self.red else "") + (f"_s0{self.s0}_g{self.grab}" if self.grab else "")
         return (f"v5_n{self.tokp}_mt{self.mt}_wg{self.nwg}_kc{self.kc}_s{self.stages}_gs{self.gs}"
-                f"_a{self.nacc}_b{self.nbuf}")
+                f"_a{self.nacc}_b{self.nbuf}{wk}")
 
 
-# Instantiated in kernels/wo_gemm_v5.cu.
+# Instantiated in kernels/wo_gemm_v5.cu, each with red = False and True.
 V5_KERNELS = [
-    V5Config(8, 1, 2, 512, 4, 2, 1, 2),
-    V5Config(8, 1, 2, 512, 4, 2, 2, 2),
-    V5Config(8, 1, 4, 256, 5, 2, 2, 2),
     V5Config(8, 1, 2, 512, 4, 4, 2, 4),
-    V5Config(8, 2, 2, 256, 5, 2, 2, 2),
-    V5Config(8, 1, 4, 256, 5, 1, 4, 4),
+    V5Config(8, 1, 2, 512, 4, 2, 2, 2),
     V5Config(16, 1, 2, 512, 4, 2, 2, 2),
     V5Config(16, 1, 4, 256, 5, 2, 2, 2),
-    V5Config(32, 1, 2, 256, 6, 2, 1, 2),
     V5Config(32, 1, 2, 256, 6, 2, 2, 2),
     V5Config(32, 1, 4, 256, 4, 2, 2, 2),
-    V5Config(32, 2, 2, 256, 4, 2, 1, 2),
-    V5Config(32, 1, 2, 256, 6, 1, 2, 4),
-    V5Config(64, 1, 2, 256, 4, 2, 1, 2),
     V5Config(64, 1, 2, 256, 4, 2, 2, 2),
     V5Config(64, 1, 2, 256, 4, 1, 2, 4),
 ]
@@ -180,9 +191,17 @@ def v5_tokp_for(M: int) -> int:
     raise InputError(f"x.shape[0] (M): the v5 kernel serves M <= {V5_MAX_M}, got {M}")
 
 
-def v5_candidates(M: int) -> list[V5Config]:
+def v5_candidates(M: int, sms: int = 132) -> list[V5Config]:
+    """The kernels whose TOKP suits M: static stream-K with the in-kernel fixup, reduce-only (red) static,
+    and red with dynamic grabs of one unit after a static part of 1/2 or 3/4 of the average share."""
     n = v5_tokp_for(M)
-    return [k for k in V5_KERNELS if k.tokp == n]
+    out = []
+    for k in V5_KERNELS:
+        if k.tokp != n:
+            continue
+        share = k.units / sms
+        out += [k, k.with_work(True)] + [k.with_work(True, max(1, int(f * share)), 1) for f in (0.5, 0.75)]
+    return out
 
 
 def default_v5_config(M: int) -> V5Config:
@@ -215,10 +234,14 @@ def w4a16_gemm_v5(x: torch.Tensor, pw: PreparedWeight, config: V5Config | None =
     if out is None:
         out = torch.empty((M, N), dtype=torch.bfloat16, device=x.device)
     check_tensor("out", out, dtype=torch.bfloat16, device="cuda", shape=[M, N], contiguous=True)
+    if cfg.grab and not cfg.red:
+        raise InputError(f"config {cfg}: dynamic grabs need red=True (no in-kernel fixup per grab)")
     stream = v5_stream(pw)
-    ws, cnt = _workspace(x.device, N, cfg.tokp, N // 16)
+    ws, cnt = _workspace(x.device, N, cfg.tokp, N // 16 + 2)
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count
     launch_by_value(get_kernel("wo_gemm_v5", cfg.expr), sms, cfg.threads,
-                    (tensor_map_2d(x, cfg.tokp, 64), stream, pw.global_scale, out, ws, cnt, M, N, K),
-                    shared_mem=cfg.smem)
+                    (tensor_map_2d(x, cfg.tokp, 64), stream, pw.global_scale, out, ws, cnt, M, N, K, cfg.s0,
+                     cfg.grab), shared_mem=cfg.smem)
+    if cfg.red:
+        finalize(ws, pw.global_scale, out, cfg.tokp)
     return out
