@@ -1,0 +1,50 @@
+"""Nsight Compute on the dispatcher's fused kernels for the wo shape (issue 3): one launch each of the
+configs the record chose at M = 8, 32, 64 (data/results/wo_gemm.json, fused_tuning), warp-stall details
+included. Writes $OUT/ncu_v5v6.txt.
+
+Run on the device: PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python3 scripts/wo_ncu_v5.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+DRIVER = r"""
+import json, sys, torch
+sys.path.insert(0, '.')
+from workbench.techniques import nvfp4, wo_gemm as wo, wo_gemm_v5 as v5
+chosen = json.loads(sys.argv[1])
+q = nvfp4.quantize(wo.make_weight(7168, 16384, seed=10), 'tensor')
+pw = wo.prepare_weight(q)
+v5.v5_stream(pw)
+cands = {str(c): c for M in (1, 8, 32, 64) for c in wo.v6_candidates(M) + v5.v5_candidates(M)}
+for M, name in chosen.items():
+    x = wo.make_activations(int(M), 16384, seed=1)
+    wo.wo_nvfp4(x, pw, tuning={int(M): cands[name]})
+torch.cuda.synchronize()
+"""
+
+
+def main() -> int:
+    out = Path(os.environ.get("OUT", "/tmp/wo_ncu_v5"))
+    out.mkdir(parents=True, exist_ok=True)
+    rec = json.loads(Path("data/results/wo_gemm.json").read_text())
+    chosen = {m: n for m, n in rec["fused_tuning"].items() if m in ("8", "32", "64")}
+    print("configs", chosen, flush=True)
+    cmd = ["ncu", "--clock-control", "none", "--section", "SpeedOfLight", "--section", "WarpStateStats",
+           "--section", "SchedulerStats", "--section", "ComputeWorkloadAnalysis", "--print-details", "all",
+           "-k", "regex:w4a16_v[56]", sys.executable, "-c", DRIVER, json.dumps(chosen)]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
+    (out / "ncu_v5v6.txt").write_text(p.stdout + "\n--- stderr ---\n" + p.stderr)
+    keep = [ln for ln in p.stdout.splitlines() if any(k in ln for k in (
+        "w4a16_v", "Duration", "Elapsed", "SM Active", "Stall", "Issued Warp", "Eligible", "Pipe", "DRAM Th"))]
+    print("\n".join(keep)[-9000:], p.stderr[-1500:])
+    return p.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
