@@ -159,9 +159,14 @@ if rec_q:
 #    writes bf16. Every kernel/grid candidate is validated, then timed (`params.v4_tuning_us`).
 # 7. `w4a16_v6` (M <= 8): v4's warps fed by a producer warp that streams the same weight units into a
 #    shared-memory ring with `cp.async.bulk` (and the unit's x rows beside them), with 1-4 independent
-#    accumulation chains per warp (`params.v6_tuning_us`). A diagnostic build that only streams the
-#    ring runs at ~90% of the copy bound, one that also decodes at ~84%: the mma, x and the stream-K
-#    flush cost the rest (docs/notes_wo_gemm.md).
+#    accumulation chains per warp (`params.v6_tuning_us`). Diagnostic builds that only stream the ring,
+#    or stream and decode, run much closer to the bound than the full kernel (measurements in
+#    docs/notes_wo_gemm.md): the mma, x and the end of the kernel cost the rest.
+#    `_red` configs (v5 and v6) end each CTA's share with fire-and-forget `red.add` of fp32 partials and
+#    leave the bf16 conversion to a small `wo_finalize` kernel launched with PDL; that makes handing out
+#    work dynamically cheap (`_s0{n}_g{k}`: the first n units of an equal share are static, then k units
+#    at a time from a global counter), which evens out SMs that the saturated memory system serves at
+#    different rates.
 # 8. `w4a16_v5` (M <= 64): warpgroup tensor cores. The producer warp streams the weight (bulk copy) and
 #    the x tile (TMA, 128-byte swizzle) into the ring; consumer warpgroups decode into `wgmma`'s register
 #    A operand and read x as the shared-memory B operand, so x is read once per CTA and unit instead of
@@ -249,9 +254,11 @@ if INTERACTIVE:
 #   v1-v3 tiling at M <= 8. It does not reach the copy bound yet: the table's "% of bound" says how far.
 #   Handing out work dynamically did not close the gap: with only a handful of units per CTA every grab
 #   ends in a stream-K flush (a fence and an atomic round trip), so the static split stayed best.
-# - Streaming is not the limit any more: v6's ring streams the weight at ~90% of the copy bound when
-#   it does nothing else. What separates the fused kernels from the bound at M <= 8 is the work per
-#   element after the bytes arrive (decode, mma, x) and the cross-CTA reduction at the end.
+# - Streaming was not the limit: a ring that only streams runs near the copy bound. What held the
+#   fused kernels back at M <= 8 was the end of the kernel: under a saturated memory system SMs finish
+#   an equal static share at different times, and a split-K fixup inside the kernel (fence, counter,
+#   re-read) makes every dynamic grab expensive. Moving the fixup to a PDL-launched finalize kernel and
+#   handing out the last part of the work dynamically is what brought M = 1 and 8 past 3x cuBLAS bf16.
 # - At M >= 32 the mma.sync kernel with tokens as the n8 operand pays for every extra token tile (x
 #   fragments re-read per weight tile) and loses to cuBLAS. The wgmma kernel v5 reads x once per CTA and
 #   unit and beats both v4 and cuBLAS bf16 there; it does not reach fp8's time yet (the table above).
