@@ -317,3 +317,82 @@ __global__ void __launch_bounds__(128) nvfp4_quantize_v3(
 }
 // @instantiate nvfp4_quantize_v3<4>
 // @instantiate nvfp4_quantize_v3<2>
+
+// ---------------------------------------------------------------------------------------------------
+// v4 nvfp4_quantize_v4: row tiles, for the swizzled scale layout (given or per-tensor scale, K % 64 == 0).
+// v1-v3 give each thread one 16-element block, so a warp's 32 scale bytes land in 8 places 512 bytes
+// apart in the 128x4 swizzled layout (the row-major order of the tensor is not the order of the layout):
+// 8x the store requests of the linear layout, measured 15-20% slower. Here a CTA owns 128 consecutive
+// rows (one row tile of the layout) and each thread 64 consecutive elements (4 blocks) of its row per
+// step: its 4 scale bytes are one aligned 32-bit word, and the CTA's 128 words of a step are exactly one
+// contiguous 512-byte tile of the layout (row r at (r % 32) * 16 + (r / 32) * 4), staged in shared memory
+// and stored as 128 contiguous bytes per warp. Rows past M write zero words (the layout's padding). The
+// thread's 128 input bytes are one cache line (8 loads through L1), its 32 code bytes two 16-byte stores.
+// Encoder as v3 (fp32-pipe RNE, PRMT sign gather, per-tensor qscale table); bit-identical.
+// Grid: (row tiles, chunks of the 4-block groups), UNROLL groups per thread per step.
+// ---------------------------------------------------------------------------------------------------
+template <int UNROLL>
+__global__ void __launch_bounds__(128) nvfp4_quantize_v4(
+    const uint16_t* __restrict__ x, int M, int K, const float* __restrict__ g_in, int g_stride,
+    uint8_t* __restrict__ codes, uint8_t* __restrict__ sf, int swizzled) {
+    __shared__ float qtable[256];
+    __shared__ uint32_t tile[UNROLL][128];
+    const int KB = K >> 4, NG = KB >> 2;  // 4-block groups per row
+    const int kb_padded = (KB + 3) & ~3;
+    if (g_stride == 0) {  // per-tensor scale: the block multipliers of all 256 scale bytes, once
+        const float g_inv = 1.0f / g_in[0];
+        for (int s = threadIdx.x; s < 256; s += 128) qtable[s] = nvfp4_block_qscale((uint8_t)s, g_inv);
+        __syncthreads();
+    }
+    const int row = blockIdx.x * 128 + threadIdx.x;
+    const bool ok = row < M;
+    const float g = ok ? g_in[(long long)row * g_stride] : 1.0f;
+    const float g_inv = 1.0f / g;
+    const uint4* xr = reinterpret_cast<const uint4*>(x + (long long)(ok ? row : 0) * K);
+    u32x4* cr = reinterpret_cast<u32x4*>(codes + (long long)row * (K >> 1));
+    for (int j0 = blockIdx.y * UNROLL; j0 < NG; j0 += gridDim.y * UNROLL) {
+        u32x4 v[UNROLL][8];
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u)
+#pragma unroll
+            for (int c = 0; c < 8; ++c) {
+                uint4 t = make_uint4(0u, 0u, 0u, 0u);
+                if (ok && j0 + u < NG) t = __ldg(xr + 8 * (j0 + u) + c);
+                v[u][c] = u32x4{t.x, t.y, t.z, t.w};
+            }
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            const int j = j0 + u;
+            if (j >= NG) break;  // uniform over the CTA
+            uint32_t word = 0;
+            if (ok) {
+                uint32_t cw[8];
+#pragma unroll
+                for (int b = 0; b < 4; ++b) {
+                    const uint8_t s = nvfp4_block_scale(absmax16(v[u][2 * b], v[u][2 * b + 1]), g);
+                    const float q = g_stride == 0 ? qtable[s] : nvfp4_block_qscale(s, g_inv);
+                    cw[2 * b] = encode8_v3(v[u][2 * b], q);
+                    cw[2 * b + 1] = encode8_v3(v[u][2 * b + 1], q);
+                    word |= (uint32_t)s << (8 * b);
+                }
+                st16(cr + 2 * j, u32x4{cw[0], cw[1], cw[2], cw[3]});
+                st16(cr + 2 * j + 1, u32x4{cw[4], cw[5], cw[6], cw[7]});
+                if (!swizzled) *reinterpret_cast<uint32_t*>(sf + (long long)row * KB + 4 * j) = word;
+            }
+            if (swizzled) tile[u][threadIdx.x] = word;
+        }
+        if (swizzled) {
+            __syncthreads();
+#pragma unroll
+            for (int u = 0; u < UNROLL; ++u) {
+                const int j = j0 + u;
+                if (j >= NG) break;
+                // byte 4t of the tile holds row (t % 4) * 32 + t / 4
+                uint32_t* dst = reinterpret_cast<uint32_t*>(sf + ((long long)blockIdx.x * (kb_padded >> 2) + j) * 512);
+                dst[threadIdx.x] = tile[u][(threadIdx.x & 3) * 32 + (threadIdx.x >> 2)];
+            }
+            __syncthreads();
+        }
+    }
+}
+// @instantiate nvfp4_quantize_v4<2>
