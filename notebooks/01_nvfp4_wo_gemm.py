@@ -111,15 +111,11 @@ print(nv.unpack_nibbles(qt.codes)[0, :16].tolist())
 # ## Kernel steps: quantize and dequantize
 # `nvfp4_quantize_v1` runs one CTA per row (needed for the per-row dynamic scale); `v2` is grid-stride
 # with four blocks per thread in flight. Both were limited by the integer pipe, not HBM: ~13 integer
-# ops per element against a budget of ~10 at copy speed. `v3` (the linear default,
-# `cupy_quantize_linear`, and `cupy_quantize_swizzled_v3`) rounds on the fp32 pipe:
-# `a = min(|x| * qscale, 6)`, `r = (a + M) - M` with `M = 2^(max(e(a), 0) + 22)` is RNE on the E2M1 grid
-# (the adder's ties-to-even is the tie table), the bits of `r * 2^-126` are the code at bit 22, signs of
-# 8 elements come from two PRMTs, and with a per-tensor scale the block multiplier comes from a
-# 256-entry table. One block per thread scatters a warp's scale bytes over 8 places of the swizzled
-# layout; `v4` (the swizzled default, `cupy_quantize_swizzled`; `cupy_quantize_linear_v4` beside it)
-# gives a CTA 128 rows and a thread 64 elements of its row per step, so the CTA's scale bytes of a
-# step are one contiguous 512-byte tile of the layout, written with contiguous stores. All are checked bit-exact
+# ops per element against a budget of ~10 at copy speed. `v3` (the default, `cupy_quantize_linear` /
+# `_swizzled`) rounds on the fp32 pipe: `a = min(|x| * qscale, 6)`, `r = (a + M) - M` with
+# `M = 2^(max(e(a), 0) + 22)` is RNE on the E2M1 grid (the adder's ties-to-even is the tie table), the
+# bits of `r * 2^-126` are the code at bit 22, signs of 8 elements come from two PRMTs, and with a
+# per-tensor scale the block multiplier comes from a 256-entry table. All are checked bit-exact
 # against the reference (random inputs, every tie, huge and tiny values, K not a multiple of 64) in
 # the same run that times them. Bound: read bf16 x, write codes and scales, at the measured copy
 # bandwidth.

@@ -287,15 +287,13 @@ QUANT_V3_CHUNK = 512  # 16-element blocks per CTA per row in nvfp4_quantize_v3<4
 
 
 def quantize(x: torch.Tensor, global_scale="tensor", layout: str = "linear", out: NVFP4Tensor | None = None,
-             kernel: str = "auto") -> NVFP4Tensor:
+             kernel: str = "v3") -> NVFP4Tensor:
     """NVFP4-quantize a CUDA bf16 x [M, K] with kernels/nvfp4.cu; bit-identical to quantize_reference.
 
     global_scale: "tensor" (amax pass + quantize), "row" (per-row dynamic, one kernel) or a given fp32
     CUDA tensor [] or [M] (static scale, one kernel). `out` reuses buffers (its scales' padding must be
-    zero for the swizzled layout). kernel: "v4" (row tiles: one 512-byte swizzled scale tile per CTA
-    and step; given or per-tensor scales, K % 64 == 0), "v3" (fp32-pipe encoder, scale table; given or
-    per-tensor scales), "v2" (grid-stride, 4 blocks per thread) or "v1" (one CTA per row; always used
-    for "row"); "auto": v4 for the swizzled layout when K % 64 == 0, else v3.
+    zero for the swizzled layout). kernel: "v3" (fp32-pipe encoder, scale table; given or per-tensor
+    scales), "v2" (grid-stride, 4 blocks per thread) or "v1" (one CTA per row; always used for "row").
     Non-finite inputs give unspecified codes.
     """
     from ..runtime import get_kernel, launch
@@ -324,18 +322,7 @@ def quantize(x: torch.Tensor, global_scale="tensor", layout: str = "linear", out
             raise InputError(f"global_scale: expected shape [] or [{M}], got {list(global_scale.shape)}")
         out.global_scale = global_scale
         g_in, g_stride = global_scale, int(global_scale.dim() == 1)
-    check_choice("kernel", kernel, ("auto", "v1", "v2", "v3", "v4"))
-    if kernel == "auto":
-        kernel = "v4" if layout == "swizzled" and K % 64 == 0 else "v3"
-    if kernel == "v4" and K % 64:
-        raise InputError(f"x.shape[1] (K): kernel 'v4' needs K % 64 == 0 (whole 4-block groups), got {K}")
-    if kernel == "v4" and not dynamic_row:
-        row_tiles, steps = -(-M // 128), -(-(K // 64) // 2)  # 2 groups of 4 blocks per thread per step
-        sms = torch.cuda.get_device_properties(x.device).multi_processor_count
-        chunks = max(1, min(steps, -(-8 * sms // row_tiles)))  # about 8 CTAs per SM in all
-        launch(get_kernel("nvfp4", "nvfp4_quantize_v4<2>"), (row_tiles, chunks, 1), 128,
-               (x, M, K, g_in, g_stride, out.codes, out.scales, int(layout == "swizzled")))
-        return out
+    check_choice("kernel", kernel, ("v1", "v2", "v3"))
     if kernel == "v3" and not dynamic_row:
         sms = torch.cuda.get_device_properties(x.device).multi_processor_count
         chunks = -(-(K // BLOCK) // QUANT_V3_CHUNK)
@@ -438,8 +425,6 @@ def _bench_quantize(M: int, K: int, ceil, progress: bool):
         "cupy_quantize_linear_v1": lambda: quantize(x, g_given, "linear", kernel="v1"),
         "cupy_quantize_linear_v2": lambda: quantize(x, g_given, "linear", kernel="v2"),
         "cupy_quantize_linear": lambda: quantize(x, g_given, "linear"),
-        "cupy_quantize_linear_v4": lambda: quantize(x, g_given, "linear", kernel="v4"),
-        "cupy_quantize_swizzled_v3": lambda: quantize(x, g_given, "swizzled", kernel="v3"),
         "cupy_quantize_swizzled": lambda: quantize(x, g_given, "swizzled"),
         "cupy_quantize_row_dynamic": lambda: quantize(x, "row", "swizzled"),
         "cupy_quantize_tensor_dynamic": lambda: quantize(x, "tensor", "swizzled"),
@@ -448,11 +433,9 @@ def _bench_quantize(M: int, K: int, ceil, progress: bool):
             "cupy_quantize_row_dynamic": quantize_reference(x, "row", "swizzled"),
             "cupy_quantize_tensor_dynamic": quantize_reference(x, "tensor", "swizzled")}
     refs["cupy_quantize_linear_v1"] = refs["cupy_quantize_linear_v2"] = refs["cupy_quantize_linear"]
-    refs["cupy_quantize_linear_v4"] = refs["cupy_quantize_linear"]
     refs["cupy_quantize_swizzled"] = NVFP4Tensor(refs["cupy_quantize_linear"].codes,
                                                  swizzle_scales(refs["cupy_quantize_linear"].scales),
                                                  refs["cupy_quantize_linear"].global_scale, "swizzled", (M, K))
-    refs["cupy_quantize_swizzled_v3"] = refs["cupy_quantize_swizzled"]
     for name, fn in runs.items():
         v = compare_exact(fn(), refs[name])
         for k in ("code_mismatches", "scale_mismatches", "global_scale_mismatches"):
@@ -467,8 +450,6 @@ def _bench_quantize(M: int, K: int, ceil, progress: bool):
         "cupy_quantize_linear_v1": lambda: quantize(x, g_given, "linear", out=out_lin, kernel="v1"),
         "cupy_quantize_linear_v2": lambda: quantize(x, g_given, "linear", out=out_lin, kernel="v2"),
         "cupy_quantize_linear": lambda: quantize(x, g_given, "linear", out=out_lin),
-        "cupy_quantize_linear_v4": lambda: quantize(x, g_given, "linear", out=out_lin, kernel="v4"),
-        "cupy_quantize_swizzled_v3": lambda: quantize(x, g_given, "swizzled", out=out_sw, kernel="v3"),
         "cupy_quantize_swizzled": lambda: quantize(x, g_given, "swizzled", out=out_sw),
         "cupy_quantize_row_dynamic": lambda: quantize(x, "row", "swizzled", out=out_row),
         "cupy_quantize_tensor_dynamic": lambda: quantize(x, "tensor", "swizzled", out=out_sw),
