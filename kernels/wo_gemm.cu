@@ -35,6 +35,7 @@
 #include "wb_nvfp4.cuh"
 #include "wb_nvfp4_decode.cuh"
 #include "wb_tma.cuh"
+#include "wb_streamk.cuh"
 #include "wb_pdl.cuh"
 
 __device__ __forceinline__ void mma_16816(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
@@ -727,20 +728,7 @@ struct V4Warp {
         for (int a = 0; a < 8; ++a) {
             u32x4 xn[NT][2];
             if (XPF && a < 7) load_x(kbase + 64 * (a + 1), xn);
-#pragma unroll
-            for (int i = 0; i < MT; ++i) {
-                const uint32_t sw = word_of(wc[i][8], a >> 1);
-                const uint32_t sg = v4_scale(sw, (a & 1) * 2), sh = v4_scale(sw, (a & 1) * 2 + 1);
-#pragma unroll
-                for (int b = 0; b < 4; ++b) {
-                    uint32_t A[4];
-                    v4_decode_word(word_of(wc[i][a], b), sg, sh, A);
-#pragma unroll
-                    for (int j = 0; j < NT; ++j)
-                        mma_16816(acc[i][j], A, word_of(xb[j][b >> 1], (b & 1) * 2),
-                                  word_of(xb[j][b >> 1], (b & 1) * 2 + 1));
-                }
-            }
+            mma_atom(wc, a, xb);
             if (a < 7) {
                 if constexpr (XPF) {
 #pragma unroll
@@ -753,32 +741,41 @@ struct V4Warp {
         ++sa_done;
     }
 
+    // Decode 64-k atom a of the unit (4 mma k-steps per tile) and multiply with the lane's x fragments
+    // xb (per token tile: the atom's 16 k of this lane). k-step s of the unit accumulates into chain
+    // s % NACC (acc, then acc2): independent chains, so consecutive mma.sync do not wait on each other.
+    __device__ __forceinline__ void mma_atom(const u32x4 (&wc)[MT][V4_CHUNKS], int a, const u32x4 (&xb)[NT][2]) {
+#pragma unroll
+        for (int i = 0; i < MT; ++i) {
+            const uint32_t sw = word_of(wc[i][8], a >> 1);
+            const uint32_t sg = v4_scale(sw, (a & 1) * 2), sh = v4_scale(sw, (a & 1) * 2 + 1);
+#pragma unroll
+            for (int b = 0; b < 4; ++b) {
+                uint32_t A[4];
+                v4_decode_word(word_of(wc[i][a], b), sg, sh, A);
+                const int chain = (4 * a + b) % NACC;
+#pragma unroll
+                for (int j = 0; j < NT; ++j) {
+                    float* c = chain == 0 ? acc[i][j] : acc2[chain > 0 ? chain - 1 : 0][i][j];
+                    mma_16816(c, A, word_of(xb[j][b >> 1], (b & 1) * 2), word_of(xb[j][b >> 1], (b & 1) * 2 + 1));
+                }
+            }
+        }
+    }
+
     // v6 (NT = 1): the unit's x rows staged in shared memory by the producer (row tok at
-    // xs + tok * X_PITCH, rows >= M never read), and NACC independent accumulation chains (mma k-step
-    // s accumulates into chain s % NACC) so consecutive mma.sync do not wait on each other.
+    // xs + tok * X_PITCH, rows >= M never read).
     __device__ __forceinline__ void compute_smem(const u32x4 (&wc)[MT][V4_CHUNKS], uint32_t xs) {
         static_assert(NT == 1, "v6 serves one token tile");
         const uint32_t xa = xs + g * X_PITCH + 32 * t;
 #pragma unroll
         for (int a = 0; a < 8; ++a) {
-            u32x4 xb[2] = {u32x4{0, 0, 0, 0}, u32x4{0, 0, 0, 0}};
+            u32x4 xb[1][2] = {{u32x4{0, 0, 0, 0}, u32x4{0, 0, 0, 0}}};
             if (xok[0]) {
-                xb[0] = lds16(xa + 128 * a);
-                xb[1] = lds16(xa + 128 * a + 16);
+                xb[0][0] = lds16(xa + 128 * a);
+                xb[0][1] = lds16(xa + 128 * a + 16);
             }
-#pragma unroll
-            for (int i = 0; i < MT; ++i) {
-                const uint32_t sw = word_of(wc[i][8], a >> 1);
-                const uint32_t sg = v4_scale(sw, (a & 1) * 2), sh = v4_scale(sw, (a & 1) * 2 + 1);
-#pragma unroll
-                for (int b = 0; b < 4; ++b) {
-                    uint32_t A[4];
-                    v4_decode_word(word_of(wc[i][a], b), sg, sh, A);
-                    const int chain = (4 * a + b) % NACC;
-                    float* c = chain == 0 ? acc[i][0] : acc2[chain > 0 ? chain - 1 : 0][i][0];
-                    mma_16816(c, A, word_of(xb[b >> 1], (b & 1) * 2), word_of(xb[b >> 1], (b & 1) * 2 + 1));
-                }
-            }
+            mma_atom(wc, a, xb);
         }
         ++sa_done;
     }
@@ -820,21 +817,8 @@ struct V4Warp {
 #pragma unroll 1
         for (int i = 0; i < MT; ++i) {
             const int tile = tile_of(u, i);
-            unsigned int* counter = counters + (long long)chunk * n_tiles + tile;
-            int last = 0;
-            if (lane == 0) last = (atomicAdd(counter, (unsigned)sa_done) + sa_done == (unsigned)n_sa);
-            last = __shfl_sync(0xffffffffu, last, 0);
-            if (!last) continue;
-            __threadfence();
-            for (int idx = lane; idx < 16 * TOK; idx += 32) {
-                const int r = idx & 15, tok = tok0 + (idx >> 4);
-                float* p = ws + (long long)(tile * 16 + r) * mpad + tok;
-                const float v = __ldcg(p);
-                __stcg(p, 0.0f);
-                if (tok < M) out[(long long)tok * N + tile * 16 + r] = f32_to_bf16(v * alpha);
-            }
-            __syncwarp();
-            if (lane == 0) *counter = 0u;
+            finish_tile(ws, mpad, tile, tok0, TOK, counters + (long long)chunk * n_tiles + tile, (unsigned)sa_done,
+                        (unsigned)n_sa, out, M, N, alpha, lane);
         }
         sa_done = 0;
     }
@@ -962,13 +946,7 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, MINB) w4a16_v6(
     const uint32_t ring0 = smem_addr(ring), full0 = ring0 + STAGES * STAGE, empty0 = full0 + 8 * STAGES;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int n_sa = K / V4_UNIT_K, units = (N / (16 * TILES)) * n_sa;
-    if (threadIdx.x == 0) {
-        for (int s = 0; s < STAGES; ++s) {
-            mbar_init(full0 + 8 * s, 1);
-            mbar_init(empty0 + 8 * s, WARPS * 32);
-        }
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    }
+    if (threadIdx.x == 0) ring_init<STAGES>(full0, empty0, WARPS * 32);
     __syncthreads();
     if (warp == WARPS) {
         // Producer. Work: grab <= 0: an equal contiguous share of the units (static stream-K); grab > 0:
@@ -977,18 +955,9 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, MINB) w4a16_v6(
         // memory system is saturated). Lane 0 claims a stage and records its unit; lane L < TILES copies
         // tile L of the unit, lane 31 - r the x row r.
         const int m_rows = DIAG ? 0 : min(M, 8);
-        unsigned int* work = counters + (N >> 4);
         int i = 0;
-        auto emit = [&](int u) {
-            const int s = i % STAGES;
-            if (lane == 0) {
-                mbar_wait(empty0 + 8 * s, ((i / STAGES) & 1) ^ 1);
-                unit_of[s] = u;
-                if (u >= 0) mbar_arrive_expect_tx(full0 + 8 * s, W_STAGE + m_rows * 2 * V4_UNIT_K);
-                else mbar_arrive(full0 + 8 * s);
-            }
-            __syncwarp();
-            ++i;
+        produce_units(units, s0, grab, counters + (N >> 4), lane, [&](int u) {
+            const int s = ring_claim<STAGES>(i++, u, W_STAGE + m_rows * 2 * V4_UNIT_K, full0, empty0, unit_of, lane);
             if (u < 0) return;
             if (lane < TILES)
                 bulk_load(ring0 + s * STAGE + lane * UNIT_BYTES,
@@ -998,26 +967,7 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, MINB) w4a16_v6(
             if (r < m_rows)
                 bulk_load(ring0 + s * STAGE + W_STAGE + r * Warp::X_PITCH, x + (long long)r * K + (u % n_sa) * V4_UNIT_K,
                           2 * V4_UNIT_K, full0 + 8 * s);
-        };
-        if (grab <= 0) {
-            const int u0 = (int)((long long)blockIdx.x * units / gridDim.x);
-            const int u1 = (int)((long long)(blockIdx.x + 1) * units / gridDim.x);
-            for (int u = u0; u < u1; ++u) emit(u);
-        } else {
-            int next = lane == 0 ? (int)atomicAdd(work, (unsigned)grab) : 0;  // in flight during the static part
-            for (int u = blockIdx.x * s0; u < min((blockIdx.x + 1) * s0, units); ++u) emit(u);
-            for (;;) {
-                const int base = gridDim.x * s0 + __shfl_sync(0xffffffffu, next, 0);
-                if (base >= units) break;
-                next = lane == 0 ? (int)atomicAdd(work, (unsigned)grab) : 0;
-                for (int u = base; u < min(base + grab, units); ++u) emit(u);
-            }
-            if (lane == 0 && atomicAdd(work + 1, 1u) == gridDim.x - 1) {  // the last producer out resets
-                atomicExch(work, 0u);
-                atomicExch(work + 1, 0u);
-            }
-        }
-        emit(-1);
+        });
         return;
     }
     Warp w;
@@ -1025,9 +975,7 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, MINB) w4a16_v6(
     uint32_t sink = 0;
     int cur = -1;  // the last unit accumulated (its tile group is the one held in the accumulators)
     for (int i = 0;; ++i) {
-        const int s = i % STAGES;
-        mbar_wait(full0 + 8 * s, (i / STAGES) & 1);
-        const int u = unit_of[s];
+        const int s = i % STAGES, u = ring_take<STAGES>(i, full0, unit_of);
         if (u < 0) break;
         if (!DIAG && cur >= 0 && u / n_sa != cur / n_sa) w.flush(cur, out, ws, counters);
         cur = u;

@@ -29,6 +29,7 @@
 #include "wb_common.cuh"
 #include "wb_nvfp4_decode.cuh"
 #include "wb_tma.cuh"
+#include "wb_streamk.cuh"
 #include "wb_pdl.cuh"
 
 constexpr int V5_BLOCK_K = 256;       // k per block of the v5 stream
@@ -130,56 +131,22 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int n_kc = K / KC, units = (N / ROWS) * n_kc;
-    if (threadIdx.x == 0) {
-        for (int s = 0; s < STAGES; ++s) {
-            mbar_init(full0 + 8 * s, 1);
-            mbar_init(empty0 + 8 * s, NWG * 4);
-        }
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    }
+    if (threadIdx.x == 0) ring_init<STAGES>(full0, empty0, NWG * 4);
     __syncthreads();
 
     if (warp == NWG * 4) {  // producer warp: lane 0 claims a stage, lanes issue its copies in parallel
-        unsigned int* work = counters + (N >> 4);
         int i = 0;
-        auto emit = [&](int u) {
-            const int s = i % STAGES;
-            const uint32_t full = full0 + 8 * s;
-            if (lane == 0) {
-                mbar_wait(empty0 + 8 * s, ((i / STAGES) & 1) ^ 1);
-                unit_of[s] = u;
-                if (u >= 0) mbar_arrive_expect_tx(full, W_STAGE + X_STAGE);
-                else mbar_arrive(full);
-            }
-            __syncwarp();
-            ++i;
+        produce_units(units, s0, grab, counters + (N >> 4), lane, [&](int u) {
+            const int s = ring_claim<STAGES>(i++, u, W_STAGE + X_STAGE, full0, empty0, unit_of, lane);
             if (u < 0) return;
             const int rg = u / n_kc, kc = u % n_kc;
             if (lane < TILES)
                 bulk_load(smem_addr(wsm + s * W_STAGE + lane * W_TILE),
                           wp + ((long long)(rg * TILES + lane) * (K / V5_BLOCK_K) + kc * KB) * V5_BLOCK_BYTES,
-                          W_TILE, full);
-            if (lane < CHUNKS) tma_load_2d(smem_addr(xs + s * X_STAGE + lane * X_ATOM), &x_map, kc * KC + 64 * lane, 0, full);
-        };
-        if (grab <= 0) {
-            const int u0 = (int)((long long)blockIdx.x * units / gridDim.x);
-            const int u1 = (int)((long long)(blockIdx.x + 1) * units / gridDim.x);
-            for (int u = u0; u < u1; ++u) emit(u);
-        } else {
-            int next = lane == 0 ? (int)atomicAdd(work, (unsigned)grab) : 0;  // in flight during the static part
-            for (int u = blockIdx.x * s0; u < min((blockIdx.x + 1) * s0, units); ++u) emit(u);
-            for (;;) {
-                const int base = gridDim.x * s0 + __shfl_sync(0xffffffffu, next, 0);
-                if (base >= units) break;
-                next = lane == 0 ? (int)atomicAdd(work, (unsigned)grab) : 0;
-                for (int u = base; u < min(base + grab, units); ++u) emit(u);
-            }
-            if (lane == 0 && atomicAdd(work + 1, 1u) == gridDim.x - 1) {  // the last producer out resets
-                atomicExch(work, 0u);
-                atomicExch(work + 1, 0u);
-            }
-        }
-        emit(-1);
+                          W_TILE, full0 + 8 * s);
+            if (lane < CHUNKS)
+                tma_load_2d(smem_addr(xs + s * X_STAGE + lane * X_ATOM), &x_map, kc * KC + 64 * lane, 0, full0 + 8 * s);
+        });
         return;
     }
 
@@ -232,21 +199,8 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 #pragma unroll 1
         for (int i = 0; i < MT; ++i) {
             const int tile = rg * TILES + (wg * MT + i) * 4 + q;
-            unsigned int* counter = counters + tile;
-            int last = 0;
-            if (lane == 0) last = (atomicAdd(counter, (unsigned)sa_done) + sa_done == (unsigned)n_kc);
-            last = __shfl_sync(0xffffffffu, last, 0);
-            if (!last) continue;
-            __threadfence();
-            for (int idx = lane; idx < 16 * m_even; idx += 32) {
-                const int r = idx & 15, tok = idx >> 4;
-                float* p = ws + (long long)(tile * 16 + r) * TOKP + tok;
-                const float v = __ldcg(p);
-                __stcg(p, 0.0f);
-                if (tok < M) out[(long long)tok * N + tile * 16 + r] = f32_to_bf16(v * alpha);
-            }
-            __syncwarp();
-            if (lane == 0) *counter = 0u;
+            finish_tile(ws, TOKP, tile, 0, m_even, counters + tile, (unsigned)sa_done, (unsigned)n_kc, out, M, N,
+                        alpha, lane);
         }
         sa_done = 0;
     };
@@ -267,9 +221,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     };
     int cur = -1;  // the last unit accumulated (its row group is the one held in the accumulators)
     for (int i = 0;; ++i) {
-        const int s = i % STAGES;
-        mbar_wait(full0 + 8 * s, (i / STAGES) & 1);
-        const int u = unit_of[s];
+        const int s = i % STAGES, u = ring_take<STAGES>(i, full0, unit_of);
         if (u < 0) break;
         if (cur >= 0 && u / n_kc != cur / n_kc) drain_and_flush(cur);
         cur = u;

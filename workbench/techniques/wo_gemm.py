@@ -243,19 +243,41 @@ def decode_reencoded_scales(u: torch.Tensor) -> torch.Tensor:
     return torch.where(ui == 0, torch.zeros_like(v), v)
 
 
-def prepare_weight(w: NVFP4Tensor, rows_per_step: int = 1024) -> PreparedWeight:
-    """NVFP4Tensor [N, K] (linear scales, per-tensor global scale; N % 16 == 0, K % 512 == 0) -> the
-    v4 stream. Runs once per weight (at load time), on the weight's device; exact (a relayout plus the
-    scale re-encoding; codes of zero-scale blocks, which decode to 0 anyway, are zeroed)."""
+def check_prepare_input(w: NVFP4Tensor, k_multiple: int, what: str) -> tuple[int, int]:
+    """Input checks shared by the weight preparations: an NVFP4Tensor [N, K] with linear scales and one
+    per-tensor global scale, N % 16 == 0 and K % k_multiple == 0. Returns (N, K)."""
     if not isinstance(w, NVFP4Tensor):
         raise InputError(f"w: expected an NVFP4Tensor, got {type(w).__name__}")
     N, K = w.shape
-    if N % 16 or K % V4_UNIT_K:
-        raise InputError(f"w.shape: expected N % 16 == 0 and K % {V4_UNIT_K} == 0 for the v4 layout, got {[N, K]}")
+    if N % 16 or K % k_multiple:
+        raise InputError(f"w.shape: expected N % 16 == 0 and K % {k_multiple} == 0 for {what}, got {[N, K]}")
     if w.layout != "linear":
         raise InputError(f"w.layout: expected 'linear' scales, got {w.layout!r} (unswizzle_scales() converts)")
     if w.global_scale.dim() != 0:
         raise InputError(f"w.global_scale: expected one per-tensor scale (shape []), got {list(w.global_scale.shape)}")
+    return N, K
+
+
+def check_gemm_input(x: torch.Tensor, pw, m_max: int, what: str) -> tuple[int, int, int]:
+    """Input checks shared by the fused GEMM wrappers: pw a PreparedWeight, x bf16 [M, K] contiguous on
+    CUDA with the weight's K and 1 <= M <= m_max. Returns (M, N, K)."""
+    if not isinstance(pw, PreparedWeight):
+        raise InputError(f"pw: expected a PreparedWeight (prepare_weight(w)), got {type(pw).__name__}")
+    check_tensor("x", x, dtype=torch.bfloat16, device="cuda", ndim=2, contiguous=True, align_bytes=16)
+    M, K = x.shape
+    N, Kw = pw.shape
+    if K != Kw:
+        raise InputError(f"x.shape[1] (K): expected {Kw} (the weight's K), got {K}")
+    if not 1 <= M <= m_max:
+        raise InputError(f"x.shape[0] (M): expected 1..{m_max} for {what}, got {M}")
+    return M, N, K
+
+
+def prepare_weight(w: NVFP4Tensor, rows_per_step: int = 1024) -> PreparedWeight:
+    """NVFP4Tensor [N, K] (linear scales, per-tensor global scale; N % 16 == 0, K % 512 == 0) -> the
+    v4 stream. Runs once per weight (at load time), on the weight's device; exact (a relayout plus the
+    scale re-encoding; codes of zero-scale blocks, which decode to 0 anyway, are zeroed)."""
+    N, K = check_prepare_input(w, V4_UNIT_K, "the v4 layout")
     n_sa = K // V4_UNIT_K
     parts = []
     for r0 in range(0, N, rows_per_step):
@@ -390,15 +412,7 @@ def w4a16_gemm_v4(x: torch.Tensor, pw: PreparedWeight, config: V4Config | None =
     """Fused NVFP4 W4A16 GEMM on a prepared weight: x bf16 [M, K] @ dequant(W)^T -> bf16 [M, N]."""
     from ..runtime import get_kernel, launch
 
-    if not isinstance(pw, PreparedWeight):
-        raise InputError(f"pw: expected a PreparedWeight (prepare_weight(w)), got {type(pw).__name__}")
-    check_tensor("x", x, dtype=torch.bfloat16, device="cuda", ndim=2, contiguous=True, align_bytes=16)
-    M, K = x.shape
-    N, Kw = pw.shape
-    if K != Kw:
-        raise InputError(f"x.shape[1] (K): expected {Kw} (the weight's K), got {K}")
-    if M < 1:
-        raise InputError(f"x.shape[0] (M): expected >= 1, got {M}")
+    M, N, K = check_gemm_input(x, pw, 2**31 - 1, "the v4 kernel")
     cfg = config or default_v4_config(M)
     if N % cfg.rows:
         raise InputError(f"w.shape[0] (N): expected a multiple of {cfg.rows} for config {cfg}, got {N}")
@@ -489,15 +503,7 @@ def w4a16_gemm_v6(x: torch.Tensor, pw: PreparedWeight, config: V6Config | None =
     x bf16 [M, K] @ dequant(W)^T -> bf16 [M, N], on the v4 prepared weight."""
     from ..runtime import get_kernel, launch
 
-    if not isinstance(pw, PreparedWeight):
-        raise InputError(f"pw: expected a PreparedWeight (prepare_weight(w)), got {type(pw).__name__}")
-    check_tensor("x", x, dtype=torch.bfloat16, device="cuda", ndim=2, contiguous=True, align_bytes=16)
-    M, K = x.shape
-    N, Kw = pw.shape
-    if K != Kw:
-        raise InputError(f"x.shape[1] (K): expected {Kw} (the weight's K), got {K}")
-    if not 1 <= M <= 8:
-        raise InputError(f"x.shape[0] (M): expected 1..8 for the v6 kernel, got {M}")
+    M, N, K = check_gemm_input(x, pw, 8, "the v6 kernel")
     cfg = config or V6_KERNELS[1]
     if N % cfg.rows:
         raise InputError(f"w.shape[0] (N): expected a multiple of {cfg.rows} for config {cfg}, got {N}")

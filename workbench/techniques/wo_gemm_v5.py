@@ -29,6 +29,8 @@ from .wo_gemm import (
     PreparedWeight,
     _reencode_scales,
     _workspace,
+    check_gemm_input,
+    check_prepare_input,
     decode_reencoded_scales,
     finalize,
 )
@@ -43,15 +45,7 @@ def prepare_stream_v5(w: NVFP4Tensor, rows_per_step: int = 1024) -> torch.Tensor
     """NVFP4Tensor [N, K] (linear scales, per-tensor global scale, N % 16 == 0, K % 256 == 0) -> the v5
     stream, uint8 [N/16, K/256, 2304] on the weight's device. Exact: a relayout plus the v4 scale
     re-encoding."""
-    if not isinstance(w, NVFP4Tensor):
-        raise InputError(f"w: expected an NVFP4Tensor, got {type(w).__name__}")
-    N, K = w.shape
-    if N % 16 or K % V5_BLOCK_K:
-        raise InputError(f"w.shape: expected N % 16 == 0 and K % {V5_BLOCK_K} == 0 for the v5 stream, got {[N, K]}")
-    if w.layout != "linear":
-        raise InputError(f"w.layout: expected 'linear' scales, got {w.layout!r} (unswizzle_scales() converts)")
-    if w.global_scale.dim() != 0:
-        raise InputError(f"w.global_scale: expected one per-tensor scale (shape []), got {list(w.global_scale.shape)}")
+    N, K = check_prepare_input(w, V5_BLOCK_K, "the v5 stream")
     nkb = K // V5_BLOCK_K
     parts = []
     for r0 in range(0, N, rows_per_step):
@@ -220,15 +214,7 @@ def w4a16_gemm_v5(x: torch.Tensor, pw: PreparedWeight, config: V5Config | None =
     from ..runtime import get_kernel
     from ..runtime.tma import launch_by_value, tensor_map_2d
 
-    if not isinstance(pw, PreparedWeight):
-        raise InputError(f"pw: expected a PreparedWeight (prepare_weight(w)), got {type(pw).__name__}")
-    check_tensor("x", x, dtype=torch.bfloat16, device="cuda", ndim=2, contiguous=True, align_bytes=16)
-    M, K = x.shape
-    N, Kw = pw.shape
-    if K != Kw:
-        raise InputError(f"x.shape[1] (K): expected {Kw} (the weight's K), got {K}")
-    if not 1 <= M <= V5_MAX_M:
-        raise InputError(f"x.shape[0] (M): expected 1..{V5_MAX_M} for the v5 kernel, got {M}")
+    M, N, K = check_gemm_input(x, pw, V5_MAX_M, "the v5 kernel")
     cfg = config or default_v5_config(M)
     if cfg.tokp < M:
         raise InputError(f"config {cfg}: serves M <= {cfg.tokp}, got M = {M}")

@@ -1,0 +1,95 @@
+// wb_streamk.cuh: the producer/consumer ring and the stream-K work schedule shared by the streaming
+// GEMMs (kernels/wo_gemm.cu v6, kernels/wo_gemm_v5.cu).
+// - A STAGES-deep ring in shared memory: per stage a "full" mbarrier (armed by the producer with the
+//   bytes its copies will deliver) and an "empty" one (the consumers' arrivals), plus the unit each
+//   stage holds (-1: no more work).
+// - The schedule: a CTA's producer takes units (row group x k slice) either as an equal contiguous share
+//   (static stream-K) or as a static part followed by grabs from a global counter (dynamic).
+// - The stream-K fixup: the last contributor of a 16-row tile converts its fp32 workspace rows to bf16.
+#pragma once
+#include "wb_common.cuh"
+#include "wb_tma.cuh"
+
+// Thread 0: the full barriers expect one arrival (the producer's, plus the copies' bytes), the empty
+// ones `consumers` arrivals. Followed by a CTA barrier at the call site.
+template <int STAGES>
+WB_DEVICE void ring_init(uint32_t full0, uint32_t empty0, uint32_t consumers) {
+    for (int s = 0; s < STAGES; ++s) {
+        mbar_init(full0 + 8 * s, 1);
+        mbar_init(empty0 + 8 * s, consumers);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+}
+
+// Producer warp, all lanes: claim stage i % STAGES for unit u (lane 0 waits until the consumers freed
+// it, records u and arms the full barrier for `bytes`; u < 0 completes it empty: the end marker).
+// Returns the stage; the lanes then issue the stage's copies on full0 + 8 * stage.
+template <int STAGES>
+WB_DEVICE int ring_claim(int i, int u, uint32_t bytes, uint32_t full0, uint32_t empty0, int* unit_of, int lane) {
+    const int s = i % STAGES;
+    if (lane == 0) {
+        mbar_wait(empty0 + 8 * s, ((i / STAGES) & 1) ^ 1);
+        unit_of[s] = u;
+        if (u >= 0) mbar_arrive_expect_tx(full0 + 8 * s, bytes);
+        else mbar_arrive(full0 + 8 * s);
+    }
+    __syncwarp();
+    return s;
+}
+
+// Consumer: wait until stage i % STAGES is full and return its unit (-1: no more work).
+template <int STAGES>
+WB_DEVICE int ring_take(int i, uint32_t full0, const int* unit_of) {
+    mbar_wait(full0 + 8 * (i % STAGES), (i / STAGES) & 1);
+    return unit_of[i % STAGES];
+}
+
+// Producer warp, all lanes: the units of this CTA, in order, then -1. grab <= 0: an equal contiguous
+// share of [0, units); grab > 0: the first s0 units of a contiguous share, then `grab` units at a time
+// from the counter work[0] (lane 0 fetches the next grab while the current one is issued; the last
+// producer out puts work[0] and work[1] back to zero for the next launch).
+template <typename Emit>
+WB_DEVICE void produce_units(int units, int s0, int grab, unsigned int* work, int lane, Emit&& emit) {
+    if (grab <= 0) {
+        const int u0 = (int)((long long)blockIdx.x * units / gridDim.x);
+        const int u1 = (int)((long long)(blockIdx.x + 1) * units / gridDim.x);
+        for (int u = u0; u < u1; ++u) emit(u);
+    } else {
+        int next = lane == 0 ? (int)atomicAdd(work, (unsigned)grab) : 0;  // in flight during the static part
+        for (int u = blockIdx.x * s0; u < min((blockIdx.x + 1) * s0, units); ++u) emit(u);
+        for (;;) {
+            const int base = gridDim.x * s0 + __shfl_sync(0xffffffffu, next, 0);
+            if (base >= units) break;
+            next = lane == 0 ? (int)atomicAdd(work, (unsigned)grab) : 0;
+            for (int u = base; u < min(base + grab, units); ++u) emit(u);
+        }
+        if (lane == 0 && atomicAdd(work + 1, 1u) == gridDim.x - 1) {
+            atomicExch(work, 0u);
+            atomicExch(work + 1, 0u);
+        }
+    }
+    emit(-1);
+}
+
+// One warp, after its red.add partials of 16-row tile `tile` and a __threadfence: count `done` k slices
+// on the tile's counter; the contributor that completes all `total` converts the tile's workspace rows
+// (ws[(16 tile + r) * ld + tok], tok in [tok0, tok0 + n_tok)) to bf16 out[tok, 16 tile + r] (tok < M),
+// times alpha, zeroes them and the counter for the next call.
+WB_DEVICE void finish_tile(float* __restrict__ ws, int ld, int tile, int tok0, int n_tok, unsigned int* counter,
+                           unsigned int done, unsigned int total, uint16_t* __restrict__ out, int M, int N,
+                           float alpha, int lane) {
+    int last = 0;
+    if (lane == 0) last = (atomicAdd(counter, done) + done == total);
+    last = __shfl_sync(0xffffffffu, last, 0);
+    if (!last) return;
+    __threadfence();
+    for (int idx = lane; idx < 16 * n_tok; idx += 32) {
+        const int r = idx & 15, tok = tok0 + (idx >> 4);
+        float* p = ws + (long long)(tile * 16 + r) * ld + tok;
+        const float v = __ldcg(p);
+        __stcg(p, 0.0f);
+        if (tok < M) out[(long long)tok * N + tile * 16 + r] = f32_to_bf16(v * alpha);
+    }
+    __syncwarp();
+    if (lane == 0) *counter = 0u;
+}
