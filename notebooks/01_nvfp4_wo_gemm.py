@@ -171,7 +171,8 @@ if rec_q:
 #    the x tile (TMA, 128-byte swizzle) into the ring; consumer warpgroups decode into `wgmma`'s register
 #    A operand and read x as the shared-memory B operand, so x is read once per CTA and unit instead of
 #    once per 16 weight rows. It uses its own stream layout with the natural k order inside each k16 step
-#    (`wo_gemm_v5.prepare_stream_v5`, built once per weight).
+#    (`wo_gemm_v5.prepare_stream_v5`, built once per weight). Configs are tuned per M like v4
+#    (`params.v5_tuning_us`), `_red` builds included.
 # 9. `nvfp4_cached_bf16`: cuBLAS on an exact `e2m1 * sf` bf16 weight cached at load time, `1/g` as
 #    cuBLAS's alpha: cuBLAS speed at every M, at the cost of keeping the bf16 weight too
 #    (`params.cached_bf16_extra_bytes`).
@@ -200,6 +201,15 @@ if rec_wo:
                          "v5_config"), "fused_v6": c["params"].get("v6_config")}.get(c["params"].get("dispatch")),
                      "validated": c["validation"]["passed"]})
     viz.table(rows, title="wo GEMM per M (ratios > 1: the NVFP4 dispatcher is faster)").show()
+    fused = []  # each fused step's best validated config at each M, beside the same bound
+    for c in sorted(rec_wo["cases"], key=lambda c: c["params"]["M"]):
+        for fam in ("v4", "v6", "v5"):
+            t = c["variants"].get(f"w4a16_{fam}")
+            if t:
+                fused.append({"M": c["params"]["M"], "kernel": f"w4a16_{fam}", "config": c["params"].get(f"{fam}_config"),
+                              "us": round(t["median_us"], 1), "bound us": round(c["bound_us"], 1),
+                              "% of bound": round(100 * c["bound_us"] / t["median_us"])})
+    viz.table(fused, title="fused W4A16 steps: best validated config per M, time beside the bound").show()
 
 # %% [markdown]
 # ## Accuracy

@@ -23,6 +23,28 @@ def log(msg: str) -> None:
     print(f"[{time.time() - T0:6.1f}s] {msg}", flush=True)
 
 
+def wo_weight_sets():
+    """The wo-shape weights of a sweep, enough copies that rotating them keeps the weight out of L2
+    (more than 3x L2 each kind): NVFP4 sets (quantized and prepared), one bf16 dequantized copy for cuBLAS,
+    fp8 (weight, scale) sets. Returns (wq, pw, w_bf, fp8w)."""
+    import torch
+
+    from workbench.techniques import nvfp4
+    from workbench.techniques import wo_gemm as wo
+
+    l2 = torch.cuda.get_device_properties(0).L2_cache_size
+    n_nv = max(2, math.ceil(3 * l2 / wo.weight_bytes("nvfp4")))
+    n_fp8 = max(1, math.ceil(3 * l2 / wo.weight_bytes("fp8")))
+    w_true = [wo.make_weight(wo.N_OUT, wo.K_IN, seed=10 + i) for i in range(max(n_nv, n_fp8))]
+    wq = [nvfp4.quantize(w, "tensor") for w in w_true[:n_nv]]
+    pw = [wo.prepare_weight(q) for q in wq]
+    w_bf = nvfp4.dequantize(wq[0], torch.bfloat16)
+    fp8w = [wo.fp8_prepare_weight(w) for w in w_true[:n_fp8]]
+    del w_true
+    torch.cuda.empty_cache()
+    return wq, pw, w_bf, fp8w
+
+
 def sweep_candidates(M: int):
     """Every instantiated v4 kernel whose token tile suits M, at 1x and 2x its min CTAs per SM."""
     from workbench.techniques import wo_gemm as wo
@@ -61,16 +83,8 @@ def main() -> int:
     log(f"copy {copy:.3f} TB/s")
 
     N, K = wo.N_OUT, wo.K_IN
-    l2 = torch.cuda.get_device_properties(0).L2_cache_size
-    n_nv = max(2, math.ceil(3 * l2 / wo.weight_bytes("nvfp4")))
-    n_fp8 = max(1, math.ceil(3 * l2 / wo.weight_bytes("fp8")))
-    w_true = [wo.make_weight(N, K, seed=10 + i) for i in range(max(n_nv, n_fp8))]
-    wq = [nvfp4.quantize(w, "tensor") for w in w_true[:n_nv]]
-    pw = [wo.prepare_weight(q) for q in wq]
-    w_bf = nvfp4.dequantize(wq[0], torch.bfloat16)
-    fp8w = [wo.fp8_prepare_weight(w) for w in w_true[:n_fp8]]
-    del w_true
-    torch.cuda.empty_cache()
+    wq, pw, w_bf, fp8w = wo_weight_sets()
+    n_nv, n_fp8 = len(pw), len(fp8w)
     log(f"weights ready ({n_nv} nvfp4 sets rotated, {n_fp8} fp8)")
     bound_us = wo.weight_bytes("nvfp4") / (copy * 1e6)
 

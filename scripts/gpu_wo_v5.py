@@ -8,12 +8,13 @@ Run on the device: PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python3 scripts/gpu_wo_v5.
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from gpu_wo_profile import wo_weight_sets  # noqa: E402 - scripts/ is on sys.path when run as a script
 
 T0 = time.time()
 
@@ -52,19 +53,11 @@ def main() -> int:
     copy = measure_copy_TBps()
     log(f"copy {copy:.3f} TB/s")
 
-    N, K = wo.N_OUT, wo.K_IN
-    l2 = torch.cuda.get_device_properties(0).L2_cache_size
-    n_nv = max(2, math.ceil(3 * l2 / wo.weight_bytes("nvfp4")))
-    n_fp8 = max(1, math.ceil(3 * l2 / wo.weight_bytes("fp8")))
-    w_true = [wo.make_weight(N, K, seed=10 + i) for i in range(max(n_nv, n_fp8))]
-    wq = [nvfp4.quantize(w, "tensor") for w in w_true[:n_nv]]
-    pw = [wo.prepare_weight(q) for q in wq]
+    K = wo.K_IN
+    wq, pw, w_bf, fp8w = wo_weight_sets()  # the same sets as scripts/gpu_wo_profile.py
+    n_nv, n_fp8 = len(pw), len(fp8w)
     for p_ in pw:
         v5.v5_stream(p_)
-    w_bf = nvfp4.dequantize(wq[0], torch.bfloat16)
-    fp8w = [wo.fp8_prepare_weight(w) for w in w_true[:n_fp8]]
-    del w_true
-    torch.cuda.empty_cache()
     bound_us = wo.weight_bytes("nvfp4") / (copy * 1e6)
     log(f"weights ready ({n_nv} nvfp4 sets rotated, {n_fp8} fp8); weight-read bound {bound_us:.2f} us")
 

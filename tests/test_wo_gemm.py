@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from wo_cases import all_codes_weight, check_fused, small_problem
 
 from workbench.runtime import InputError
 from workbench.techniques import nvfp4 as nv
@@ -61,13 +62,8 @@ def test_prepare_weight_roundtrip_all_codes_and_scales():
     """prepare_weight + the kernel's decode (emulated bit for bit) give dequantize_reference exactly,
     for every code, every E4M3 scale (subnormal and zero included)."""
     N, K = 64, 1024
-    g = torch.Generator().manual_seed(0)
-    codes = torch.randint(0, 16, (N, K), dtype=torch.uint8, generator=g)
-    sf = torch.randint(0, 0x7F, (N, K // 16), dtype=torch.uint8, generator=g)
-    sf[0, :8] = 0  # zero-scale blocks (their codes are zeroed by the layout: they decode to 0)
-    sf[1] = torch.arange(K // 16, dtype=torch.uint8)  # subnormal and small normal scales
-    sf[2] = torch.arange(0x7F - K // 16, 0x7F, dtype=torch.uint8)  # the largest scales
-    q = nv.NVFP4Tensor(nv.pack_nibbles(codes), sf, torch.tensor(3.0), "linear", (N, K))
+    # zero-scale blocks (their codes are zeroed by the layout), subnormal and the largest scales
+    q = all_codes_weight(N, K, seed=0, edge_rows=True)
     pw = wo.prepare_weight(q)
     assert pw.data.shape == (N // 16, K // 512, 9, 32, 16)
     assert torch.equal(wo.decode_prepared(pw), nv.dequantize_reference(q))
@@ -109,18 +105,11 @@ def test_v4_configs_are_instantiated():
 
 
 # ---------------------------------------------------------------------------------------------- GPU
-def _small_problem(M, N=512, K=1024, seed=0):
-    w = wo.make_weight(N, K, seed=seed)
-    q = nv.quantize(w, "tensor")
-    x = wo.make_activations(M, K, seed=seed + 1)
-    return x, q, wo.reference(x, nv.dequantize(q, torch.float32))
-
-
 @pytest.mark.gpu
 @pytest.mark.parametrize("cfg", wo.CONFIGS, ids=str)
 @pytest.mark.parametrize("M", [1, 5, 8, 13, 32, 50, 64, 100, 130])
 def test_gpu_w4a16_matches_fp32_of_dequantized(cfg, M):
-    x, q, ref = _small_problem(M)
+    x, q, ref = small_problem(M)
     for splits in (1, 3):
         out = torch.full((M, q.shape[0]), float("nan"), dtype=torch.bfloat16, device="cuda")
         v = wo.validate(wo.w4a16_gemm(x, q, cfg, splits, out=out), ref)
@@ -130,20 +119,10 @@ def test_gpu_w4a16_matches_fp32_of_dequantized(cfg, M):
         assert wo.validate(wo.w4a16_gemm(x, q, cfg, 3), ref)["passed"]
 
 
-def _all_codes_weight(sf_low: int, N: int = 256, K: int = 1024):
-    """A [N, K] NVFP4 weight holding every code, with block scales drawn from e4m3 bytes [sf_low, 0x7F)
-    (subnormal scales included) and global scale 3."""
-    g = torch.Generator().manual_seed(3)
-    codes = torch.randint(0, 16, (N, K), dtype=torch.uint8, generator=g)
-    sf = torch.randint(sf_low, 0x7F, (N, K // 16), dtype=torch.uint8, generator=g)
-    return nv.NVFP4Tensor(nv.pack_nibbles(codes).cuda(), sf.cuda(), torch.tensor(3.0, device="cuda"), "linear",
-                          (N, K))
-
-
 @pytest.mark.gpu
 def test_gpu_w4a16_all_codes_and_scales():
     """Weights built to contain every code with scales across the E4M3 range (subnormal included)."""
-    q = _all_codes_weight(sf_low=1)
+    q = all_codes_weight(sf_low=1, device="cuda")
     x = wo.make_activations(8, q.shape[1], seed=4)
     ref = wo.reference(x, nv.dequantize(q, torch.float32))
     for cfg in wo.CONFIGS:
@@ -152,7 +131,7 @@ def test_gpu_w4a16_all_codes_and_scales():
 
 @pytest.mark.gpu
 def test_gpu_w4a16_bad_input():
-    x, q, _ = _small_problem(4)
+    x, q, _ = small_problem(4)
     with pytest.raises(InputError, match="dtype"):
         wo.w4a16_gemm(x.float(), q)
     with pytest.raises(InputError, match="contiguous"):
@@ -166,18 +145,13 @@ def test_gpu_w4a16_bad_input():
                          + [k.with_ctas(2, g) for k in wo.V4_KERNELS for g in (1, 3)], ids=str)
 @pytest.mark.parametrize("M", [1, 5, 8, 13, 32, 50, 64, 100])
 def test_gpu_w4a16_v4_matches_fp32_of_dequantized(cfg, M):
-    x, q, ref = _small_problem(M, N=512, K=2048)
-    pw = wo.prepare_weight(q)
-    out = torch.full((M, q.shape[0]), float("nan"), dtype=torch.bfloat16, device="cuda")
-    v = wo.validate(wo.w4a16_gemm_v4(x, pw, cfg, out=out), ref)
-    assert v["passed"], (cfg, M, v)
-    for _ in range(2):  # workspace and counters left clean
-        assert wo.validate(wo.w4a16_gemm_v4(x, pw, cfg), ref)["passed"]
+    x, q, ref = small_problem(M, N=512, K=2048)
+    check_fused(wo.w4a16_gemm_v4, x, wo.prepare_weight(q), cfg, ref)
 
 
 @pytest.mark.gpu
 def test_gpu_w4a16_v4_all_codes_and_scales():
-    q = _all_codes_weight(sf_low=0)
+    q = all_codes_weight(sf_low=0, device="cuda")
     pw = wo.prepare_weight(q)
     assert torch.equal(wo.decode_prepared(pw), nv.dequantize_reference(q))
     x = wo.make_activations(8, q.shape[1], seed=4)
@@ -189,7 +163,7 @@ def test_gpu_w4a16_v4_all_codes_and_scales():
 
 @pytest.mark.gpu
 def test_gpu_dispatcher_paths():
-    x, q, ref = _small_problem(200, N=512, K=1024)
+    x, q, ref = small_problem(200, N=512, K=1024)
     pw = wo.prepare_weight(q)
     assert wo.validate(wo.wo_nvfp4(x, pw, tuning={}), ref, tol=5e-3)["passed"]  # M > 32: cached bf16
     assert wo.dispatch_path(200, tuning={}) == "cached_bf16_cublas"
@@ -215,18 +189,13 @@ def test_v6_configs_are_instantiated():
                                                  ((0, 0), (1, 1), (2, 3), (0, 2))], ids=str)
 @pytest.mark.parametrize("M", [1, 2, 5, 8])
 def test_gpu_w4a16_v6_matches_fp32_of_dequantized(cfg, M):
-    x, q, ref = _small_problem(M, N=1024, K=2048)
-    pw = wo.prepare_weight(q)
-    out = torch.full((M, q.shape[0]), float("nan"), dtype=torch.bfloat16, device="cuda")
-    v = wo.validate(wo.w4a16_gemm_v6(x, pw, cfg, out=out), ref)
-    assert v["passed"], (cfg, M, v)
-    for _ in range(2):  # workspace and counters left clean
-        assert wo.validate(wo.w4a16_gemm_v6(x, pw, cfg), ref)["passed"]
+    x, q, ref = small_problem(M, N=1024, K=2048)
+    check_fused(wo.w4a16_gemm_v6, x, wo.prepare_weight(q), cfg, ref)
 
 
 @pytest.mark.gpu
 def test_gpu_w4a16_v6_all_codes_and_scales():
-    q = _all_codes_weight(sf_low=0)
+    q = all_codes_weight(sf_low=0, device="cuda")
     pw = wo.prepare_weight(q)
     x = wo.make_activations(8, q.shape[1], seed=4)
     ref = wo.reference(x, nv.dequantize(q, torch.float32))

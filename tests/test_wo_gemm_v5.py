@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from wo_cases import all_codes_weight, check_fused, small_problem
 
 from workbench.runtime import InputError, compile_kernel
 from workbench.techniques import nvfp4 as nv
@@ -15,20 +16,9 @@ from workbench.techniques import wo_gemm_v5 as v5
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _all_codes_weight(N=64, K=1024, seed=0):
-    """Every code, every E4M3 scale byte below 0x7F (zero and subnormal scales included), g = 3."""
-    g = torch.Generator().manual_seed(seed)
-    codes = torch.randint(0, 16, (N, K), dtype=torch.uint8, generator=g)
-    sf = torch.randint(0, 0x7F, (N, K // 16), dtype=torch.uint8, generator=g)
-    sf[0, :8] = 0
-    sf[1] = torch.arange(K // 16, dtype=torch.uint8)
-    sf[2] = torch.arange(0x7F - K // 16, 0x7F, dtype=torch.uint8)
-    return nv.NVFP4Tensor(nv.pack_nibbles(codes), sf, torch.tensor(3.0), "linear", (N, K))
-
-
 def test_stream_v5_roundtrip_all_codes_and_scales():
     """prepare_stream_v5 + the kernel's reads and decode (emulated bit for bit) = dequantize_reference."""
-    q = _all_codes_weight()
+    q = all_codes_weight(64, 1024, seed=0, edge_rows=True)
     data = v5.prepare_stream_v5(q, rows_per_step=32)  # several row steps
     assert data.shape == (64 // 16, 1024 // 256, 2304) and data.dtype == torch.uint8
     assert torch.equal(v5.decode_stream_v5(data, q.global_scale, q.shape), nv.dequantize_reference(q))
@@ -93,32 +83,19 @@ def test_v5_bad_input():
         v5.w4a16_gemm_v5(torch.zeros(4, 512, dtype=torch.bfloat16), q)
 
 
-def _small_problem(M, N=512, K=2048, seed=0):
-    w = wo.make_weight(N, K, seed=seed)
-    q = nv.quantize(w, "tensor")
-    x = wo.make_activations(M, K, seed=seed + 1)
-    return x, q, wo.reference(x, nv.dequantize(q, torch.float32))
-
-
 @pytest.mark.gpu
 @pytest.mark.parametrize("cfg", v5.V5_KERNELS + [k.with_work(True, s0, g) for k in v5.V5_KERNELS for s0, g in
                                                  ((0, 0), (1, 1), (0, 2))], ids=str)
 def test_gpu_w4a16_v5_matches_fp32_of_dequantized(cfg):
     N = 2 * cfg.rows * 3  # several row groups; 132 CTAs share 24..96 units: uneven stream-K shares
     for M in sorted({1, 3, cfg.tokp // 2 + 1, cfg.tokp}):
-        x, q, ref = _small_problem(M, N=N, K=2048)
-        pw = wo.prepare_weight(q)
-        out = torch.full((M, N), float("nan"), dtype=torch.bfloat16, device="cuda")
-        v = wo.validate(v5.w4a16_gemm_v5(x, pw, cfg, out=out), ref)
-        assert v["passed"], (cfg, M, v)
-        for _ in range(2):  # workspace and counters left clean
-            assert wo.validate(v5.w4a16_gemm_v5(x, pw, cfg), ref)["passed"], (cfg, M)
+        x, q, ref = small_problem(M, N=N, K=2048)
+        check_fused(v5.w4a16_gemm_v5, x, wo.prepare_weight(q), cfg, ref)
 
 
 @pytest.mark.gpu
 def test_gpu_w4a16_v5_all_codes_and_scales():
-    q = _all_codes_weight(N=256, K=1024, seed=3)
-    q = nv.NVFP4Tensor(q.codes.cuda(), q.scales.cuda(), q.global_scale.cuda(), "linear", q.shape)
+    q = all_codes_weight(256, 1024, seed=3, edge_rows=True, device="cuda")
     pw = wo.prepare_weight(q)
     x = wo.make_activations(8, 1024, seed=4)
     ref = wo.reference(x, nv.dequantize(q, torch.float32))

@@ -1,0 +1,40 @@
+"""Inputs and checks shared by the wo GEMM tests (test_wo_gemm.py, test_wo_gemm_v5.py)."""
+
+import torch
+
+from workbench.techniques import nvfp4 as nv
+from workbench.techniques import wo_gemm as wo
+
+
+def small_problem(M, N=512, K=1024, seed=0):
+    """x bf16 [M, K], its NVFP4 weight q [N, K] (per-tensor scale) and the fp32 GEMM of the dequantized
+    operands (the reference every fused kernel must match within rel-L2 1e-3)."""
+    q = nv.quantize(wo.make_weight(N, K, seed=seed), "tensor")
+    x = wo.make_activations(M, K, seed=seed + 1)
+    return x, q, wo.reference(x, nv.dequantize(q, torch.float32))
+
+
+def all_codes_weight(N=256, K=1024, seed=3, sf_low=0, edge_rows=False, device="cpu"):
+    """An [N, K] NVFP4 weight holding every code, block scales drawn from E4M3 bytes [sf_low, 0x7F)
+    (subnormal scales included), global scale 3. edge_rows: row 0 starts with 8 zero-scale blocks, row 1
+    walks the smallest scale bytes, row 2 the largest."""
+    g = torch.Generator().manual_seed(seed)
+    codes = torch.randint(0, 16, (N, K), dtype=torch.uint8, generator=g)
+    sf = torch.randint(sf_low, 0x7F, (N, K // 16), dtype=torch.uint8, generator=g)
+    if edge_rows:
+        sf[0, :8] = 0
+        sf[1] = torch.arange(K // 16, dtype=torch.uint8)
+        sf[2] = torch.arange(0x7F - K // 16, 0x7F, dtype=torch.uint8)
+    return nv.NVFP4Tensor(nv.pack_nibbles(codes).to(device), sf.to(device), torch.tensor(3.0, device=device),
+                          "linear", (N, K))
+
+
+def check_fused(gemm, x, pw, cfg, ref):
+    """A fused GEMM wrapper gemm(x, pw, cfg, out=None) matches ref into a NaN-poisoned output, then twice
+    more with a fresh output (the workspace and counters must have been left clean)."""
+    M, N = ref.shape
+    out = torch.full((M, N), float("nan"), dtype=torch.bfloat16, device="cuda")
+    v = wo.validate(gemm(x, pw, cfg, out=out), ref)
+    assert v["passed"], (cfg, M, v)
+    for _ in range(2):
+        assert wo.validate(gemm(x, pw, cfg), ref)["passed"], (cfg, M)
