@@ -317,3 +317,96 @@ __global__ void __launch_bounds__(128) nvfp4_quantize_v3(
 }
 // @instantiate nvfp4_quantize_v3<4>
 // @instantiate nvfp4_quantize_v3<2>
+
+// ---------------------------------------------------------------------------------------------------
+// v5 nvfp4_quantize_v5: the swizzled layout at the linear layout's speed. In v1-v3 a warp's 32 scale
+// bytes land in 8 places 512 bytes apart in the 128x4 layout (4 bytes per 32-byte sector, from rows
+// that other CTAs finish at other times); v3 lost 10-20% to that on an H100. (A row-tile kernel with a
+// thread per row fixed the stores but broke the reads: commit 3850fe3, reverted.) v5 keeps coalesced
+// row reads and moves only the scale bytes through shared memory:
+// - A CTA owns 128 rows x 16*SEGS blocks (SEGS 512-byte segments of each row's bf16). Its scale bytes
+//   are SEGS*4 whole 128x4 tiles, i.e. one contiguous run of SEGS*2 KB in the swizzled buffer.
+// - A warp takes one row at a time; lane l loads 16-byte chunk l of each segment (one fully coalesced
+//   512-byte load per segment, no half-used sectors). Block j is chunks 2j and 2j+1, so lanes 2j, 2j+1
+//   share it: each takes the max over its 8 elements, one shuffle combines them, both derive the same
+//   scale byte and each encodes its own 8 elements into one 32-bit code word (codes of a segment: one
+//   coalesced 128-byte store).
+// - The scale bytes go to shared memory at their swizzled offsets; after one barrier the CTA writes
+//   its tiles with 16-byte stores (zero where rows >= M or blocks >= K/16: the layout's padding).
+// Same fp32 operations as v3 and the reference: bit-identical codes and scale bytes.
+// ---------------------------------------------------------------------------------------------------
+__device__ __forceinline__ float absmax8_v5(const u32x4& a) {
+    const uint32_t m = bf16x2_absmax(bf16x2_absmax(a.x, a.y), bf16x2_absmax(a.z, a.w)) & 0x7fff7fffu;
+    return fmaxf(__uint_as_float(m << 16), __uint_as_float(m & 0xffff0000u));
+}
+
+template <int SEGS, int U>
+__global__ void __launch_bounds__(256) nvfp4_quantize_v5(
+    const uint16_t* __restrict__ x, int M, int K, const float* __restrict__ g_in, int g_stride,
+    uint8_t* __restrict__ codes, uint8_t* __restrict__ sf, int swizzled) {
+    constexpr int WARPS = 8, ROWS = 128, NB = 16 * SEGS;  // blocks per row per CTA
+    constexpr int SF_BYTES = ROWS * NB;                    // SEGS*4 tiles of 512 bytes
+    static_assert((ROWS / WARPS) % U == 0, "U must divide the 16 rows of a warp");
+    __shared__ float qtable[256];
+    __shared__ __align__(16) uint8_t sf_tile[SF_BYTES];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int KB = K >> 4, kb_padded = (KB + 3) & ~3;
+    const int kb0 = blockIdx.x * NB, row0 = blockIdx.y * ROWS;
+    const int nkb = min(NB, KB - kb0);  // valid blocks of this CTA's row segment
+    if (g_stride == 0) {
+        const float g_inv = 1.0f / g_in[0];
+        for (int s = threadIdx.x; s < 256; s += blockDim.x) qtable[s] = nvfp4_block_qscale((uint8_t)s, g_inv);
+    }
+    if (swizzled)
+        for (int i = threadIdx.x; i < SF_BYTES / 16; i += blockDim.x)
+            reinterpret_cast<u32x4*>(sf_tile)[i] = u32x4{0, 0, 0, 0};
+    __syncthreads();
+#pragma unroll 1
+    for (int r0 = warp; r0 < ROWS; r0 += WARPS * U) {
+        u32x4 v[U][SEGS];
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            const int row = row0 + r0 + u * WARPS;
+            const u32x4* xr = reinterpret_cast<const u32x4*>(x + (long long)row * K) + 2 * kb0;
+#pragma unroll
+            for (int s = 0; s < SEGS; ++s) {
+                v[u][s] = u32x4{0, 0, 0, 0};
+                if (row < M && 32 * s + lane < 2 * nkb) v[u][s] = ld16_stream(xr + 32 * s + lane);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            const int rl = r0 + u * WARPS, row = row0 + rl;
+            if (row >= M) break;  // warp-uniform
+            const float g = g_in[(long long)row * g_stride];
+            uint32_t* cr = reinterpret_cast<uint32_t*>(codes + (long long)row * (K >> 1)) + 2 * kb0;
+#pragma unroll
+            for (int s = 0; s < SEGS; ++s) {
+                const int c = 32 * s + lane, j = c >> 1;  // chunk and block within the segment run
+                float m = absmax8_v5(v[u][s]);
+                m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
+                const uint8_t sb = nvfp4_block_scale(m, g);
+                const float q = g_stride == 0 ? qtable[sb] : nvfp4_block_qscale(sb, 1.0f / g);
+                if (c < 2 * nkb) {
+                    cr[c] = encode8_v3(v[u][s], q);
+                    if (!(lane & 1)) {
+                        if (swizzled)
+                            sf_tile[(j >> 2) * 512 + (rl & 31) * 16 + (rl >> 5) * 4 + (j & 3)] = sb;
+                        else
+                            sf[(long long)row * KB + kb0 + j] = sb;
+                    }
+                }
+            }
+        }
+    }
+    if (!swizzled) return;
+    __syncthreads();
+    // This CTA's tiles: rows row0..row0+127, k-tiles kb0/4 .. (kb0 + min(NB, kb_padded - kb0))/4 - 1.
+    const int ntiles = min(NB, kb_padded - kb0) >> 2;
+    u32x4* dst = reinterpret_cast<u32x4*>(sf + ((long long)(row0 >> 7) * (kb_padded >> 2) + (kb0 >> 2)) * 512);
+    for (int i = threadIdx.x; i < ntiles * 32; i += blockDim.x) dst[i] = reinterpret_cast<const u32x4*>(sf_tile)[i];
+}
+// @instantiate nvfp4_quantize_v5<2, 4>
+// @instantiate nvfp4_quantize_v5<2, 2>
+// @instantiate nvfp4_quantize_v5<1, 8>
+// @instantiate nvfp4_quantize_v5<1, 4>

@@ -298,13 +298,13 @@ def test_quantize_v3_sign_gather():
 
 
 # ---------------------------------------------------------------------------------------------- GPU
-GPU_SHAPES = [(1, 16), (3, 48), (7, 80), (130, 208), (257, 7168), (64, 16384)]
+GPU_SHAPES = [(1, 16), (3, 48), (7, 80), (130, 208), (300, 1040), (257, 7168), (64, 16384)]
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("M,K", GPU_SHAPES)
 @pytest.mark.parametrize("mode,layout", list(itertools.product(["tensor", "row", "given"], ["linear", "swizzled"])))
-@pytest.mark.parametrize("kernel", ["v1", "v2", "v3"])
+@pytest.mark.parametrize("kernel", ["v1", "v2", "v3", "v5"])
 def test_gpu_quantize_bit_exact(M, K, mode, layout, kernel):
     for seed, maker in enumerate((nv.make_inputs, nv.make_tie_inputs)):
         x = maker(M, K, seed=seed + M, device="cuda")
@@ -316,6 +316,42 @@ def test_gpu_quantize_bit_exact(M, K, mode, layout, kernel):
         r = nv.quantize_reference(x, gs, layout)
         res = nv.compare_exact(q, r)
         assert res["passed"], res
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("M,K", [(130, 208), (300, 1040), (257, 7168)])
+@pytest.mark.parametrize("config", nv.QUANT_V5_CONFIGS)
+@pytest.mark.parametrize("per_row", [False, True])
+def test_gpu_quantize_v5_configs_write_the_padding(M, K, config, per_row):
+    """Every v5 config is bit-exact, and it writes the swizzled padding (zeros) itself: the output
+    buffers start filled with 0xAB."""
+    x = nv.make_inputs(M, K, seed=M + K, device="cuda")
+    amax = x.float().abs().amax(dim=1) if per_row else x.float().abs().amax()
+    gs = nv.global_scale_from_amax(amax).cuda()
+    for layout in ("linear", "swizzled"):
+        r = nv.quantize_reference(x, gs, layout)
+        out = nv.NVFP4Tensor(codes=torch.full_like(r.codes, 0xAB, device="cuda"),
+                             scales=torch.full_like(r.scales, 0xAB, device="cuda"), global_scale=gs,
+                             layout=layout, shape=(M, K))
+        q = nv.quantize(x, gs, layout, out=out, kernel="v5", config=config)
+        res = nv.compare_exact(q, r)
+        assert res["passed"], (layout, res)
+
+
+@pytest.mark.gpu
+def test_gpu_quantize_v5_rejects_bad_config_and_misaligned_out():
+    x = nv.make_inputs(128, 256, seed=1, device="cuda")
+    gs = nv.global_scale_from_amax(x.float().abs().amax()).cuda()
+    with pytest.raises(InputError, match="config"):
+        nv.quantize(x, gs, "swizzled", kernel="v5", config=(3, 3))
+    with pytest.raises(InputError, match="config"):
+        nv.quantize(x, gs, "swizzled", kernel="v3", config=(2, 4))
+    good = nv.quantize(x, gs, "swizzled")
+    buf = torch.zeros(good.scales.numel() + 16, dtype=torch.uint8, device="cuda")
+    out = nv.NVFP4Tensor(codes=good.codes.clone(), scales=buf[1:1 + good.scales.numel()], global_scale=gs,
+                         layout="swizzled", shape=(128, 256))
+    with pytest.raises(InputError, match="out.scales"):
+        nv.quantize(x, gs, "swizzled", out=out)
 
 
 @pytest.mark.gpu

@@ -284,16 +284,35 @@ def amax_global_scale(x: torch.Tensor) -> torch.Tensor:
 
 
 QUANT_V3_CHUNK = 512  # 16-element blocks per CTA per row in nvfp4_quantize_v3<4> (128 threads x 4)
+# nvfp4_quantize_v5<SEGS, U>: a CTA owns 128 rows x 16*SEGS blocks; a warp keeps U rows in flight.
+QUANT_V5_CONFIGS = ((2, 4), (2, 2), (1, 8), (1, 4))
+QUANT_V5_DEFAULT = (2, 4)
+
+
+def _launch_quantize_v5(x, M, K, g_in, g_stride, out, config=QUANT_V5_DEFAULT):
+    from ..runtime import get_kernel, launch
+
+    if tuple(config) not in QUANT_V5_CONFIGS:
+        raise InputError(f"config: expected one of {QUANT_V5_CONFIGS}, got {config!r}")
+    segs, unroll = config
+    for name, t, align in (("out.codes", out.codes, 4), ("out.scales", out.scales, 16)):
+        if t.data_ptr() % align:
+            raise InputError(f"{name}: expected a {align}-byte aligned buffer for kernel v5, "
+                             f"got address {t.data_ptr():#x}")
+    grid = (-(-(K // BLOCK) // (16 * segs)), -(-M // 128), 1)
+    launch(get_kernel("nvfp4", f"nvfp4_quantize_v5<{segs}, {unroll}>"), grid, 256,
+           (x, M, K, g_in, g_stride, out.codes, out.scales, int(out.layout == "swizzled")))
 
 
 def quantize(x: torch.Tensor, global_scale="tensor", layout: str = "linear", out: NVFP4Tensor | None = None,
-             kernel: str = "v3") -> NVFP4Tensor:
+             kernel: str = "v5", config=None) -> NVFP4Tensor:
     """NVFP4-quantize a CUDA bf16 x [M, K] with kernels/nvfp4.cu; bit-identical to quantize_reference.
 
     global_scale: "tensor" (amax pass + quantize), "row" (per-row dynamic, one kernel) or a given fp32
     CUDA tensor [] or [M] (static scale, one kernel). `out` reuses buffers (its scales' padding must be
-    zero for the swizzled layout). kernel: "v3" (fp32-pipe encoder, scale table; given or per-tensor
-    scales), "v2" (grid-stride, 4 blocks per thread) or "v1" (one CTA per row; always used for "row").
+    zero for the swizzled layout). kernel: "v5" (coalesced row segments, swizzled scales written as whole
+    tiles from shared memory; `config` = (SEGS, U) of QUANT_V5_CONFIGS), "v3" (fp32-pipe encoder, scale
+    table), "v2" (grid-stride, 4 blocks per thread) or "v1" (one CTA per row); "row" always uses v1.
     Non-finite inputs give unspecified codes.
     """
     from ..runtime import get_kernel, launch
@@ -322,7 +341,12 @@ def quantize(x: torch.Tensor, global_scale="tensor", layout: str = "linear", out
             raise InputError(f"global_scale: expected shape [] or [{M}], got {list(global_scale.shape)}")
         out.global_scale = global_scale
         g_in, g_stride = global_scale, int(global_scale.dim() == 1)
-    check_choice("kernel", kernel, ("v1", "v2", "v3"))
+    check_choice("kernel", kernel, ("v1", "v2", "v3", "v5"))
+    if config is not None and kernel != "v5":
+        raise InputError(f"config: only kernel 'v5' takes a config, got kernel={kernel!r}")
+    if kernel == "v5" and not dynamic_row:
+        _launch_quantize_v5(x, M, K, g_in, g_stride, out, QUANT_V5_DEFAULT if config is None else config)
+        return out
     if kernel == "v3" and not dynamic_row:
         sms = torch.cuda.get_device_properties(x.device).multi_processor_count
         chunks = -(-(K // BLOCK) // QUANT_V3_CHUNK)
@@ -421,39 +445,35 @@ def _bench_quantize(M: int, K: int, ceil, progress: bool):
     x = make_inputs(M, K, seed=M + K)
     g_given = global_scale_from_amax(x.float().abs().amax()).cuda()
     variants, validation = {}, {"passed": True}
-    runs = {
-        "cupy_quantize_linear_v1": lambda: quantize(x, g_given, "linear", kernel="v1"),
-        "cupy_quantize_linear_v2": lambda: quantize(x, g_given, "linear", kernel="v2"),
-        "cupy_quantize_linear": lambda: quantize(x, g_given, "linear"),
-        "cupy_quantize_swizzled": lambda: quantize(x, g_given, "swizzled"),
-        "cupy_quantize_row_dynamic": lambda: quantize(x, "row", "swizzled"),
-        "cupy_quantize_tensor_dynamic": lambda: quantize(x, "tensor", "swizzled"),
-    }
-    refs = {"cupy_quantize_linear": quantize_reference(x, g_given, "linear"),
-            "cupy_quantize_row_dynamic": quantize_reference(x, "row", "swizzled"),
-            "cupy_quantize_tensor_dynamic": quantize_reference(x, "tensor", "swizzled")}
-    refs["cupy_quantize_linear_v1"] = refs["cupy_quantize_linear_v2"] = refs["cupy_quantize_linear"]
-    refs["cupy_quantize_swizzled"] = NVFP4Tensor(refs["cupy_quantize_linear"].codes,
-                                                 swizzle_scales(refs["cupy_quantize_linear"].scales),
-                                                 refs["cupy_quantize_linear"].global_scale, "swizzled", (M, K))
+    # given-scale variants: name -> (layout, kernel, v5 config); the unsuffixed names are the defaults
+    given = {"cupy_quantize_linear_v1": ("linear", "v1", None), "cupy_quantize_linear_v2": ("linear", "v2", None),
+             "cupy_quantize_linear_v3": ("linear", "v3", None), "cupy_quantize_swizzled_v3": ("swizzled", "v3", None),
+             "cupy_quantize_linear": ("linear", "v5", None), "cupy_quantize_swizzled": ("swizzled", "v5", None)}
+    for segs, unroll in QUANT_V5_CONFIGS:
+        if (segs, unroll) != QUANT_V5_DEFAULT:
+            given[f"cupy_quantize_swizzled_v5_s{segs}u{unroll}"] = ("swizzled", "v5", (segs, unroll))
+    ref_lin = quantize_reference(x, g_given, "linear")
+    ref_sw = NVFP4Tensor(ref_lin.codes, swizzle_scales(ref_lin.scales), ref_lin.global_scale, "swizzled", (M, K))
+    refs = {name: ref_lin if layout == "linear" else ref_sw for name, (layout, _, _) in given.items()}
+    refs["cupy_quantize_row_dynamic"] = quantize_reference(x, "row", "swizzled")
+    refs["cupy_quantize_tensor_dynamic"] = quantize_reference(x, "tensor", "swizzled")
+    outs = {"linear": quantize(x, g_given, "linear"), "swizzled": quantize(x, g_given, "swizzled"),
+            "row": quantize(x, "row", "swizzled")}
+    runs = {name: (lambda layout=layout, kernel=kernel, config=config, out=None: quantize(
+        x, g_given, layout, out=out, kernel=kernel, config=config)) for name, (layout, kernel, config) in given.items()}
+    runs["cupy_quantize_row_dynamic"] = lambda out=None: quantize(x, "row", "swizzled", out=out)
+    runs["cupy_quantize_tensor_dynamic"] = lambda out=None: quantize(x, "tensor", "swizzled", out=out)
     for name, fn in runs.items():
-        v = compare_exact(fn(), refs[name])
+        v = compare_exact(fn(), refs[name])  # fresh buffers: the swizzled padding must come out zero
         for k in ("code_mismatches", "scale_mismatches", "global_scale_mismatches"):
             validation[f"{name}.{k}"] = v[k]
         validation["passed"] &= v["passed"]
     # buffers reused while timing (no allocation in the timed region)
-    out_lin = quantize(x, g_given, "linear")
-    out_sw = quantize(x, g_given, "swizzled")
-    out_row = quantize(x, "row", "swizzled")
-    timed = {
-        "torch_reference": lambda: quantize_reference(x, g_given, "linear"),
-        "cupy_quantize_linear_v1": lambda: quantize(x, g_given, "linear", out=out_lin, kernel="v1"),
-        "cupy_quantize_linear_v2": lambda: quantize(x, g_given, "linear", out=out_lin, kernel="v2"),
-        "cupy_quantize_linear": lambda: quantize(x, g_given, "linear", out=out_lin),
-        "cupy_quantize_swizzled": lambda: quantize(x, g_given, "swizzled", out=out_sw),
-        "cupy_quantize_row_dynamic": lambda: quantize(x, "row", "swizzled", out=out_row),
-        "cupy_quantize_tensor_dynamic": lambda: quantize(x, "tensor", "swizzled", out=out_sw),
-    }
+    out_of = {name: outs[given[name][0]] for name in given}
+    out_of["cupy_quantize_row_dynamic"] = outs["row"]
+    out_of["cupy_quantize_tensor_dynamic"] = outs["swizzled"]
+    timed = {"torch_reference": lambda: quantize_reference(x, g_given, "linear")}
+    timed.update({name: (lambda fn=fn, out=out_of[name]: fn(out=out)) for name, fn in runs.items()})
     for name, fn in timed.items():
         variants[name] = time_cuda(fn, reps=20, graph=name != "torch_reference", inner=5,
                                    l2="warm", max_seconds=4.0)
