@@ -177,17 +177,12 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                 }
             }
 #pragma unroll
-            for (int j = 0; j < TOKP / 8; ++j)
+            for (int j = 0; j < TOKP / 8; ++j) {
+                red_add_frag(ws, TOKP, tile * 16 + g, 8 * j, acc[0][i][4 * j], acc[0][i][4 * j + 1],
+                             acc[0][i][4 * j + 2], acc[0][i][4 * j + 3], t, 8 * j + 2 * (t & ~1) < M);
 #pragma unroll
-                for (int h = 0; h < 2; ++h) {
-                    if (8 * j + 2 * t < M) {
-                        float* p = ws + (long long)(tile * 16 + g + 8 * h) * TOKP + 8 * j + 2 * t;
-                        asm volatile("red.global.add.v2.f32 [%0], {%1, %2};" ::"l"(p), "f"(acc[0][i][4 * j + 2 * h]),
-                                     "f"(acc[0][i][4 * j + 2 * h + 1]) : "memory");
-                    }
-                    acc[0][i][4 * j + 2 * h] = 0.0f;
-                    acc[0][i][4 * j + 2 * h + 1] = 0.0f;
-                }
+                for (int e = 0; e < 4; ++e) acc[0][i][4 * j + e] = 0.0f;
+            }
         }
         if constexpr (RED) {  // reduce only: wo_finalize converts the workspace after the kernel
             sa_done = 0;

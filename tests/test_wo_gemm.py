@@ -202,3 +202,20 @@ def test_gpu_w4a16_v6_all_codes_and_scales():
     for k in wo.V6_KERNELS + [k.with_work(True, 1, 1) for k in wo.V6_KERNELS[1:]]:
         if q.shape[0] % k.rows == 0:
             assert wo.validate(wo.w4a16_gemm_v6(x, pw, k), ref)["passed"], k
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("M,ldw,N", [(1, 8, 7168), (5, 8, 96), (32, 32, 7168), (50, 64, 7168), (64, 64, 112)])
+def test_gpu_finalize_converts_and_zeroes_the_workspace(M, ldw, N):
+    """wo_finalize: out[tok, n] = bf16(ws[n, tok] * 2^63 / g) for tok < M, and every ws entry zero after."""
+    g = torch.tensor(1.7e3, device="cuda")
+    ws = torch.randn(N * ldw, device="cuda") * 2.0**-60
+    want = (ws.view(N, ldw)[:, :M].t() * (2.0**63 / g)).to(torch.bfloat16)
+    out = torch.full((M, N), float("nan"), dtype=torch.bfloat16, device="cuda")
+    wo.finalize(ws, g, out, ldw)
+    torch.cuda.synchronize()
+    # alpha is formed as (1/g) * 2^63 in fp32, one rounding away from 2^63/g: compare to 1 bf16 ulp
+    torch.testing.assert_close(out.float(), want.float(), rtol=2**-7, atol=0)
+    assert int(torch.count_nonzero(ws)) == 0
+    with pytest.raises(InputError, match="ldw"):
+        wo.finalize(ws, g, out, 6)

@@ -71,6 +71,24 @@ WB_DEVICE void produce_units(int units, int s0, int grab, unsigned int* work, in
     emit(-1);
 }
 
+// Add one mma accumulator fragment to the fp32 workspace ws[row * ld + col] with half as many
+// atomics as a v2 per row: lane (g, t) holds rows g and g+8 at cols c0 + 2t, c0 + 2t + 1 (d0, d1 and
+// d2, d3); lanes t and t^1 swap halves so that the even lane owns row g's four cols c0 + 2t .. + 3 and
+// the odd lane row g+8's four cols c0 + 2t - 2 .. + 1: one red.global.add.v4.f32 each (16-byte
+// aligned: ld and c0 multiples of 4). All 32 lanes must call it (shuffles). Adding a zero column
+// (tokens >= M, zero-filled x) leaves the workspace zero, so `valid` need only cut whole 4-col groups.
+WB_DEVICE void red_add_frag(float* __restrict__ ws, long long ld, int row_g, int c0, float d0, float d1, float d2,
+                            float d3, int t, bool valid) {
+    const bool odd = t & 1;
+    const float r0 = __shfl_xor_sync(0xffffffffu, odd ? d0 : d2, 1);
+    const float r1 = __shfl_xor_sync(0xffffffffu, odd ? d1 : d3, 1);
+    const float v0 = odd ? r0 : d0, v1 = odd ? r1 : d1, v2 = odd ? d2 : r0, v3 = odd ? d3 : r1;
+    float* p = ws + (long long)(row_g + 8 * odd) * ld + c0 + 2 * (t & ~1);
+    if (valid)
+        asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(p), "f"(v0), "f"(v1), "f"(v2), "f"(v3)
+                     : "memory");
+}
+
 // One warp, after its red.add partials of 16-row tile `tile` and a __threadfence: count `done` k slices
 // on the tile's counter; the contributor that completes all `total` converts the tile's workspace rows
 // (ws[(16 tile + r) * ld + tok], tok in [tok0, tok0 + n_tok)) to bf16 out[tok, 16 tile + r] (tok < M),
