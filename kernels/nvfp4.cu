@@ -324,15 +324,16 @@ __global__ void __launch_bounds__(128) nvfp4_quantize_v3(
 // that other CTAs finish at other times); v3 lost 10-20% to that on an H100. (A row-tile kernel with a
 // thread per row fixed the stores but broke the reads: commit 3850fe3, reverted.) v5 keeps coalesced
 // row reads and moves only the scale bytes through shared memory:
-// - A CTA owns 128 rows x 16*SEGS blocks (SEGS 512-byte segments of each row's bf16). Its scale bytes
-//   are SEGS*4 whole 128x4 tiles, i.e. one contiguous run of SEGS*2 KB in the swizzled buffer.
-// - A warp takes one row at a time; lane l loads 16-byte chunk l of each segment (one fully coalesced
-//   512-byte load per segment, no half-used sectors). Block j is chunks 2j and 2j+1, so lanes 2j, 2j+1
+// - A CTA owns 128 rows x NB blocks (NB * 32 bytes of each row's bf16). Its scale bytes are NB / 4
+//   whole 128x4 tiles: one contiguous run of NB * 128 bytes in the swizzled buffer.
+// - Lanes read 16-byte chunks along a row: a warp load covers one row's 512 bytes (NB >= 16) or two
+//   rows' 256 bytes (NB = 8), no half-used sectors. Block j is chunks 2j and 2j+1, so lanes 2j, 2j+1
 //   share it: each takes the max over its 8 elements, one shuffle combines them, both derive the same
-//   scale byte and each encodes its own 8 elements into one 32-bit code word (codes of a segment: one
-//   coalesced 128-byte store).
+//   scale byte and each encodes its own 8 elements into one 32-bit code word (coalesced code stores).
 // - The scale bytes go to shared memory at their swizzled offsets; after one barrier the CTA writes
 //   its tiles with 16-byte stores (zero where rows >= M or blocks >= K/16: the layout's padding).
+// - Small NB keeps the work per CTA small: the last wave's imbalance (SMs idle while others finish
+//   their last CTA) is about one CTA's time, which mattered at [8192, 7168] (~7 us with NB = 16-32).
 // Same fp32 operations as v3 and the reference: bit-identical codes and scale bytes.
 // ---------------------------------------------------------------------------------------------------
 __device__ __forceinline__ float absmax8_v5(const u32x4& a) {
@@ -340,16 +341,19 @@ __device__ __forceinline__ float absmax8_v5(const u32x4& a) {
     return fmaxf(__uint_as_float(m << 16), __uint_as_float(m & 0xffff0000u));
 }
 
-template <int SEGS, int U>
+template <int NB, int U>
 __global__ void __launch_bounds__(256) nvfp4_quantize_v5(
     const uint16_t* __restrict__ x, int M, int K, const float* __restrict__ g_in, int g_stride,
     uint8_t* __restrict__ codes, uint8_t* __restrict__ sf, int swizzled) {
-    constexpr int WARPS = 8, ROWS = 128, NB = 16 * SEGS;  // blocks per row per CTA
-    constexpr int SF_BYTES = ROWS * NB;                    // SEGS*4 tiles of 512 bytes
-    static_assert((ROWS / WARPS) % U == 0, "U must divide the 16 rows of a warp");
+    constexpr int WARPS = 8, ROWS = 128, SF_BYTES = ROWS * NB;
+    constexpr int CPR = 2 * NB;                  // 16-byte chunks per row segment
+    constexpr int LPR = CPR < 32 ? CPR : 32;     // lanes per row
+    constexpr int RPL = 32 / LPR, SEGS = CPR / LPR;  // rows per warp load, loads per row per lane
+    constexpr int RPI = WARPS * U * RPL;         // rows per CTA iteration
+    static_assert(NB % 8 == 0 && NB <= 64 && ROWS % RPI == 0, "NB, U");
     __shared__ float qtable[256];
     __shared__ __align__(16) uint8_t sf_tile[SF_BYTES];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, sub = lane / LPR, cl = lane % LPR;
     const int KB = K >> 4, kb_padded = (KB + 3) & ~3;
     const int kb0 = blockIdx.x * NB, row0 = blockIdx.y * ROWS;
     const int nkb = min(NB, KB - kb0);  // valid blocks of this CTA's row segment
@@ -362,32 +366,31 @@ __global__ void __launch_bounds__(256) nvfp4_quantize_v5(
             reinterpret_cast<u32x4*>(sf_tile)[i] = u32x4{0, 0, 0, 0};
     __syncthreads();
 #pragma unroll 1
-    for (int r0 = warp; r0 < ROWS; r0 += WARPS * U) {
+    for (int it = 0; it < ROWS; it += RPI) {
         u32x4 v[U][SEGS];
 #pragma unroll
         for (int u = 0; u < U; ++u) {
-            const int row = row0 + r0 + u * WARPS;
+            const int row = row0 + it + (u * WARPS + warp) * RPL + sub;
             const u32x4* xr = reinterpret_cast<const u32x4*>(x + (long long)row * K) + 2 * kb0;
 #pragma unroll
             for (int s = 0; s < SEGS; ++s) {
                 v[u][s] = u32x4{0, 0, 0, 0};
-                if (row < M && 32 * s + lane < 2 * nkb) v[u][s] = ld16_stream(xr + 32 * s + lane);
+                if (row < M && s * LPR + cl < 2 * nkb) v[u][s] = ld16_stream(xr + s * LPR + cl);
             }
         }
 #pragma unroll
         for (int u = 0; u < U; ++u) {
-            const int rl = r0 + u * WARPS, row = row0 + rl;
-            if (row >= M) break;  // warp-uniform
-            const float g = g_in[(long long)row * g_stride];
+            const int rl = it + (u * WARPS + warp) * RPL + sub, row = row0 + rl;
+            const float g = g_in[(long long)min(row, M - 1) * g_stride];
             uint32_t* cr = reinterpret_cast<uint32_t*>(codes + (long long)row * (K >> 1)) + 2 * kb0;
 #pragma unroll
             for (int s = 0; s < SEGS; ++s) {
-                const int c = 32 * s + lane, j = c >> 1;  // chunk and block within the segment run
+                const int c = s * LPR + cl, j = c >> 1;  // chunk and block within the segment
                 float m = absmax8_v5(v[u][s]);
-                m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
+                m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));  // all lanes: the pair shares a block
                 const uint8_t sb = nvfp4_block_scale(m, g);
                 const float q = g_stride == 0 ? qtable[sb] : nvfp4_block_qscale(sb, 1.0f / g);
-                if (c < 2 * nkb) {
+                if (row < M && c < 2 * nkb) {
                     cr[c] = encode8_v3(v[u][s], q);
                     if (!(lane & 1)) {
                         if (swizzled)
@@ -406,7 +409,9 @@ __global__ void __launch_bounds__(256) nvfp4_quantize_v5(
     u32x4* dst = reinterpret_cast<u32x4*>(sf + ((long long)(row0 >> 7) * (kb_padded >> 2) + (kb0 >> 2)) * 512);
     for (int i = threadIdx.x; i < ntiles * 32; i += blockDim.x) dst[i] = reinterpret_cast<const u32x4*>(sf_tile)[i];
 }
-// @instantiate nvfp4_quantize_v5<2, 4>
-// @instantiate nvfp4_quantize_v5<2, 2>
-// @instantiate nvfp4_quantize_v5<1, 8>
-// @instantiate nvfp4_quantize_v5<1, 4>
+// @instantiate nvfp4_quantize_v5<16, 4>
+// @instantiate nvfp4_quantize_v5<16, 2>
+// @instantiate nvfp4_quantize_v5<8, 4>
+// @instantiate nvfp4_quantize_v5<8, 2>
+// @instantiate nvfp4_quantize_v5<8, 8>
+// @instantiate nvfp4_quantize_v5<32, 4>
