@@ -341,15 +341,19 @@ __device__ __forceinline__ float absmax8_v5(const u32x4& a) {
     return fmaxf(__uint_as_float(m << 16), __uint_as_float(m & 0xffff0000u));
 }
 
-template <int NB, int U>
+template <int NB, int U, bool SPLIT>
 __global__ void __launch_bounds__(256) nvfp4_quantize_v5(
     const uint16_t* __restrict__ x, int M, int K, const float* __restrict__ g_in, int g_stride,
     uint8_t* __restrict__ codes, uint8_t* __restrict__ sf, int swizzled) {
     constexpr int WARPS = 8, ROWS = 128, SF_BYTES = ROWS * NB;
-    constexpr int CPR = 2 * NB;                  // 16-byte chunks per row segment
-    constexpr int LPR = CPR < 32 ? CPR : 32;     // lanes per row
-    constexpr int RPL = 32 / LPR, SEGS = CPR / LPR;  // rows per warp load, loads per row per lane
-    constexpr int RPI = WARPS * U * RPL;         // rows per CTA iteration
+    // SPLIT: a lane holds one 16-byte chunk (half a block) per load, pairs of lanes share a block.
+    // Otherwise a lane holds a whole block (two 16-byte loads 16 bytes apart, as v1/v3): half the
+    // per-block math (the scale byte, its multiplier) per element, for sectors read in two halves.
+    constexpr int UNITS = SPLIT ? 2 * NB : NB;   // per-lane units (chunks or blocks) per row segment
+    constexpr int LPR = UNITS < 32 ? UNITS : 32;  // lanes per row
+    constexpr int RPL = 32 / LPR, SEGS = UNITS / LPR;  // rows per warp step, units per row per lane
+    constexpr int LD = SPLIT ? 1 : 2;             // 16-byte loads per unit
+    constexpr int RPI = WARPS * U * RPL;          // rows per CTA iteration
     static_assert(NB % 8 == 0 && NB <= 64 && ROWS % RPI == 0, "NB, U");
     __shared__ float qtable[256];
     __shared__ __align__(16) uint8_t sf_tile[SF_BYTES];
@@ -357,6 +361,7 @@ __global__ void __launch_bounds__(256) nvfp4_quantize_v5(
     const int KB = K >> 4, kb_padded = (KB + 3) & ~3;
     const int kb0 = blockIdx.x * NB, row0 = blockIdx.y * ROWS;
     const int nkb = min(NB, KB - kb0);  // valid blocks of this CTA's row segment
+    const int n_units = SPLIT ? 2 * nkb : nkb;
     if (g_stride == 0) {
         const float g_inv = 1.0f / g_in[0];
         for (int s = threadIdx.x; s < 256; s += blockDim.x) qtable[s] = nvfp4_block_qscale((uint8_t)s, g_inv);
@@ -367,15 +372,19 @@ __global__ void __launch_bounds__(256) nvfp4_quantize_v5(
     __syncthreads();
 #pragma unroll 1
     for (int it = 0; it < ROWS; it += RPI) {
-        u32x4 v[U][SEGS];
+        u32x4 v[U][SEGS][LD];
 #pragma unroll
         for (int u = 0; u < U; ++u) {
             const int row = row0 + it + (u * WARPS + warp) * RPL + sub;
             const u32x4* xr = reinterpret_cast<const u32x4*>(x + (long long)row * K) + 2 * kb0;
 #pragma unroll
             for (int s = 0; s < SEGS; ++s) {
-                v[u][s] = u32x4{0, 0, 0, 0};
-                if (row < M && s * LPR + cl < 2 * nkb) v[u][s] = ld16_stream(xr + s * LPR + cl);
+                const int c = s * LPR + cl;
+#pragma unroll
+                for (int l = 0; l < LD; ++l) {
+                    v[u][s][l] = u32x4{0, 0, 0, 0};
+                    if (row < M && c < n_units) v[u][s][l] = ld16_stream(xr + LD * c + l);
+                }
             }
         }
 #pragma unroll
@@ -385,14 +394,24 @@ __global__ void __launch_bounds__(256) nvfp4_quantize_v5(
             uint32_t* cr = reinterpret_cast<uint32_t*>(codes + (long long)row * (K >> 1)) + 2 * kb0;
 #pragma unroll
             for (int s = 0; s < SEGS; ++s) {
-                const int c = s * LPR + cl, j = c >> 1;  // chunk and block within the segment
-                float m = absmax8_v5(v[u][s]);
-                m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));  // all lanes: the pair shares a block
+                const int c = s * LPR + cl, j = SPLIT ? c >> 1 : c;  // unit and block within the segment
+                float m;
+                if constexpr (SPLIT) {
+                    m = absmax8_v5(v[u][s][0]);
+                    m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));  // all lanes: the pair shares a block
+                } else {
+                    m = absmax16(v[u][s][0], v[u][s][LD - 1]);
+                }
                 const uint8_t sb = nvfp4_block_scale(m, g);
                 const float q = g_stride == 0 ? qtable[sb] : nvfp4_block_qscale(sb, 1.0f / g);
-                if (row < M && c < 2 * nkb) {
-                    cr[c] = encode8_v3(v[u][s], q);
-                    if (!(lane & 1)) {
+                if (row < M && c < n_units) {
+                    if constexpr (SPLIT) {
+                        cr[c] = encode8_v3(v[u][s][0], q);
+                    } else {
+                        reinterpret_cast<uint2*>(cr)[c] =
+                            make_uint2(encode8_v3(v[u][s][0], q), encode8_v3(v[u][s][LD - 1], q));
+                    }
+                    if (!SPLIT || !(lane & 1)) {
                         if (swizzled)
                             sf_tile[(j >> 2) * 512 + (rl & 31) * 16 + (rl >> 5) * 4 + (j & 3)] = sb;
                         else
@@ -409,9 +428,11 @@ __global__ void __launch_bounds__(256) nvfp4_quantize_v5(
     u32x4* dst = reinterpret_cast<u32x4*>(sf + ((long long)(row0 >> 7) * (kb_padded >> 2) + (kb0 >> 2)) * 512);
     for (int i = threadIdx.x; i < ntiles * 32; i += blockDim.x) dst[i] = reinterpret_cast<const u32x4*>(sf_tile)[i];
 }
-// @instantiate nvfp4_quantize_v5<16, 4>
-// @instantiate nvfp4_quantize_v5<16, 2>
-// @instantiate nvfp4_quantize_v5<8, 4>
-// @instantiate nvfp4_quantize_v5<8, 2>
-// @instantiate nvfp4_quantize_v5<8, 8>
-// @instantiate nvfp4_quantize_v5<32, 4>
+// @instantiate nvfp4_quantize_v5<16, 4, true>
+// @instantiate nvfp4_quantize_v5<8, 2, true>
+// @instantiate nvfp4_quantize_v5<8, 4, true>
+// @instantiate nvfp4_quantize_v5<32, 4, false>
+// @instantiate nvfp4_quantize_v5<32, 2, false>
+// @instantiate nvfp4_quantize_v5<16, 4, false>
+// @instantiate nvfp4_quantize_v5<16, 2, false>
+// @instantiate nvfp4_quantize_v5<8, 4, false>

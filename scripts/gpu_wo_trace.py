@@ -4,11 +4,11 @@ For the dispatcher's kernels at M = 8, 32, 64 (and cuBLAS bf16 beside them), all
 1. the graph-replay time of the benchmark (wo._time: 12 calls per replay, weight sets rotated);
 2. a CUPTI trace (torch.profiler) of the same replays: each kernel's own duration and the idle gap
    before it, so GEMM, wo_finalize and launch gaps are told apart;
-3. SM clock, memory clock and power sampled by nvidia-smi while each one replays for ~1.5 s.
-Also times the extra v5 configs at M = 32 (two m64 blocks per warpgroup, deeper A buffering).
+3. (--clocks) SM clock, memory clock and power sampled by nvidia-smi while each one replays ~1.5 s.
+--sweep: also every reduce-only v5 candidate at M = 32 and 64; --clocks: also the clock samples.
 Writes $OUT/trace.json. Diagnostic only: nothing here is a record.
 
-Run on the device: PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python3 scripts/gpu_wo_trace.py
+Run on the device: PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python3 scripts/gpu_wo_trace.py [--sweep] [--clocks]
 """
 
 from __future__ import annotations
@@ -112,8 +112,8 @@ def main() -> int:
         x = wo.make_activations(M, K, seed=300 + M)
         ref = [wo.reference(x, nvfp4.dequantize(q, torch.float32)) for q in wq[:2]]
         runs = {"cublas_bf16": lambda x=x: x @ w_bf.t()}
-        names = [best[M]] + ([str(c) for c in v5.v5_candidates(M) if c.tokp == 32 and (c.mt == 2 or c.nbuf == 4)]
-                             if M == 32 else [])
+        names = [best[M]] + ([str(c) for c in v5.v5_candidates(M) if c.red and c.mt == 1 and str(c) != best[M]]
+                             if M >= 32 and "--sweep" in sys.argv else [])
         case = {"best_recorded": best[M], "variants": {}, "rejected": {}}
         for name in names:
             cfg = known[name]
@@ -147,12 +147,13 @@ def main() -> int:
                 entry["trace"] = trace_graph(g)
             except Exception as e:  # noqa: BLE001 - diagnostic: report and go on
                 entry["trace"] = repr(e)[:300]
-            entry["clocks"] = sample_clocks(1.5, g.replay)
+            if "--clocks" in sys.argv:
+                entry["clocks"] = sample_clocks(1.5, g.replay)
             case["variants"][name] = entry
             tr = entry["trace"]
             kern = tr["kernels"] if isinstance(tr, dict) else tr
             log(f"M={M} {name}: replay {t.median_us:.2f} us/call; kernels {kern}; "
-                f"gaps {tr.get('gap_before_us') if isinstance(tr, dict) else ''}; clocks {entry['clocks']}")
+                f"gaps {tr.get('gap_before_us') if isinstance(tr, dict) else ''}; clocks {entry.get('clocks')}")
             del g
         result["cases"][str(M)] = case
         (out_dir / "trace.json").write_text(json.dumps(result, indent=1))

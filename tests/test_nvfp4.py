@@ -345,7 +345,7 @@ def test_gpu_quantize_v5_rejects_bad_config_and_misaligned_out():
     with pytest.raises(InputError, match="config"):
         nv.quantize(x, gs, "swizzled", kernel="v5", config=(3, 3))
     with pytest.raises(InputError, match="config"):
-        nv.quantize(x, gs, "swizzled", kernel="v3", config=(16, 4))
+        nv.quantize(x, gs, "swizzled", kernel="v3", config=(16, 4, True))
     good = nv.quantize(x, gs, "swizzled")
     buf = torch.zeros(good.scales.numel() + 16, dtype=torch.uint8, device="cuda")
     out = nv.NVFP4Tensor(codes=good.codes.clone(), scales=buf[1:1 + good.scales.numel()], global_scale=gs,

@@ -284,10 +284,13 @@ def amax_global_scale(x: torch.Tensor) -> torch.Tensor:
 
 
 QUANT_V3_CHUNK = 512  # 16-element blocks per CTA per row in nvfp4_quantize_v3<4> (128 threads x 4)
-# nvfp4_quantize_v5<NB, U>: a CTA owns 128 rows x NB blocks; a warp keeps U loads per lane in flight.
-# H100, commit b7a9c09 (128 rows x 16 or 32 blocks): 16 blocks with U = 4 fastest at both record shapes.
-QUANT_V5_CONFIGS = ((16, 4), (16, 2), (8, 4), (8, 2), (8, 8), (32, 4))
-QUANT_V5_DEFAULT = (16, 4)
+# nvfp4_quantize_v5<NB, U, SPLIT>: a CTA owns 128 rows x NB blocks; a warp keeps U row steps of loads in
+# flight; SPLIT: a lane holds half a block (one 16-byte chunk) and shares the block's math with its pair.
+# H100, commit b7a9c09 (SPLIT, NB 16 or 32): NB 16 with U = 4 fastest at both record shapes; H200, commit
+# 550c8a8: SPLIT is ALU-bound there (63-69% of copy against 69-79% for v3 with a lane per block).
+QUANT_V5_CONFIGS = ((16, 4, True), (8, 2, True), (8, 4, True), (32, 4, False), (32, 2, False), (16, 4, False),
+                    (16, 2, False), (8, 4, False))
+QUANT_V5_DEFAULT = (16, 4, True)
 
 
 def _launch_quantize_v5(x, M, K, g_in, g_stride, out, config=QUANT_V5_DEFAULT):
@@ -295,13 +298,13 @@ def _launch_quantize_v5(x, M, K, g_in, g_stride, out, config=QUANT_V5_DEFAULT):
 
     if tuple(config) not in QUANT_V5_CONFIGS:
         raise InputError(f"config: expected one of {QUANT_V5_CONFIGS}, got {config!r}")
-    nb, unroll = config
+    nb, unroll, split = config
     for name, t, align in (("out.codes", out.codes, 4), ("out.scales", out.scales, 16)):
         if t.data_ptr() % align:
             raise InputError(f"{name}: expected a {align}-byte aligned buffer for kernel v5, "
                              f"got address {t.data_ptr():#x}")
     grid = (-(-(K // BLOCK) // nb), -(-M // 128), 1)
-    launch(get_kernel("nvfp4", f"nvfp4_quantize_v5<{nb}, {unroll}>"), grid, 256,
+    launch(get_kernel("nvfp4", f"nvfp4_quantize_v5<{nb}, {unroll}, {str(split).lower()}>"), grid, 256,
            (x, M, K, g_in, g_stride, out.codes, out.scales, int(out.layout == "swizzled")))
 
 
@@ -312,7 +315,7 @@ def quantize(x: torch.Tensor, global_scale="tensor", layout: str = "linear", out
     global_scale: "tensor" (amax pass + quantize), "row" (per-row dynamic, one kernel) or a given fp32
     CUDA tensor [] or [M] (static scale, one kernel). `out` reuses buffers (its scales' padding must be
     zero for the swizzled layout). kernel: "v5" (coalesced row segments, swizzled scales written as whole
-    tiles from shared memory; `config` = (NB, U) of QUANT_V5_CONFIGS), "v3" (fp32-pipe encoder, scale
+    tiles from shared memory; `config` = (NB, U, SPLIT) of QUANT_V5_CONFIGS), "v3" (fp32-pipe encoder, scale
     table), "v2" (grid-stride, 4 blocks per thread) or "v1" (one CTA per row); "row" always uses v1.
     Non-finite inputs give unspecified codes.
     """
@@ -450,9 +453,10 @@ def _bench_quantize(M: int, K: int, ceil, progress: bool):
     given = {"cupy_quantize_linear_v1": ("linear", "v1", None), "cupy_quantize_linear_v2": ("linear", "v2", None),
              "cupy_quantize_linear_v3": ("linear", "v3", None), "cupy_quantize_swizzled_v3": ("swizzled", "v3", None),
              "cupy_quantize_linear": ("linear", "v5", None), "cupy_quantize_swizzled": ("swizzled", "v5", None)}
-    for nb, unroll in QUANT_V5_CONFIGS:
-        if (nb, unroll) != QUANT_V5_DEFAULT:
-            given[f"cupy_quantize_swizzled_v5_nb{nb}u{unroll}"] = ("swizzled", "v5", (nb, unroll))
+    for cfg in QUANT_V5_CONFIGS:
+        if cfg != QUANT_V5_DEFAULT:
+            given["cupy_quantize_swizzled_v5_nb{}u{}{}".format(*cfg[:2], "s" if cfg[2] else "")] = (
+                "swizzled", "v5", cfg)
     ref_lin = quantize_reference(x, g_given, "linear")
     ref_sw = NVFP4Tensor(ref_lin.codes, swizzle_scales(ref_lin.scales), ref_lin.global_scale, "swizzled", (M, K))
     refs = {name: ref_lin if layout == "linear" else ref_sw for name, (layout, _, _) in given.items()}

@@ -193,14 +193,17 @@ def v5_tokp_for(M: int) -> int:
 
 def v5_candidates(M: int, sms: int = 132) -> list[V5Config]:
     """The kernels whose TOKP suits M: static stream-K with the in-kernel fixup, reduce-only (red) static,
-    and red with dynamic grabs of one unit after a static part of 1/2 or 3/4 of the average share."""
+    and red with dynamic grabs of one unit after a static part of 1/2 or 3/4 of the average share; at
+    TOKP >= 32 also grabs of 2 and 4 units (every grab that starts a new row group costs a wgmma drain and
+    a flush of the accumulators, so larger grabs amortize it)."""
     n = v5_tokp_for(M)
     out = []
     for k in V5_KERNELS:
         if k.tokp != n:
             continue
         share = k.units / sms
-        out += [k, k.with_work(True)] + [k.with_work(True, max(1, int(f * share)), 1) for f in (0.5, 0.75)]
+        works = [(0.5, 1), (0.75, 1)] + ([(0.5, 2), (0.75, 2), (0.5, 4)] if n >= 32 else [])
+        out += [k, k.with_work(True)] + [k.with_work(True, max(1, int(f * share)), gsz) for f, gsz in works]
     return out
 
 
