@@ -1,8 +1,9 @@
 """Nsight Compute on the dispatcher's fused kernels for the wo shape (issue 3): one launch each of the
-configs the record chose at M = 8, 32, 64 (data/results/wo_gemm.json, fused_tuning), warp-stall details
-included. Writes $OUT/ncu_v5v6.txt.
+configs the record chose at M = 8, 32, 64 (data/results/wo_gemm.json, fused_tuning), or the [M, config]
+pairs given as JSON, warp-stall details and the spread of SM active cycles (min / avg / max: how unequal
+the CTAs' finishing times are) included. Writes $OUT/ncu_v5v6.txt.
 
-Run on the device: PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python3 scripts/wo_ncu_v5.py
+Run on the device: PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python3 scripts/wo_ncu_v5.py ['[[32, "v5_..."], ...]']
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ q = nvfp4.quantize(wo.make_weight(7168, 16384, seed=10), 'tensor')
 pw = wo.prepare_weight(q)
 v5.v5_stream(pw)
 cands = {str(c): c for M in (1, 8, 32, 64) for c in wo.v6_candidates(M) + v5.v5_candidates(M)}
-for M, name in chosen.items():
+for M, name in chosen:
     x = wo.make_activations(int(M), 16384, seed=1)
     wo.wo_nvfp4(x, pw, tuning={int(M): cands[name]})
 torch.cuda.synchronize()
@@ -33,15 +34,18 @@ def main() -> int:
     out = Path(os.environ.get("OUT", "/tmp/wo_ncu_v5"))
     out.mkdir(parents=True, exist_ok=True)
     rec = json.loads(Path("data/results/wo_gemm.json").read_text())
-    chosen = {m: n for m, n in rec["fused_tuning"].items() if m in ("8", "32", "64")}
+    chosen = (json.loads(sys.argv[1]) if len(sys.argv) > 1 else
+              [[int(m), n] for m, n in rec["fused_tuning"].items() if m in ("8", "32", "64")])
     print("configs", chosen, flush=True)
     cmd = ["ncu", "--clock-control", "none", "--section", "SpeedOfLight", "--section", "WarpStateStats",
            "--section", "SchedulerStats", "--section", "ComputeWorkloadAnalysis", "--print-details", "all",
+           "--metrics", "sm__cycles_active.min,sm__cycles_active.avg,sm__cycles_active.max,"
+           "dram__throughput.avg.pct_of_peak_sustained_elapsed,lts__t_sectors_op_red.sum",
            "-k", "regex:w4a16_v[56]", sys.executable, "-c", DRIVER, json.dumps(chosen)]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
     (out / "ncu_v5v6.txt").write_text(p.stdout + "\n--- stderr ---\n" + p.stderr)
     keep = [ln for ln in p.stdout.splitlines() if any(k in ln for k in (
-        "w4a16_v", "Duration", "Elapsed", "SM Active", "Stall", "Issued Warp", "Eligible", "Pipe", "DRAM Th"))]
+        "w4a16_v", "Duration", "Elapsed", "SM Active", "Stall", "Issued Warp", "Eligible", "Pipe", "DRAM Th", "sm__cycles", "dram__", "lts__"))]
     print("\n".join(keep)[-9000:], p.stderr[-1500:])
     return p.returncode
 

@@ -286,11 +286,12 @@ def amax_global_scale(x: torch.Tensor) -> torch.Tensor:
 QUANT_V3_CHUNK = 512  # 16-element blocks per CTA per row in nvfp4_quantize_v3<4> (128 threads x 4)
 # nvfp4_quantize_v5<NB, U, SPLIT>: a CTA owns 128 rows x NB blocks; a warp keeps U row steps of loads in
 # flight; SPLIT: a lane holds half a block (one 16-byte chunk) and shares the block's math with its pair.
-# H100, commit b7a9c09 (SPLIT, NB 16 or 32): NB 16 with U = 4 fastest at both record shapes; H200, commit
-# 550c8a8: SPLIT is ALU-bound there (63-69% of copy against 69-79% for v3 with a lane per block).
+# Measured (graph replay, [8192, 7168] / [8192, 16384], % of copy bandwidth): H200, commit 550c8a8: SPLIT is
+# ALU-bound there (63-69%, v3 with a lane per block 69-79%); H100, commit 3571948: (8, 4, False) 88.8% /
+# 94.0%, the best of the set (SPLIT (16, 4) 85.6% / 91.6%, v3 66.7% / 76.3%).
 QUANT_V5_CONFIGS = ((16, 4, True), (8, 2, True), (8, 4, True), (32, 4, False), (32, 2, False), (16, 4, False),
                     (16, 2, False), (8, 4, False))
-QUANT_V5_DEFAULT = (16, 4, True)
+QUANT_V5_DEFAULT = (8, 4, False)
 
 
 def _launch_quantize_v5(x, M, K, g_in, g_stride, out, config=QUANT_V5_DEFAULT):
