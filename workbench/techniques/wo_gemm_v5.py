@@ -175,11 +175,14 @@ V5_KERNELS = [
     V5Config(32, 2, 2, 256, 4, 2, 2, 2),
     V5Config(32, 2, 4, 256, 2, 2, 1, 2),
     V5Config(32, 1, 4, 256, 4, 2, 2, 4),
+    V5Config(32, 1, 4, 256, 4, 4, 2, 2),
+    V5Config(32, 1, 4, 512, 2, 2, 2, 2),
     V5Config(64, 1, 2, 256, 4, 2, 2, 2),
     V5Config(64, 1, 2, 256, 4, 1, 2, 4),
     V5Config(64, 1, 4, 256, 3, 2, 1, 2),
     V5Config(64, 2, 2, 256, 3, 1, 1, 2),
     V5Config(64, 1, 4, 256, 3, 1, 1, 4),
+    V5Config(64, 1, 4, 256, 3, 4, 1, 2),
 ]
 V5_TUNING: dict = {}  # M -> V5Config measured best in the GPU run (filled by the benchmark)
 
