@@ -292,15 +292,5 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<64, 2, 2, 256, 3, 1, 1, 2, true>
 // @instantiate w4a16_v5<64, 1, 4, 256, 3, 1, 1, 4, false>
 // @instantiate w4a16_v5<64, 1, 4, 256, 3, 1, 1, 4, true>
-// @instantiate w4a16_v5<32, 2, 2, 256, 4, 2, 2, 2, false>
-// @instantiate w4a16_v5<32, 2, 2, 256, 4, 2, 2, 2, true>
-// @instantiate w4a16_v5<32, 2, 4, 256, 2, 2, 1, 2, false>
-// @instantiate w4a16_v5<32, 2, 4, 256, 2, 2, 1, 2, true>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 4, false>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 4, true>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 4, 2, 2, false>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 4, 2, 2, true>
-// @instantiate w4a16_v5<32, 1, 4, 512, 2, 2, 2, 2, false>
-// @instantiate w4a16_v5<32, 1, 4, 512, 2, 2, 2, 2, true>
-// @instantiate w4a16_v5<64, 1, 4, 256, 3, 4, 1, 2, false>
-// @instantiate w4a16_v5<64, 1, 4, 256, 3, 4, 1, 2, true>

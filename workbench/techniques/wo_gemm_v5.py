@@ -172,19 +172,17 @@ V5_KERNELS = [
     V5Config(16, 1, 4, 256, 5, 2, 2, 2),
     V5Config(32, 1, 2, 256, 6, 2, 2, 2),
     V5Config(32, 1, 4, 256, 4, 2, 2, 2),
-    V5Config(32, 2, 2, 256, 4, 2, 2, 2),
-    V5Config(32, 2, 4, 256, 2, 2, 1, 2),
     V5Config(32, 1, 4, 256, 4, 2, 2, 4),
-    V5Config(32, 1, 4, 256, 4, 4, 2, 2),
-    V5Config(32, 1, 4, 512, 2, 2, 2, 2),
     V5Config(64, 1, 2, 256, 4, 2, 2, 2),
     V5Config(64, 1, 2, 256, 4, 1, 2, 4),
     V5Config(64, 1, 4, 256, 3, 2, 1, 2),
     V5Config(64, 2, 2, 256, 3, 1, 1, 2),
     V5Config(64, 1, 4, 256, 3, 1, 1, 4),
-    V5Config(64, 1, 4, 256, 3, 4, 1, 2),
 ]
-V5_TUNING: dict = {}  # M -> V5Config measured best in the GPU run (filled by the benchmark)
+# Without a config: per TOKP the reduce-only static build measured fastest on an H100 (commit 5d74a0d,
+# graph replay with wo_finalize: 33.99 us at M = 32, 40.97 us at M = 64; TOKP 8/16 are not dispatched).
+V5_DEFAULTS = {8: V5Config(8, 1, 2, 512, 4, 2, 2, 2, True), 16: V5Config(16, 1, 2, 512, 4, 2, 2, 2, True),
+               32: V5Config(32, 1, 4, 256, 4, 2, 2, 4, True), 64: V5Config(64, 1, 4, 256, 3, 2, 1, 2, True)}
 
 
 def v5_tokp_for(M: int) -> int:
@@ -197,23 +195,21 @@ def v5_tokp_for(M: int) -> int:
 def v5_candidates(M: int, sms: int = 132) -> list[V5Config]:
     """The kernels whose TOKP suits M: static stream-K with the in-kernel fixup, reduce-only (red) static,
     and red with dynamic grabs of one unit after a static part of 1/2 or 3/4 of the average share; at
-    TOKP >= 32 also grabs of 2 and 4 units (every grab that starts a new row group costs a wgmma drain and
-    a flush of the accumulators, so larger grabs amortize it)."""
+    TOKP >= 32 only grabs of 2 units after 3/4 (H100, commit 3571948: grabs of 1, 2 or 4 units after 1/2
+    or 3/4 of the share were all 7-60% slower than the static red build at M = 32 and 64)."""
     n = v5_tokp_for(M)
     out = []
     for k in V5_KERNELS:
         if k.tokp != n:
             continue
         share = k.units / sms
-        works = [(0.5, 1), (0.75, 1)] + ([(0.5, 2), (0.75, 2), (0.5, 4)] if n >= 32 else [])
+        works = [(0.5, 1), (0.75, 1)] if n < 32 else [(0.75, 2)]
         out += [k, k.with_work(True)] + [k.with_work(True, max(1, int(f * share)), gsz) for f, gsz in works]
     return out
 
 
 def default_v5_config(M: int) -> V5Config:
-    if M in V5_TUNING:
-        return V5_TUNING[M]
-    return v5_candidates(M)[0]
+    return V5_DEFAULTS[v5_tokp_for(M)]
 
 
 def w4a16_gemm_v5(x: torch.Tensor, pw: PreparedWeight, config: V5Config | None = None,
