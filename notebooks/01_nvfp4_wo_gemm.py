@@ -111,13 +111,17 @@ print(nv.unpack_nibbles(qt.codes)[0, :16].tolist())
 # ## Kernel steps: quantize and dequantize
 # `nvfp4_quantize_v1` runs one CTA per row (needed for the per-row dynamic scale); `v2` is grid-stride
 # with four blocks per thread in flight. Both were limited by the integer pipe, not HBM: ~13 integer
-# ops per element against a budget of ~10 at copy speed. `v3` (the default, `cupy_quantize_linear` /
-# `_swizzled`) rounds on the fp32 pipe: `a = min(|x| * qscale, 6)`, `r = (a + M) - M` with
-# `M = 2^(max(e(a), 0) + 22)` is RNE on the E2M1 grid (the adder's ties-to-even is the tie table), the
-# bits of `r * 2^-126` are the code at bit 22, signs of 8 elements come from two PRMTs, and with a
-# per-tensor scale the block multiplier comes from a 256-entry table. All are checked bit-exact
-# against the reference (random inputs, every tie, huge and tiny values, K not a multiple of 64) in
-# the same run that times them. Bound: read bf16 x, write codes and scales, at the measured copy
+# ops per element against a budget of ~10 at copy speed. `v3` rounds on the fp32 pipe:
+# `a = min(|x| * qscale, 6)`, `r = (a + M) - M` with `M = 2^(max(e(a), 0) + 22)` is RNE on the E2M1 grid
+# (the adder's ties-to-even is the tie table), the bits of `r * 2^-126` are the code at bit 22, signs of 8
+# elements come from two PRMTs, and with a per-tensor scale the block multiplier comes from a 256-entry
+# table. In the swizzled layout v1-v3 scatter each warp's 32 scale bytes over 8 places 512 bytes apart.
+# `v5` (the default, `cupy_quantize_linear` / `_swizzled`) keeps v3's encoder and coalesced row reads, but
+# a CTA owns 128 rows x NB scale blocks, so its scale bytes are NB/4 whole 128x4 tiles: they are gathered
+# in shared memory and written as one contiguous run (padding zeros included). Small NB keeps the last
+# wave short. The `_v5_nb..` rows are its other configs (`s`: a lane pair shares a block). All are checked
+# bit-exact against the reference (random inputs, every tie, huge and tiny values, K not a multiple of 64)
+# in the same run that times them. Bound: read bf16 x, write codes and scales, at the measured copy
 # bandwidth.
 
 # %%
@@ -162,8 +166,10 @@ if rec_q:
 #    accumulation chains per warp (`params.v6_tuning_us`). Diagnostic builds that only stream the ring,
 #    or stream and decode, run much closer to the bound than the full kernel (measurements in
 #    docs/notes_wo_gemm.md): the mma, x and the end of the kernel cost the rest.
-#    `_red` configs (v5 and v6) end each CTA's share with fire-and-forget `red.add` of fp32 partials and
-#    leave the bf16 conversion to a small `wo_finalize` kernel launched with PDL; that makes handing out
+#    `_red` configs (v5 and v6) end each CTA's share with fire-and-forget `red.add.v4` of fp32 partials
+#    (lane pairs swap halves of their fragments so each lane adds four contiguous columns) and leave the
+#    bf16 conversion to a small `wo_finalize` kernel launched with PDL (it transposes the workspace
+#    through shared memory so its stores run along the output rows); that makes handing out
 #    work dynamically cheap (`_s0{n}_g{k}`: the first n units of an equal share are static, then k units
 #    at a time from a global counter), which evens out SMs that the saturated memory system serves at
 #    different rates.
@@ -271,7 +277,14 @@ if INTERACTIVE:
 #   handing out the last part of the work dynamically is what brought M = 1 and 8 past 3x cuBLAS bf16.
 # - At M >= 32 the mma.sync kernel with tokens as the n8 operand pays for every extra token tile (x
 #   fragments re-read per weight tile) and loses to cuBLAS. The wgmma kernel v5 reads x once per CTA and
-#   unit and beats both v4 and cuBLAS bf16 there; it does not reach fp8's time yet (the table above).
+#   unit and beats both v4 and cuBLAS bf16 there; it does not reach 3x cuBLAS bf16 yet (the table above).
+# - Look at the whole call, not the GEMM kernel: a CUPTI trace of the replayed graph
+#   (scripts/gpu_wo_trace.py) showed the old finalize ending 8 us (M = 32) and 15 us (M = 64) after the
+#   GEMM on an H100, from scattered 2-byte stores over M output rows. Transposing through shared memory
+#   and halving the atomics cut the call to ~2 us after the GEMM, which moved M = 32 and 64 more than any
+#   GEMM config had.
+# - Quantizing into the swizzled layout costs nothing extra once a CTA owns whole 128x4 tiles of scales:
+#   the scattered scale-byte stores, not the encoder, held v3's swizzled path at 67-76% of copy bandwidth.
 # - Dequantize-then-cuBLAS on every call never wins: it writes and re-reads the bf16 weight.
 # - Accuracy: NVFP4 weight-only costs the relative L2 error of the 4-bit grid on the wo output (the study
 #   above prints it; the format's arithmetic predicts about 9.5%), flat in the outlier magnitude because activations stay bf16. W4A4 adds activation error on top; with outlier
