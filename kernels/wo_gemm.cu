@@ -763,17 +763,22 @@ struct V4Warp {
         }
     }
 
-    // v6 (NT = 1): the unit's x rows staged in shared memory by the producer (row tok at
-    // xs + tok * X_PITCH, rows >= M never read).
+    // v6: the unit's x rows staged in shared memory by the producer (row tok at xs + tok * X_PITCH,
+    // rows >= M never read); NT token tiles share each decoded weight fragment.
     __device__ __forceinline__ void compute_smem(const u32x4 (&wc)[MT][V4_CHUNKS], uint32_t xs) {
-        static_assert(NT == 1, "v6 serves one token tile");
-        const uint32_t xa = xs + g * X_PITCH + 32 * t;
+        static_assert(NT <= 4, "v6 serves up to 4 token tiles (32 x rows per stage)");
 #pragma unroll
         for (int a = 0; a < 8; ++a) {
-            u32x4 xb[1][2] = {{u32x4{0, 0, 0, 0}, u32x4{0, 0, 0, 0}}};
-            if (xok[0]) {
-                xb[0][0] = lds16(xa + 128 * a);
-                xb[0][1] = lds16(xa + 128 * a + 16);
+            u32x4 xb[NT][2];
+#pragma unroll
+            for (int j = 0; j < NT; ++j) {
+                xb[j][0] = u32x4{0, 0, 0, 0};
+                xb[j][1] = u32x4{0, 0, 0, 0};
+                if (xok[j]) {
+                    const uint32_t xa = xs + (8 * j + g) * X_PITCH + 32 * t + 128 * a;
+                    xb[j][0] = lds16(xa);
+                    xb[j][1] = lds16(xa + 16);
+                }
             }
             mma_atom(wc, a, xb);
         }
@@ -928,14 +933,14 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) w4a16_v4(
 // ---------------------------------------------------------------------------------------------------
 // DIAG (diagnostics, output not computed): 1 = stream and read the stages only, 2 = also decode (no
 // mma, no flush): how fast the data path runs without the math.
-template <int MT, int WARPS, int STAGES, int MINB, int NACC, bool RED, int DIAG = 0>
+template <int MT, int WARPS, int STAGES, int MINB, int NACC, bool RED, int DIAG = 0, int NT = 1>
 __global__ void __launch_bounds__((WARPS + 1) * 32, MINB) w4a16_v6(
     const uint16_t* __restrict__ x, const uint8_t* __restrict__ wp, const float* __restrict__ g_w,
     uint16_t* __restrict__ out, float* __restrict__ ws, unsigned int* __restrict__ counters, int M, int N, int K,
     int s0, int grab) {
-    using Warp = V4Warp<1, MT, WARPS, true, NACC, RED>;
+    using Warp = V4Warp<NT, MT, WARPS, true, NACC, RED>;
     constexpr int TILES = WARPS * MT, UNIT_BYTES = V4_CHUNKS * 32 * 16, W_STAGE = TILES * UNIT_BYTES;
-    constexpr int STAGE = W_STAGE + 8 * Warp::X_PITCH;  // weight units, then up to 8 x rows
+    constexpr int STAGE = W_STAGE + 8 * NT * Warp::X_PITCH;  // weight units, then up to 8 * NT x rows
     static_assert(TILES <= 32, "one producer lane per tile");
     if (RED) pdl_trigger();  // wo_finalize (launched with PDL) may be scheduled now; it waits for us
     extern __shared__ __align__(16) uint8_t ring[];
@@ -951,7 +956,7 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, MINB) w4a16_v6(
         // so SMs whose memory requests are served faster take more (per-SM bandwidth is unequal when the
         // memory system is saturated). Lane 0 claims a stage and records its unit; lane L < TILES copies
         // tile L of the unit, lane 31 - r the x row r.
-        const int m_rows = DIAG ? 0 : min(M, 8);
+        const int m_rows = DIAG ? 0 : min(M, 8 * NT);
         int i = 0;
         produce_units(units, s0, grab, counters + (N >> 4), lane, [&](int u) {
             const int s = ring_claim<STAGES>(i++, u, W_STAGE + m_rows * 2 * V4_UNIT_K, full0, empty0, unit_of, lane);
@@ -1012,7 +1017,7 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, MINB) w4a16_v6(
     if (DIAG && sink == 0x9e3779b9u && M < 0) out[0] = 0;  // never true: keeps the diagnostic work alive
 }
 // v6<MT, WARPS (consumer warps), STAGES, MINB (CTAs per SM), NACC (accumulation chains), RED (reduce
-// only; wo_finalize writes out), DIAG>: M <= 8
+// only; wo_finalize writes out), DIAG, NT (token tiles: M <= 8 * NT)>
 // @instantiate w4a16_v6<1, 8, 5, 1, 1, false>
 // @instantiate w4a16_v6<1, 8, 5, 1, 4, false>
 // @instantiate w4a16_v6<1, 4, 2, 4, 2, false>
@@ -1024,6 +1029,11 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, MINB) w4a16_v6(
 // @instantiate w4a16_v6<1, 4, 4, 2, 4, true>
 // @instantiate w4a16_v6<1, 16, 2, 1, 4, true>
 // @instantiate w4a16_v6<2, 8, 2, 1, 2, true>
+// NT = 2, 4: 16 / 32 tokens share each decoded weight fragment (x rows staged per stage: 16-32 KB)
+// @instantiate w4a16_v6<1, 8, 3, 1, 1, true, 0, 4>
+// @instantiate w4a16_v6<1, 16, 2, 1, 1, true, 0, 4>
+// @instantiate w4a16_v6<1, 8, 4, 1, 1, true, 0, 2>
+// @instantiate w4a16_v6<1, 16, 2, 1, 1, true, 0, 2>
 // diagnostics (not validated: they compute no output)
 // @instantiate w4a16_v6<1, 8, 5, 1, 1, false, 1>
 // @instantiate w4a16_v6<1, 8, 5, 1, 1, false, 2>

@@ -5,7 +5,7 @@ For the dispatcher's kernels at M = 8, 32, 64 (and cuBLAS bf16 beside them), all
 2. a CUPTI trace (torch.profiler) of the same replays: each kernel's own duration and the idle gap
    before it, so GEMM, wo_finalize and launch gaps are told apart;
 3. (--clocks) SM clock, memory clock and power sampled by nvidia-smi while each one replays ~1.5 s.
---sweep: also every static reduce-only v5 candidate at M = 32 and 64; --clocks: also the clock samples.
+--sweep: also every static reduce-only v5 candidate at M = 32 and 64, and the v6 token-tile builds at M = 32; --clocks: also the clock samples.
 Writes $OUT/trace.json. Diagnostic only: nothing here is a record.
 
 Run on the device: PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python3 scripts/gpu_wo_trace.py [--sweep] [--clocks]
@@ -114,6 +114,8 @@ def main() -> int:
         runs = {"cublas_bf16": lambda x=x: x @ w_bf.t()}
         names = [best[M]] + ([str(c) for c in v5.v5_candidates(M) if c.red and not c.grab and c.mt == 1 and str(c) != best[M]]
                              if M >= 32 and "--sweep" in sys.argv else [])
+        if M == 32 and "--sweep" in sys.argv:
+            names += [str(c) for c in wo.v6_candidates(M)]
         case = {"best_recorded": best[M], "variants": {}, "rejected": {}}
         for name in names:
             cfg = known[name]

@@ -194,12 +194,28 @@ def test_gpu_w4a16_v6_matches_fp32_of_dequantized(cfg, M):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("cfg", wo.V6_KERNELS_NT + [k.with_work(True, 2, g) for k in wo.V6_KERNELS_NT for g in (1, 2)],
+                         ids=str)
+@pytest.mark.parametrize("M", [1, 9, 13, 16, 17, 30, 32])
+def test_gpu_w4a16_v6_token_tiles_match_fp32_of_dequantized(cfg, M):
+    """NT = 2 / 4 builds: every M up to 8 * NT (partial token tiles, rows >= M never read), and a clear
+    error above."""
+    x, q, ref = small_problem(M, N=1024, K=2048)
+    pw = wo.prepare_weight(q)
+    if M > cfg.tokens:
+        with pytest.raises(InputError, match="M"):
+            wo.w4a16_gemm_v6(x, pw, cfg)
+        return
+    check_fused(wo.w4a16_gemm_v6, x, pw, cfg, ref)
+
+
+@pytest.mark.gpu
 def test_gpu_w4a16_v6_all_codes_and_scales():
     q = all_codes_weight(sf_low=0, device="cuda")
     pw = wo.prepare_weight(q)
     x = wo.make_activations(8, q.shape[1], seed=4)
     ref = wo.reference(x, nv.dequantize(q, torch.float32))
-    for k in wo.V6_KERNELS + [k.with_work(True, 1, 1) for k in wo.V6_KERNELS[1:]]:
+    for k in wo.V6_KERNELS + [k.with_work(True, 1, 1) for k in wo.V6_KERNELS[1:]] + wo.V6_KERNELS_NT:
         if q.shape[0] % k.rows == 0:
             assert wo.validate(wo.w4a16_gemm_v6(x, pw, k), ref)["passed"], k
 

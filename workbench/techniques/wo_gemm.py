@@ -431,9 +431,10 @@ def w4a16_gemm_v4(x: torch.Tensor, pw: PreparedWeight, config: V4Config | None =
 @dataclass(frozen=True)
 class V6Config:
     """Template parameters of w4a16_v6 (v4's warps fed from a shared-memory ring by a producer warp,
-    M <= 8): MT 16-row tiles per warp, WARPS consumer warps, STAGES units in flight per CTA, MINB CTAs
-    per SM (the grid is MINB * SMs), NACC independent mma accumulation chains; diag 1 / 2: diagnostic
-    kernels that only stream / stream and decode (no output computed, never validated or recorded)."""
+    M <= 8 * nt): MT 16-row tiles per warp, WARPS consumer warps, STAGES units in flight per CTA, MINB CTAs
+    per SM (the grid is MINB * SMs), NACC independent mma accumulation chains, NT token tiles of 8 (each
+    decoded weight fragment feeds NT mma); diag 1 / 2: diagnostic kernels that only stream / stream and
+    decode (no output computed, never validated or recorded)."""
 
     mt: int
     warps: int
@@ -444,38 +445,46 @@ class V6Config:
     diag: int = 0
     s0: int = 0  # launch choices (red only): grab > 0 -> the first s0 units of each CTA static, then grabs
     grab: int = 0
+    nt: int = 1
 
     @property
     def expr(self) -> str:
-        d = f", {self.diag}" if self.diag else ""
-        return f"w4a16_v6<{self.mt}, {self.warps}, {self.stages}, {self.minb}, {self.nacc}, {str(self.red).lower()}{d}>"
+        d = f", {self.diag}" if self.diag or self.nt > 1 else ""
+        n = f", {self.nt}" if self.nt > 1 else ""
+        return (f"w4a16_v6<{self.mt}, {self.warps}, {self.stages}, {self.minb}, {self.nacc}, "
+                f"{str(self.red).lower()}{d}{n}>")
 
     @property
     def units(self) -> int:  # for the wo shape
         return (7168 // self.rows) * 32
 
     def with_work(self, red: bool, s0: int = 0, grab: int = 0) -> V6Config:
-        return V6Config(self.mt, self.warps, self.stages, self.minb, self.nacc, red, self.diag, s0, grab)
+        return V6Config(self.mt, self.warps, self.stages, self.minb, self.nacc, red, self.diag, s0, grab, self.nt)
 
-    tokens = 8
+    @property
+    def tokens(self) -> int:
+        return 8 * self.nt
 
     @property
     def rows(self) -> int:
         return 16 * self.mt * self.warps
 
     @property
-    def smem(self) -> int:  # per stage: the weight units, then 8 x rows of 1040 bytes; + the barriers
-        return self.stages * (self.mt * self.warps * V4_CHUNKS * 512 + 8 * 1040) + 16 * self.stages
+    def smem(self) -> int:  # per stage: the weight units, then 8 * nt x rows of 1040 bytes; + the barriers
+        return self.stages * (self.mt * self.warps * V4_CHUNKS * 512 + 8 * self.nt * 1040) + 16 * self.stages
 
     def __str__(self) -> str:
         d = {0: "", 1: "_diag_stream", 2: "_diag_decode"}[self.diag]
         wk = ("_red" if self.red else "") + (f"_s0{self.s0}_g{self.grab}" if self.grab else "")
-        return f"v6_mt{self.mt}_w{self.warps}_s{self.stages}_c{self.minb}_a{self.nacc}{wk}{d}"
+        n = f"_nt{self.nt}" if self.nt > 1 else ""
+        return f"v6{n}_mt{self.mt}_w{self.warps}_s{self.stages}_c{self.minb}_a{self.nacc}{wk}{d}"
 
 
 # Instantiated in kernels/wo_gemm.cu (the first one without red only).
 V6_KERNELS = [V6Config(*c) for c in ((1, 8, 5, 1, 1), (1, 8, 5, 1, 4), (1, 4, 2, 4, 2), (1, 4, 4, 2, 4),
                                      (1, 16, 2, 1, 4), (2, 8, 2, 1, 2))]
+# 16 and 32 tokens (red builds only): each decoded weight fragment feeds 2 or 4 token tiles.
+V6_KERNELS_NT = [V6Config(1, w, st, 1, 1, True, nt=nt) for nt, w, st in ((4, 8, 3), (4, 16, 2), (2, 8, 4), (2, 16, 2))]
 V6_DIAGNOSTICS = [V6Config(1, 8, 5, 1, 1, False, d) for d in (1, 2)]
 
 
@@ -483,9 +492,18 @@ def v6_candidates(M: int, sms: int = 132) -> list[V6Config]:
     """M <= 8: the v6 kernels with static stream-K and the in-kernel fixup, and (red builds) reduce-only
     static and with dynamic grabs of one unit after a static part of 40-80% of the average share (and
     grabs of two units after 65%).
-    (Dynamic grabs with the in-kernel fixup measured 10-60% slower: every grab ends in a flush.)"""
-    if M > 8:
+    (Dynamic grabs with the in-kernel fixup measured 10-60% slower: every grab ends in a flush.)
+    8 < M <= 32: the NT = 2 (M <= 16) or 4 token-tile builds, reduce-only static and with grabs."""
+    if M > 32:
         return []
+    if M > 8:
+        nt = 2 if M <= 16 else 4
+        out = []
+        for k in V6_KERNELS_NT:
+            if k.nt == nt:
+                share = k.units / (k.minb * sms)
+                out += [k] + [k.with_work(True, max(1, int(f * share)), g) for f, g in ((0.5, 1), (0.65, 2))]
+        return out
     out = []
     for k in V6_KERNELS:
         out.append(k)
@@ -503,8 +521,10 @@ def w4a16_gemm_v6(x: torch.Tensor, pw: PreparedWeight, config: V6Config | None =
     x bf16 [M, K] @ dequant(W)^T -> bf16 [M, N], on the v4 prepared weight."""
     from ..runtime import get_kernel, launch
 
-    M, N, K = check_gemm_input(x, pw, 8, "the v6 kernel")
-    cfg = config or V6_KERNELS[1]
+    M, N, K = check_gemm_input(x, pw, 32, "the v6 kernels")
+    cfg = config or (V6_KERNELS[1] if M <= 8 else next(k for k in V6_KERNELS_NT if k.tokens >= M))
+    if M > cfg.tokens:
+        raise InputError(f"x.shape[0] (M): config {cfg} serves M <= {cfg.tokens}, got {M}")
     if N % cfg.rows:
         raise InputError(f"w.shape[0] (N): expected a multiple of {cfg.rows} for config {cfg}, got {N}")
     if out is None:
@@ -512,12 +532,12 @@ def w4a16_gemm_v6(x: torch.Tensor, pw: PreparedWeight, config: V6Config | None =
     check_tensor("out", out, dtype=torch.bfloat16, device="cuda", shape=[M, N], contiguous=True)
     if cfg.grab and not cfg.red:
         raise InputError(f"config {cfg}: dynamic grabs need red=True (no in-kernel fixup per grab)")
-    ws, cnt = _workspace(x.device, N, 8, N // 16 + 2)
+    ws, cnt = _workspace(x.device, N, cfg.tokens, N // 16 + 2)
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count
     launch(get_kernel("wo_gemm", cfg.expr), (cfg.minb * sms, 1, 1), (cfg.warps + 1) * 32,
            (x, pw.data, pw.global_scale, out, ws, cnt, M, N, K, cfg.s0, cfg.grab), shared_mem=cfg.smem)
     if cfg.red:
-        finalize(ws, pw.global_scale, out, 8)
+        finalize(ws, pw.global_scale, out, cfg.tokens)
     return out
 
 
@@ -820,8 +840,9 @@ def _bench_wo_case(M, N, K, ceil, ctx, progress, tune):
     families = []
     if M <= FUSED_MAX_M:
         families.append(("v4", v4_candidates(M) if (tune and M <= 64) else [default_v4_config(M)], w4a16_gemm_v4))
-    if M <= 8:
-        families.append(("v6", v6_candidates(M) if tune else [V6_KERNELS[1]], w4a16_gemm_v6))
+    if M <= 32:
+        families.append(("v6", v6_candidates(M) if tune else [V6_KERNELS[1] if M <= 8 else v6_candidates(M)[0]],
+                         w4a16_gemm_v6))
     if M <= v5.V5_MAX_M:
         families.append(("v5", v5.v5_candidates(M) if tune else [v5.default_v5_config(M)], v5.w4a16_gemm_v5))
     best_all = None
