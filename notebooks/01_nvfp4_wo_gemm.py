@@ -165,7 +165,9 @@ if rec_q:
 #    shared-memory ring with `cp.async.bulk` (and the unit's x rows beside them), with 1-4 independent
 #    accumulation chains per warp (`params.v6_tuning_us`). Diagnostic builds that only stream the ring,
 #    or stream and decode, run much closer to the bound than the full kernel (measurements in
-#    docs/notes_wo_gemm.md): the mma, x and the end of the kernel cost the rest.
+#    docs/notes_wo_gemm.md): the mma, x and the end of the kernel cost the rest. `v6_nt2` / `v6_nt4`
+#    builds (M <= 16 / 32) stage 16 or 32 x rows per stage and feed each decoded weight fragment to 2 or
+#    4 token tiles of mma.sync: correct, but slower than the wgmma kernel v5 at M = 32.
 #    `_red` configs (v5 and v6) end each CTA's share with fire-and-forget `red.add.v4` of fp32 partials
 #    (lane pairs swap halves of their fragments so each lane adds four contiguous columns) and leave the
 #    bf16 conversion to a small `wo_finalize` kernel launched with PDL (it transposes the workspace
