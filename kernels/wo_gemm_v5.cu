@@ -129,7 +129,9 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     uint8_t* wsm = smem + STAGES * X_STAGE;
     const uint32_t full0 = smem_addr(wsm + STAGES * W_STAGE), empty0 = full0 + 8 * STAGES;
 
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    // warp: made warp-uniform for the compiler (a shuffle from lane 0). Without it the consumer path
+    // below the producer branch counts as divergent and ptxas serializes every wgmma (warning C7518).
+    const int warp = __shfl_sync(0xffffffffu, threadIdx.x >> 5, 0), lane = threadIdx.x & 31;
     const int n_kc = K / KC, units = (N / ROWS) * n_kc;
     if (threadIdx.x == 0) ring_init<STAGES>(full0, empty0, NWG * 4);
     __syncthreads();
@@ -294,3 +296,11 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<64, 1, 4, 256, 3, 1, 1, 4, true>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 4, false>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 4, true>
+// @instantiate w4a16_v5<32, 1, 7, 256, 2, 2, 1, 2, false>
+// @instantiate w4a16_v5<32, 1, 7, 256, 2, 2, 1, 2, true>
+// @instantiate w4a16_v5<32, 1, 8, 256, 2, 2, 1, 2, false>
+// @instantiate w4a16_v5<32, 1, 8, 256, 2, 2, 1, 2, true>
+// @instantiate w4a16_v5<16, 1, 7, 256, 2, 2, 1, 2, false>
+// @instantiate w4a16_v5<16, 1, 7, 256, 2, 2, 1, 2, true>
+// @instantiate w4a16_v5<64, 1, 7, 256, 2, 2, 1, 2, false>
+// @instantiate w4a16_v5<64, 1, 7, 256, 2, 2, 1, 2, true>
