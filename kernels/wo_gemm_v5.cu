@@ -302,5 +302,3 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<32, 1, 8, 256, 2, 2, 1, 2, true>
 // @instantiate w4a16_v5<16, 1, 7, 256, 2, 2, 1, 2, false>
 // @instantiate w4a16_v5<16, 1, 7, 256, 2, 2, 1, 2, true>
-// @instantiate w4a16_v5<64, 1, 7, 256, 2, 2, 1, 2, false>
-// @instantiate w4a16_v5<64, 1, 7, 256, 2, 2, 1, 2, true>
