@@ -115,6 +115,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     constexpr int GPC = 4 / GS;      // wgmma groups per chunk
     constexpr int ND = TOKP / 2;
     static_assert(TOKP == 8 || TOKP == 16 || TOKP == 32 || TOKP == 64, "TOKP: a wgmma N of 8..64");
+    static_assert(NWG * 128 + 32 <= 1024, "NWG: at most 7 consumer warpgroups (1024 threads per CTA)");
     static_assert(KC % V5_BLOCK_K == 0 && TILES <= 32 && CHUNKS <= 32, "KC, ROWS");
     static_assert(GS == 1 || GS == 2 || GS == 4, "GS divides the 4 steps of a chunk");
     static_assert((NBUF == 2 || NBUF == 4) && (CHUNKS * GPC) % NBUF == 0 && (CHUNKS * GPC) % NACC == 0,
@@ -298,7 +299,5 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 4, true>
 // @instantiate w4a16_v5<32, 1, 7, 256, 2, 2, 1, 2, false>
 // @instantiate w4a16_v5<32, 1, 7, 256, 2, 2, 1, 2, true>
-// @instantiate w4a16_v5<32, 1, 8, 256, 2, 2, 1, 2, false>
-// @instantiate w4a16_v5<32, 1, 8, 256, 2, 2, 1, 2, true>
 // @instantiate w4a16_v5<16, 1, 7, 256, 2, 2, 1, 2, false>
 // @instantiate w4a16_v5<16, 1, 7, 256, 2, 2, 1, 2, true>

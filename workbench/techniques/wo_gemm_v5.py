@@ -178,12 +178,10 @@ V5_KERNELS = [
     V5Config(64, 1, 4, 256, 3, 2, 1, 2),
     V5Config(64, 2, 2, 256, 3, 1, 1, 2),
     V5Config(64, 1, 4, 256, 3, 1, 1, 4),
-    # 7-8 consumer warpgroups (448 / 512 rows per unit, 2 stages): more warps to hide the wgmma and ring
-    # latencies, x read once per 448-512 weight rows (50 registers; TOKP 64 spills with 7 and does not
-    # compile with 8)
+    # 7 consumer warpgroups (448 rows per unit, 2 stages; 8 would pass 1024 threads): more warps to hide
+    # the wgmma and ring latencies, x read once per 448 weight rows (50 registers; TOKP 64 spills)
     V5Config(16, 1, 7, 256, 2, 2, 1, 2),
     V5Config(32, 1, 7, 256, 2, 2, 1, 2),
-    V5Config(32, 1, 8, 256, 2, 2, 1, 2),
 ]
 # Without a config: per TOKP the reduce-only static build measured fastest on an H100 (commit 5d74a0d,
 # graph replay with wo_finalize: 33.99 us at M = 32, 40.97 us at M = 64; TOKP 8/16 are not dispatched).
