@@ -130,11 +130,13 @@ class V5Config:
     red: bool = False  # reduce only (red.add partials); wo_finalize writes out after the kernel
     s0: int = 0  # launch choices (red only): grab > 0 -> the first s0 units of each CTA static, then grabs
     grab: int = 0
+    diag: int = 0  # 1 / 2: diagnostic builds (ring only / ring + decode; no output, never validated)
 
     @property
     def expr(self) -> str:
+        d = f", {self.diag}" if self.diag else ""
         return (f"w4a16_v5<{self.tokp}, {self.mt}, {self.nwg}, {self.kc}, {self.stages}, {self.gs}, "
-                f"{self.nacc}, {self.nbuf}, {str(self.red).lower()}>")
+                f"{self.nacc}, {self.nbuf}, {str(self.red).lower()}{d}>")
 
     @property
     def units(self) -> int:  # for the wo shape
@@ -142,7 +144,7 @@ class V5Config:
 
     def with_work(self, red: bool, s0: int = 0, grab: int = 0) -> V5Config:
         return V5Config(self.tokp, self.mt, self.nwg, self.kc, self.stages, self.gs, self.nacc, self.nbuf, red, s0,
-                        grab)
+                        grab, self.diag)
 
     @property
     def rows(self) -> int:
@@ -160,6 +162,7 @@ class V5Config:
 
     def __str__(self) -> str:
         wk = ("_red" if self.red else "") + (f"_s0{self.s0}_g{self.grab}" if self.grab else "")
+        wk += {0: "", 1: "_diag_stream", 2: "_diag_decode"}[self.diag]
         return (f"v5_n{self.tokp}_mt{self.mt}_wg{self.nwg}_kc{self.kc}_s{self.stages}_gs{self.gs}"
                 f"_a{self.nacc}_b{self.nbuf}{wk}")
 
@@ -187,6 +190,9 @@ V5_KERNELS = [
 # graph replay with wo_finalize: 33.99 us at M = 32, 40.97 us at M = 64; TOKP 8/16 are not dispatched).
 V5_DEFAULTS = {8: V5Config(8, 1, 2, 512, 4, 2, 2, 2, True), 16: V5Config(16, 1, 2, 512, 4, 2, 2, 2, True),
                32: V5Config(32, 1, 4, 256, 4, 2, 2, 4, True), 64: V5Config(64, 1, 4, 256, 3, 2, 1, 2, True)}
+
+
+V5_DIAGNOSTICS = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, diag=d) for d in (1, 2)]
 
 
 def v5_tokp_for(M: int) -> int:
