@@ -328,6 +328,10 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<32, 1, 7, 256, 2, 2, 1, 2, true>
 // @instantiate w4a16_v5<16, 1, 7, 256, 2, 2, 1, 2, false>
 // @instantiate w4a16_v5<16, 1, 7, 256, 2, 2, 1, 2, true>
+// @instantiate w4a16_v5<32, 2, 2, 256, 4, 2, 2, 2, false>
+// @instantiate w4a16_v5<32, 2, 2, 256, 4, 2, 2, 2, true>
+// @instantiate w4a16_v5<32, 2, 2, 256, 4, 2, 1, 2, false>
+// @instantiate w4a16_v5<32, 2, 2, 256, 4, 2, 1, 2, true>
 // diagnostics (not validated: they compute no output)
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 1>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 2>

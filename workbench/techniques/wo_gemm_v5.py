@@ -183,6 +183,10 @@ V5_KERNELS = [
     V5Config(64, 1, 4, 256, 3, 1, 1, 4),
     # 7 consumer warpgroups (448 rows per unit, 2 stages; 8 would pass 1024 threads): more warps to hide
     # the wgmma and ring latencies, x read once per 448 weight rows (50 registers; TOKP 64 spills)
+    # two m64 row blocks per warpgroup (two independent decode chains per warp); measured slower before the
+    # wgmma serialization fix (commit 0f5bf4f), tried again after it
+    V5Config(32, 2, 2, 256, 4, 2, 2, 2),
+    V5Config(32, 2, 2, 256, 4, 2, 1, 2),
     V5Config(16, 1, 7, 256, 2, 2, 1, 2),
     V5Config(32, 1, 7, 256, 2, 2, 1, 2),
 ]
