@@ -285,6 +285,9 @@ if INTERACTIVE:
 #   GEMM on an H100, from scattered 2-byte stores over M output rows. Transposing through shared memory
 #   and halving the atomics cut the call to ~2 us after the GEMM, which moved M = 32 and 64 more than any
 #   GEMM config had.
+# - Read the compiler's warnings: ptxas serialized every wgmma of v5 (warning C7518) because the consumer
+#   branch depended on `threadIdx.x / 32`, which it cannot prove warp-uniform; a `__shfl_sync` from lane 0
+#   fixed it, worth 10% on the 2-warpgroup builds (the 4-warpgroup ones had hidden it behind each other).
 # - Quantizing into the swizzled layout costs nothing extra once a CTA owns whole 128x4 tiles of scales:
 #   the scattered scale-byte stores, not the encoder, held v3's swizzled path at 67-76% of copy bandwidth.
 # - Dequantize-then-cuBLAS on every call never wins: it writes and re-reads the bf16 weight.
