@@ -116,7 +116,8 @@ print(nv.unpack_nibbles(qt.codes)[0, :16].tolist())
 # (the adder's ties-to-even is the tie table), the bits of `r * 2^-126` are the code at bit 22, signs of 8
 # elements come from two PRMTs, and with a per-tensor scale the block multiplier comes from a 256-entry
 # table. In the swizzled layout v1-v3 scatter each warp's 32 scale bytes over 8 places 512 bytes apart.
-# `v5` (the default, `cupy_quantize_linear` / `_swizzled`) keeps v3's encoder and coalesced row reads, but
+# `v5` (the swizzled default, `cupy_quantize_swizzled`; for the linear layout v1 measured faster and stays
+# the default, `cupy_quantize_linear`) keeps v3's encoder and coalesced row reads, but
 # a CTA owns 128 rows x NB scale blocks, so its scale bytes are NB/4 whole 128x4 tiles: they are gathered
 # in shared memory and written as one contiguous run (padding zeros included). Small NB keeps the last
 # wave short. The `_v5_nb..` rows are its other configs (`s`: a lane pair shares a block). All are checked
