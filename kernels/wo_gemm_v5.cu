@@ -105,14 +105,8 @@ __device__ __forceinline__ void wgmma_rs<64>(float (&d)[32], const uint32_t (&a)
 // global counter (SMs whose requests the memory system serves faster take more).
 // DIAG (diagnostic builds, never validated or recorded): 1 = the consumers only take and release the
 // ring (the data path alone), 2 = they also read and decode the weight (no wgmma, no output).
-// XR > 0: split rings. The weight gets STAGES stages of its own and x a ring of XR stages, each filled by
-// its own producer warp (static schedules only: the x warp walks the same share). Only the wgmma reads x
-// from shared memory, so a weight stage is released as soon as its last chunk is decoded, and only the x
-// stage waits for the wgmma to retire: the weight ring is deeper and turns over sooner than a combined
-// stage (a 4-stage combined ring left the M = 32 consumers waiting on a full barrier 16% of the time).
-template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0,
-          int XR = 0>
-__global__ void __launch_bounds__(NWG * 128 + (XR ? 64 : 32), 1) w4a16_v5(
+template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0>
+__global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     const __grid_constant__ TmaDescriptor x_map, const uint8_t* __restrict__ wp, const float* __restrict__ g_w,
     uint16_t* __restrict__ out, float* __restrict__ ws, unsigned int* __restrict__ counters, int M, int N, int K,
     int s0, int grab) {
@@ -123,60 +117,40 @@ __global__ void __launch_bounds__(NWG * 128 + (XR ? 64 : 32), 1) w4a16_v5(
     constexpr int GPC = 4 / GS;      // wgmma groups per chunk
     constexpr int ND = TOKP / 2;
     static_assert(TOKP == 8 || TOKP == 16 || TOKP == 32 || TOKP == 64, "TOKP: a wgmma N of 8..64");
-    static_assert(NWG * 128 + (XR ? 64 : 32) <= 1024, "NWG: at most 7 consumer warpgroups (1024 threads per CTA)");
-    static_assert(XR == 0 || (XR >= 2 && DIAG == 0), "XR: 0, or >= 2 x stages (one is held while the next is read)");
+    static_assert(NWG * 128 + 32 <= 1024, "NWG: at most 7 consumer warpgroups (1024 threads per CTA)");
     static_assert(KC % V5_BLOCK_K == 0 && TILES <= 32 && CHUNKS <= 32, "KC, ROWS");
     static_assert(GS == 1 || GS == 2 || GS == 4, "GS divides the 4 steps of a chunk");
     static_assert((NBUF == 2 || NBUF == 4) && (CHUNKS * GPC) % NBUF == 0 && (CHUNKS * GPC) % NACC == 0,
                   "buffers and accumulator sets rotate within a unit");
 
-    constexpr int XSTAGES = XR ? XR : STAGES;  // x stages (XR = 0: one per combined stage)
     if (RED) pdl_trigger();  // wo_finalize (launched with PDL) may be scheduled now; it waits for us
     extern __shared__ uint8_t smem_raw[];
     __shared__ int unit_of[STAGES];  // the unit in each stage, -1: no more work
-    __shared__ int x_unit_of[XR ? XR : 1];
     // x tiles first (each atom 1024-aligned for the 128-byte swizzle), then the weight, then barriers.
     uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uint64_t>(smem_raw) + 1023) & ~(uint64_t)1023);
     uint8_t* xs = smem;
-    uint8_t* wsm = smem + XSTAGES * X_STAGE;
+    uint8_t* wsm = smem + STAGES * X_STAGE;
     const uint32_t full0 = smem_addr(wsm + STAGES * W_STAGE), empty0 = full0 + 8 * STAGES;
-    const uint32_t fullx0 = empty0 + 8 * STAGES, emptyx0 = fullx0 + 8 * XSTAGES;  // used when XR > 0
-    // the barrier a consumer releases once its wgmma no longer read x: the x ring's, or the combined stage's
-    const uint32_t held_empty0 = XR ? emptyx0 : empty0;
 
     // warp: made warp-uniform for the compiler (a shuffle from lane 0). Without it the consumer path
     // below the producer branch counts as divergent and ptxas serializes every wgmma (warning C7518).
     const int warp = __shfl_sync(0xffffffffu, threadIdx.x >> 5, 0), lane = threadIdx.x & 31;
     const int n_kc = K / KC, units = (N / ROWS) * n_kc;
-    if (threadIdx.x == 0) {
-        ring_init<STAGES>(full0, empty0, NWG * 4);
-        if (XR) ring_init<XSTAGES>(fullx0, emptyx0, NWG * 4);
-    }
+    if (threadIdx.x == 0) ring_init<STAGES>(full0, empty0, NWG * 4);
     __syncthreads();
 
     if (warp == NWG * 4) {  // producer warp: lane 0 claims a stage, lanes issue its copies in parallel
         int i = 0;
         produce_units(units, s0, grab, counters + (N >> 4), lane, [&](int u) {
-            const int s = ring_claim<STAGES>(i++, u, XR ? W_STAGE : W_STAGE + X_STAGE, full0, empty0, unit_of, lane);
+            const int s = ring_claim<STAGES>(i++, u, W_STAGE + X_STAGE, full0, empty0, unit_of, lane);
             if (u < 0) return;
             const int rg = u / n_kc, kc = u % n_kc;
             if (lane < TILES)
                 bulk_load(smem_addr(wsm + s * W_STAGE + lane * W_TILE),
                           wp + ((long long)(rg * TILES + lane) * (K / V5_BLOCK_K) + kc * KB) * V5_BLOCK_BYTES,
                           W_TILE, full0 + 8 * s);
-            if (!XR && lane < CHUNKS)
-                tma_load_2d(smem_addr(xs + s * X_STAGE + lane * X_ATOM), &x_map, kc * KC + 64 * lane, 0, full0 + 8 * s);
-        });
-        return;
-    }
-    if (XR && warp == NWG * 4 + 1) {  // x producer (static share: the same units in the same order)
-        int i = 0;
-        produce_units(units, s0, 0, counters + (N >> 4), lane, [&](int u) {
-            if (u < 0) return;  // the consumers learn the end from the weight ring
-            const int s = ring_claim<XSTAGES>(i++, u, X_STAGE, fullx0, emptyx0, x_unit_of, lane);
             if (lane < CHUNKS)
-                tma_load_2d(smem_addr(xs + s * X_STAGE + lane * X_ATOM), &x_map, (u % n_kc) * KC + 64 * lane, 0,
-                            fullx0 + 8 * s);
+                tma_load_2d(smem_addr(xs + s * X_STAGE + lane * X_ATOM), &x_map, kc * KC + 64 * lane, 0, full0 + 8 * s);
         });
         return;
     }
@@ -241,7 +215,7 @@ __global__ void __launch_bounds__(NWG * 128 + (XR ? 64 : 32), 1) w4a16_v5(
             for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
                 for (int e = 0; e < ND; ++e) keep(acc[a][mt][e]);
-        if (held >= 0 && lane == 0) mbar_arrive(held_empty0 + 8 * held);
+        if (held >= 0 && lane == 0) mbar_arrive(empty0 + 8 * held);
         held = -1;
         flush(u);
     };
@@ -275,9 +249,7 @@ __global__ void __launch_bounds__(NWG * 128 + (XR ? 64 : 32), 1) w4a16_v5(
         }
         if (cur >= 0 && u / n_kc != cur / n_kc) drain_and_flush(cur);
         cur = u;
-        const int sx = XR ? i % XSTAGES : s;  // this unit's x stage
-        if constexpr (XR != 0) mbar_wait(fullx0 + 8 * sx, (i / XSTAGES) & 1);
-        const uint32_t xb = x_base + sx * X_STAGE, wb = w_base + s * W_STAGE;
+        const uint32_t xb = x_base + s * X_STAGE, wb = w_base + s * W_STAGE;
 #pragma unroll
         for (int c = 0; c < CHUNKS; ++c) {
             u32x4 cw[MT];
@@ -316,18 +288,12 @@ __global__ void __launch_bounds__(NWG * 128 + (XR ? 64 : 32), 1) w4a16_v5(
 #pragma unroll
                         for (int r = 0; r < 4; ++r) keep(A[(gi + 1) % NBUF][mt][e][r]);
                 if (gi == NBUF - 2 && held >= 0) {  // every group of the previous unit is retired
-                    if (lane == 0) mbar_arrive(held_empty0 + 8 * held);
+                    if (lane == 0) mbar_arrive(empty0 + 8 * held);
                     held = -1;
                 }
             }
         }
-        if constexpr (XR) {  // the weight stage was only read by the decode above: free it now
-            __syncwarp();
-            if (lane == 0) mbar_arrive(empty0 + 8 * s);
-            held = sx;
-        } else {
-            held = s;
-        }
+        held = s;
         ++sa_done;
     }
     if (DIAG == 0 && cur >= 0) drain_and_flush(cur);
@@ -366,15 +332,6 @@ __global__ void __launch_bounds__(NWG * 128 + (XR ? 64 : 32), 1) w4a16_v5(
 // @instantiate w4a16_v5<32, 2, 2, 256, 4, 2, 2, 2, true>
 // @instantiate w4a16_v5<32, 2, 2, 256, 4, 2, 1, 2, false>
 // @instantiate w4a16_v5<32, 2, 2, 256, 4, 2, 1, 2, true>
-// split rings (XR x stages beside STAGES weight stages; static schedules only)
-// @instantiate w4a16_v5<32, 1, 4, 256, 5, 2, 2, 2, false, 0, 2>
-// @instantiate w4a16_v5<32, 1, 4, 256, 5, 2, 2, 2, true, 0, 2>
-// @instantiate w4a16_v5<32, 2, 2, 256, 5, 2, 2, 2, false, 0, 2>
-// @instantiate w4a16_v5<32, 2, 2, 256, 5, 2, 2, 2, true, 0, 2>
-// @instantiate w4a16_v5<64, 1, 2, 256, 6, 2, 2, 2, false, 0, 3>
-// @instantiate w4a16_v5<64, 1, 2, 256, 6, 2, 2, 2, true, 0, 3>
-// @instantiate w4a16_v5<64, 1, 4, 256, 4, 2, 1, 2, false, 0, 2>
-// @instantiate w4a16_v5<64, 1, 4, 256, 4, 2, 1, 2, true, 0, 2>
 // diagnostics (not validated: they compute no output)
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 1>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 2>

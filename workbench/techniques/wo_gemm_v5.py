@@ -131,12 +131,10 @@ class V5Config:
     s0: int = 0  # launch choices (red only): grab > 0 -> the first s0 units of each CTA static, then grabs
     grab: int = 0
     diag: int = 0  # 1 / 2: diagnostic builds (ring only / ring + decode; no output, never validated)
-    xr: int = 0  # > 0: split rings, xr x stages beside `stages` weight stages (static schedules only)
 
     @property
     def expr(self) -> str:
-        d = f", {self.diag}" if self.diag or self.xr else ""
-        d += f", {self.xr}" if self.xr else ""
+        d = f", {self.diag}" if self.diag else ""
         return (f"w4a16_v5<{self.tokp}, {self.mt}, {self.nwg}, {self.kc}, {self.stages}, {self.gs}, "
                 f"{self.nacc}, {self.nbuf}, {str(self.red).lower()}{d}>")
 
@@ -146,7 +144,7 @@ class V5Config:
 
     def with_work(self, red: bool, s0: int = 0, grab: int = 0) -> V5Config:
         return V5Config(self.tokp, self.mt, self.nwg, self.kc, self.stages, self.gs, self.nacc, self.nbuf, red, s0,
-                        grab, self.diag, self.xr)
+                        grab, self.diag)
 
     @property
     def rows(self) -> int:
@@ -154,19 +152,17 @@ class V5Config:
 
     @property
     def threads(self) -> int:
-        return self.nwg * 128 + (64 if self.xr else 32)
+        return self.nwg * 128 + 32
 
     @property
     def smem(self) -> int:
         w_stage = (self.rows // 16) * (self.kc // V5_BLOCK_K) * V5_BLOCK_BYTES
         x_stage = (self.kc // 64) * self.tokp * 128
-        if self.xr:
-            return self.stages * w_stage + self.xr * x_stage + 16 * (self.stages + self.xr) + 1024
         return self.stages * (w_stage + x_stage) + 16 * self.stages + 1024  # + barriers, 1024 alignment
 
     def __str__(self) -> str:
         wk = ("_red" if self.red else "") + (f"_s0{self.s0}_g{self.grab}" if self.grab else "")
-        wk += {0: "", 1: "_diag_stream", 2: "_diag_decode"}[self.diag] + (f"_xr{self.xr}" if self.xr else "")
+        wk += {0: "", 1: "_diag_stream", 2: "_diag_decode"}[self.diag]
         return (f"v5_n{self.tokp}_mt{self.mt}_wg{self.nwg}_kc{self.kc}_s{self.stages}_gs{self.gs}"
                 f"_a{self.nacc}_b{self.nbuf}{wk}")
 
@@ -200,9 +196,6 @@ V5_DEFAULTS = {8: V5Config(8, 1, 2, 512, 4, 2, 2, 2, True), 16: V5Config(16, 1, 
                32: V5Config(32, 1, 4, 256, 4, 2, 2, 4, True), 64: V5Config(64, 1, 4, 256, 3, 2, 1, 2, True)}
 
 
-# Split rings: the weight's own deeper ring, released as soon as decoded; x in a ring of xr stages.
-V5_KERNELS_XR = [V5Config(32, 1, 4, 256, 5, 2, 2, 2, xr=2), V5Config(32, 2, 2, 256, 5, 2, 2, 2, xr=2),
-                 V5Config(64, 1, 2, 256, 6, 2, 2, 2, xr=3), V5Config(64, 1, 4, 256, 4, 2, 1, 2, xr=2)]
 V5_DIAGNOSTICS = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, diag=d) for d in (1, 2)]
 
 
@@ -226,7 +219,6 @@ def v5_candidates(M: int, sms: int = 132) -> list[V5Config]:
         share = k.units / sms
         works = [(0.5, 1), (0.75, 1)] if n < 32 else [(0.75, 2)]
         out += [k, k.with_work(True)] + [k.with_work(True, max(1, int(f * share)), gsz) for f, gsz in works]
-    out += [w for k in V5_KERNELS_XR if k.tokp == n for w in (k, k.with_work(True))]  # static only
     return out
 
 
@@ -252,8 +244,6 @@ def w4a16_gemm_v5(x: torch.Tensor, pw: PreparedWeight, config: V5Config | None =
     check_tensor("out", out, dtype=torch.bfloat16, device="cuda", shape=[M, N], contiguous=True)
     if cfg.grab and not cfg.red:
         raise InputError(f"config {cfg}: dynamic grabs need red=True (no in-kernel fixup per grab)")
-    if cfg.grab and cfg.xr:
-        raise InputError(f"config {cfg}: split rings (xr > 0) need a static schedule (grab = 0)")
     stream = v5_stream(pw)
     ws, cnt = _workspace(x.device, N, cfg.tokp, N // 16 + 2)
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count
