@@ -32,8 +32,8 @@
 #include "wb_streamk.cuh"
 #include "wb_pdl.cuh"
 
-constexpr int V5_BLOCK_K = 256;       // k per block of the v5 stream
-constexpr int V5_BLOCK_BYTES = 2304;  // per 16-row tile and block: 2048 code bytes + 256 scale bytes
+// The v5 stream comes in blocks of BK = 256 k (the default) or 128 k per 16-row tile: BK * 8 code bytes
+// (BK / 64 chunks of 32 lanes x 16 B) and a BK-byte scale table, 9 * BK bytes in all.
 
 WB_DEVICE void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 WB_DEVICE void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
@@ -96,7 +96,7 @@ __device__ __forceinline__ void wgmma_rs<64>(float (&d)[32], const uint32_t (&a)
 }
 
 // TOKP tokens (wgmma N: 8/16/32/64, >= M), MT m64 row blocks per consumer warpgroup, NWG consumer
-// warpgroups, KC k per unit (multiple of 256), STAGES units in flight, GS k16 steps per wgmma group,
+// warpgroups, KC k per unit (multiple of BK), STAGES units in flight, GS k16 steps per wgmma group,
 // NACC accumulator sets (group i accumulates into set i % NACC: consecutive groups do not wait on each
 // other's accumulator, so the tensor pipe overlaps them), NBUF A-register buffers (NBUF - 1 groups in
 // flight while the next one is decoded), RED: reduce only (fire-and-forget red.add of the partial tiles,
@@ -105,20 +105,24 @@ __device__ __forceinline__ void wgmma_rs<64>(float (&d)[32], const uint32_t (&a)
 // global counter (SMs whose requests the memory system serves faster take more).
 // DIAG (diagnostic builds, never validated or recorded): 1 = the consumers only take and release the
 // ring (the data path alone), 2 = they also read and decode the weight (no wgmma, no output).
-template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0>
+// BK: the stream's block k (256, or 128 for half-size units: KC = 128 and twice the stages in the same
+// shared memory).
+template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0,
+          int BK = 256>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     const __grid_constant__ TmaDescriptor x_map, const uint8_t* __restrict__ wp, const float* __restrict__ g_w,
     uint16_t* __restrict__ out, float* __restrict__ ws, unsigned int* __restrict__ counters, int M, int N, int K,
     int s0, int grab) {
-    constexpr int ROWS = 64 * MT * NWG, TILES = ROWS / 16, KB = KC / V5_BLOCK_K;
-    constexpr int W_TILE = KB * V5_BLOCK_BYTES, W_STAGE = TILES * W_TILE;
+    constexpr int BB = 9 * BK, CB = BK / 64;  // bytes and 64-k chunks per stream block
+    constexpr int ROWS = 64 * MT * NWG, TILES = ROWS / 16, KB = KC / BK;
+    constexpr int W_TILE = KB * BB, W_STAGE = TILES * W_TILE;
     constexpr int X_ATOM = TOKP * 128, X_STAGE = (KC / 64) * X_ATOM;
     constexpr int CHUNKS = KC / 64;  // 64-k chunks per unit: one 16-byte code load per lane, one x atom
     constexpr int GPC = 4 / GS;      // wgmma groups per chunk
     constexpr int ND = TOKP / 2;
     static_assert(TOKP == 8 || TOKP == 16 || TOKP == 32 || TOKP == 64, "TOKP: a wgmma N of 8..64");
     static_assert(NWG * 128 + 32 <= 1024, "NWG: at most 7 consumer warpgroups (1024 threads per CTA)");
-    static_assert(KC % V5_BLOCK_K == 0 && TILES <= 32 && CHUNKS <= 32, "KC, ROWS");
+    static_assert((BK == 256 || BK == 128) && KC % BK == 0 && TILES <= 32 && CHUNKS <= 32, "BK, KC, ROWS");
     static_assert(GS == 1 || GS == 2 || GS == 4, "GS divides the 4 steps of a chunk");
     static_assert((NBUF == 2 || NBUF == 4) && (CHUNKS * GPC) % NBUF == 0 && (CHUNKS * GPC) % NACC == 0,
                   "buffers and accumulator sets rotate within a unit");
@@ -147,7 +151,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
             const int rg = u / n_kc, kc = u % n_kc;
             if (lane < TILES)
                 bulk_load(smem_addr(wsm + s * W_STAGE + lane * W_TILE),
-                          wp + ((long long)(rg * TILES + lane) * (K / V5_BLOCK_K) + kc * KB) * V5_BLOCK_BYTES,
+                          wp + ((long long)(rg * TILES + lane) * (K / BK) + kc * KB) * BB,
                           W_TILE, full0 + 8 * s);
             if (lane < CHUNKS)
                 tma_load_2d(smem_addr(xs + s * X_STAGE + lane * X_ATOM), &x_map, kc * KC + 64 * lane, 0, full0 + 8 * s);
@@ -231,9 +235,9 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                 for (int c = 0; c < CHUNKS; ++c)
 #pragma unroll
                     for (int mt = 0; mt < MT; ++mt) {
-                        const uint32_t tb = wb + ((wg * MT + mt) * 4 + q) * W_TILE + (c / 4) * V5_BLOCK_BYTES;
-                        const u32x4 cw = lds16(tb + ((c % 4) * 32 + lane) * 16);
-                        const u32x4 sc = lds16(tb + 2048 + (((c % 4) / 2) * 8 + g) * 16);
+                        const uint32_t tb = wb + ((wg * MT + mt) * 4 + q) * W_TILE + (c / CB) * BB;
+                        const u32x4 cw = lds16(tb + ((c % CB) * 32 + lane) * 16);
+                        const u32x4 sc = lds16(tb + 8 * BK + (((c % CB) / 2) * 8 + g) * 16);
 #pragma unroll
                         for (int j = 0; j < 4; ++j) {
                             uint32_t a[4];
@@ -256,9 +260,9 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
             uint32_t sw_g[MT], sw_h[MT];
 #pragma unroll
             for (int mt = 0; mt < MT; ++mt) {
-                const uint32_t tb = wb + ((wg * MT + mt) * 4 + q) * W_TILE + (c / 4) * V5_BLOCK_BYTES;
-                cw[mt] = lds16(tb + ((c % 4) * 32 + lane) * 16);
-                const u32x4 sc = lds16(tb + 2048 + (((c % 4) / 2) * 8 + g) * 16);
+                const uint32_t tb = wb + ((wg * MT + mt) * 4 + q) * W_TILE + (c / CB) * BB;
+                cw[mt] = lds16(tb + ((c % CB) * 32 + lane) * 16);
+                const u32x4 sc = lds16(tb + 8 * BK + (((c % CB) / 2) * 8 + g) * 16);
                 sw_g[mt] = (c & 1) ? sc.y : sc.x;
                 sw_h[mt] = (c & 1) ? sc.w : sc.z;
             }
@@ -332,6 +336,15 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<32, 2, 2, 256, 4, 2, 2, 2, true>
 // @instantiate w4a16_v5<32, 2, 2, 256, 4, 2, 1, 2, false>
 // @instantiate w4a16_v5<32, 2, 2, 256, 4, 2, 1, 2, true>
+// 128-k stream blocks (half-size units, twice the stages)
+// @instantiate w4a16_v5<32, 1, 4, 128, 8, 2, 2, 2, false, 0, 128>
+// @instantiate w4a16_v5<32, 1, 4, 128, 8, 2, 2, 2, true, 0, 128>
+// @instantiate w4a16_v5<32, 2, 2, 128, 8, 2, 2, 2, false, 0, 128>
+// @instantiate w4a16_v5<32, 2, 2, 128, 8, 2, 2, 2, true, 0, 128>
+// @instantiate w4a16_v5<64, 1, 2, 128, 8, 2, 2, 2, false, 0, 128>
+// @instantiate w4a16_v5<64, 1, 2, 128, 8, 2, 2, 2, true, 0, 128>
+// @instantiate w4a16_v5<64, 1, 4, 128, 6, 2, 1, 2, false, 0, 128>
+// @instantiate w4a16_v5<64, 1, 4, 128, 6, 2, 1, 2, true, 0, 128>
 // diagnostics (not validated: they compute no output)
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 1>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 2>

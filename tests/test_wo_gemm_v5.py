@@ -16,12 +16,15 @@ from workbench.techniques import wo_gemm_v5 as v5
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_stream_v5_roundtrip_all_codes_and_scales():
+@pytest.mark.parametrize("bk", [256, 128])
+def test_stream_v5_roundtrip_all_codes_and_scales(bk):
     """prepare_stream_v5 + the kernel's reads and decode (emulated bit for bit) = dequantize_reference."""
     q = all_codes_weight(64, 1024, seed=0, edge_rows=True)
-    data = v5.prepare_stream_v5(q, rows_per_step=32)  # several row steps
-    assert data.shape == (64 // 16, 1024 // 256, 2304) and data.dtype == torch.uint8
-    assert torch.equal(v5.decode_stream_v5(data, q.global_scale, q.shape), nv.dequantize_reference(q))
+    data = v5.prepare_stream_v5(q, rows_per_step=32, block_k=bk)  # several row steps
+    assert data.shape == (64 // 16, 1024 // bk, 9 * bk) and data.dtype == torch.uint8
+    assert torch.equal(v5.decode_stream_v5(data, q.global_scale, q.shape, block_k=bk), nv.dequantize_reference(q))
+    with pytest.raises(InputError, match="block_k"):
+        v5.prepare_stream_v5(q, block_k=64)
 
 
 def test_stream_v5_natural_k_order():
@@ -62,7 +65,7 @@ def test_v5_compiles_without_spills():
     """The sm_90a compile gate (NVRTC, no GPU): every instantiation, no register spills."""
     ck = compile_kernel("wo_gemm_v5")
     names = {low: e for e, low in ck.lowered.items()}
-    assert len(ck.resources) == 2 * len(v5.V5_KERNELS) + len(v5.V5_DIAGNOSTICS)
+    assert len(ck.resources) == 2 * len(v5.V5_KERNELS + v5.V5_KERNELS_BK128) + len(v5.V5_DIAGNOSTICS)
     for low, r in ck.resources.items():
         assert r.spill_stores == 0 and r.spill_loads == 0, (names.get(low, low), r)
 
@@ -85,7 +88,9 @@ def test_v5_bad_input():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("cfg", v5.V5_KERNELS + [k.with_work(True, s0, g) for k in v5.V5_KERNELS for s0, g in
-                                                 ((0, 0), (1, 1), (0, 2))], ids=str)
+                                                 ((0, 0), (1, 1), (0, 2))]
+                         + v5.V5_KERNELS_BK128 + [k.with_work(True, s0, g) for k in v5.V5_KERNELS_BK128
+                                                  for s0, g in ((0, 0), (1, 1))], ids=str)
 def test_gpu_w4a16_v5_matches_fp32_of_dequantized(cfg):
     N = 2 * cfg.rows * 3  # several row groups; 132 CTAs share 24..96 units: uneven stream-K shares
     for M in sorted({1, 3, cfg.tokp // 2 + 1, cfg.tokp}):

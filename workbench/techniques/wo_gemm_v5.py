@@ -6,10 +6,11 @@ showed the weight load exposed once per unit at M <= 8 and the activations re-re
 weight (cp.async.bulk) and the x tile (TMA, 128-byte swizzle) into a STAGES-deep shared-memory ring,
 and consumer warpgroups decode into wgmma's register A operand with x as the shared-memory B operand.
 
-The v5 stream (prepare_stream_v5, once per weight at load time): uint8 [N/16, K/256, 2304]; per
-16-row tile and 256-k block, 4 chunks x 32 lanes x 16 B of code words and a 256-byte scale table:
+The v5 stream (prepare_stream_v5, once per weight at load time): uint8 [N/16, K/BK, 9 BK] for a block
+k of BK = 256 (the default, 2304 bytes per block) or 128 (1152: smaller ring stages); per 16-row tile and
+block, BK/64 chunks x 32 lanes x 16 B of code words and a BK-byte scale table:
 - lane l = 4g + t, chunk c, word j (k16 step s = 4c + j): the 8 codes of rows g, g+8 at
-  k = 256 kb + 16 s + {2t, 2t+1, 2t+8, 2t+9}, placed as V4_WORD_LAYOUT (the A-fragment k order is
+  k = BK kb + 16 s + {2t, 2t+1, 2t+8, 2t+9}, placed as V4_WORD_LAYOUT (the A-fragment k order is
   natural, so x needs no permutation);
 - scale entry q2 * 8 + g (16 B): re-encoded scale bytes of row g for steps 8 q2 .. 8 q2 + 7, then of
   row g + 8 (zero-scale blocks have their codes zeroed, as in v4).
@@ -41,12 +42,19 @@ V5_MAX_M = 64  # wgmma N <= 64 tokens per CTA (one token tile)
 MAX_DYNAMIC_SMEM = 232448  # Hopper: 227 KB per block
 
 
-def prepare_stream_v5(w: NVFP4Tensor, rows_per_step: int = 1024) -> torch.Tensor:
-    """NVFP4Tensor [N, K] (linear scales, per-tensor global scale, N % 16 == 0, K % 256 == 0) -> the v5
-    stream, uint8 [N/16, K/256, 2304] on the weight's device. Exact: a relayout plus the v4 scale
-    re-encoding."""
-    N, K = check_prepare_input(w, V5_BLOCK_K, "the v5 stream")
-    nkb = K // V5_BLOCK_K
+def block_bytes(bk: int) -> int:
+    """Bytes of one 16-row x bk-k block of the v5 stream: bk / 2 * 16 code bytes + bk scale bytes."""
+    return 9 * bk
+
+
+def prepare_stream_v5(w: NVFP4Tensor, rows_per_step: int = 1024, block_k: int = V5_BLOCK_K) -> torch.Tensor:
+    """NVFP4Tensor [N, K] (linear scales, per-tensor global scale, N % 16 == 0, K % block_k == 0) -> the v5
+    stream, uint8 [N/16, K/block_k, 9 block_k] on the weight's device (block_k 256 or 128). Exact: a
+    relayout plus the v4 scale re-encoding."""
+    if block_k not in (128, 256):
+        raise InputError(f"block_k: expected 128 or 256, got {block_k}")
+    N, K = check_prepare_input(w, block_k, "the v5 stream")
+    nkb, CB = K // block_k, block_k // 64
     parts = []
     for r0 in range(0, N, rows_per_step):
         r1 = min(N, r0 + rows_per_step)
@@ -54,55 +62,59 @@ def prepare_stream_v5(w: NVFP4Tensor, rows_per_step: int = 1024) -> torch.Tensor
         u = _reencode_scales(w.scales[r0:r1])  # [R, K/16]
         codes = nvfp4.unpack_nibbles(w.codes[r0:r1]).view(r1 - r0, K // 16, 16)
         codes = torch.where((u == 0)[..., None], torch.zeros_like(codes), codes).to(torch.int64)
-        # [tile, h, g, kb, c, j, hi, t, e]: row = 16 tile + 8 h + g, k = 256 kb + 64 c + 16 j + 8 hi + 2 t + e
-        c = codes.view(T, 2, 8, nkb, 4, 4, 2, 4, 2)
+        # [tile, h, g, kb, c, j, hi, t, e]: row = 16 tile + 8 h + g, k = BK kb + 64 c + 16 j + 8 hi + 2 t + e
+        c = codes.view(T, 2, 8, nkb, CB, 4, 2, 4, 2)
         mag, sgn = c & 7, c >> 3
-        word = torch.zeros((T, 8, nkb, 4, 4, 4), dtype=torch.int64, device=codes.device)  # [tile, g, kb, c, j, t]
+        word = torch.zeros((T, 8, nkb, CB, 4, 4), dtype=torch.int64, device=codes.device)  # [tile, g, kb, c, j, t]
         for h, kk, mpos, spos in V4_WORD_LAYOUT:
             for e in (0, 1):
                 word |= mag[:, h, :, :, :, :, kk // 2, :, e] << (mpos + 16 * e)
                 word |= sgn[:, h, :, :, :, :, kk // 2, :, e] << (spos + 16 * e)
         word = word.permute(0, 2, 3, 1, 5, 4).contiguous()  # [tile, kb, c, g, t, j]
         wbytes = torch.stack([(word >> (8 * i)) & 0xFF for i in range(4)], dim=-1).to(torch.uint8)
-        wbytes = wbytes.view(T, nkb, 2048)
-        # scales [tile, h, g, kb, q2, w, b] (block 16 kb + 8 q2 + 4 w + b) -> [tile, kb, q2, g, h, w, b]
-        us = u.view(T, 2, 8, nkb, 2, 2, 4).permute(0, 3, 4, 2, 1, 5, 6).reshape(T, nkb, 256)
+        wbytes = wbytes.view(T, nkb, CB * 512)
+        # scales [tile, h, g, kb, q2, w, b] (block BK/16 kb + 8 q2 + 4 w + b) -> [tile, kb, q2, g, h, w, b]
+        us = u.view(T, 2, 8, nkb, CB // 2, 2, 4).permute(0, 3, 4, 2, 1, 5, 6).reshape(T, nkb, block_k)
         parts.append(torch.cat([wbytes, us], dim=2))
     return torch.cat(parts).contiguous()
 
 
-def v5_stream(pw: PreparedWeight) -> torch.Tensor:
-    """The v5 stream of a prepared weight, built on first use and cached on it (66 MB for wo)."""
+def v5_stream(pw: PreparedWeight, block_k: int = V5_BLOCK_K) -> torch.Tensor:
+    """The v5 stream (block_k 256 or 128) of a prepared weight, built on first use and cached on it (66 MB
+    each for wo)."""
     if pw.data_v5 is None:
-        pw.data_v5 = prepare_stream_v5(pw.source)
-    return pw.data_v5
+        pw.data_v5 = {}
+    if block_k not in pw.data_v5:
+        pw.data_v5[block_k] = prepare_stream_v5(pw.source, block_k=block_k)
+    return pw.data_v5[block_k]
 
 
-def decode_stream_v5(data: torch.Tensor, global_scale: torch.Tensor, shape) -> torch.Tensor:
+def decode_stream_v5(data: torch.Tensor, global_scale: torch.Tensor, shape, block_k: int = V5_BLOCK_K
+                     ) -> torch.Tensor:
     """Emulate the kernel's reads and decode of the v5 stream (the same word, scale-entry and fragment
     indexing as w4a16_v5): fp32 weight e2m1 * sf * (1/g) [N, K]. CPU-capable (tests)."""
     N, K = shape
-    T, nkb = N // 16, K // V5_BLOCK_K
-    d = data.to(torch.int64).view(T, nkb, 2304)
-    cb = d[:, :, :2048].reshape(T, nkb, 4, 32, 4, 4)  # [tile, kb, c, lane, j, byte]
+    T, nkb, CB = N // 16, K // block_k, block_k // 64
+    d = data.to(torch.int64).view(T, nkb, block_bytes(block_k))
+    cb = d[:, :, :CB * 512].reshape(T, nkb, CB, 32, 4, 4)  # [tile, kb, c, lane, j, byte]
     words = cb[..., 0] | (cb[..., 1] << 8) | (cb[..., 2] << 16) | (cb[..., 3] << 24)  # [tile, kb, c, lane, j]
     T_, MAG, SGN, m32 = 0x81C081C0, 0x01C001C0, 0x80008000, 0xFFFFFFFF
     regs = [words & T_, (words << 6) & T_ & m32, ((words << 3) & MAG) | ((words << 5) & SGN),
             ((words >> 5) & MAG) | ((words << 1) & SGN)]
     # scale of (row half h, lane's g, step 4c + j): entry ((c % 4) // 2) * 8 + g, byte 8 h + 4 (c % 2) + j
-    sc = d[:, :, 2048:].reshape(T, nkb, 2, 8, 2, 2, 4)  # [tile, kb, q2, g, h, w, b]
+    sc = d[:, :, CB * 512:].reshape(T, nkb, CB // 2, 8, 2, 2, 4)  # [tile, kb, q2, g, h, w, b]
     s = decode_reencoded_scales(sc.to(torch.uint8)).float()
     g_inv = torch.div(torch.ones_like(global_scale.float()), global_scale.float()).to(s.device)
     s = s * g_inv
     # -> [tile, kb, c, g, h, j] with c = 2 q2 + w, j = b
-    s = s.permute(0, 1, 2, 5, 3, 4, 6).reshape(T, nkb, 4, 8, 2, 4)
-    out = torch.zeros((T, 2, 8, nkb, 4, 4, 2, 4, 2), dtype=torch.float32, device=d.device)
+    s = s.permute(0, 1, 2, 5, 3, 4, 6).reshape(T, nkb, CB, 8, 2, 4)
+    out = torch.zeros((T, 2, 8, nkb, CB, 4, 2, 4, 2), dtype=torch.float32, device=d.device)
 
     def bf16_bits_to_f32(b):
         return (b.to(torch.int32) << 16).view(torch.float32)
 
     for (h, kk, _, _), r in zip(V4_WORD_LAYOUT, regs):
-        rr = r.view(T, nkb, 4, 8, 4, 4)  # [tile, kb, c, g, t, j]
+        rr = r.view(T, nkb, CB, 8, 4, 4)  # [tile, kb, c, g, t, j]
         sc_h = s[:, :, :, :, h, :]  # [tile, kb, c, g, j]
         for e in (0, 1):
             v = bf16_bits_to_f32((rr >> (16 * e)) & 0xFFFF) * 2.0**126
@@ -131,10 +143,12 @@ class V5Config:
     s0: int = 0  # launch choices (red only): grab > 0 -> the first s0 units of each CTA static, then grabs
     grab: int = 0
     diag: int = 0  # 1 / 2: diagnostic builds (ring only / ring + decode; no output, never validated)
+    bk: int = V5_BLOCK_K  # block k of the stream it reads (256, or 128: half-size ring stages)
 
     @property
     def expr(self) -> str:
-        d = f", {self.diag}" if self.diag else ""
+        d = f", {self.diag}" if self.diag or self.bk != V5_BLOCK_K else ""
+        d += f", {self.bk}" if self.bk != V5_BLOCK_K else ""
         return (f"w4a16_v5<{self.tokp}, {self.mt}, {self.nwg}, {self.kc}, {self.stages}, {self.gs}, "
                 f"{self.nacc}, {self.nbuf}, {str(self.red).lower()}{d}>")
 
@@ -144,7 +158,7 @@ class V5Config:
 
     def with_work(self, red: bool, s0: int = 0, grab: int = 0) -> V5Config:
         return V5Config(self.tokp, self.mt, self.nwg, self.kc, self.stages, self.gs, self.nacc, self.nbuf, red, s0,
-                        grab, self.diag)
+                        grab, self.diag, self.bk)
 
     @property
     def rows(self) -> int:
@@ -156,13 +170,13 @@ class V5Config:
 
     @property
     def smem(self) -> int:
-        w_stage = (self.rows // 16) * (self.kc // V5_BLOCK_K) * V5_BLOCK_BYTES
+        w_stage = (self.rows // 16) * (self.kc // self.bk) * block_bytes(self.bk)
         x_stage = (self.kc // 64) * self.tokp * 128
         return self.stages * (w_stage + x_stage) + 16 * self.stages + 1024  # + barriers, 1024 alignment
 
     def __str__(self) -> str:
         wk = ("_red" if self.red else "") + (f"_s0{self.s0}_g{self.grab}" if self.grab else "")
-        wk += {0: "", 1: "_diag_stream", 2: "_diag_decode"}[self.diag]
+        wk += {0: "", 1: "_diag_stream", 2: "_diag_decode"}[self.diag] + (f"_bk{self.bk}" if self.bk != 256 else "")
         return (f"v5_n{self.tokp}_mt{self.mt}_wg{self.nwg}_kc{self.kc}_s{self.stages}_gs{self.gs}"
                 f"_a{self.nacc}_b{self.nbuf}{wk}")
 
@@ -196,6 +210,9 @@ V5_DEFAULTS = {8: V5Config(8, 1, 2, 512, 4, 2, 2, 2, True), 16: V5Config(16, 1, 
                32: V5Config(32, 1, 4, 256, 4, 2, 2, 4, True), 64: V5Config(64, 1, 4, 256, 3, 2, 1, 2, True)}
 
 
+# 128-k stream blocks: units of KC = 128, half-size stages, twice as many of them in the same shared memory.
+V5_KERNELS_BK128 = [V5Config(32, 1, 4, 128, 8, 2, 2, 2, bk=128), V5Config(32, 2, 2, 128, 8, 2, 2, 2, bk=128),
+                    V5Config(64, 1, 2, 128, 8, 2, 2, 2, bk=128), V5Config(64, 1, 4, 128, 6, 2, 1, 2, bk=128)]
 V5_DIAGNOSTICS = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, diag=d) for d in (1, 2)]
 
 
@@ -219,6 +236,7 @@ def v5_candidates(M: int, sms: int = 132) -> list[V5Config]:
         share = k.units / sms
         works = [(0.5, 1), (0.75, 1)] if n < 32 else [(0.75, 2)]
         out += [k, k.with_work(True)] + [k.with_work(True, max(1, int(f * share)), gsz) for f, gsz in works]
+    out += [w for k in V5_KERNELS_BK128 if k.tokp == n for w in (k, k.with_work(True))]
     return out
 
 
@@ -244,7 +262,7 @@ def w4a16_gemm_v5(x: torch.Tensor, pw: PreparedWeight, config: V5Config | None =
     check_tensor("out", out, dtype=torch.bfloat16, device="cuda", shape=[M, N], contiguous=True)
     if cfg.grab and not cfg.red:
         raise InputError(f"config {cfg}: dynamic grabs need red=True (no in-kernel fixup per grab)")
-    stream = v5_stream(pw)
+    stream = v5_stream(pw, cfg.bk)
     ws, cnt = _workspace(x.device, N, cfg.tokp, N // 16 + 2)
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count
     launch_by_value(get_kernel("wo_gemm_v5", cfg.expr), sms, cfg.threads,
