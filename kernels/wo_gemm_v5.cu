@@ -106,9 +106,11 @@ __device__ __forceinline__ void wgmma_rs<64>(float (&d)[32], const uint32_t (&a)
 // DIAG (diagnostic builds, never validated or recorded): 1 = the consumers only take and release the
 // ring (the data path alone), 2 = they also read and decode the weight (no wgmma, no output).
 // BK: the stream's block k (256, or 128 for half-size units: KC = 128 and twice the stages in the same
-// shared memory).
+// shared memory). GROUPED: the stream is grouped by unit ([row group][k block][tile][block], KC == BK),
+// so a unit's 16-row tiles are one contiguous run of memory instead of TILES runs 2304 B long and
+// K / BK * 2304 B apart.
 template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0,
-          int BK = 256>
+          int BK = 256, bool GROUPED = false>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     const __grid_constant__ TmaDescriptor x_map, const uint8_t* __restrict__ wp, const float* __restrict__ g_w,
     uint16_t* __restrict__ out, float* __restrict__ ws, unsigned int* __restrict__ counters, int M, int N, int K,
@@ -123,6 +125,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     static_assert(TOKP == 8 || TOKP == 16 || TOKP == 32 || TOKP == 64, "TOKP: a wgmma N of 8..64");
     static_assert(NWG * 128 + 32 <= 1024, "NWG: at most 7 consumer warpgroups (1024 threads per CTA)");
     static_assert((BK == 256 || BK == 128) && KC % BK == 0 && TILES <= 32 && CHUNKS <= 32, "BK, KC, ROWS");
+    static_assert(!GROUPED || KC == BK, "GROUPED: one stream block per unit");
     static_assert(GS == 1 || GS == 2 || GS == 4, "GS divides the 4 steps of a chunk");
     static_assert((NBUF == 2 || NBUF == 4) && (CHUNKS * GPC) % NBUF == 0 && (CHUNKS * GPC) % NACC == 0,
                   "buffers and accumulator sets rotate within a unit");
@@ -151,7 +154,8 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
             const int rg = u / n_kc, kc = u % n_kc;
             if (lane < TILES)
                 bulk_load(smem_addr(wsm + s * W_STAGE + lane * W_TILE),
-                          wp + ((long long)(rg * TILES + lane) * (K / BK) + kc * KB) * BB,
+                          wp + (GROUPED ? ((long long)(rg * (K / BK) + kc) * TILES + lane) * BB
+                                        : ((long long)(rg * TILES + lane) * (K / BK) + kc * KB) * BB),
                           W_TILE, full0 + 8 * s);
             if (lane < CHUNKS)
                 tma_load_2d(smem_addr(xs + s * X_STAGE + lane * X_ATOM), &x_map, kc * KC + 64 * lane, 0, full0 + 8 * s);
@@ -345,6 +349,15 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<64, 1, 2, 128, 8, 2, 2, 2, true, 0, 128>
 // @instantiate w4a16_v5<64, 1, 4, 128, 6, 2, 1, 2, false, 0, 128>
 // @instantiate w4a16_v5<64, 1, 4, 128, 6, 2, 1, 2, true, 0, 128>
+// unit-grouped stream (one contiguous run of memory per unit)
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true>
+// @instantiate w4a16_v5<32, 2, 2, 256, 4, 2, 2, 2, false, 0, 256, true>
+// @instantiate w4a16_v5<32, 2, 2, 256, 4, 2, 2, 2, true, 0, 256, true>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true>
+// @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, false, 0, 256, true>
+// @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, true, 0, 256, true>
 // diagnostics (not validated: they compute no output)
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 1>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 2>

@@ -25,6 +25,13 @@ def test_stream_v5_roundtrip_all_codes_and_scales(bk):
     assert torch.equal(v5.decode_stream_v5(data, q.global_scale, q.shape, block_k=bk), nv.dequantize_reference(q))
     with pytest.raises(InputError, match="block_k"):
         v5.prepare_stream_v5(q, block_k=64)
+    grouped = v5.prepare_stream_v5(q, rows_per_step=32, block_k=bk, group_tiles=2)
+    assert grouped.shape == (2, 1024 // bk, 2, 9 * bk)
+    assert torch.equal(grouped[1, 3, 0], data[2, 3]) and torch.equal(grouped[0, 1, 1], data[1, 1])
+    assert torch.equal(v5.decode_stream_v5(grouped, q.global_scale, q.shape, block_k=bk, group_tiles=2),
+                       nv.dequantize_reference(q))
+    with pytest.raises(InputError, match="group_tiles"):
+        v5.prepare_stream_v5(q, block_k=bk, group_tiles=3)
 
 
 def test_stream_v5_natural_k_order():
@@ -65,7 +72,8 @@ def test_v5_compiles_without_spills():
     """The sm_90a compile gate (NVRTC, no GPU): every instantiation, no register spills."""
     ck = compile_kernel("wo_gemm_v5")
     names = {low: e for e, low in ck.lowered.items()}
-    assert len(ck.resources) == 2 * len(v5.V5_KERNELS + v5.V5_KERNELS_BK128) + len(v5.V5_DIAGNOSTICS)
+    assert len(ck.resources) == 2 * len(v5.V5_KERNELS + v5.V5_KERNELS_BK128 + v5.V5_KERNELS_GROUPED) + len(
+        v5.V5_DIAGNOSTICS)
     for low, r in ck.resources.items():
         assert r.spill_stores == 0 and r.spill_loads == 0, (names.get(low, low), r)
 
@@ -89,8 +97,8 @@ def test_v5_bad_input():
 @pytest.mark.gpu
 @pytest.mark.parametrize("cfg", v5.V5_KERNELS + [k.with_work(True, s0, g) for k in v5.V5_KERNELS for s0, g in
                                                  ((0, 0), (1, 1), (0, 2))]
-                         + v5.V5_KERNELS_BK128 + [k.with_work(True, s0, g) for k in v5.V5_KERNELS_BK128
-                                                  for s0, g in ((0, 0), (1, 1))], ids=str)
+                         + [k.with_work(True, s0, g) for k in v5.V5_KERNELS_BK128 + v5.V5_KERNELS_GROUPED
+                            for s0, g in ((0, 0), (1, 1))] + v5.V5_KERNELS_BK128 + v5.V5_KERNELS_GROUPED, ids=str)
 def test_gpu_w4a16_v5_matches_fp32_of_dequantized(cfg):
     N = 2 * cfg.rows * 3  # several row groups; 132 CTAs share 24..96 units: uneven stream-K shares
     for M in sorted({1, 3, cfg.tokp // 2 + 1, cfg.tokp}):

@@ -47,12 +47,16 @@ def block_bytes(bk: int) -> int:
     return 9 * bk
 
 
-def prepare_stream_v5(w: NVFP4Tensor, rows_per_step: int = 1024, block_k: int = V5_BLOCK_K) -> torch.Tensor:
+def prepare_stream_v5(w: NVFP4Tensor, rows_per_step: int = 1024, block_k: int = V5_BLOCK_K,
+                      group_tiles: int = 1) -> torch.Tensor:
     """NVFP4Tensor [N, K] (linear scales, per-tensor global scale, N % 16 == 0, K % block_k == 0) -> the v5
-    stream, uint8 [N/16, K/block_k, 9 block_k] on the weight's device (block_k 256 or 128). Exact: a
-    relayout plus the v4 scale re-encoding."""
+    stream, uint8 [N/16, K/block_k, 9 block_k] on the weight's device (block_k 256 or 128); group_tiles > 1:
+    grouped by unit, [N/(16 group_tiles), K/block_k, group_tiles, 9 block_k] (the same bytes, a unit's
+    tiles adjacent). Exact: a relayout plus the v4 scale re-encoding."""
     if block_k not in (128, 256):
         raise InputError(f"block_k: expected 128 or 256, got {block_k}")
+    if group_tiles < 1 or (w.shape[0] // 16) % group_tiles:
+        raise InputError(f"group_tiles: expected a divisor of N/16 = {w.shape[0] // 16}, got {group_tiles}")
     N, K = check_prepare_input(w, block_k, "the v5 stream")
     nkb, CB = K // block_k, block_k // 64
     parts = []
@@ -76,26 +80,33 @@ def prepare_stream_v5(w: NVFP4Tensor, rows_per_step: int = 1024, block_k: int = 
         # scales [tile, h, g, kb, q2, w, b] (block BK/16 kb + 8 q2 + 4 w + b) -> [tile, kb, q2, g, h, w, b]
         us = u.view(T, 2, 8, nkb, CB // 2, 2, 4).permute(0, 3, 4, 2, 1, 5, 6).reshape(T, nkb, block_k)
         parts.append(torch.cat([wbytes, us], dim=2))
-    return torch.cat(parts).contiguous()
+    data = torch.cat(parts)
+    if group_tiles > 1:
+        T, nkb = data.shape[:2]
+        data = data.view(T // group_tiles, group_tiles, nkb, -1).permute(0, 2, 1, 3)
+    return data.contiguous()
 
 
-def v5_stream(pw: PreparedWeight, block_k: int = V5_BLOCK_K) -> torch.Tensor:
-    """The v5 stream (block_k 256 or 128) of a prepared weight, built on first use and cached on it (66 MB
-    each for wo)."""
+def v5_stream(pw: PreparedWeight, block_k: int = V5_BLOCK_K, group_tiles: int = 1) -> torch.Tensor:
+    """The v5 stream (block_k 256 or 128, grouped by group_tiles tiles or not) of a prepared weight, built on
+    first use and cached on it (66 MB each for wo)."""
     if pw.data_v5 is None:
         pw.data_v5 = {}
-    if block_k not in pw.data_v5:
-        pw.data_v5[block_k] = prepare_stream_v5(pw.source, block_k=block_k)
-    return pw.data_v5[block_k]
+    key = (block_k, group_tiles)
+    if key not in pw.data_v5:
+        pw.data_v5[key] = prepare_stream_v5(pw.source, block_k=block_k, group_tiles=group_tiles)
+    return pw.data_v5[key]
 
 
-def decode_stream_v5(data: torch.Tensor, global_scale: torch.Tensor, shape, block_k: int = V5_BLOCK_K
-                     ) -> torch.Tensor:
+def decode_stream_v5(data: torch.Tensor, global_scale: torch.Tensor, shape, block_k: int = V5_BLOCK_K,
+                     group_tiles: int = 1) -> torch.Tensor:
     """Emulate the kernel's reads and decode of the v5 stream (the same word, scale-entry and fragment
     indexing as w4a16_v5): fp32 weight e2m1 * sf * (1/g) [N, K]. CPU-capable (tests)."""
     N, K = shape
     T, nkb, CB = N // 16, K // block_k, block_k // 64
-    d = data.to(torch.int64).view(T, nkb, block_bytes(block_k))
+    if group_tiles > 1:  # the kernel's grouped addressing: unit (group, kb) holds its tiles side by side
+        data = data.reshape(T // group_tiles, nkb, group_tiles, -1).permute(0, 2, 1, 3)
+    d = data.to(torch.int64).reshape(T, nkb, block_bytes(block_k))
     cb = d[:, :, :CB * 512].reshape(T, nkb, CB, 32, 4, 4)  # [tile, kb, c, lane, j, byte]
     words = cb[..., 0] | (cb[..., 1] << 8) | (cb[..., 2] << 16) | (cb[..., 3] << 24)  # [tile, kb, c, lane, j]
     T_, MAG, SGN, m32 = 0x81C081C0, 0x01C001C0, 0x80008000, 0xFFFFFFFF
@@ -144,11 +155,13 @@ class V5Config:
     grab: int = 0
     diag: int = 0  # 1 / 2: diagnostic builds (ring only / ring + decode; no output, never validated)
     bk: int = V5_BLOCK_K  # block k of the stream it reads (256, or 128: half-size ring stages)
+    grouped: bool = False  # reads the unit-grouped stream (a unit's tiles contiguous; kc == bk)
 
     @property
     def expr(self) -> str:
-        d = f", {self.diag}" if self.diag or self.bk != V5_BLOCK_K else ""
-        d += f", {self.bk}" if self.bk != V5_BLOCK_K else ""
+        d = f", {self.diag}" if self.diag or self.bk != V5_BLOCK_K or self.grouped else ""
+        d += f", {self.bk}" if self.bk != V5_BLOCK_K or self.grouped else ""
+        d += ", true" if self.grouped else ""
         return (f"w4a16_v5<{self.tokp}, {self.mt}, {self.nwg}, {self.kc}, {self.stages}, {self.gs}, "
                 f"{self.nacc}, {self.nbuf}, {str(self.red).lower()}{d}>")
 
@@ -158,7 +171,7 @@ class V5Config:
 
     def with_work(self, red: bool, s0: int = 0, grab: int = 0) -> V5Config:
         return V5Config(self.tokp, self.mt, self.nwg, self.kc, self.stages, self.gs, self.nacc, self.nbuf, red, s0,
-                        grab, self.diag, self.bk)
+                        grab, self.diag, self.bk, self.grouped)
 
     @property
     def rows(self) -> int:
@@ -176,7 +189,8 @@ class V5Config:
 
     def __str__(self) -> str:
         wk = ("_red" if self.red else "") + (f"_s0{self.s0}_g{self.grab}" if self.grab else "")
-        wk += {0: "", 1: "_diag_stream", 2: "_diag_decode"}[self.diag] + (f"_bk{self.bk}" if self.bk != 256 else "")
+        wk += {0: "", 1: "_diag_stream", 2: "_diag_decode"}[self.diag] + (f"_bk{self.bk}" if self.bk != 256 else "") + (
+            "_grp" if self.grouped else "")
         return (f"v5_n{self.tokp}_mt{self.mt}_wg{self.nwg}_kc{self.kc}_s{self.stages}_gs{self.gs}"
                 f"_a{self.nacc}_b{self.nbuf}{wk}")
 
@@ -213,6 +227,9 @@ V5_DEFAULTS = {8: V5Config(8, 1, 2, 512, 4, 2, 2, 2, True), 16: V5Config(16, 1, 
 # 128-k stream blocks: units of KC = 128, half-size stages, twice as many of them in the same shared memory.
 V5_KERNELS_BK128 = [V5Config(32, 1, 4, 128, 8, 2, 2, 2, bk=128), V5Config(32, 2, 2, 128, 8, 2, 2, 2, bk=128),
                     V5Config(64, 1, 2, 128, 8, 2, 2, 2, bk=128), V5Config(64, 1, 4, 128, 6, 2, 1, 2, bk=128)]
+# Unit-grouped stream: each unit one contiguous run of memory (16 or 8 tiles x 2304 B).
+V5_KERNELS_GROUPED = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True), V5Config(32, 2, 2, 256, 4, 2, 2, 2, grouped=True),
+                      V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True), V5Config(64, 1, 4, 256, 3, 2, 1, 2, grouped=True)]
 V5_DIAGNOSTICS = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, diag=d) for d in (1, 2)]
 
 
@@ -236,7 +253,7 @@ def v5_candidates(M: int, sms: int = 132) -> list[V5Config]:
         share = k.units / sms
         works = [(0.5, 1), (0.75, 1)] if n < 32 else [(0.75, 2)]
         out += [k, k.with_work(True)] + [k.with_work(True, max(1, int(f * share)), gsz) for f, gsz in works]
-    out += [w for k in V5_KERNELS_BK128 if k.tokp == n for w in (k, k.with_work(True))]
+    out += [w for k in V5_KERNELS_BK128 + V5_KERNELS_GROUPED if k.tokp == n for w in (k, k.with_work(True))]
     return out
 
 
@@ -262,7 +279,7 @@ def w4a16_gemm_v5(x: torch.Tensor, pw: PreparedWeight, config: V5Config | None =
     check_tensor("out", out, dtype=torch.bfloat16, device="cuda", shape=[M, N], contiguous=True)
     if cfg.grab and not cfg.red:
         raise InputError(f"config {cfg}: dynamic grabs need red=True (no in-kernel fixup per grab)")
-    stream = v5_stream(pw, cfg.bk)
+    stream = v5_stream(pw, cfg.bk, cfg.rows // 16 if cfg.grouped else 1)
     ws, cnt = _workspace(x.device, N, cfg.tokp, N // 16 + 2)
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count
     launch_by_value(get_kernel("wo_gemm_v5", cfg.expr), sms, cfg.threads,
