@@ -180,7 +180,8 @@ if rec_q:
 #    the x tile (TMA, 128-byte swizzle) into the ring; consumer warpgroups decode into `wgmma`'s register
 #    A operand and read x as the shared-memory B operand, so x is read once per CTA and unit instead of
 #    once per 16 weight rows. It uses its own stream layout with the natural k order inside each k16 step
-#    (`wo_gemm_v5.prepare_stream_v5`, built once per weight). Configs are tuned per M like v4
+#    (`wo_gemm_v5.prepare_stream_v5`, built once per weight); `_grp` builds read it grouped by unit, so a
+#    unit's tiles are one contiguous run of memory. Configs are tuned per M like v4
 #    (`params.v5_tuning_us`), `_red` builds included.
 # 9. `nvfp4_cached_bf16`: cuBLAS on an exact `e2m1 * sf` bf16 weight cached at load time, `1/g` as
 #    cuBLAS's alpha: cuBLAS speed at every M, at the cost of keeping the bf16 weight too
