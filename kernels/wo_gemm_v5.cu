@@ -106,11 +106,11 @@ __device__ __forceinline__ void wgmma_rs<64>(float (&d)[32], const uint32_t (&a)
 // DIAG (diagnostic builds, never validated or recorded): 1 = the consumers only take and release the
 // ring (the data path alone), 2 = they also read and decode the weight (no wgmma, no output).
 // BK: the stream's block k (256, or 128 for half-size units: KC = 128 and twice the stages in the same
-// shared memory). GROUPED (1, 2): the stream is grouped by unit ([row group][k block][tile][block],
-// KC == BK), so a unit's 16-row tiles are one contiguous run of memory instead of TILES runs 2304 B long
-// and K / BK * 2304 B apart; 1 copies it tile by tile (one bulk copy per lane), 2 in one bulk copy.
+// shared memory). GROUPED: the stream is grouped by unit ([row group][k block][tile][block], KC == BK),
+// so a unit's 16-row tiles are one contiguous run of memory instead of TILES runs 2304 B long and
+// K / BK * 2304 B apart.
 template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0,
-          int BK = 256, int GROUPED = 0>
+          int BK = 256, bool GROUPED = false>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     const __grid_constant__ TmaDescriptor x_map, const uint8_t* __restrict__ wp, const float* __restrict__ g_w,
     uint16_t* __restrict__ out, float* __restrict__ ws, unsigned int* __restrict__ counters, int M, int N, int K,
@@ -152,11 +152,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
             const int s = ring_claim<STAGES>(i++, u, W_STAGE + X_STAGE, full0, empty0, unit_of, lane);
             if (u < 0) return;
             const int rg = u / n_kc, kc = u % n_kc;
-            if (GROUPED == 2) {
-                if (lane == 0)
-                    bulk_load(smem_addr(wsm + s * W_STAGE), wp + (long long)(rg * (K / BK) + kc) * W_STAGE, W_STAGE,
-                              full0 + 8 * s);
-            } else if (lane < TILES)
+            if (lane < TILES)
                 bulk_load(smem_addr(wsm + s * W_STAGE + lane * W_TILE),
                           wp + (GROUPED ? ((long long)(rg * (K / BK) + kc) * TILES + lane) * BB
                                         : ((long long)(rg * TILES + lane) * (K / BK) + kc * KB) * BB),
@@ -348,18 +344,14 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<32, 1, 4, 128, 8, 2, 2, 2, false, 0, 128>
 // @instantiate w4a16_v5<32, 1, 4, 128, 8, 2, 2, 2, true, 0, 128>
 // unit-grouped stream (one contiguous run of memory per unit)
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, 1>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, 1>
-// @instantiate w4a16_v5<32, 2, 2, 256, 4, 2, 2, 2, false, 0, 256, 1>
-// @instantiate w4a16_v5<32, 2, 2, 256, 4, 2, 2, 2, true, 0, 256, 1>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, 1>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, 1>
-// @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, false, 0, 256, 1>
-// @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, true, 0, 256, 1>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, 2>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, 2>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, 2>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, 2>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true>
+// @instantiate w4a16_v5<32, 2, 2, 256, 4, 2, 2, 2, false, 0, 256, true>
+// @instantiate w4a16_v5<32, 2, 2, 256, 4, 2, 2, 2, true, 0, 256, true>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true>
+// @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, false, 0, 256, true>
+// @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, true, 0, 256, true>
 // diagnostics (not validated: they compute no output)
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 1>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 2>

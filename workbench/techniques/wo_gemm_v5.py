@@ -155,14 +155,13 @@ class V5Config:
     grab: int = 0
     diag: int = 0  # 1 / 2: diagnostic builds (ring only / ring + decode; no output, never validated)
     bk: int = V5_BLOCK_K  # block k of the stream it reads (256, or 128: half-size ring stages)
-    grouped: int = 0  # reads the unit-grouped stream (a unit's tiles contiguous; kc == bk): 1 a copy per
-    # tile, 2 one copy per unit
+    grouped: bool = False  # reads the unit-grouped stream (a unit's tiles contiguous; kc == bk)
 
     @property
     def expr(self) -> str:
         d = f", {self.diag}" if self.diag or self.bk != V5_BLOCK_K or self.grouped else ""
         d += f", {self.bk}" if self.bk != V5_BLOCK_K or self.grouped else ""
-        d += f", {self.grouped}" if self.grouped else ""
+        d += ", true" if self.grouped else ""
         return (f"w4a16_v5<{self.tokp}, {self.mt}, {self.nwg}, {self.kc}, {self.stages}, {self.gs}, "
                 f"{self.nacc}, {self.nbuf}, {str(self.red).lower()}{d}>")
 
@@ -191,7 +190,7 @@ class V5Config:
     def __str__(self) -> str:
         wk = ("_red" if self.red else "") + (f"_s0{self.s0}_g{self.grab}" if self.grab else "")
         wk += {0: "", 1: "_diag_stream", 2: "_diag_decode"}[self.diag] + (f"_bk{self.bk}" if self.bk != 256 else "") + (
-            f"_grp{self.grouped}" if self.grouped else "")
+            "_grp" if self.grouped else "")
         return (f"v5_n{self.tokp}_mt{self.mt}_wg{self.nwg}_kc{self.kc}_s{self.stages}_gs{self.gs}"
                 f"_a{self.nacc}_b{self.nbuf}{wk}")
 
@@ -230,9 +229,8 @@ V5_DEFAULTS = {8: V5Config(8, 1, 2, 512, 4, 2, 2, 2, True), 16: V5Config(16, 1, 
 V5_KERNELS_BK128 = [V5Config(32, 1, 4, 128, 8, 2, 2, 2, bk=128)]
 # Unit-grouped stream: each unit one contiguous run of memory (16 or 8 tiles x 2304 B). H100, commit 072c3bb:
 # M = 32 GEMM kernel 29.2 us against 30.2 ungrouped; M = 64 unchanged.
-V5_KERNELS_GROUPED = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=1), V5Config(32, 2, 2, 256, 4, 2, 2, 2, grouped=1),
-                      V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=1), V5Config(64, 1, 4, 256, 3, 2, 1, 2, grouped=1),
-                      V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=2), V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=2)]
+V5_KERNELS_GROUPED = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True), V5Config(32, 2, 2, 256, 4, 2, 2, 2, grouped=True),
+                      V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True), V5Config(64, 1, 4, 256, 3, 2, 1, 2, grouped=True)]
 V5_DIAGNOSTICS = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, diag=d) for d in (1, 2)]
 
 
