@@ -113,7 +113,7 @@ def main() -> int:
         x = wo.make_activations(M, K, seed=300 + M)
         ref = [wo.reference(x, nvfp4.dequantize(q, torch.float32)) for q in wq[:2]]
         runs = {"cublas_bf16": lambda x=x: x @ w_bf.t()}
-        names = [best[M]] + ([str(c) for c in v5.v5_candidates(M) if c.red and not c.grab and c.mt == 1 and str(c) != best[M]]
+        names = [n for n in [best[M]] if n in known] + ([str(c) for c in v5.v5_candidates(M) if c.red and not c.grab and c.mt == 1 and str(c) != best[M]]
                              if M >= 32 and "--sweep" in sys.argv else [])
         if M == 32 and "--sweep" in sys.argv:
             names += [str(c) for c in wo.v6_candidates(M)]
