@@ -1047,31 +1047,45 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, MINB) w4a16_v6(
 // writes out[tok, n] = bf16(ws[n, tok] * 2^63 / g_w) and leaves ws zero for the next call.
 // ---------------------------------------------------------------------------------------------------
 // ws [N, ldw] fp32 (token fastest, ldw <= 64, a multiple of 4) -> out [M, N] bf16 = ws * 2^63 / g,
-// and ws zeroed for the next call. A CTA transposes 32 rows of ws through shared memory: coalesced
-// 16-byte reads (and zero stores) of ws, then 4-byte bf16x2 stores along out's rows. (One thread per
-// element with out[tok, n] written directly scattered 2-byte stores over M rows: measured ~7 us at
-// M = 64 on an H100 where the data move needs ~1.)
+// and ws zeroed for the next call. A CTA transposes 64 rows of ws through shared memory: all of its
+// coalesced 16-byte reads (and zero stores) of ws are issued first, the values go to shared memory as
+// bf16, then bf16x2 stores run along out's rows. 64 rows per CTA keep wo's grid (112 CTAs) to one wave
+// that is resident while the GEMM runs (8.4 KB of shared memory fits beside the GEMM's ring), so the
+// tail after the GEMM is one round trip to L2. (The first version, a thread per element storing
+// out[tok, n] directly, scattered 2-byte stores over M rows: ~7 us at M = 64 on an H100.)
 extern "C" __global__ void __launch_bounds__(256) wo_finalize(float* __restrict__ ws, const float* __restrict__ g_w,
                                                    uint16_t* __restrict__ out, int M, int N, int ldw) {
-    __shared__ float tile[32][65];
+    constexpr int ROWS = 64, PITCH = 66;  // bf16 per tile row (ldw <= 64, + 2: fewer bank conflicts)
+    __shared__ __align__(16) uint16_t tile[ROWS * PITCH];
     pdl_wait();
-    const int n0 = blockIdx.x * 32, rows = min(32, N - n0), nvec = rows * ldw / 4;
+    const int n0 = blockIdx.x * ROWS, rows = min(ROWS, N - n0), nvec = rows * ldw / 4;
     const float alpha = (1.0f / g_w[0]) * TWO_POW_63;
     float4* src = reinterpret_cast<float4*>(ws + (long long)n0 * ldw);
-    for (int v = threadIdx.x; v < nvec; v += blockDim.x) {
-        const float4 a = __ldcg(src + v);
-        __stcg(src + v, make_float4(0.0f, 0.0f, 0.0f, 0.0f));
-        const int r = (4 * v) / ldw, c = 4 * v - r * ldw;
-        tile[r][c] = a.x;
-        tile[r][c + 1] = a.y;
-        tile[r][c + 2] = a.z;
-        tile[r][c + 3] = a.w;
+    float4 a[ROWS * 64 / 4 / 256];  // up to 4 float4 per thread
+#pragma unroll
+    for (int k = 0; k < ROWS * 64 / 4 / 256; ++k) {
+        const int v = threadIdx.x + 256 * k;
+        if (v < nvec) a[k] = __ldcg(src + v);
+    }
+#pragma unroll
+    for (int k = 0; k < ROWS * 64 / 4 / 256; ++k) {
+        const int v = threadIdx.x + 256 * k;
+        if (v < nvec) {
+            __stcg(src + v, make_float4(0.0f, 0.0f, 0.0f, 0.0f));
+            const int r = (4 * v) / ldw, c = 4 * v - r * ldw;
+            const uint32_t lo = f32x2_to_bf16x2(a[k].x * alpha, a[k].y * alpha);
+            const uint32_t hi = f32x2_to_bf16x2(a[k].z * alpha, a[k].w * alpha);
+            uint32_t* t = reinterpret_cast<uint32_t*>(tile + r * PITCH + c);  // 4-byte aligned: c is even
+            t[0] = lo;
+            t[1] = hi;
+        }
     }
     __syncthreads();
     uint32_t* o = reinterpret_cast<uint32_t*>(out);
-    for (int w = threadIdx.x; w < M * 16; w += blockDim.x) {
-        const int tok = w >> 4, p = w & 15;
-        if (2 * p < rows) o[((long long)tok * N + n0) / 2 + p] = f32x2_to_bf16x2(tile[2 * p][tok] * alpha,
-                                                                               tile[2 * p + 1][tok] * alpha);
+    for (int w = threadIdx.x; w < M * (ROWS / 2); w += blockDim.x) {
+        const int tok = w / (ROWS / 2), p = w % (ROWS / 2);
+        if (2 * p < rows)
+            o[((long long)tok * N + n0) / 2 + p] =
+                (uint32_t)tile[2 * p * PITCH + tok] | ((uint32_t)tile[(2 * p + 1) * PITCH + tok] << 16);
     }
 }

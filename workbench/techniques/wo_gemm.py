@@ -551,7 +551,7 @@ def finalize(ws: torch.Tensor, global_scale: torch.Tensor, out: torch.Tensor, ld
     if ldw > 64 or ldw % 4 or N % 2 or M > ldw:
         raise InputError(f"finalize: expected ldw <= 64, a multiple of 4, >= M and N even, got ldw={ldw}, "
                          f"M={M}, N={N}")
-    launch(get_kernel("wo_gemm", "wo_finalize"), (math.ceil(N / 32), 1, 1), 256,
+    launch(get_kernel("wo_gemm", "wo_finalize"), (math.ceil(N / 64), 1, 1), 256,
            (ws, global_scale, out, M, N, ldw), enable_pdl=True)
 
 
