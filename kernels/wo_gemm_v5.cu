@@ -227,6 +227,15 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
         held = -1;
         flush(u);
     };
+    // Chunk c of row block mt in the weight stage at wb: the lane's 16-byte code load (4 words, one per
+    // k16 step) and its rows' scale words (row g, row g+8: one byte per step).
+    auto load_chunk = [&](uint32_t wb, int c, int mt, u32x4& cw, uint32_t& sw_g, uint32_t& sw_h) {
+        const uint32_t tb = wb + ((wg * MT + mt) * 4 + q) * W_TILE + (c / CB) * BB;
+        cw = lds16(tb + ((c % CB) * 32 + lane) * 16);
+        const u32x4 sc = lds16(tb + 8 * BK + (((c % CB) / 2) * 8 + g) * 16);
+        sw_g = (c & 1) ? sc.y : sc.x;
+        sw_h = (c & 1) ? sc.w : sc.z;
+    };
     int cur = -1;  // the last unit accumulated (its row group is the one held in the accumulators)
     uint32_t sink = 0;
     for (int i = 0;; ++i) {
@@ -239,14 +248,13 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                 for (int c = 0; c < CHUNKS; ++c)
 #pragma unroll
                     for (int mt = 0; mt < MT; ++mt) {
-                        const uint32_t tb = wb + ((wg * MT + mt) * 4 + q) * W_TILE + (c / CB) * BB;
-                        const u32x4 cw = lds16(tb + ((c % CB) * 32 + lane) * 16);
-                        const u32x4 sc = lds16(tb + 8 * BK + (((c % CB) / 2) * 8 + g) * 16);
+                        u32x4 cw;
+                        uint32_t sw_g, sw_h;
+                        load_chunk(wb, c, mt, cw, sw_g, sw_h);
 #pragma unroll
                         for (int j = 0; j < 4; ++j) {
                             uint32_t a[4];
-                            v4_decode_word(word_of(cw, j), v4_scale((c & 1) ? sc.y : sc.x, j),
-                                           v4_scale((c & 1) ? sc.w : sc.z, j), a);
+                            v4_decode_word(word_of(cw, j), v4_scale(sw_g, j), v4_scale(sw_h, j), a);
                             sink ^= a[0] ^ a[1] ^ a[2] ^ a[3];
                         }
                     }
@@ -263,13 +271,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
             u32x4 cw[MT];
             uint32_t sw_g[MT], sw_h[MT];
 #pragma unroll
-            for (int mt = 0; mt < MT; ++mt) {
-                const uint32_t tb = wb + ((wg * MT + mt) * 4 + q) * W_TILE + (c / CB) * BB;
-                cw[mt] = lds16(tb + ((c % CB) * 32 + lane) * 16);
-                const u32x4 sc = lds16(tb + 8 * BK + (((c % CB) / 2) * 8 + g) * 16);
-                sw_g[mt] = (c & 1) ? sc.y : sc.x;
-                sw_h[mt] = (c & 1) ? sc.w : sc.z;
-            }
+            for (int mt = 0; mt < MT; ++mt) load_chunk(wb, c, mt, cw[mt], sw_g[mt], sw_h[mt]);
 #pragma unroll
             for (int jg = 0; jg < GPC; ++jg) {
                 const int gi = c * GPC + jg, buf = gi % NBUF, as = gi % NACC;

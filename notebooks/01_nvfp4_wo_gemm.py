@@ -283,15 +283,17 @@ if INTERACTIVE:
 #   fragments re-read per weight tile) and loses to cuBLAS. The wgmma kernel v5 reads x once per CTA and
 #   unit and beats both v4 and cuBLAS bf16 there; it does not reach 3x cuBLAS bf16 yet (the table above).
 # - Look at the whole call, not the GEMM kernel: a CUPTI trace of the replayed graph
-#   (scripts/gpu_wo_trace.py) showed the old finalize ending 8 us (M = 32) and 15 us (M = 64) after the
-#   GEMM on an H100, from scattered 2-byte stores over M output rows. Transposing through shared memory
-#   and halving the atomics cut the call to ~2 us after the GEMM, which moved M = 32 and 64 more than any
-#   GEMM config had.
+#   (scripts/gpu_wo_trace.py) showed the old finalize ending long after the GEMM at M = 32 and 64, from
+#   scattered 2-byte stores over M output rows. Transposing through shared memory, halving the atomics and
+#   keeping the finalize resident beside the GEMM moved M = 32 and 64 more than any GEMM config had (the
+#   measurements are in docs/notes_wo_gemm.md, sixth pass).
 # - Read the compiler's warnings: ptxas serialized every wgmma of v5 (warning C7518) because the consumer
 #   branch depended on `threadIdx.x / 32`, which it cannot prove warp-uniform; a `__shfl_sync` from lane 0
-#   fixed it, worth 10% on the 2-warpgroup builds (the 4-warpgroup ones had hidden it behind each other).
+#   fixed it; it mattered most for the 2-warpgroup builds (the 4-warpgroup ones had hidden it behind each
+#   other; docs/notes_wo_gemm.md has the times).
 # - Quantizing into the swizzled layout costs nothing extra once a CTA owns whole 128x4 tiles of scales:
-#   the scattered scale-byte stores, not the encoder, held v3's swizzled path at 67-76% of copy bandwidth.
+#   the scattered scale-byte stores, not the encoder, held v3's swizzled path back (compare the
+#   `swizzled_v3` and `swizzled` rows of the quantize table above).
 # - Dequantize-then-cuBLAS on every call never wins: it writes and re-reads the bf16 weight.
 # - Accuracy: NVFP4 weight-only costs the relative L2 error of the 4-bit grid on the wo output (the study
 #   above prints it; the format's arithmetic predicts about 9.5%), flat in the outlier magnitude because activations stay bf16. W4A4 adds activation error on top; with outlier

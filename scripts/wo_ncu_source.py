@@ -1,6 +1,6 @@
 """Nsight Compute source view of one fused wo GEMM launch (issue 3): which SASS instructions the warps
-stall on. Profiles the given v5/v6 config at M once (SourceCounters: warp-state samples per instruction)
-and prints the instructions with the most stall samples, with the stall reasons. Writes
+stall on. Profiles the given v5/v6 config at M (1, 8, 32 or 64) once (SourceCounters: warp-state samples
+per instruction) and prints the instructions with the most samples, as shares of all samples. Writes
 $OUT/ncu_source_<config>.csv (every instruction). Diagnostic only.
 
 Run on the device: PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python3 scripts/wo_ncu_source.py M CONFIG [TOP]
@@ -10,24 +10,14 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-DRIVER = r"""
-import sys, torch
-sys.path.insert(0, '.')
-from workbench.techniques import nvfp4, wo_gemm as wo, wo_gemm_v5 as v5
-M, name = int(sys.argv[1]), sys.argv[2]
-q = nvfp4.quantize(wo.make_weight(7168, 16384, seed=10), 'tensor')
-pw = wo.prepare_weight(q)
-v5.v5_stream(pw)
-cands = {str(c): c for c in wo.v6_candidates(M) + v5.v5_candidates(M)}
-x = wo.make_activations(M, 16384, seed=1)
-wo.wo_nvfp4(x, pw, tuning={M: cands[name]})
-torch.cuda.synchronize()
-"""
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from wo_ncu_v5 import DRIVER  # noqa: E402 - the same one-launch driver: a list of [M, config] pairs
 
 
 def main() -> int:
@@ -37,7 +27,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     cmd = ["ncu", "--clock-control", "none", "--section", "SourceCounters", "--section", "WarpStateStats",
            "-k", "regex:w4a16_v[56]", "-c", "1", "--page", "source", "--print-source", "sass", "--csv",
-           sys.executable, "-c", DRIVER, str(M), name]
+           sys.executable, "-c", DRIVER, json.dumps([[M, name]])]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=500)
     (out / f"ncu_source_{name}.csv").write_text(p.stdout)
     if p.returncode:

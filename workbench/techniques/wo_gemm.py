@@ -179,9 +179,7 @@ def w4a16_gemm(x: torch.Tensor, w: NVFP4Tensor, config: TileConfig | None = None
     chunks = math.ceil(M / cfg.tokens)
     rowblocks = math.ceil(N / cfg.rows)
     splits = splits or default_splits(M, N, K, cfg)
-    if out is None:
-        out = torch.empty((M, N), dtype=torch.bfloat16, device=x.device)
-    check_tensor("out", out, dtype=torch.bfloat16, device="cuda", shape=[M, N], contiguous=True)
+    out = gemm_output(out, x, M, N)
     ws, cnt = _workspace(x.device, N, chunks * cfg.tokens, rowblocks * chunks)
     launch(get_kernel("wo_gemm", cfg.expr), (chunks, rowblocks, splits), cfg.warps * 32,
            (x, w.codes, w.scales, w.global_scale, out, ws, cnt, M, N, K, splits), shared_mem=cfg.smem)
@@ -271,6 +269,20 @@ def check_gemm_input(x: torch.Tensor, pw, m_max: int, what: str) -> tuple[int, i
     if not 1 <= M <= m_max:
         raise InputError(f"x.shape[0] (M): expected 1..{m_max} for {what}, got {M}")
     return M, N, K
+
+
+def gemm_output(out: torch.Tensor | None, x: torch.Tensor, M: int, N: int) -> torch.Tensor:
+    """The fused GEMMs' output: a new bf16 [M, N] on x's device, or `out` checked to be one."""
+    if out is None:
+        return torch.empty((M, N), dtype=torch.bfloat16, device=x.device)
+    check_tensor("out", out, dtype=torch.bfloat16, device="cuda", shape=[M, N], contiguous=True)
+    return out
+
+
+def check_work(cfg) -> None:
+    """Dynamic grabs (cfg.grab > 0) need the reduce-only build: the in-kernel fixup would flush per grab."""
+    if cfg.grab and not cfg.red:
+        raise InputError(f"config {cfg}: dynamic grabs need red=True (no in-kernel fixup per grab)")
 
 
 def prepare_weight(w: NVFP4Tensor, rows_per_step: int = 1024) -> PreparedWeight:
@@ -417,9 +429,7 @@ def w4a16_gemm_v4(x: torch.Tensor, pw: PreparedWeight, config: V4Config | None =
     if N % cfg.rows:
         raise InputError(f"w.shape[0] (N): expected a multiple of {cfg.rows} for config {cfg}, got {N}")
     chunks = math.ceil(M / cfg.tokens)
-    if out is None:
-        out = torch.empty((M, N), dtype=torch.bfloat16, device=x.device)
-    check_tensor("out", out, dtype=torch.bfloat16, device="cuda", shape=[M, N], contiguous=True)
+    out = gemm_output(out, x, M, N)
     # counters: one per (token chunk, 16-row tile), then (work, exit) per token chunk for dynamic grabs
     ws, cnt = _workspace(x.device, N, chunks * cfg.tokens, (N // 16) * chunks + 2 * chunks)
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count
@@ -527,11 +537,8 @@ def w4a16_gemm_v6(x: torch.Tensor, pw: PreparedWeight, config: V6Config | None =
         raise InputError(f"x.shape[0] (M): config {cfg} serves M <= {cfg.tokens}, got {M}")
     if N % cfg.rows:
         raise InputError(f"w.shape[0] (N): expected a multiple of {cfg.rows} for config {cfg}, got {N}")
-    if out is None:
-        out = torch.empty((M, N), dtype=torch.bfloat16, device=x.device)
-    check_tensor("out", out, dtype=torch.bfloat16, device="cuda", shape=[M, N], contiguous=True)
-    if cfg.grab and not cfg.red:
-        raise InputError(f"config {cfg}: dynamic grabs need red=True (no in-kernel fixup per grab)")
+    out = gemm_output(out, x, M, N)
+    check_work(cfg)
     ws, cnt = _workspace(x.device, N, cfg.tokens, N // 16 + 2)
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count
     launch(get_kernel("wo_gemm", cfg.expr), (cfg.minb * sms, 1, 1), (cfg.warps + 1) * 32,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..runtime import InputError, check_tensor
+from ..runtime import InputError
 from . import nvfp4
 from .nvfp4 import NVFP4Tensor
 from .wo_gemm import (
@@ -32,8 +32,10 @@ from .wo_gemm import (
     _workspace,
     check_gemm_input,
     check_prepare_input,
+    check_work,
     decode_reencoded_scales,
     finalize,
+    gemm_output,
 )
 
 V5_BLOCK_K = 256
@@ -275,11 +277,8 @@ def w4a16_gemm_v5(x: torch.Tensor, pw: PreparedWeight, config: V5Config | None =
         raise InputError(f"config {cfg}: serves M <= {cfg.tokp}, got M = {M}")
     if N % cfg.rows or K % cfg.kc:
         raise InputError(f"w.shape: expected N % {cfg.rows} == 0 and K % {cfg.kc} == 0 for config {cfg}, got {[N, K]}")
-    if out is None:
-        out = torch.empty((M, N), dtype=torch.bfloat16, device=x.device)
-    check_tensor("out", out, dtype=torch.bfloat16, device="cuda", shape=[M, N], contiguous=True)
-    if cfg.grab and not cfg.red:
-        raise InputError(f"config {cfg}: dynamic grabs need red=True (no in-kernel fixup per grab)")
+    out = gemm_output(out, x, M, N)
+    check_work(cfg)
     stream = v5_stream(pw, cfg.bk, cfg.rows // 16 if cfg.grouped else 1)
     ws, cnt = _workspace(x.device, N, cfg.tokp, N // 16 + 2)
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count
