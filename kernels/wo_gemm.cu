@@ -1044,9 +1044,10 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, MINB) w4a16_v6(
 // fence, counter or conversion (a cross-CTA handshake costs several serialized L2 round trips at every
 // flush, which made fine-grained dynamic work hand-out a loss). This kernel, launched right after with
 // programmatic dependent launch, waits for the GEMM grid (griddepcontrol.wait: its writes visible),
-// writes out[tok, n] = bf16(ws[n, tok] * 2^63 / g_w) and leaves ws zero for the next call.
+// writes out[tok, n] = bf16(ws[n, tok] * unit / g_w) and leaves ws zero for the next call (unit: the power
+// of two the GEMM's decoded weights carry away, 2^63 or 2^19 with scale pairs; see wb_nvfp4_decode.cuh).
 // ---------------------------------------------------------------------------------------------------
-// ws [N, ldw] fp32 (token fastest, ldw <= 64, a multiple of 4) -> out [M, N] bf16 = ws * 2^63 / g,
+// ws [N, ldw] fp32 (token fastest, ldw <= 64, a multiple of 4) -> out [M, N] bf16 = ws * unit / g,
 // and ws zeroed for the next call. A CTA transposes 64 rows of ws through shared memory: all of its
 // coalesced 16-byte reads (and zero stores) of ws are issued first, the values go to shared memory as
 // bf16, then bf16x2 stores run along out's rows. 64 rows per CTA keep wo's grid (112 CTAs) to one wave
@@ -1054,12 +1055,13 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, MINB) w4a16_v6(
 // tail after the GEMM is one round trip to L2. (The first version, a thread per element storing
 // out[tok, n] directly, scattered 2-byte stores over M rows: ~7 us at M = 64 on an H100.)
 extern "C" __global__ void __launch_bounds__(256) wo_finalize(float* __restrict__ ws, const float* __restrict__ g_w,
-                                                   uint16_t* __restrict__ out, int M, int N, int ldw) {
+                                                   uint16_t* __restrict__ out, int M, int N, int ldw,
+                                                   float unit) {
     constexpr int ROWS = 64, PITCH = 66;  // bf16 per tile row (ldw <= 64, + 2: fewer bank conflicts)
     __shared__ __align__(16) uint16_t tile[ROWS * PITCH];
     pdl_wait();
     const int n0 = blockIdx.x * ROWS, rows = min(ROWS, N - n0), nvec = rows * ldw / 4;
-    const float alpha = (1.0f / g_w[0]) * TWO_POW_63;
+    const float alpha = (1.0f / g_w[0]) * unit;
     float4* src = reinterpret_cast<float4*>(ws + (long long)n0 * ldw);
     float4 a[ROWS * 64 / 4 / 256];  // up to 4 float4 per thread
 #pragma unroll

@@ -109,8 +109,12 @@ __device__ __forceinline__ void wgmma_rs<64>(float (&d)[32], const uint32_t (&a)
 // shared memory). GROUPED: the stream is grouped by unit ([row group][k block][tile][block], KC == BK),
 // so a unit's 16-row tiles are one contiguous run of memory instead of TILES runs 2304 B long and
 // K / BK * 2304 B apart.
+// LEAN (consumer instruction count): bit 0 = the wgmma descriptors as one precomputed word plus a constant
+// per k16 step (the compiler otherwise rebuilds each from the address: ~5 uniform instructions per wgmma);
+// bit 1 = scale pairs (the stream built with scale_pairs=True, wb_nvfp4_decode.cuh: 1.5 instead of 4
+// instructions per code word for the scales).
 template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0,
-          int BK = 256, bool GROUPED = false>
+          int BK = 256, bool GROUPED = false, int LEAN = 0>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     const __grid_constant__ TmaDescriptor x_map, const uint8_t* __restrict__ wp, const float* __restrict__ g_w,
     uint16_t* __restrict__ out, float* __restrict__ ws, unsigned int* __restrict__ counters, int M, int N, int K,
@@ -164,7 +168,10 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     }
 
     const int wg = warp >> 2, q = warp & 3, g = lane >> 2, t = lane & 3;
-    const float alpha = (1.0f / g_w[0]) * TWO_POW_63;
+    constexpr bool PAIRS = (LEAN & 2) != 0, DESC = (LEAN & 1) != 0;
+    const float alpha = (1.0f / g_w[0]) * (PAIRS ? TWO_POW_19 : TWO_POW_63);
+    uint32_t bias_reg;  // PAIR_BIAS held in a register, so each scale pair is one LOP3
+    asm("mov.b32 %0, %1;" : "=r"(bias_reg) : "n"(PAIR_BIAS));
     float acc[NACC][MT][ND];
 #pragma unroll
     for (int a = 0; a < NACC; ++a)
@@ -266,12 +273,22 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
         if (cur >= 0 && u / n_kc != cur / n_kc) drain_and_flush(cur);
         cur = u;
         const uint32_t xb = x_base + s * X_STAGE, wb = w_base + s * W_STAGE;
+        // DESC: the start-address field (bits 0-13, address / 16) cannot carry into bit 14: shared memory
+        // addresses stay below 256 KB.
+        const uint64_t desc_x0 = desc_kmajor_sw128(xb);
 #pragma unroll
         for (int c = 0; c < CHUNKS; ++c) {
             u32x4 cw[MT];
             uint32_t sw_g[MT], sw_h[MT];
+            uint32_t pg[MT][2], ph[MT][2];  // scale pairs (PAIRS): (s0, s2), (s1, s3) of rows g and g + 8
 #pragma unroll
-            for (int mt = 0; mt < MT; ++mt) load_chunk(wb, c, mt, cw[mt], sw_g[mt], sw_h[mt]);
+            for (int mt = 0; mt < MT; ++mt) {
+                load_chunk(wb, c, mt, cw[mt], sw_g[mt], sw_h[mt]);
+                if constexpr (PAIRS) {
+                    scale_pairs(sw_g[mt], bias_reg, pg[mt][0], pg[mt][1]);
+                    scale_pairs(sw_h[mt], bias_reg, ph[mt][0], ph[mt][1]);
+                }
+            }
 #pragma unroll
             for (int jg = 0; jg < GPC; ++jg) {
                 const int gi = c * GPC + jg, buf = gi % NBUF, as = gi % NACC;
@@ -279,13 +296,20 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                 for (int e = 0; e < GS; ++e) {
                     const int j = jg * GS + e;
 #pragma unroll
-                    for (int mt = 0; mt < MT; ++mt)
-                        v4_decode_word(word_of(cw[mt], j), v4_scale(sw_g[mt], j), v4_scale(sw_h[mt], j), A[buf][mt][e]);
+                    for (int mt = 0; mt < MT; ++mt) {
+                        if constexpr (PAIRS)
+                            v4_decode_word(word_of(cw[mt], j), pair_step(pg[mt][0], pg[mt][1], j),
+                                           pair_step(ph[mt][0], ph[mt][1], j), A[buf][mt][e]);
+                        else
+                            v4_decode_word(word_of(cw[mt], j), v4_scale(sw_g[mt], j), v4_scale(sw_h[mt], j),
+                                           A[buf][mt][e]);
+                    }
                 }
                 wgmma_fence();
 #pragma unroll
                 for (int e = 0; e < GS; ++e) {
-                    const uint64_t desc = desc_kmajor_sw128(xb + c * X_ATOM + (jg * GS + e) * 32);
+                    const int off = c * X_ATOM + (jg * GS + e) * 32;  // bytes from the stage's x tile
+                    const uint64_t desc = DESC ? desc_x0 + (uint64_t)(off >> 4) : desc_kmajor_sw128(xb + off);
 #pragma unroll
                     for (int mt = 0; mt < MT; ++mt) wgmma_rs<TOKP>(acc[as][mt], A[buf][mt][e], desc);
                 }
@@ -354,6 +378,17 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true>
 // @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, false, 0, 256, true>
 // @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, true, 0, 256, true>
+// lean consumers: LEAN 1 = precomputed wgmma descriptors, 3 = also scale pairs (the scale_pairs stream)
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 1>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 1>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 3>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 3>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 3>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 3>
+// @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, false, 0, 256, true, 3>
+// @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, true, 0, 256, true, 3>
+// @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 2, 2, false, 0, 256, false, 3>
+// @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 2, 2, true, 0, 256, false, 3>
 // diagnostics (not validated: they compute no output)
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 1>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 2>

@@ -7,6 +7,7 @@ For the dispatcher's kernels at M = 8, 32, 64 (and cuBLAS bf16 beside them), all
 3. (--clocks) SM clock, memory clock and power sampled by nvidia-smi while each one replays ~1.5 s.
 --diag: also the v5 diagnostic builds at M = 32 (ring only; ring + decode), timed, never validated.
 --sweep: also every static reduce-only v5 candidate at M = 32 and 64, and the v6 token-tile builds at M = 32; --clocks: also the clock samples.
+--lean: also the lean-consumer v5 builds (V5_KERNELS_LEAN) beside their plain twins, each timed twice.
 Writes $OUT/trace.json. Diagnostic only: nothing here is a record.
 
 Run on the device: PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python3 scripts/gpu_wo_trace.py [--sweep] [--clocks]
@@ -117,6 +118,13 @@ def main() -> int:
                              if M >= 32 and "--sweep" in sys.argv else [])
         if M == 32 and "--sweep" in sys.argv:
             names += [str(c) for c in wo.v6_candidates(M)]
+        if "--lean" in sys.argv:  # the lean-consumer builds beside their plain grouped twins
+            lean = [k.with_work(True) for k in v5.V5_KERNELS_LEAN if k.tokp == v5.v5_tokp_for(M)]
+            twins = [k.with_work(True) for k in v5.V5_KERNELS_GROUPED + v5.V5_KERNELS
+                     if any((k.tokp, k.mt, k.nwg, k.kc, k.stages, k.gs, k.nacc, k.nbuf)
+                            == (c.tokp, c.mt, c.nwg, c.kc, c.stages, c.gs, c.nacc, c.nbuf) and k.grouped == c.grouped
+                            for c in lean)]
+            names += [str(c) for c in twins + lean if str(c) not in names]
         case = {"best_recorded": best[M], "variants": {}, "rejected": {}}
         for name in names:
             cfg = known[name]
@@ -135,6 +143,8 @@ def main() -> int:
             fns = fns if isinstance(fns, list) else [fns]
             t = wo._time(fns)
             entry = {"replay_us": t.median_us}
+            if "--lean" in sys.argv:  # a second timing after the others' first: run-to-run drift shows
+                entry["replay_us_again"] = None
             # the same 12-call graph, traced and then replayed for the clock samples
             g = torch.cuda.CUDAGraph()
             side = torch.cuda.Stream()
@@ -161,6 +171,11 @@ def main() -> int:
             log(f"M={M} {name}: replay {t.median_us:.2f} us/call; kernels {kern}; "
                 f"gaps {tr.get('gap_before_us') if isinstance(tr, dict) else ''}; clocks {entry.get('clocks')}")
             del g
+        if "--lean" in sys.argv:
+            for name, fns in runs.items():
+                fns = fns if isinstance(fns, list) else [fns]
+                case["variants"][name]["replay_us_again"] = wo._time(fns).median_us
+                log(f"M={M} {name}: again {case['variants'][name]['replay_us_again']:.2f} us/call")
         result["cases"][str(M)] = case
         (out_dir / "trace.json").write_text(json.dumps(result, indent=1))
     log("done")

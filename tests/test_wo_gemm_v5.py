@@ -16,13 +16,18 @@ from workbench.techniques import wo_gemm_v5 as v5
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("bk", [256, 128])
-def test_stream_v5_roundtrip_all_codes_and_scales(bk):
+@pytest.mark.parametrize("bk,pairs", [(256, False), (128, False), (256, True)])
+def test_stream_v5_roundtrip_all_codes_and_scales(bk, pairs):
     """prepare_stream_v5 + the kernel's reads and decode (emulated bit for bit) = dequantize_reference."""
     q = all_codes_weight(64, 1024, seed=0, edge_rows=True)
-    data = v5.prepare_stream_v5(q, rows_per_step=32, block_k=bk)  # several row steps
+    data = v5.prepare_stream_v5(q, rows_per_step=32, block_k=bk, scale_pairs=pairs)  # several row steps
     assert data.shape == (64 // 16, 1024 // bk, 9 * bk) and data.dtype == torch.uint8
-    assert torch.equal(v5.decode_stream_v5(data, q.global_scale, q.shape, block_k=bk), nv.dequantize_reference(q))
+    assert torch.equal(v5.decode_stream_v5(data, q.global_scale, q.shape, block_k=bk, scale_pairs=pairs),
+                       nv.dequantize_reference(q))
+    if pairs:  # the same codes; only the scale table's byte placement differs
+        plain = v5.prepare_stream_v5(q, rows_per_step=32, block_k=bk)
+        assert torch.equal(data[..., :8 * bk], plain[..., :8 * bk]) and not torch.equal(data, plain)
+        return
     with pytest.raises(InputError, match="block_k"):
         v5.prepare_stream_v5(q, block_k=64)
     grouped = v5.prepare_stream_v5(q, rows_per_step=32, block_k=bk, group_tiles=2)
@@ -57,10 +62,24 @@ def test_stream_v5_natural_k_order():
         assert float(dq[row, k]) == 6.0 and int((dq != 0).sum()) == 1
 
 
+def test_scale_pairs_cover_every_scale_byte():
+    """Every e4m3 scale's re-encoded byte u, placed at each of the 4 steps of a word: the kernel's LOP3 /
+    rotate (emulated) gives back s exactly, and bf16 s * 2^107 stays finite (u >> 3 <= 18 < 31)."""
+    sf = torch.arange(0, 127, dtype=torch.uint8)  # every finite non-negative e4m3 byte
+    u = wo._reencode_scales(sf).to(torch.int64)
+    want = nv.e4m3_decode(sf).float()
+    assert int(u.max()) >> 3 <= 18
+    for j in range(4):
+        words = v5.pack_scale_pairs(u << (8 * j))
+        got = v5.scale_pair_values(words)[:, j]
+        nonzero = u > 0
+        assert torch.equal(got[nonzero], want[nonzero]) and torch.isfinite(got).all()
+
+
 def test_v5_configs_instantiated_and_fit():
     text = ROOT.joinpath("kernels/wo_gemm_v5.cu").read_text()
     inst = set(re.findall(r"@instantiate (.+)", text))
-    for c in v5.V5_KERNELS:
+    for c in v5.V5_KERNELS + v5.V5_KERNELS_LEAN:
         assert c.expr in inst and c.with_work(True).expr in inst, c.expr
         assert c.smem <= v5.MAX_DYNAMIC_SMEM, (c, c.smem)
         assert 7168 % c.rows == 0 and 16384 % c.kc == 0
@@ -72,8 +91,8 @@ def test_v5_compiles_without_spills():
     """The sm_90a compile gate (NVRTC, no GPU): every instantiation, no register spills."""
     ck = compile_kernel("wo_gemm_v5")
     names = {low: e for e, low in ck.lowered.items()}
-    assert len(ck.resources) == 2 * len(v5.V5_KERNELS + v5.V5_KERNELS_BK128 + v5.V5_KERNELS_GROUPED) + len(
-        v5.V5_DIAGNOSTICS)
+    assert len(ck.resources) == 2 * len(v5.V5_KERNELS + v5.V5_KERNELS_BK128 + v5.V5_KERNELS_GROUPED
+                                        + v5.V5_KERNELS_LEAN) + len(v5.V5_DIAGNOSTICS)
     for low, r in ck.resources.items():
         assert r.spill_stores == 0 and r.spill_loads == 0, (names.get(low, low), r)
 
@@ -98,7 +117,8 @@ def test_v5_bad_input():
 @pytest.mark.parametrize("cfg", v5.V5_KERNELS + [k.with_work(True, s0, g) for k in v5.V5_KERNELS for s0, g in
                                                  ((0, 0), (1, 1), (0, 2))]
                          + [k.with_work(True, s0, g) for k in v5.V5_KERNELS_BK128 + v5.V5_KERNELS_GROUPED
-                            for s0, g in ((0, 0), (1, 1))] + v5.V5_KERNELS_BK128 + v5.V5_KERNELS_GROUPED, ids=str)
+                            + v5.V5_KERNELS_LEAN for s0, g in ((0, 0), (1, 1))]
+                         + v5.V5_KERNELS_BK128 + v5.V5_KERNELS_GROUPED + v5.V5_KERNELS_LEAN, ids=str)
 def test_gpu_w4a16_v5_matches_fp32_of_dequantized(cfg):
     N = 2 * cfg.rows * 3  # several row groups; 132 CTAs share 24..96 units: uneven stream-K shares
     for M in sorted({1, 3, cfg.tokp // 2 + 1, cfg.tokp}):
@@ -112,6 +132,6 @@ def test_gpu_w4a16_v5_all_codes_and_scales():
     pw = wo.prepare_weight(q)
     x = wo.make_activations(8, 1024, seed=4)
     ref = wo.reference(x, nv.dequantize(q, torch.float32))
-    for cfg in v5.V5_KERNELS + [k.with_work(True, 1, 1) for k in v5.V5_KERNELS]:
+    for cfg in v5.V5_KERNELS + [k.with_work(True, 1, 1) for k in v5.V5_KERNELS + v5.V5_KERNELS_LEAN]:
         if 256 % cfg.rows == 0 and cfg.tokp >= 8:
             assert wo.validate(v5.w4a16_gemm_v5(x, pw, cfg), ref)["passed"], cfg

@@ -49,3 +49,40 @@ __device__ __forceinline__ void v4_decode_word(uint32_t w, uint32_t sg, uint32_t
     a[3] = bf16x2_fma_zero(((w >> 5) & MAG) | ((w << 1) & SGN), sh);
 }
 
+// Scale pairs (the v5 stream with scale_pairs=True): the scale word of one row for 4 k16 steps holds the
+// re-encoded bytes u0..u3 at bits 4-11 (u0), 12-19 (u1), 20-27 (u2) and 28-31 + 0-3 (u3, split), so one
+// LOP3 gives the bf16x2 (s0, s2) * 2^107 and a rotate plus one LOP3 gives (s1, s3) * 2^107: the bias is
+// OR-ed (bf16 exponent field of s * 2^107 = (u >> 3) + 224, and u >> 3 <= 18 leaves bits 5-7 of 224 free).
+// The A operand then takes one half of the pair through HMUL2's .H0_H0 / .H1_H1 operand swizzle
+// (half_lo / half_hi fold into it), instead of one PRMT + one LEA per step and row. Values carry 2^-19
+// (e2m1 * 2^-126 times s * 2^107); the epilogue multiplies by 2^19 / g_w.
+constexpr float TWO_POW_19 = 524288.0f;
+constexpr uint32_t PAIR_MASK = 0x0ff00ff0u, PAIR_BIAS = 0x70007000u;  // 224 << 7 in both halves
+
+__device__ __forceinline__ uint32_t mask_or_bias(uint32_t a, uint32_t bias_reg) {
+    uint32_t d;  // (a & PAIR_MASK) | bias in one LOP3 (the bias in a register, the mask as the immediate)
+    asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(d) : "r"(a), "n"(PAIR_MASK), "r"(bias_reg));
+    return d;
+}
+
+// Row scale word -> (s0, s2) and (s1, s3) as bf16x2 * 2^107; bias_reg holds PAIR_BIAS.
+__device__ __forceinline__ void scale_pairs(uint32_t w, uint32_t bias_reg, uint32_t& p02, uint32_t& p13) {
+    p02 = mask_or_bias(w, bias_reg);
+    p13 = mask_or_bias(__funnelshift_r(w, w, 8), bias_reg);
+}
+
+// The scale of step j (0..3) of a row as a bf16x2 with both halves equal: a half of p02 / p13.
+__device__ __forceinline__ uint32_t half_lo(uint32_t p) {
+    uint32_t d;
+    asm("{ .reg .b16 l, h; mov.b32 {l, h}, %1; mov.b32 %0, {l, l}; }" : "=r"(d) : "r"(p));
+    return d;
+}
+__device__ __forceinline__ uint32_t half_hi(uint32_t p) {
+    uint32_t d;
+    asm("{ .reg .b16 l, h; mov.b32 {l, h}, %1; mov.b32 %0, {h, h}; }" : "=r"(d) : "r"(p));
+    return d;
+}
+__device__ __forceinline__ uint32_t pair_step(uint32_t p02, uint32_t p13, int j) {
+    return j == 0 ? half_lo(p02) : j == 1 ? half_lo(p13) : j == 2 ? half_hi(p02) : half_hi(p13);
+}
+

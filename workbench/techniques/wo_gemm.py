@@ -548,10 +548,14 @@ def w4a16_gemm_v6(x: torch.Tensor, pw: PreparedWeight, config: V6Config | None =
     return out
 
 
-def finalize(ws: torch.Tensor, global_scale: torch.Tensor, out: torch.Tensor, ldw: int) -> None:
-    """wo_finalize after a reduce-only (red) GEMM launch: out[tok, n] = bf16(ws[n, tok] * 2^63 / g), ws
-    zeroed. Launched with programmatic dependent launch: it may start while the GEMM runs and waits for it
-    in griddepcontrol.wait."""
+WS_UNIT = 2.0**63  # the power of two the decoded weights carry (wb_nvfp4_decode.cuh); 2^19 with scale pairs
+WS_UNIT_PAIRS = 2.0**19
+
+
+def finalize(ws: torch.Tensor, global_scale: torch.Tensor, out: torch.Tensor, ldw: int, unit: float = WS_UNIT) -> None:
+    """wo_finalize after a reduce-only (red) GEMM launch: out[tok, n] = bf16(ws[n, tok] * unit / g), ws
+    zeroed (unit: WS_UNIT, or WS_UNIT_PAIRS after a scale-pairs build). Launched with programmatic dependent
+    launch: it may start while the GEMM runs and waits for it in griddepcontrol.wait."""
     from ..runtime import get_kernel, launch
 
     M, N = out.shape
@@ -559,7 +563,7 @@ def finalize(ws: torch.Tensor, global_scale: torch.Tensor, out: torch.Tensor, ld
         raise InputError(f"finalize: expected ldw <= 64, a multiple of 4, >= M and N even, got ldw={ldw}, "
                          f"M={M}, N={N}")
     launch(get_kernel("wo_gemm", "wo_finalize"), (math.ceil(N / 64), 1, 1), 256,
-           (ws, global_scale, out, M, N, ldw), enable_pdl=True)
+           (ws, global_scale, out, M, N, ldw, float(unit)), enable_pdl=True)
 
 
 def cached_bf16_weight(pw: PreparedWeight) -> torch.Tensor:

@@ -27,6 +27,8 @@ from . import nvfp4
 from .nvfp4 import NVFP4Tensor
 from .wo_gemm import (
     V4_WORD_LAYOUT,
+    WS_UNIT,
+    WS_UNIT_PAIRS,
     PreparedWeight,
     _reencode_scales,
     _workspace,
@@ -49,12 +51,32 @@ def block_bytes(bk: int) -> int:
     return 9 * bk
 
 
+def pack_scale_pairs(words: torch.Tensor) -> torch.Tensor:
+    """Scale words (int64, bytes u0..u3 = 4 k16 steps of one row) -> the scale-pairs placement that
+    wb_nvfp4_decode.cuh's scale_pairs reads: u0 at bits 4-11, u1 at 12-19, u2 at 20-27, u3 split over 28-31
+    (low nibble) and 0-3 (high nibble)."""
+    u = [(words >> (8 * i)) & 0xFF for i in range(4)]
+    return (u[0] << 4) | (u[1] << 12) | (u[2] << 20) | ((u[3] & 0xF) << 28) | (u[3] >> 4)
+
+
+def scale_pair_values(words: torch.Tensor) -> torch.Tensor:
+    """The kernel's scale_pairs (LOP3 with PAIR_MASK / PAIR_BIAS, a rotate by 8) emulated on packed scale
+    words (int64 [...]): fp32 [..., 4], the scale s of steps 0..3 (s * 2^107 as bf16, times 2^-107)."""
+    m32, mask, bias = 0xFFFFFFFF, 0x0FF00FF0, 0x70007000
+    p02 = (words & mask) | bias
+    p13 = ((((words >> 8) | (words << 24)) & m32) & mask) | bias
+    halves = [p02 & 0xFFFF, p13 & 0xFFFF, p02 >> 16, p13 >> 16]  # steps 0, 1, 2, 3
+    v = torch.stack([(h.to(torch.int32) << 16).view(torch.float32) for h in halves], dim=-1)
+    return v * 2.0**-107
+
+
 def prepare_stream_v5(w: NVFP4Tensor, rows_per_step: int = 1024, block_k: int = V5_BLOCK_K,
-                      group_tiles: int = 1) -> torch.Tensor:
+                      group_tiles: int = 1, scale_pairs: bool = False) -> torch.Tensor:
     """NVFP4Tensor [N, K] (linear scales, per-tensor global scale, N % 16 == 0, K % block_k == 0) -> the v5
     stream, uint8 [N/16, K/block_k, 9 block_k] on the weight's device (block_k 256 or 128); group_tiles > 1:
     grouped by unit, [N/(16 group_tiles), K/block_k, group_tiles, 9 block_k] (the same bytes, a unit's
-    tiles adjacent). Exact: a relayout plus the v4 scale re-encoding."""
+    tiles adjacent); scale_pairs: each 4-byte scale word placed by pack_scale_pairs (the LEAN & 2 builds).
+    Exact: a relayout plus the v4 scale re-encoding."""
     if block_k not in (128, 256):
         raise InputError(f"block_k: expected 128 or 256, got {block_k}")
     if group_tiles < 1 or (w.shape[0] // 16) % group_tiles:
@@ -81,6 +103,10 @@ def prepare_stream_v5(w: NVFP4Tensor, rows_per_step: int = 1024, block_k: int = 
         wbytes = wbytes.view(T, nkb, CB * 512)
         # scales [tile, h, g, kb, q2, w, b] (block BK/16 kb + 8 q2 + 4 w + b) -> [tile, kb, q2, g, h, w, b]
         us = u.view(T, 2, 8, nkb, CB // 2, 2, 4).permute(0, 3, 4, 2, 1, 5, 6).reshape(T, nkb, block_k)
+        if scale_pairs:  # each 4-byte word (4 steps of one row) -> the pair placement
+            sw = us.to(torch.int64).view(T, nkb, block_k // 4, 4)
+            sw = pack_scale_pairs(sw[..., 0] | (sw[..., 1] << 8) | (sw[..., 2] << 16) | (sw[..., 3] << 24))
+            us = torch.stack([(sw >> (8 * i)) & 0xFF for i in range(4)], dim=-1).to(torch.uint8).view(T, nkb, block_k)
         parts.append(torch.cat([wbytes, us], dim=2))
     data = torch.cat(parts)
     if group_tiles > 1:
@@ -89,19 +115,21 @@ def prepare_stream_v5(w: NVFP4Tensor, rows_per_step: int = 1024, block_k: int = 
     return data.contiguous()
 
 
-def v5_stream(pw: PreparedWeight, block_k: int = V5_BLOCK_K, group_tiles: int = 1) -> torch.Tensor:
-    """The v5 stream (block_k 256 or 128, grouped by group_tiles tiles or not) of a prepared weight, built on
-    first use and cached on it (66 MB each for wo)."""
+def v5_stream(pw: PreparedWeight, block_k: int = V5_BLOCK_K, group_tiles: int = 1,
+              scale_pairs: bool = False) -> torch.Tensor:
+    """The v5 stream (block_k 256 or 128, grouped by group_tiles tiles or not, scale pairs or not) of a
+    prepared weight, built on first use and cached on it (66 MB each for wo)."""
     if pw.data_v5 is None:
         pw.data_v5 = {}
-    key = (block_k, group_tiles)
+    key = (block_k, group_tiles, scale_pairs)
     if key not in pw.data_v5:
-        pw.data_v5[key] = prepare_stream_v5(pw.source, block_k=block_k, group_tiles=group_tiles)
+        pw.data_v5[key] = prepare_stream_v5(pw.source, block_k=block_k, group_tiles=group_tiles,
+                                            scale_pairs=scale_pairs)
     return pw.data_v5[key]
 
 
 def decode_stream_v5(data: torch.Tensor, global_scale: torch.Tensor, shape, block_k: int = V5_BLOCK_K,
-                     group_tiles: int = 1) -> torch.Tensor:
+                     group_tiles: int = 1, scale_pairs: bool = False) -> torch.Tensor:
     """Emulate the kernel's reads and decode of the v5 stream (the same word, scale-entry and fragment
     indexing as w4a16_v5): fp32 weight e2m1 * sf * (1/g) [N, K]. CPU-capable (tests)."""
     N, K = shape
@@ -116,7 +144,10 @@ def decode_stream_v5(data: torch.Tensor, global_scale: torch.Tensor, shape, bloc
             ((words >> 5) & MAG) | ((words << 1) & SGN)]
     # scale of (row half h, lane's g, step 4c + j): entry ((c % 4) // 2) * 8 + g, byte 8 h + 4 (c % 2) + j
     sc = d[:, :, CB * 512:].reshape(T, nkb, CB // 2, 8, 2, 2, 4)  # [tile, kb, q2, g, h, w, b]
-    s = decode_reencoded_scales(sc.to(torch.uint8)).float()
+    if scale_pairs:  # the kernel's LOP3 / rotate on each packed word
+        s = scale_pair_values(sc[..., 0] | (sc[..., 1] << 8) | (sc[..., 2] << 16) | (sc[..., 3] << 24))
+    else:
+        s = decode_reencoded_scales(sc.to(torch.uint8)).float()
     g_inv = torch.div(torch.ones_like(global_scale.float()), global_scale.float()).to(s.device)
     s = s * g_inv
     # -> [tile, kb, c, g, h, j] with c = 2 q2 + w, j = b
@@ -158,12 +189,19 @@ class V5Config:
     diag: int = 0  # 1 / 2: diagnostic builds (ring only / ring + decode; no output, never validated)
     bk: int = V5_BLOCK_K  # block k of the stream it reads (256, or 128: half-size ring stages)
     grouped: bool = False  # reads the unit-grouped stream (a unit's tiles contiguous; kc == bk)
+    lean: int = 0  # bit 0: precomputed wgmma descriptors; bit 1: scale pairs (the scale_pairs stream)
+
+    @property
+    def scale_pairs(self) -> bool:
+        return bool(self.lean & 2)
 
     @property
     def expr(self) -> str:
-        d = f", {self.diag}" if self.diag or self.bk != V5_BLOCK_K or self.grouped else ""
-        d += f", {self.bk}" if self.bk != V5_BLOCK_K or self.grouped else ""
-        d += ", true" if self.grouped else ""
+        full = self.lean != 0
+        d = f", {self.diag}" if self.diag or self.bk != V5_BLOCK_K or self.grouped or full else ""
+        d += f", {self.bk}" if self.bk != V5_BLOCK_K or self.grouped or full else ""
+        d += f", {str(self.grouped).lower()}" if self.grouped or full else ""
+        d += f", {self.lean}" if full else ""
         return (f"w4a16_v5<{self.tokp}, {self.mt}, {self.nwg}, {self.kc}, {self.stages}, {self.gs}, "
                 f"{self.nacc}, {self.nbuf}, {str(self.red).lower()}{d}>")
 
@@ -173,7 +211,7 @@ class V5Config:
 
     def with_work(self, red: bool, s0: int = 0, grab: int = 0) -> V5Config:
         return V5Config(self.tokp, self.mt, self.nwg, self.kc, self.stages, self.gs, self.nacc, self.nbuf, red, s0,
-                        grab, self.diag, self.bk, self.grouped)
+                        grab, self.diag, self.bk, self.grouped, self.lean)
 
     @property
     def rows(self) -> int:
@@ -192,7 +230,7 @@ class V5Config:
     def __str__(self) -> str:
         wk = ("_red" if self.red else "") + (f"_s0{self.s0}_g{self.grab}" if self.grab else "")
         wk += {0: "", 1: "_diag_stream", 2: "_diag_decode"}[self.diag] + (f"_bk{self.bk}" if self.bk != 256 else "") + (
-            "_grp" if self.grouped else "")
+            "_grp" if self.grouped else "") + (f"_lean{self.lean}" if self.lean else "")
         return (f"v5_n{self.tokp}_mt{self.mt}_wg{self.nwg}_kc{self.kc}_s{self.stages}_gs{self.gs}"
                 f"_a{self.nacc}_b{self.nbuf}{wk}")
 
@@ -233,6 +271,13 @@ V5_KERNELS_BK128 = [V5Config(32, 1, 4, 128, 8, 2, 2, 2, bk=128)]
 # M = 32 GEMM kernel 29.2 us against 30.2 ungrouped; M = 64 unchanged.
 V5_KERNELS_GROUPED = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True), V5Config(32, 2, 2, 256, 4, 2, 2, 2, grouped=True),
                       V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True), V5Config(64, 1, 4, 256, 3, 2, 1, 2, grouped=True)]
+# Lean consumers (LEAN bit 0: precomputed wgmma descriptors, bit 1: scale pairs; same math, fewer
+# instructions per decoded weight: SASS of the M = 32 build, per unit and warp, ~470 -> see the notes).
+V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
+                   V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=3),
+                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3),
+                   V5Config(64, 1, 4, 256, 3, 2, 1, 2, grouped=True, lean=3),
+                   V5Config(8, 1, 2, 512, 4, 2, 2, 2, lean=3)]
 V5_DIAGNOSTICS = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, diag=d) for d in (1, 2)]
 
 
@@ -256,7 +301,8 @@ def v5_candidates(M: int, sms: int = 132) -> list[V5Config]:
         share = k.units / sms
         works = [(0.5, 1), (0.75, 1)] if n < 32 else [(0.75, 2)]
         out += [k, k.with_work(True)] + [k.with_work(True, max(1, int(f * share)), gsz) for f, gsz in works]
-    out += [w for k in V5_KERNELS_BK128 + V5_KERNELS_GROUPED if k.tokp == n for w in (k, k.with_work(True))]
+    out += [w for k in V5_KERNELS_BK128 + V5_KERNELS_GROUPED + V5_KERNELS_LEAN if k.tokp == n
+            for w in (k, k.with_work(True))]
     return out
 
 
@@ -279,12 +325,12 @@ def w4a16_gemm_v5(x: torch.Tensor, pw: PreparedWeight, config: V5Config | None =
         raise InputError(f"w.shape: expected N % {cfg.rows} == 0 and K % {cfg.kc} == 0 for config {cfg}, got {[N, K]}")
     out = gemm_output(out, x, M, N)
     check_work(cfg)
-    stream = v5_stream(pw, cfg.bk, cfg.rows // 16 if cfg.grouped else 1)
+    stream = v5_stream(pw, cfg.bk, cfg.rows // 16 if cfg.grouped else 1, cfg.scale_pairs)
     ws, cnt = _workspace(x.device, N, cfg.tokp, N // 16 + 2)
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count
     launch_by_value(get_kernel("wo_gemm_v5", cfg.expr), sms, cfg.threads,
                     (tensor_map_2d(x, cfg.tokp, 64), stream, pw.global_scale, out, ws, cnt, M, N, K, cfg.s0,
                      cfg.grab), shared_mem=cfg.smem)
     if cfg.red:
-        finalize(ws, pw.global_scale, out, cfg.tokp)
+        finalize(ws, pw.global_scale, out, cfg.tokp, WS_UNIT_PAIRS if cfg.scale_pairs else WS_UNIT)
     return out
