@@ -104,7 +104,9 @@ __device__ __forceinline__ void wgmma_rs<64>(float (&d)[32], const uint32_t (&a)
 // grab > 0 gives each CTA the first s0 units of a contiguous share, then `grab` units at a time from a
 // global counter (SMs whose requests the memory system serves faster take more).
 // DIAG (diagnostic builds, never validated or recorded): 1 = the consumers only take and release the
-// ring (the data path alone), 2 = they also read and decode the weight (no wgmma, no output).
+// ring (the data path alone), 2 = they also read and decode the weight (no wgmma, no output); the full
+// kernel with one thing removed (wrong output): 5 = no x loads (the wgmma reads whatever the stage holds),
+// 6 = each stage released right after its last wgmma is issued, not after the wgmma retire.
 // BK: the stream's block k (256, or 128 for half-size units: KC = 128 and twice the stages in the same
 // shared memory). GROUPED: the stream is grouped by unit ([row group][k block][tile][block], KC == BK),
 // so a unit's 16-row tiles are one contiguous run of memory instead of TILES runs 2304 B long and
@@ -153,7 +155,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     if (warp == NWG * 4) {  // producer warp: lane 0 claims a stage, lanes issue its copies in parallel
         int i = 0;
         produce_units(units, s0, grab, counters + (N >> 4), lane, [&](int u) {
-            const int s = ring_claim<STAGES>(i++, u, W_STAGE + X_STAGE, full0, empty0, unit_of, lane);
+            const int s = ring_claim<STAGES>(i++, u, W_STAGE + (DIAG == 5 ? 0 : X_STAGE), full0, empty0, unit_of, lane);
             if (u < 0) return;
             const int rg = u / n_kc, kc = u % n_kc;
             if (lane < TILES)
@@ -161,7 +163,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                           wp + (GROUPED ? ((long long)(rg * (K / BK) + kc) * TILES + lane) * BB
                                         : ((long long)(rg * TILES + lane) * (K / BK) + kc * KB) * BB),
                           W_TILE, full0 + 8 * s);
-            if (lane < CHUNKS)
+            if (DIAG != 5 && lane < CHUNKS)
                 tma_load_2d(smem_addr(xs + s * X_STAGE + lane * X_ATOM), &x_map, kc * KC + 64 * lane, 0, full0 + 8 * s);
         });
         return;
@@ -248,7 +250,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     for (int i = 0;; ++i) {
         const int s = i % STAGES, u = ring_take<STAGES>(i, full0, unit_of);
         if (u < 0) break;
-        if constexpr (DIAG != 0) {
+        if constexpr (DIAG == 1 || DIAG == 2) {
             if constexpr (DIAG == 2) {
                 const uint32_t wb = w_base + s * W_STAGE;
 #pragma unroll
@@ -327,11 +329,16 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                 }
             }
         }
-        held = s;
+        if constexpr (DIAG == 6) {  // diagnostic: released before the wgmma reading its x retire
+            __syncwarp();
+            if (lane == 0) mbar_arrive(empty0 + 8 * s);
+        } else {
+            held = s;
+        }
         ++sa_done;
     }
-    if (DIAG == 0 && cur >= 0) drain_and_flush(cur);
-    if (DIAG != 0 && sink == 0x9e3779b9u && M < 0) out[0] = 0;  // never true: keeps the diagnostic work alive
+    if (DIAG != 1 && DIAG != 2 && cur >= 0) drain_and_flush(cur);
+    if ((DIAG == 1 || DIAG == 2) && sink == 0x9e3779b9u && M < 0) out[0] = 0;  // never true: keeps the diagnostic work alive
 }
 // v5<TOKP, MT, NWG, KC, STAGES, GS, NACC, NBUF, RED>
 // @instantiate w4a16_v5<8, 1, 2, 512, 4, 4, 2, 4, false>
@@ -383,12 +390,23 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 1>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 3>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 3>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 4, false, 0, 256, true, 3>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 4, true, 0, 256, true, 3>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 1, 2, 4, false, 0, 256, true, 3>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 1, 2, 4, true, 0, 256, true, 3>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 3>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 3>
 // @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, false, 0, 256, true, 3>
 // @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, true, 0, 256, true, 3>
+// @instantiate w4a16_v5<32, 1, 4, 256, 3, 2, 2, 2, false, 0, 256, true, 3>
+// @instantiate w4a16_v5<32, 1, 4, 256, 3, 2, 2, 2, true, 0, 256, true, 3>
 // @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 2, 2, false, 0, 256, false, 3>
 // @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 2, 2, true, 0, 256, false, 3>
 // diagnostics (not validated: they compute no output)
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 1>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 2>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 1, 256, true, 3>
+// @instantiate w4a16_v5<32, 1, 4, 256, 3, 2, 2, 2, true, 1, 256, true, 3>
+// @instantiate w4a16_v5<32, 1, 4, 256, 2, 2, 2, 2, true, 1, 256, true, 3>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 5, 256, true, 3>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 6, 256, true, 3>

@@ -186,7 +186,7 @@ class V5Config:
     red: bool = False  # reduce only (red.add partials); wo_finalize writes out after the kernel
     s0: int = 0  # launch choices (red only): grab > 0 -> the first s0 units of each CTA static, then grabs
     grab: int = 0
-    diag: int = 0  # 1 / 2: diagnostic builds (ring only / ring + decode; no output, never validated)
+    diag: int = 0  # diagnostic builds (kernels/wo_gemm_v5.cu, DIAG; wrong or no output, never validated)
     bk: int = V5_BLOCK_K  # block k of the stream it reads (256, or 128: half-size ring stages)
     grouped: bool = False  # reads the unit-grouped stream (a unit's tiles contiguous; kc == bk)
     lean: int = 0  # bit 0: precomputed wgmma descriptors; bit 1: scale pairs (the scale_pairs stream)
@@ -229,7 +229,7 @@ class V5Config:
 
     def __str__(self) -> str:
         wk = ("_red" if self.red else "") + (f"_s0{self.s0}_g{self.grab}" if self.grab else "")
-        wk += {0: "", 1: "_diag_stream", 2: "_diag_decode"}[self.diag] + (f"_bk{self.bk}" if self.bk != 256 else "") + (
+        wk += {0: "", 1: "_diag_stream", 2: "_diag_decode", 5: "_diag_no_x", 6: "_diag_early_release"}[self.diag] + (f"_bk{self.bk}" if self.bk != 256 else "") + (
             "_grp" if self.grouped else "") + (f"_lean{self.lean}" if self.lean else "")
         return (f"v5_n{self.tokp}_mt{self.mt}_wg{self.nwg}_kc{self.kc}_s{self.stages}_gs{self.gs}"
                 f"_a{self.nacc}_b{self.nbuf}{wk}")
@@ -275,10 +275,15 @@ V5_KERNELS_GROUPED = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True), V5Confi
 # instructions per decoded weight: SASS of the M = 32 build, per unit and warp, ~470 -> see the notes).
 V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=3),
+                   V5Config(32, 1, 4, 256, 3, 2, 2, 2, grouped=True, lean=3),
+                   V5Config(32, 1, 4, 256, 4, 2, 2, 4, grouped=True, lean=3),
                    V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3),
+                   V5Config(64, 1, 2, 256, 4, 1, 2, 4, grouped=True, lean=3),
                    V5Config(64, 1, 4, 256, 3, 2, 1, 2, grouped=True, lean=3),
                    V5Config(8, 1, 2, 512, 4, 2, 2, 2, lean=3)]
-V5_DIAGNOSTICS = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, diag=d) for d in (1, 2)]
+V5_DIAGNOSTICS = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, diag=d) for d in (1, 2)] + [
+    V5Config(32, 1, 4, 256, st, 2, 2, 2, True, diag=d, grouped=True, lean=3) for d, st in ((1, 4), (1, 3), (1, 2), (5, 4),
+                                                                                          (6, 4))]
 
 
 def v5_tokp_for(M: int) -> int:
