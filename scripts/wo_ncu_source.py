@@ -47,6 +47,12 @@ def main() -> int:
         return 1
     total = sum(float(r[samp] or 0) for r in rows)
     print(f"{name} at M={M}: {len(rows)} SASS instructions, {total:.0f} warp-state samples; columns: {cols[:12]}")
+    by_op: dict[str, float] = {}  # samples by opcode (predicate and modifiers dropped)
+    for r in rows:
+        toks = [t for t in r.get("Source", "").split() if not t.startswith("@")]
+        op = toks[0].split(".")[0] if toks else "?"
+        by_op[op] = by_op.get(op, 0.0) + float(r[samp] or 0)
+    print("by opcode:", ", ".join(f"{k} {100 * v / total:.1f}%" for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])[:16]))
     rows.sort(key=lambda r: -float(r[samp] or 0))
     for r in rows[:top]:
         s = float(r[samp] or 0)

@@ -22,7 +22,7 @@ chosen = json.loads(sys.argv[1])
 q = nvfp4.quantize(wo.make_weight(7168, 16384, seed=10), 'tensor')
 pw = wo.prepare_weight(q)
 v5.v5_stream(pw)
-cands = {str(c): c for M in (1, 8, 32, 64) for c in wo.v6_candidates(M) + v5.v5_candidates(M)}
+cands = {str(c): c for M in (1, 8, 32, 64) for c in wo.v6_candidates(M) + v5.v5_candidates(M) + v5.V5_DIAGNOSTICS}
 for M, name in chosen:
     x = wo.make_activations(int(M), 16384, seed=1)
     wo.wo_nvfp4(x, pw, tuning={int(M): cands[name]})
