@@ -114,7 +114,8 @@ __device__ __forceinline__ void wgmma_rs<64>(float (&d)[32], const uint32_t (&a)
 // LEAN (consumer instruction count): bit 0 = the wgmma descriptors as one precomputed word plus a constant
 // per k16 step (the compiler otherwise rebuilds each from the address: ~5 uniform instructions per wgmma);
 // bit 1 = scale pairs (the stream built with scale_pairs=True, wb_nvfp4_decode.cuh: 1.5 instead of 4
-// instructions per code word for the scales).
+// instructions per code word for the scales); bit 2 = the next 64-k chunk's code and scale words loaded
+// from shared memory one chunk ahead.
 template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0,
           int BK = 256, bool GROUPED = false, int LEAN = 0>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
@@ -170,7 +171,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     }
 
     const int wg = warp >> 2, q = warp & 3, g = lane >> 2, t = lane & 3;
-    constexpr bool PAIRS = (LEAN & 2) != 0, DESC = (LEAN & 1) != 0;
+    constexpr bool PAIRS = (LEAN & 2) != 0, DESC = (LEAN & 1) != 0, PREFETCH = (LEAN & 4) != 0;
     const float alpha = (1.0f / g_w[0]) * (PAIRS ? TWO_POW_19 : TWO_POW_63);
     uint32_t bias_reg;  // PAIR_BIAS held in a register, so each scale pair is one LOP3
     asm("mov.b32 %0, %1;" : "=r"(bias_reg) : "n"(PAIR_BIAS));
@@ -278,6 +279,14 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
         // DESC: the start-address field (bits 0-13, address / 16) cannot carry into bit 14: shared memory
         // addresses stay below 256 KB.
         const uint64_t desc_x0 = desc_kmajor_sw128(xb);
+        // PREFETCH: chunk c + 1's shared-memory words are loaded before chunk c is decoded (two register
+        // sets), so the decode waits for shared memory once per unit instead of once per chunk.
+        u32x4 cw_next[MT];
+        uint32_t swg_next[MT], swh_next[MT];
+        if constexpr (PREFETCH) {
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) load_chunk(wb, 0, mt, cw_next[mt], swg_next[mt], swh_next[mt]);
+        }
 #pragma unroll
         for (int c = 0; c < CHUNKS; ++c) {
             u32x4 cw[MT];
@@ -285,7 +294,14 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
             uint32_t pg[MT][2], ph[MT][2];  // scale pairs (PAIRS): (s0, s2), (s1, s3) of rows g and g + 8
 #pragma unroll
             for (int mt = 0; mt < MT; ++mt) {
-                load_chunk(wb, c, mt, cw[mt], sw_g[mt], sw_h[mt]);
+                if constexpr (PREFETCH) {
+                    cw[mt] = cw_next[mt];
+                    sw_g[mt] = swg_next[mt];
+                    sw_h[mt] = swh_next[mt];
+                    if (c + 1 < CHUNKS) load_chunk(wb, c + 1, mt, cw_next[mt], swg_next[mt], swh_next[mt]);
+                } else {
+                    load_chunk(wb, c, mt, cw[mt], sw_g[mt], sw_h[mt]);
+                }
                 if constexpr (PAIRS) {
                     scale_pairs(sw_g[mt], bias_reg, pg[mt][0], pg[mt][1]);
                     scale_pairs(sw_h[mt], bias_reg, ph[mt][0], ph[mt][1]);
@@ -390,6 +406,14 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 1>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 3>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 3>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 7>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 7>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 4, 2, 2, false, 0, 256, true, 7>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 4, 2, 2, true, 0, 256, true, 7>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 7>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 7>
+// @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 2, 2, false, 0, 256, false, 7>
+// @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 2, 2, true, 0, 256, false, 7>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 4, false, 0, 256, true, 3>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 4, true, 0, 256, true, 3>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 1, 2, 4, false, 0, 256, true, 3>
