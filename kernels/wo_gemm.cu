@@ -956,19 +956,29 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, MINB) w4a16_v6(
         // so SMs whose memory requests are served faster take more (per-SM bandwidth is unequal when the
         // memory system is saturated). Lane 0 claims a stage and records its unit; lane L < TILES copies
         // tile L of the unit, lane 31 - r the x row r.
+        // PDL (as in v5): the first STAGES units' weight copies go out before pdl_wait, their x rows after it.
         const int m_rows = DIAG ? 0 : min(M, 8 * NT);
-        int i = 0;
+        int i = 0, deferred = 0;
+        auto load_x = [&](int s, int u) {
+            const int r = 31 - lane;
+            if (r < m_rows)
+                bulk_load(ring0 + s * STAGE + W_STAGE + r * Warp::X_PITCH, x + (long long)r * K + (u % n_sa) * V4_UNIT_K,
+                          2 * V4_UNIT_K, full0 + 8 * s);
+        };
         produce_units(units, s0, grab, counters + (N >> 4), lane, [&](int u) {
+            if ((i == STAGES || u < 0) && deferred >= 0) {
+                pdl_wait();
+                for (int d = 0; d < deferred; ++d) load_x(d, unit_of[d]);
+                deferred = -1;
+            }
             const int s = ring_claim<STAGES>(i++, u, W_STAGE + m_rows * 2 * V4_UNIT_K, full0, empty0, unit_of, lane);
             if (u < 0) return;
             if (lane < TILES)
                 bulk_load(ring0 + s * STAGE + lane * UNIT_BYTES,
                           wp + ((long long)((u / n_sa) * TILES + lane) * n_sa + u % n_sa) * UNIT_BYTES, UNIT_BYTES,
                           full0 + 8 * s);
-            const int r = 31 - lane;
-            if (r < m_rows)
-                bulk_load(ring0 + s * STAGE + W_STAGE + r * Warp::X_PITCH, x + (long long)r * K + (u % n_sa) * V4_UNIT_K,
-                          2 * V4_UNIT_K, full0 + 8 * s);
+            if (deferred >= 0) ++deferred;
+            else load_x(s, u);
         });
         return;
     }
@@ -979,7 +989,10 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, MINB) w4a16_v6(
     for (int i = 0;; ++i) {
         const int s = i % STAGES, u = ring_take<STAGES>(i, full0, unit_of);
         if (u < 0) break;
-        if (!DIAG && cur >= 0 && u / n_sa != cur / n_sa) w.flush(cur, out, ws, counters);
+        if (!DIAG && cur >= 0 && u / n_sa != cur / n_sa) {
+            pdl_wait();  // ws, counters and out belong to the previous kernel until it completes
+            w.flush(cur, out, ws, counters);
+        }
         cur = u;
         u32x4 wc[MT][V4_CHUNKS];
 #pragma unroll
@@ -1013,7 +1026,10 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, MINB) w4a16_v6(
             mbar_arrive(empty0 + 8 * s);  // after the x reads of this stage
         }
     }
-    if (!DIAG && cur >= 0) w.flush(cur, out, ws, counters);
+    if (!DIAG && cur >= 0) {
+        pdl_wait();
+        w.flush(cur, out, ws, counters);
+    }
     if (DIAG && sink == 0x9e3779b9u && M < 0) out[0] = 0;  // never true: keeps the diagnostic work alive
 }
 // v6<MT, WARPS (consumer warps), STAGES, MINB (CTAs per SM), NACC (accumulation chains), RED (reduce
@@ -1060,6 +1076,9 @@ extern "C" __global__ void __launch_bounds__(256) wo_finalize(float* __restrict_
     constexpr int ROWS = 64, PITCH = 66;  // bf16 per tile row (ldw <= 64, + 2: fewer bank conflicts)
     __shared__ __align__(16) uint16_t tile[ROWS * PITCH];
     pdl_wait();
+    // The next kernel may be scheduled now (not earlier: a GEMM launched with PDL after us must not start
+    // beside the GEMM we wait for); it waits for our completion before touching ws or out.
+    pdl_trigger();
     const int n0 = blockIdx.x * ROWS, rows = min(ROWS, N - n0), nvec = rows * ldw / 4;
     const float alpha = (1.0f / g_w[0]) * unit;
     float4* src = reinterpret_cast<float4*>(ws + (long long)n0 * ldw);

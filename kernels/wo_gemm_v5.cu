@@ -154,8 +154,24 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     __syncthreads();
 
     if (warp == NWG * 4) {  // producer warp: lane 0 claims a stage, lanes issue its copies in parallel
-        int i = 0;
+        // Programmatic dependent launch: the weight is constant, so the first STAGES units' weight copies
+        // go out before pdl_wait (they overlap the previous kernel's tail); x, which the previous kernel may
+        // write, is loaded only after it, before any stage can be released (no deadlock: the (STAGES+1)-th
+        // claim waits for a release). Without the launch attribute pdl_wait returns at once.
+        int i = 0, deferred = 0;
+        auto load_x = [&](int s, int u) {
+            if (DIAG != 5 && lane < CHUNKS)
+                tma_load_2d(smem_addr(xs + s * X_STAGE + lane * X_ATOM), &x_map, (u % n_kc) * KC + 64 * lane, 0,
+                            full0 + 8 * s);
+        };
+        auto release_deferred = [&]() {
+            if (deferred < 0) return;
+            pdl_wait();
+            for (int s = 0; s < deferred; ++s) load_x(s, unit_of[s]);
+            deferred = -1;
+        };
         produce_units(units, s0, grab, counters + (N >> 4), lane, [&](int u) {
+            if (i == STAGES || u < 0) release_deferred();
             const int s = ring_claim<STAGES>(i++, u, W_STAGE + (DIAG == 5 ? 0 : X_STAGE), full0, empty0, unit_of, lane);
             if (u < 0) return;
             const int rg = u / n_kc, kc = u % n_kc;
@@ -164,8 +180,8 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                           wp + (GROUPED ? ((long long)(rg * (K / BK) + kc) * TILES + lane) * BB
                                         : ((long long)(rg * TILES + lane) * (K / BK) + kc * KB) * BB),
                           W_TILE, full0 + 8 * s);
-            if (DIAG != 5 && lane < CHUNKS)
-                tma_load_2d(smem_addr(xs + s * X_STAGE + lane * X_ATOM), &x_map, kc * KC + 64 * lane, 0, full0 + 8 * s);
+            if (deferred >= 0) ++deferred;
+            else load_x(s, u);
         });
         return;
     }
@@ -187,6 +203,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 
     // Partial sums of this warp's tiles -> workspace; the last contributor of a tile writes bf16 out.
     auto flush = [&](int u) {
+        pdl_wait();  // the workspace, counters and out belong to the previous kernel until it completes
         const int rg = u / n_kc;
 #pragma unroll
         for (int i = 0; i < MT; ++i) {
@@ -410,6 +427,8 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 7>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 4, 2, 2, false, 0, 256, true, 7>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 4, 2, 2, true, 0, 256, true, 7>
+// @instantiate w4a16_v5<32, 2, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 7>
+// @instantiate w4a16_v5<32, 2, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 7>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 7>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 7>
 // @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 2, 2, false, 0, 256, false, 7>

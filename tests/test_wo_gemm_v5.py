@@ -135,3 +135,25 @@ def test_gpu_w4a16_v5_all_codes_and_scales():
     for cfg in v5.V5_KERNELS + [k.with_work(True, 1, 1) for k in v5.V5_KERNELS + v5.V5_KERNELS_LEAN]:
         if 256 % cfg.rows == 0 and cfg.tokp >= 8:
             assert wo.validate(v5.w4a16_gemm_v5(x, pw, cfg), ref)["passed"], cfg
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("family,cfg", [("v5", c) for c in v5.V5_KERNELS_LEAN if c.tokp in (8, 32)]
+                         + [("v5", v5.V5_KERNELS_LEAN[0].with_work(True, 1, 1))]
+                         + [("v6", k) for k in wo.v6_candidates(8) if k.red][:3], ids=str)
+def test_gpu_pdl_back_to_back(family, cfg):
+    """enable_pdl: 8 back-to-back launches on the wo shape, each GEMM overlapping the previous call's
+    wo_finalize (same workspace, same counters), each output exact; then a plain call after them."""
+    M = min(cfg.tokp if family == "v5" else 8, 32)
+    x, q, ref = small_problem(M, N=7168, K=2048, seed=5)
+    pw = wo.prepare_weight(q)
+    if family == "v5":
+        cfg = cfg.with_work(True, cfg.s0, cfg.grab)
+        fn = v5.w4a16_gemm_v5
+    else:
+        fn = wo.w4a16_gemm_v6
+    outs = [fn(x, pw, cfg, enable_pdl=True) for _ in range(8)]
+    outs.append(fn(x, pw, cfg))
+    for i, o in enumerate(outs):
+        v = wo.validate(o, ref)
+        assert v["passed"], (cfg, i, v)

@@ -9,6 +9,7 @@
 #pragma once
 #include "wb_common.cuh"
 #include "wb_tma.cuh"
+#include "wb_pdl.cuh"
 
 // Thread 0: the full barriers expect one arrival (the producer's, plus the copies' bytes), the empty
 // ones `consumers` arrivals. Followed by a CTA barrier at the call site.
@@ -55,6 +56,7 @@ WB_DEVICE void produce_units(int units, int s0, int grab, unsigned int* work, in
         const int u1 = (int)((long long)(blockIdx.x + 1) * units / gridDim.x);
         for (int u = u0; u < u1; ++u) emit(u);
     } else {
+        pdl_wait();  // the counter is reset by the previous launch's last producer (PDL: it may still run)
         int next = lane == 0 ? (int)atomicAdd(work, (unsigned)grab) : 0;  // in flight during the static part
         for (int u = blockIdx.x * s0; u < min((blockIdx.x + 1) * s0, units); ++u) emit(u);
         for (;;) {

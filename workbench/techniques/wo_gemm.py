@@ -526,9 +526,11 @@ def v6_candidates(M: int, sms: int = 132) -> list[V6Config]:
 
 
 def w4a16_gemm_v6(x: torch.Tensor, pw: PreparedWeight, config: V6Config | None = None,
-                  out: torch.Tensor | None = None) -> torch.Tensor:
+                  out: torch.Tensor | None = None, enable_pdl: bool = False) -> torch.Tensor:
     """Fused NVFP4 W4A16 GEMM (v4 math, weight streamed by a producer warp into a shared-memory ring):
-    x bf16 [M, K] @ dequant(W)^T -> bf16 [M, N], on the v4 prepared weight."""
+    x bf16 [M, K] @ dequant(W)^T -> bf16 [M, N], on the v4 prepared weight. enable_pdl: programmatic
+    dependent launch (the first weight copies overlap the previous kernel's tail; x, the workspace and
+    the counters are touched only after griddepcontrol.wait)."""
     from ..runtime import get_kernel, launch
 
     M, N, K = check_gemm_input(x, pw, 32, "the v6 kernels")
@@ -542,7 +544,8 @@ def w4a16_gemm_v6(x: torch.Tensor, pw: PreparedWeight, config: V6Config | None =
     ws, cnt = _workspace(x.device, N, cfg.tokens, N // 16 + 2)
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count
     launch(get_kernel("wo_gemm", cfg.expr), (cfg.minb * sms, 1, 1), (cfg.warps + 1) * 32,
-           (x, pw.data, pw.global_scale, out, ws, cnt, M, N, K, cfg.s0, cfg.grab), shared_mem=cfg.smem)
+           (x, pw.data, pw.global_scale, out, ws, cnt, M, N, K, cfg.s0, cfg.grab), shared_mem=cfg.smem,
+           enable_pdl=enable_pdl)
     if cfg.red:
         finalize(ws, pw.global_scale, out, cfg.tokens)
     return out
@@ -602,13 +605,16 @@ def dequant_cublas(x: torch.Tensor, w: NVFP4Tensor, scratch: torch.Tensor | None
 _SCRATCH: dict = {}
 
 
-def wo_nvfp4(x: torch.Tensor, w: PreparedWeight | NVFP4Tensor, tuning: dict | None = None) -> torch.Tensor:
+def wo_nvfp4(x: torch.Tensor, w: PreparedWeight | NVFP4Tensor, tuning: dict | None = None,
+             enable_pdl: bool = False) -> torch.Tensor:
     """The dispatcher (`optimized`): by M, the fused kernel measured fastest in the GPU run where it beat
     the cached-bf16 cuBLAS path (`tuning`: {M: V4Config | V5Config | V6Config}, default FUSED_TUNING
     filled by the benchmark), else cuBLAS bf16 on the cached exact weight with alpha = 1/g
     (cached_bf16_gemm). Without any tuning: v4 for M <= 8, v5 (wgmma) for M <= 64, else cuBLAS.
 
     w: a PreparedWeight (prepare once at load time), or an NVFP4Tensor (prepared on every call: slow).
+    enable_pdl: launch the v5 / v6 GEMM with programmatic dependent launch (its first weight copies
+    overlap the previous kernel's tail); ignored by v4 and cuBLAS.
     """
     from . import wo_gemm_v5 as v5
 
@@ -618,9 +624,9 @@ def wo_nvfp4(x: torch.Tensor, w: PreparedWeight | NVFP4Tensor, tuning: dict | No
     if cfg is None:
         return cached_bf16_gemm(x, pw)
     if isinstance(cfg, V6Config):
-        return w4a16_gemm_v6(x, pw, cfg)
+        return w4a16_gemm_v6(x, pw, cfg, enable_pdl=enable_pdl)
     if isinstance(cfg, v5.V5Config):
-        return v5.w4a16_gemm_v5(x, pw, cfg)
+        return v5.w4a16_gemm_v5(x, pw, cfg, enable_pdl=enable_pdl)
     return w4a16_gemm_v4(x, pw, cfg)
 
 
@@ -889,9 +895,15 @@ def _bench_wo_case(M, N, K, ceil, ctx, progress, tune):
         FUSED_TUNING.pop(M, None)
     params["dispatch"] = dispatch_path(M)
     params["cached_bf16_extra_bytes"] = weight_bytes("bf16", N, K)
-    # the dispatcher
+    # the dispatcher, then the same with programmatic dependent launch of the GEMM: in the timed sequence
+    # of back-to-back calls each GEMM's first weight copies overlap the previous call's wo_finalize tail
     check("optimized", wo_nvfp4(x, pw[0]), tol=1e-3 if M in FUSED_TUNING else 5e-3)
     variants["optimized"] = _time([lambda i=i: wo_nvfp4(x, pw[i]) for i in range(len(pw))])
+    if M in FUSED_TUNING and not isinstance(FUSED_TUNING[M], V4Config):
+        outs = [wo_nvfp4(x, pw[0], enable_pdl=True) for _ in range(6)]  # back to back: overlapped launches
+        for o in outs:
+            check("optimized_pdl", o)
+        variants["optimized_pdl"] = _time([lambda i=i: wo_nvfp4(x, pw[i], enable_pdl=True) for i in range(len(pw))])
     bytes_ = case_bytes(M, "nvfp4", N, K)
     bound = ceil.bound_us(bytes=bytes_, flops=flops(M, N, K))
     params.update({"bytes_nvfp4": bytes_, "bound_bf16_us": round(ceil.bound_us(

@@ -284,6 +284,7 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    V5Config(8, 1, 2, 512, 4, 2, 2, 2, lean=3),
                    V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=7),
                    V5Config(32, 1, 4, 256, 4, 4, 2, 2, grouped=True, lean=7),
+                   V5Config(32, 2, 2, 256, 4, 2, 2, 2, grouped=True, lean=7),
                    V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=7),
                    V5Config(8, 1, 2, 512, 4, 2, 2, 2, lean=7)]
 V5_DIAGNOSTICS = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, diag=d) for d in (1, 2)] + [
@@ -305,14 +306,14 @@ def v5_candidates(M: int, sms: int = 132) -> list[V5Config]:
     or 3/4 of the share were all 7-60% slower than the static red build at M = 32 and 64)."""
     n = v5_tokp_for(M)
     out = []
-    for k in V5_KERNELS:
+    for k in V5_KERNELS + [c for c in V5_KERNELS_LEAN if c.tokp < 32]:
         if k.tokp != n:
             continue
         share = k.units / sms
         works = [(0.5, 1), (0.75, 1)] if n < 32 else [(0.75, 2)]
         out += [k, k.with_work(True)] + [k.with_work(True, max(1, int(f * share)), gsz) for f, gsz in works]
-    out += [w for k in V5_KERNELS_BK128 + V5_KERNELS_GROUPED + V5_KERNELS_LEAN if k.tokp == n
-            for w in (k, k.with_work(True))]
+    out += [w for k in V5_KERNELS_BK128 + V5_KERNELS_GROUPED + [c for c in V5_KERNELS_LEAN if c.tokp >= 32]
+            if k.tokp == n for w in (k, k.with_work(True))]
     return out
 
 
@@ -321,9 +322,11 @@ def default_v5_config(M: int) -> V5Config:
 
 
 def w4a16_gemm_v5(x: torch.Tensor, pw: PreparedWeight, config: V5Config | None = None,
-                  out: torch.Tensor | None = None) -> torch.Tensor:
+                  out: torch.Tensor | None = None, enable_pdl: bool = False) -> torch.Tensor:
     """Fused NVFP4 W4A16 GEMM on warpgroup tensor cores: x bf16 [M, K] (M <= 64) @ dequant(W)^T ->
-    bf16 [M, N]. pw: a PreparedWeight (its v5 stream is built on first use)."""
+    bf16 [M, N]. pw: a PreparedWeight (its v5 stream is built on first use). enable_pdl: launch the GEMM
+    with programmatic dependent launch, so its first weight copies overlap the previous kernel's tail (it
+    reads x and writes the workspace only after griddepcontrol.wait)."""
     from ..runtime import get_kernel
     from ..runtime.tma import launch_by_value, tensor_map_2d
 
@@ -340,7 +343,7 @@ def w4a16_gemm_v5(x: torch.Tensor, pw: PreparedWeight, config: V5Config | None =
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count
     launch_by_value(get_kernel("wo_gemm_v5", cfg.expr), sms, cfg.threads,
                     (tensor_map_2d(x, cfg.tokp, 64), stream, pw.global_scale, out, ws, cnt, M, N, K, cfg.s0,
-                     cfg.grab), shared_mem=cfg.smem)
+                     cfg.grab), shared_mem=cfg.smem, enable_pdl=enable_pdl)
     if cfg.red:
         finalize(ws, pw.global_scale, out, cfg.tokp, WS_UNIT_PAIRS if cfg.scale_pairs else WS_UNIT)
     return out
