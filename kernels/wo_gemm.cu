@@ -956,7 +956,7 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, MINB) w4a16_v6(
         // so SMs whose memory requests are served faster take more (per-SM bandwidth is unequal when the
         // memory system is saturated). Lane 0 claims a stage and records its unit; lane L < TILES copies
         // tile L of the unit, lane 31 - r the x row r.
-        // PDL (as in v5): the first STAGES units' weight copies go out before pdl_wait, their x rows after it.
+        // PDL (as in v5): the first unit's weight copies go out before pdl_wait, its x rows after it.
         const int m_rows = DIAG ? 0 : min(M, 8 * NT);
         int i = 0, deferred = 0;
         auto load_x = [&](int s, int u) {
@@ -966,7 +966,7 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, MINB) w4a16_v6(
                           2 * V4_UNIT_K, full0 + 8 * s);
         };
         produce_units(units, s0, grab, counters + (N >> 4), lane, [&](int u) {
-            if ((i == STAGES || u < 0) && deferred >= 0) {
+            if ((i == 1 || u < 0) && deferred >= 0) {
                 pdl_wait();
                 for (int d = 0; d < deferred; ++d) load_x(d, unit_of[d]);
                 deferred = -1;

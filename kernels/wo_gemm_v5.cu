@@ -154,10 +154,11 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     __syncthreads();
 
     if (warp == NWG * 4) {  // producer warp: lane 0 claims a stage, lanes issue its copies in parallel
-        // Programmatic dependent launch: the weight is constant, so the first STAGES units' weight copies
-        // go out before pdl_wait (they overlap the previous kernel's tail); x, which the previous kernel may
-        // write, is loaded only after it, before any stage can be released (no deadlock: the (STAGES+1)-th
-        // claim waits for a release). Without the launch attribute pdl_wait returns at once.
+        // Programmatic dependent launch: the weight is constant, so the first unit's weight copies go out
+        // before pdl_wait (they overlap the previous kernel's tail); x, which the previous kernel may write,
+        // is loaded only after it. Only one unit: deferring the x of all STAGES units behind their weight
+        // delayed the first full stage by ~3 us at M = 32 on an H100 (commit d37540c). Without the launch
+        // attribute pdl_wait returns at once.
         int i = 0, deferred = 0;
         auto load_x = [&](int s, int u) {
             if (DIAG != 5 && lane < CHUNKS)
@@ -171,7 +172,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
             deferred = -1;
         };
         produce_units(units, s0, grab, counters + (N >> 4), lane, [&](int u) {
-            if (i == STAGES || u < 0) release_deferred();
+            if (i == 1 || u < 0) release_deferred();
             const int s = ring_claim<STAGES>(i++, u, W_STAGE + (DIAG == 5 ? 0 : X_STAGE), full0, empty0, unit_of, lane);
             if (u < 0) return;
             const int rg = u / n_kc, kc = u % n_kc;
