@@ -182,12 +182,22 @@ if rec_q:
 #    once per 16 weight rows. It uses its own stream layout with the natural k order inside each k16 step
 #    (`wo_gemm_v5.prepare_stream_v5`, built once per weight); `_grp` builds read it grouped by unit, so a
 #    unit's tiles are one contiguous run of memory. Configs are tuned per M like v4
-#    (`params.v5_tuning_us`), `_red` builds included.
+#    (`params.v5_tuning_us`), `_red` builds included. `_lean{n}` builds do the same math with fewer
+#    instructions per decoded weight: bit 1 precomputes the wgmma descriptors (the compiler otherwise
+#    rebuilds each one from its address), bit 2 reads the stream's scales as "scale pairs" (one LOP3 turns
+#    a row's scale word into the bf16x2 scales of two k16 steps, and HMUL2's half swizzle picks one, where
+#    the plain stream spends a PRMT and a LEA per step and row), bit 4 loads the next 64-k chunk's words
+#    from shared memory one chunk ahead.
 # 9. `nvfp4_cached_bf16`: cuBLAS on an exact `e2m1 * sf` bf16 weight cached at load time, `1/g` as
 #    cuBLAS's alpha: cuBLAS speed at every M, at the cost of keeping the bf16 weight too
 #    (`params.cached_bf16_extra_bytes`).
 # 10. `optimized`: the dispatcher `wo_nvfp4`: at each M the fastest validated fused kernel of the run
 #    (v4, v5 or v6) where it beat the cached-bf16 path, the cached-bf16 path elsewhere (`params.dispatch`).
+# 11. `optimized_pdl`: the same dispatcher with `enable_pdl=True`: the v5/v6 GEMM is launched with
+#    programmatic dependent launch, so its first unit of weight copies goes out while the previous kernel
+#    finishes; it reads x and touches the workspace only after `griddepcontrol.wait`. In this benchmark the
+#    previous kernel is the previous call's `wo_finalize`, so the time per call includes that overlap (in a
+#    model it would be the kernel that produced x). Six back-to-back PDL calls are validated each run.
 #
 # Every variant is validated in the same run: rel-L2 against the fp32 GEMM of the dequantized operands
 # rounded to bf16 (tolerance 1e-3 for the fused kernel; 5e-3 for cuBLAS, which may reduce split-K
@@ -202,10 +212,14 @@ if rec_wo:
     for c in sorted(rec_wo["cases"], key=lambda c: c["params"]["M"]):
         v = c["variants"]
         opt = v["optimized"]["median_us"]
+        pdl = v.get("optimized_pdl", {}).get("median_us")
         rows.append({"M": c["params"]["M"], "optimized us": round(opt, 1), "bound us": round(c["bound_us"], 1),
                      "% of bound": round(100 * c["bound_us"] / opt), "vs cuBLAS bf16": round(
                          v["cublas_bf16"]["median_us"] / opt, 2),
                      "vs fp8 _scaled_mm": round(v["torch_fp8"]["median_us"] / opt, 2),
+                     "with PDL us": round(pdl, 1) if pdl else None,
+                     "PDL vs cuBLAS bf16": round(v["cublas_bf16"]["median_us"] / pdl, 2) if pdl else None,
+                     "PDL vs fp8": round(v["torch_fp8"]["median_us"] / pdl, 2) if pdl else None,
                      "path": c["params"].get("dispatch"),
                      "fused config": {"fused_v4": c["params"].get("v4_config"), "fused_v5": c["params"].get(
                          "v5_config"), "fused_v6": c["params"].get("v6_config")}.get(c["params"].get("dispatch")),
@@ -291,6 +305,14 @@ if INTERACTIVE:
 #   branch depended on `threadIdx.x / 32`, which it cannot prove warp-uniform; a `__shfl_sync` from lane 0
 #   fixed it; it mattered most for the 2-warpgroup builds (the 4-warpgroup ones had hidden it behind each
 #   other; docs/notes_wo_gemm.md has the times).
+# - Fewer instructions did not mean proportionally less time. The lean v5 builds issue about a quarter
+#   fewer instructions per unit (SASS counts in docs/notes_wo_gemm.md) and gained a few percent: diagnostic
+#   builds showed that neither ring depth nor the x loads limit M = 32; the consumers keep up with the
+#   stream on average but not with its bursts, so the ring fills, fewer copies are in flight and they
+#   then wait for data (about a quarter of their time in the source-level profile).
+# - PDL helps a memory-bound kernel most at its start: the first weight copies can go out before the
+#   previous kernel ends. Deferring the x loads of every ring stage behind their weight copies cost
+#   about 3 us at M = 32; deferring only the first unit's is what the kernels do.
 # - Quantizing into the swizzled layout costs nothing extra once a CTA owns whole 128x4 tiles of scales:
 #   the scattered scale-byte stores, not the encoder, held v3's swizzled path back (compare the
 #   `swizzled_v3` and `swizzled` rows of the quantize table above).
