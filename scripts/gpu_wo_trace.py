@@ -5,7 +5,7 @@ For the dispatcher's kernels at M = 8, 32, 64 (and cuBLAS bf16 beside them), all
 2. a CUPTI trace (torch.profiler) of the same replays: each kernel's own duration and the idle gap
    before it, so GEMM, wo_finalize and launch gaps are told apart;
 3. (--clocks) SM clock, memory clock and power sampled by nvidia-smi while each one replays ~1.5 s.
---diag: also the v5 diagnostic builds at M = 32 (ring only; ring + decode), timed, never validated.
+--diag: also the v5 diagnostic builds at M = 32 and 64 (V5_DIAGNOSTICS), timed, never validated.
 --sweep: also every static reduce-only v5 candidate at M = 32 and 64, and the v6 token-tile builds at M = 32; --clocks: also the clock samples.
 --lean: also the lean-consumer v5 builds (V5_KERNELS_LEAN) beside their plain twins, each timed twice.
 Writes $OUT/trace.json. Diagnostic only: nothing here is a record.
@@ -136,8 +136,8 @@ def main() -> int:
                 log(f"  M={M} {name} REJECTED {[v['rel_l2'] for v in vs]}")
                 continue
             runs[name] = [lambda i=i, fn=fn, x=x: fn(x, pw[i]) for i in range(n_nv)]
-        if M == 32 and "--diag" in sys.argv:  # diagnostic builds: no output, timed without validation
-            for cfg in v5.V5_DIAGNOSTICS:
+        if "--diag" in sys.argv:  # diagnostic builds: no output, timed without validation
+            for cfg in [c for c in v5.V5_DIAGNOSTICS if c.tokp == v5.v5_tokp_for(M)]:
                 runs[str(cfg)] = [lambda i=i, c=cfg, x=x: v5.w4a16_gemm_v5(x, pw[i], c) for i in range(n_nv)]
         for name, fns in runs.items():
             fns = fns if isinstance(fns, list) else [fns]
