@@ -115,7 +115,7 @@ __device__ __forceinline__ void wgmma_rs<64>(float (&d)[32], const uint32_t (&a)
 // per k16 step (the compiler otherwise rebuilds each from the address: ~5 uniform instructions per wgmma);
 // bit 1 = scale pairs (the stream built with scale_pairs=True, wb_nvfp4_decode.cuh: 1.5 instead of 4
 // instructions per code word for the scales); bit 2 = the next 64-k chunk's code and scale words loaded
-// from shared memory one chunk ahead; bit 3 (with bit 1) = the decode's one right shift on the FMA pipe.
+// from shared memory one chunk ahead.
 template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0,
           int BK = 256, bool GROUPED = false, int LEAN = 0>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
@@ -188,8 +188,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     }
 
     const int wg = warp >> 2, q = warp & 3, g = lane >> 2, t = lane & 3;
-    constexpr bool PAIRS = (LEAN & 2) != 0, DESC = (LEAN & 1) != 0, PREFETCH = (LEAN & 4) != 0,
-                   HI_SHIFT = (LEAN & 8) != 0;
+    constexpr bool PAIRS = (LEAN & 2) != 0, DESC = (LEAN & 1) != 0, PREFETCH = (LEAN & 4) != 0;
     const float alpha = (1.0f / g_w[0]) * (PAIRS ? TWO_POW_19 : TWO_POW_63);
     uint32_t bias_reg;  // PAIR_BIAS held in a register, so each scale pair is one LOP3
     asm("mov.b32 %0, %1;" : "=r"(bias_reg) : "n"(PAIR_BIAS));
@@ -335,8 +334,8 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 #pragma unroll
                     for (int mt = 0; mt < MT; ++mt) {
                         if constexpr (PAIRS)
-                            v4_decode_word<HI_SHIFT>(word_of(cw[mt], j), pair_step(pg[mt][0], pg[mt][1], j),
-                                                     pair_step(ph[mt][0], ph[mt][1], j), A[buf][mt][e]);
+                            v4_decode_word(word_of(cw[mt], j), pair_step(pg[mt][0], pg[mt][1], j),
+                                           pair_step(ph[mt][0], ph[mt][1], j), A[buf][mt][e]);
                         else
                             v4_decode_word(word_of(cw[mt], j), v4_scale(sw_g[mt], j), v4_scale(sw_h[mt], j),
                                            A[buf][mt][e]);
@@ -429,12 +428,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 7>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 4, 2, 2, false, 0, 256, true, 7>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 4, 2, 2, true, 0, 256, true, 7>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 15>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 15>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 11>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 11>
-// @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 2, 2, false, 0, 256, false, 11>
-// @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 2, 2, true, 0, 256, false, 11>
 // @instantiate w4a16_v5<32, 2, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 7>
 // @instantiate w4a16_v5<32, 2, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 7>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 7>

@@ -41,17 +41,14 @@ __device__ __forceinline__ uint32_t v4_scale(uint32_t word, int byte) {
 //   a1 (row g+8, k 4b+0/1): magnitude bits 0-2,   sign 9    -> (w << 6) & T
 //   a2 (row g,   k 4b+2/3): magnitude bits 3-5,   sign 10   -> (w << 3) & MAG | (w << 5) & SGN
 //   a3 (row g+8, k 4b+2/3): magnitude bits 11-13, sign 14   -> (w >> 5) & MAG | (w << 1) & SGN
-// HI_SHIFT: w >> 5 as the high word of w * 2^27 (IMAD.HI on the FMA pipe instead of SHF on the ALU pipe,
-// which the rest of the decode keeps busiest; the same bits).
-template <bool HI_SHIFT = false>
+// (The one right shift as IMAD.HI, moving it from the ALU to the FMA pipe, was measured slower on an H100:
+// M = 32 31.5 against 31.1 us, M = 64 39.6 against 36.7; docs/notes_wo_gemm.md, seventh pass.)
 __device__ __forceinline__ void v4_decode_word(uint32_t w, uint32_t sg, uint32_t sh, uint32_t (&a)[4]) {
     constexpr uint32_t T = 0x81c081c0u, MAG = 0x01c001c0u, SGN = 0x80008000u;
-    uint32_t w5 = w >> 5;
-    if constexpr (HI_SHIFT) asm("mul.hi.u32 %0, %1, %2;" : "=r"(w5) : "r"(w), "r"(1u << 27));
     a[0] = bf16x2_fma_zero(w & T, sg);
     a[1] = bf16x2_fma_zero((w << 6) & T, sh);
     a[2] = bf16x2_fma_zero(((w << 3) & MAG) | ((w << 5) & SGN), sg);
-    a[3] = bf16x2_fma_zero((w5 & MAG) | ((w << 1) & SGN), sh);
+    a[3] = bf16x2_fma_zero(((w >> 5) & MAG) | ((w << 1) & SGN), sh);
 }
 
 // Scale pairs (the v5 stream with scale_pairs=True): the scale word of one row for 4 k16 steps holds the

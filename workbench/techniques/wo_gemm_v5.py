@@ -190,7 +190,7 @@ class V5Config:
     bk: int = V5_BLOCK_K  # block k of the stream it reads (256, or 128: half-size ring stages)
     grouped: bool = False  # reads the unit-grouped stream (a unit's tiles contiguous; kc == bk)
     lean: int = 0  # bit 0: precomputed wgmma descriptors; bit 1: scale pairs (the scale_pairs stream); bit 2:
-    # shared-memory words loaded one chunk ahead; bit 3: the decode's right shift as IMAD.HI
+    # shared-memory words loaded one chunk ahead
 
     @property
     def scale_pairs(self) -> bool:
@@ -286,10 +286,7 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    V5Config(32, 1, 4, 256, 4, 4, 2, 2, grouped=True, lean=7),
                    V5Config(32, 2, 2, 256, 4, 2, 2, 2, grouped=True, lean=7),
                    V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=7),
-                   V5Config(8, 1, 2, 512, 4, 2, 2, 2, lean=7),
-                   V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=15),
-                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=11),
-                   V5Config(8, 1, 2, 512, 4, 2, 2, 2, lean=11)]
+                   V5Config(8, 1, 2, 512, 4, 2, 2, 2, lean=7)]
 V5_DIAGNOSTICS = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, diag=d) for d in (1, 2)] + [
     V5Config(32, 1, 4, 256, st, 2, 2, 2, True, diag=d, grouped=True, lean=3) for d, st in ((1, 4), (1, 3), (1, 2), (5, 4),
                                                                                           (6, 4))] + [
