@@ -137,9 +137,7 @@ def launch(func, grid, block, args, *, shared_mem: int = 0, stream=None, enable_
 _EX_CACHE: dict[tuple, tuple] = {}
 
 
-def pdl_launch_config(func, grid, block, shared_mem: int, stream_ptr: int):
-    """(CUlaunchConfig with programmatic stream serialization, CUfunction, its attribute) for
-    cuLaunchKernelEx, cached per (function, grid, block, shared memory, stream)."""
+def _launch_ex(func, grid, block, packed, shared_mem, stream_ptr):
     from cuda.bindings import driver as cu
 
     key = (func.ptr, grid, block, shared_mem, stream_ptr)
@@ -158,13 +156,6 @@ def pdl_launch_config(func, grid, block, shared_mem: int, stream_ptr: int):
         if len(_EX_CACHE) >= 4096:  # bound the cache (e.g. many short-lived streams)
             _EX_CACHE.clear()
         hit = _EX_CACHE[key] = (cfg, cu.CUfunction(func.ptr), attr)
-    return hit
-
-
-def _launch_ex(func, grid, block, packed, shared_mem, stream_ptr):
-    from cuda.bindings import driver as cu
-
-    hit = pdl_launch_config(func, grid, block, shared_mem, stream_ptr)
     values = tuple(a.value if isinstance(a, _Ptr) else a.item() for a in packed)
     types = tuple(ctypes.c_void_p if isinstance(a, _Ptr) else _CTYPES[a.dtype] for a in packed)
     (err,) = cu.cuLaunchKernelEx(hit[0], hit[1], (values, types), 0)

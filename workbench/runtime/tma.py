@@ -12,7 +12,7 @@ import ctypes
 
 import torch
 
-from .launch import _CTYPES, _dim3, _ensure_smem, _Ptr, pack_arg, pdl_launch_config
+from .launch import _CTYPES, _dim3, _ensure_smem, _Ptr, pack_arg
 
 
 class TensorMap:
@@ -71,6 +71,9 @@ def tensor_map_2d(t: torch.Tensor, box_rows: int, box_cols: int, swizzle: int = 
     return m
 
 
+_PDL_CONFIGS: dict[tuple, tuple] = {}
+
+
 def launch_by_value(func, grid, block, args, *, shared_mem: int = 0, stream=None, enable_pdl: bool = False) -> None:
     """Launch `func` with `args` that may include TensorMap objects (passed by value, 128 bytes);
     other arguments as in runtime.launch (tensors -> pointers, int -> int32, float -> float32).
@@ -94,7 +97,22 @@ def launch_by_value(func, grid, block, args, *, shared_mem: int = 0, stream=None
         stream if isinstance(stream, int) else stream.cuda_stream)
     _ensure_smem(func, shared_mem)
     if enable_pdl:
-        hit = pdl_launch_config(func, grid, block, shared_mem, stream_ptr)
+        key = (func.ptr, grid, block, shared_mem, stream_ptr)
+        hit = _PDL_CONFIGS.get(key)
+        if hit is None:
+            cfg = cu.CUlaunchConfig()
+            cfg.gridDimX, cfg.gridDimY, cfg.gridDimZ = grid
+            cfg.blockDimX, cfg.blockDimY, cfg.blockDimZ = block
+            cfg.sharedMemBytes = shared_mem
+            cfg.hStream = cu.CUstream(stream_ptr)
+            attr = cu.CUlaunchAttribute()
+            attr.id = cu.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
+            attr.value.programmaticStreamSerializationAllowed = 1
+            cfg.attrs = [attr]
+            cfg.numAttrs = 1
+            if len(_PDL_CONFIGS) >= 1024:
+                _PDL_CONFIGS.clear()
+            hit = _PDL_CONFIGS[key] = (cfg, cu.CUfunction(func.ptr), attr)
         (err,) = cu.cuLaunchKernelEx(hit[0], hit[1], ctypes.addressof(params), 0)
         if err != cu.CUresult.CUDA_SUCCESS:
             raise RuntimeError(f"cuLaunchKernelEx failed: {err.name}")
