@@ -286,7 +286,13 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    V5Config(32, 1, 4, 256, 4, 4, 2, 2, grouped=True, lean=7),
                    V5Config(32, 2, 2, 256, 4, 2, 2, 2, grouped=True, lean=7),
                    V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=7),
-                   V5Config(8, 1, 2, 512, 4, 2, 2, 2, lean=7)]
+                   V5Config(8, 1, 2, 512, 4, 2, 2, 2, lean=7),
+                   # more shapes for the lean consumer: NACC 1 at M = 32, 256-row units at M = 64 (half the x
+                   # bytes per weight byte; 3 stages), 4 warpgroups at TOKP 8 (5 stages)
+                   V5Config(32, 1, 4, 256, 4, 2, 1, 2, grouped=True, lean=7),
+                   V5Config(64, 2, 2, 256, 3, 1, 1, 2, grouped=True, lean=3),
+                   V5Config(64, 1, 4, 256, 3, 2, 1, 2, grouped=True, lean=7),
+                   V5Config(8, 1, 4, 256, 5, 2, 2, 2, grouped=True, lean=3)]
 V5_DIAGNOSTICS = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, diag=d) for d in (1, 2)] + [
     V5Config(32, 1, 4, 256, st, 2, 2, 2, True, diag=d, grouped=True, lean=3) for d, st in ((1, 4), (1, 3), (1, 2), (5, 4),
                                                                                           (6, 4))] + [
