@@ -16,7 +16,7 @@ from workbench.techniques import wo_gemm_v5 as v5
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("bk,pairs", [(256, False), (128, False), (256, True)])
+@pytest.mark.parametrize("bk,pairs", [(256, False), (128, False), (256, True), (128, True)])
 def test_stream_v5_roundtrip_all_codes_and_scales(bk, pairs):
     """prepare_stream_v5 + the kernel's reads and decode (emulated bit for bit) = dequantize_reference."""
     q = all_codes_weight(64, 1024, seed=0, edge_rows=True)
@@ -27,6 +27,9 @@ def test_stream_v5_roundtrip_all_codes_and_scales(bk, pairs):
     if pairs:  # the same codes; only the scale table's byte placement differs
         plain = v5.prepare_stream_v5(q, rows_per_step=32, block_k=bk)
         assert torch.equal(data[..., :8 * bk], plain[..., :8 * bk]) and not torch.equal(data, plain)
+        grouped = v5.prepare_stream_v5(q, rows_per_step=32, block_k=bk, group_tiles=4, scale_pairs=True)
+        assert torch.equal(v5.decode_stream_v5(grouped, q.global_scale, q.shape, block_k=bk, group_tiles=4,
+                                               scale_pairs=True), nv.dequantize_reference(q))
         return
     with pytest.raises(InputError, match="block_k"):
         v5.prepare_stream_v5(q, block_k=64)
