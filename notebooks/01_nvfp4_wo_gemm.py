@@ -183,10 +183,10 @@ if rec_q:
 #    (`wo_gemm_v5.prepare_stream_v5`, built once per weight); `_grp` builds read it grouped by unit, so a
 #    unit's tiles are one contiguous run of memory. Configs are tuned per M like v4
 #    (`params.v5_tuning_us`), `_red` builds included. `_lean{n}` builds do the same math with fewer
-#    instructions per decoded weight: bit 1 precomputes the wgmma descriptors (the compiler otherwise
-#    rebuilds each one from its address), bit 2 reads the stream's scales as "scale pairs" (one LOP3 turns
-#    a row's scale word into the bf16x2 scales of two k16 steps, and HMUL2's half swizzle picks one, where
-#    the plain stream spends a PRMT and a LEA per step and row), bit 4 loads the next 64-k chunk's words
+#    instructions per decoded weight; n is a sum of: 1, the wgmma descriptors precomputed (the compiler
+#    otherwise rebuilds each one from its address); 2, the stream's scales read as "scale pairs" (one LOP3
+#    turns a row's scale word into the bf16x2 scales of two k16 steps, and HMUL2's half swizzle picks one,
+#    where the plain stream spends a PRMT and a LEA per step and row); 4, the next 64-k chunk's words loaded
 #    from shared memory one chunk ahead.
 # 9. `nvfp4_cached_bf16`: cuBLAS on an exact `e2m1 * sf` bf16 weight cached at load time, `1/g` as
 #    cuBLAS's alpha: cuBLAS speed at every M, at the cost of keeping the bf16 weight too
