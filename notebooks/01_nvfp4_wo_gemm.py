@@ -218,6 +218,7 @@ if rec_wo:
                          v["cublas_bf16"]["median_us"] / opt, 2),
                      "vs fp8 _scaled_mm": round(v["torch_fp8"]["median_us"] / opt, 2),
                      "with PDL us": round(pdl, 1) if pdl else None,
+                     "PDL % of bound": round(100 * c["bound_us"] / pdl) if pdl else None,
                      "PDL vs cuBLAS bf16": round(v["cublas_bf16"]["median_us"] / pdl, 2) if pdl else None,
                      "PDL vs fp8": round(v["torch_fp8"]["median_us"] / pdl, 2) if pdl else None,
                      "path": c["params"].get("dispatch"),

@@ -45,6 +45,24 @@ def wo_weight_sets():
     return wq, pw, w_bf, fp8w
 
 
+def baselines(M: int, K: int, wq, w_bf, fp8w) -> tuple:
+    """What every wo diagnostic measures first at M: x, the fp32 reference on weight set 0, and the
+    baselines {cublas_bf16 (us), cublas_bf16_rel_l2, torch_fp8 (us, weights rotated)} by graph replay."""
+    import torch
+
+    from workbench.techniques import nvfp4
+    from workbench.techniques import wo_gemm as wo
+
+    x = wo.make_activations(M, K, seed=100 + M)
+    ref = wo.reference(x, nvfp4.dequantize(wq[0], torch.float32))
+    x8, sx = wo.fp8_per_tensor(wo.pad_rows(x, 16))
+    rel_l2 = wo.validate(x @ w_bf.t(), ref, 5e-3)["rel_l2"]
+    base = {"cublas_bf16": wo._time([lambda: x @ w_bf.t()]).median_us, "cublas_bf16_rel_l2": rel_l2,
+            "torch_fp8": wo._time([lambda i=i: wo.fp8_scaled_mm(x8, sx, fp8w[i][0], fp8w[i][1])
+                                   for i in range(len(fp8w))]).median_us}
+    return x, ref, base
+
+
 def sweep_candidates(M: int):
     """Every instantiated v4 kernel whose token tile suits M, at 1x and 2x its min CTAs per SM."""
     from workbench.techniques import wo_gemm as wo
@@ -67,7 +85,6 @@ def main() -> int:
 
     from workbench.bench.ceilings import measure_copy_TBps
     from workbench.runtime import device_info, load_module
-    from workbench.techniques import nvfp4
     from workbench.techniques import wo_gemm as wo
 
     log(f"device {device_info()}")
@@ -90,15 +107,8 @@ def main() -> int:
 
     result = {"device": device_info(), "copy_TBps": copy, "weight_bound_us": bound_us, "regs": regs, "cases": {}}
     for M in (1, 8, 32, 64):
-        x = wo.make_activations(M, K, seed=100 + M)
-        ref = wo.reference(x, nvfp4.dequantize(wq[0], torch.float32))
-        x8, sx = wo.fp8_per_tensor(wo.pad_rows(x, 16))
-        case = {"v4": {}, "rejected": {}}
-        v = wo.validate(x @ w_bf.t(), ref, 5e-3)
-        case["cublas_bf16"] = wo._time([lambda x=x, w_bf=w_bf: x @ w_bf.t()]).median_us
-        case["cublas_bf16_rel_l2"] = v["rel_l2"]
-        case["torch_fp8"] = wo._time([lambda i=i, x8=x8, sx=sx, f=fp8w: wo.fp8_scaled_mm(x8, sx, f[i][0], f[i][1])
-                                      for i in range(n_fp8)]).median_us
+        x, ref, base = baselines(M, K, wq, w_bf, fp8w)
+        case = {"v4": {}, "rejected": {}, **base}
         for cfg in sweep_candidates(M):
             o = torch.full((M, N), float("nan"), dtype=torch.bfloat16, device="cuda")
             v = wo.validate(wo.w4a16_gemm_v4(x, pw[0], cfg, out=o), ref)

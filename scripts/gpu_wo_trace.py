@@ -143,8 +143,6 @@ def main() -> int:
             fns = fns if isinstance(fns, list) else [fns]
             t = wo._time(fns)
             entry = {"replay_us": t.median_us}
-            if "--lean" in sys.argv:  # a second timing after the others' first: run-to-run drift shows
-                entry["replay_us_again"] = None
             # the same 12-call graph, traced and then replayed for the clock samples
             g = torch.cuda.CUDAGraph()
             side = torch.cuda.Stream()
@@ -171,7 +169,7 @@ def main() -> int:
             log(f"M={M} {name}: replay {t.median_us:.2f} us/call; kernels {kern}; "
                 f"gaps {tr.get('gap_before_us') if isinstance(tr, dict) else ''}; clocks {entry.get('clocks')}")
             del g
-        if "--lean" in sys.argv:
+        if "--lean" in sys.argv:  # a second timing of each after all the first ones: run-to-run drift shows
             for name, fns in runs.items():
                 fns = fns if isinstance(fns, list) else [fns]
                 case["variants"][name]["replay_us_again"] = wo._time(fns).median_us

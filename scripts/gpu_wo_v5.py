@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from gpu_wo_profile import wo_weight_sets  # noqa: E402 - scripts/ is on sys.path when run as a script
+from gpu_wo_profile import baselines, wo_weight_sets  # noqa: E402 - scripts/ is on sys.path when run as a script
 
 T0 = time.time()
 
@@ -63,15 +63,9 @@ def main() -> int:
 
     result = {"device": device_info(), "copy_TBps": copy, "weight_bound_us": bound_us, "regs": regs, "cases": {}}
     for M in (1, 8, 32, 64):
-        x = wo.make_activations(M, K, seed=100 + M)
-        ref = wo.reference(x, nvfp4.dequantize(wq[0], torch.float32))
-        x8, sx = wo.fp8_per_tensor(wo.pad_rows(x, 16))
-        case = {"variants": {}, "rejected": {}}
-        case["cublas_bf16_rel_l2"] = wo.validate(x @ w_bf.t(), ref, 5e-3)["rel_l2"]
-        case["variants"]["cublas_bf16"] = wo._time([lambda x=x, w_bf=w_bf: x @ w_bf.t()]).median_us
-        case["variants"]["torch_fp8"] = wo._time(
-            [lambda i=i, x8=x8, sx=sx, f=fp8w: wo.fp8_scaled_mm(x8, sx, f[i][0], f[i][1]) for i in range(n_fp8)]
-        ).median_us
+        x, ref, base = baselines(M, K, wq, w_bf, fp8w)
+        case = {"variants": {"cublas_bf16": base["cublas_bf16"], "torch_fp8": base["torch_fp8"]}, "rejected": {},
+                "cublas_bf16_rel_l2": base["cublas_bf16_rel_l2"]}
         runs = []
         if M in V4_BEST:
             runs.append(("v4_best", lambda x, p, c=wo.V4Config(*V4_BEST[M]): wo.w4a16_gemm_v4(x, p, c)))
