@@ -106,7 +106,8 @@ __device__ __forceinline__ void wgmma_rs<64>(float (&d)[32], const uint32_t (&a)
 // DIAG (diagnostic builds, never validated or recorded): 1 = the consumers only take and release the
 // ring (the data path alone), 2 = they also read and decode the weight (no wgmma, no output); the full
 // kernel with one thing removed (wrong output): 5 = no x loads (the wgmma reads whatever the stage holds),
-// 6 = each stage released right after its last wgmma is issued, not after the wgmma retire.
+// 6 = each stage released right after its last wgmma is issued, not after the wgmma retire, 7 = no decode
+// (each code word itself is the wgmma A operand: the stream, shared-memory reads and wgmma alone).
 // BK: the stream's block k (256, or 128 for half-size units: KC = 128 and twice the stages in the same
 // shared memory). GROUPED: the stream is grouped by unit ([row group][k block][tile][block], KC == BK),
 // so a unit's 16-row tiles are one contiguous run of memory instead of TILES runs 2304 B long and
@@ -121,7 +122,7 @@ template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int N
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     const __grid_constant__ TmaDescriptor x_map, const uint8_t* __restrict__ wp, const float* __restrict__ g_w,
     uint16_t* __restrict__ out, float* __restrict__ ws, unsigned int* __restrict__ counters, int M, int N, int K,
-    int s0, int grab) {
+    int s0, int grab, int fin) {
     constexpr int BB = 9 * BK, CB = BK / 64;  // bytes and 64-k chunks per stream block
     constexpr int ROWS = 64 * MT * NWG, TILES = ROWS / 16, KB = KC / BK;
     constexpr int W_TILE = KB * BB, W_STAGE = TILES * W_TILE;
@@ -137,7 +138,9 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     static_assert((NBUF == 2 || NBUF == 4) && (CHUNKS * GPC) % NBUF == 0 && (CHUNKS * GPC) % NACC == 0,
                   "buffers and accumulator sets rotate within a unit");
 
-    if (RED) pdl_trigger();  // wo_finalize (launched with PDL) may be scheduled now; it waits for us
+    // wo_finalize (launched with PDL) may be scheduled now; it waits for us. With fin (the in-kernel finalize)
+    // there is no wo_finalize: grid_finalize triggers once every CTA has reduced.
+    if (RED && !fin) pdl_trigger();
     extern __shared__ uint8_t smem_raw[];
     __shared__ int unit_of[STAGES];  // the unit in each stage, -1: no more work
     // x tiles first (each atom 1024-aligned for the 128-byte swizzle), then the weight, then barriers.
@@ -333,7 +336,10 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                     const int j = jg * GS + e;
 #pragma unroll
                     for (int mt = 0; mt < MT; ++mt) {
-                        if constexpr (PAIRS)
+                        if constexpr (DIAG == 7) {
+#pragma unroll
+                            for (int r = 0; r < 4; ++r) A[buf][mt][e][r] = word_of(cw[mt], j);
+                        } else if constexpr (PAIRS)
                             v4_decode_word(word_of(cw[mt], j), pair_step(pg[mt][0], pg[mt][1], j),
                                            pair_step(ph[mt][0], ph[mt][1], j), A[buf][mt][e]);
                         else
@@ -372,6 +378,8 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
         ++sa_done;
     }
     if (DIAG != 1 && DIAG != 2 && cur >= 0) drain_and_flush(cur);
+    // fin: every CTA's partials are in the workspace after a grid barrier; each CTA converts its share.
+    if (RED && fin) grid_finalize<TOKP>(ws, counters + (N >> 4) + 2, out, M, N, alpha, NWG * 128);
     if ((DIAG == 1 || DIAG == 2) && sink == 0x9e3779b9u && M < 0) out[0] = 0;  // never true: keeps the diagnostic work alive
 }
 // v5<TOKP, MT, NWG, KC, STAGES, GS, NACC, NBUF, RED>
@@ -469,3 +477,5 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 1, 256, true, 3>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 2, 256, true, 3>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 5, 256, true, 3>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 1, 2, true, 7, 256, true, 7>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 7, 256, true, 3>

@@ -8,6 +8,7 @@ For the dispatcher's kernels at M = 8, 32, 64 (and cuBLAS bf16 beside them), all
 --diag: also the v5 diagnostic builds at M = 32 and 64 (V5_DIAGNOSTICS), timed, never validated.
 --sweep: also every static reduce-only v5 candidate at M = 32 and 64, and the v6 token-tile builds at M = 32; --clocks: also the clock samples.
 --lean: also the lean-consumer v5 builds (V5_KERNELS_LEAN) beside their plain twins, each timed twice.
+--fin: also the recorded v5 config with the in-kernel finalize (no wo_finalize kernel), validated.
 Writes $OUT/trace.json. Diagnostic only: nothing here is a record.
 
 Run on the device: PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python3 scripts/gpu_wo_trace.py [--sweep] [--clocks]
@@ -125,6 +126,8 @@ def main() -> int:
                             == (c.tokp, c.mt, c.nwg, c.kc, c.stages, c.gs, c.nacc, c.nbuf) and k.grouped == c.grouped
                             for c in lean)]
             names += [str(c) for c in twins + lean if str(c) not in names]
+        if "--fin" in sys.argv and best[M] in known and known[best[M]].red and hasattr(known[best[M]], "fin"):
+            names.append(str(known[best[M]].with_fin()))
         case = {"best_recorded": best[M], "variants": {}, "rejected": {}}
         for name in names:
             cfg = known[name]

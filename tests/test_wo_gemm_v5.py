@@ -114,6 +114,8 @@ def test_v5_bad_input():
         v5.w4a16_gemm_v5(torch.zeros(4, 512, dtype=torch.float32), pw)
     with pytest.raises(InputError, match="pw"):
         v5.w4a16_gemm_v5(torch.zeros(4, 512, dtype=torch.bfloat16), q)
+    with pytest.raises(InputError, match="fin"):  # the in-kernel finalize converts a reduce-only workspace
+        wo.check_work(v5.V5Config(8, 1, 2, 512, 4, 2, 2, 2, fin=True))
 
 
 @pytest.mark.gpu
@@ -121,7 +123,9 @@ def test_v5_bad_input():
                                                  ((0, 0), (1, 1), (0, 2))]
                          + [k.with_work(True, s0, g) for k in v5.V5_KERNELS_BK128 + v5.V5_KERNELS_GROUPED
                             + v5.V5_KERNELS_LEAN for s0, g in ((0, 0), (1, 1))]
-                         + v5.V5_KERNELS_BK128 + v5.V5_KERNELS_GROUPED + v5.V5_KERNELS_LEAN, ids=str)
+                         + v5.V5_KERNELS_BK128 + v5.V5_KERNELS_GROUPED + v5.V5_KERNELS_LEAN
+                         + [k.with_work(True, s0, g).with_fin() for k in v5.V5_KERNELS_LEAN for s0, g in ((0, 0), (1, 1))],
+                         ids=str)
 def test_gpu_w4a16_v5_matches_fp32_of_dequantized(cfg):
     N = 2 * cfg.rows * 3  # several row groups; 132 CTAs share 24..96 units: uneven stream-K shares
     for M in sorted({1, 3, cfg.tokp // 2 + 1, cfg.tokp}):
@@ -143,6 +147,8 @@ def test_gpu_w4a16_v5_all_codes_and_scales():
 @pytest.mark.gpu
 @pytest.mark.parametrize("family,cfg", [("v5", c) for c in v5.V5_KERNELS_LEAN if c.tokp in (8, 32)]
                          + [("v5", v5.V5_KERNELS_LEAN[0].with_work(True, 1, 1))]
+                         + [("v5", c.with_work(True, s0, g).with_fin()) for c in v5.V5_KERNELS_LEAN if c.tokp in (8, 32)
+                            for s0, g in ((0, 0), (1, 1))]
                          + [("v6", k) for k in wo.v6_candidates(8) if k.red][:3], ids=str)
 def test_gpu_pdl_back_to_back(family, cfg):
     """enable_pdl: 8 back-to-back launches on the wo shape, each GEMM overlapping the previous call's

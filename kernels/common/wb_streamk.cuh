@@ -6,6 +6,8 @@
 // - The schedule: a CTA's producer takes units (row group x k slice) either as an equal contiguous share
 //   (static stream-K) or as a static part followed by grabs from a global counter (dynamic).
 // - The stream-K fixup: the last contributor of a 16-row tile converts its fp32 workspace rows to bf16.
+// - The in-kernel finalize of the reduce-only builds: a grid barrier, then every CTA converts its share of
+//   the workspace (grid_finalize).
 #pragma once
 #include "wb_common.cuh"
 #include "wb_tma.cuh"
@@ -112,4 +114,72 @@ WB_DEVICE void finish_tile(float* __restrict__ ws, int ld, int tile, int tok0, i
     }
     __syncwarp();
     if (lane == 0) *counter = 0u;
+}
+
+// One warp: the 16-row tile t (16 rows x LD tokens of fp32, contiguous) -> bf16 out rows o + tok * N (o = out
+// + 16 tile), times alpha, for tok < M; every element zeroed for the next call. Each lane loads all of its
+// elements before any store (one round trip to L2), and zeroes exactly the elements it loaded (the same
+// thread's load and store of an address stay ordered). Lanes cover (token, rows): LD >= 32: a token per
+// lane (two at LD = 64), 16 rows each; LD < 32: 32 / LD lanes per token, 16 * LD / 32 rows each.
+template <int LD>
+WB_DEVICE void convert_tile(float* __restrict__ t, uint16_t* __restrict__ o, int M, int N, float alpha, int lane) {
+    constexpr int LPT = LD >= 32 ? 1 : 32 / LD, TPL = LD >= 32 ? LD / 32 : 1, RPL = 16 / LPT;
+    static_assert(RPL == 4 || RPL == 8 || RPL == 16, "LD: 8, 16, 32 or 64 tokens");
+    const int tok0 = LD >= 32 ? lane : lane % LD, r0 = LD >= 32 ? 0 : (lane / LD) * RPL;
+    float v[TPL][RPL];
+#pragma unroll
+    for (int i = 0; i < TPL; ++i)
+#pragma unroll
+        for (int r = 0; r < RPL; ++r) v[i][r] = __ldcg(t + (r0 + r) * LD + tok0 + 32 * i);
+#pragma unroll
+    for (int i = 0; i < TPL; ++i) {
+#pragma unroll
+        for (int r = 0; r < RPL; ++r) __stcg(t + (r0 + r) * LD + tok0 + 32 * i, 0.0f);
+        const int tok = tok0 + 32 * i;
+        if (tok >= M) continue;
+        uint32_t p[RPL / 2];
+#pragma unroll
+        for (int r = 0; r < RPL / 2; ++r) p[r] = f32x2_to_bf16x2(v[i][2 * r] * alpha, v[i][2 * r + 1] * alpha);
+        uint16_t* dst = o + (long long)tok * N + r0;  // 2 * RPL-byte aligned: N and 16 tile are multiples of 16
+        if constexpr (RPL == 4) {
+            *reinterpret_cast<uint2*>(dst) = make_uint2(p[0], p[1]);
+        } else {
+#pragma unroll
+            for (int q = 0; q < RPL / 8; ++q)
+                *reinterpret_cast<uint4*>(dst + 8 * q) = make_uint4(p[4 * q], p[4 * q + 1], p[4 * q + 2], p[4 * q + 3]);
+        }
+    }
+}
+
+// The in-kernel finalize of a reduce-only GEMM (instead of wo_finalize after it): threads 0 .. nthreads - 1 of
+// every CTA call it after their last red.add. Every CTA of the grid must be resident at once (one per SM, grid
+// = SM count: the streaming GEMMs' rings allow no second CTA per SM). A grid barrier on bar[0] (each thread's
+// red.adds fenced before its CTA arrives), then warp w of CTA b converts tiles b + gridDim.x * w, ... of the
+// workspace ws (16 rows x LD tokens each) to out[M, N]; the last CTA to leave puts bar[0] and bar[1] back to
+// zero. pdl_wait first: a CTA with no units never waited, and bar belongs to the previous launch until then.
+template <int LD>
+WB_DEVICE void grid_finalize(float* __restrict__ ws, unsigned int* __restrict__ bar, uint16_t* __restrict__ out,
+                             int M, int N, float alpha, int nthreads) {
+    const int tid = threadIdx.x;
+    pdl_wait();
+    __threadfence();
+    asm volatile("bar.sync 1, %0;" ::"r"(nthreads) : "memory");
+    if (tid == 0) {
+        atomicAdd(bar, 1u);
+        unsigned int v;
+        do {
+            asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(bar) : "memory");
+        } while (v < gridDim.x);
+        __threadfence();
+    }
+    asm volatile("bar.sync 1, %0;" ::"r"(nthreads) : "memory");
+    pdl_trigger();  // the next kernel may be scheduled; it waits for our completion before it touches ws or out
+    const int warps = nthreads >> 5;
+    for (int tile = blockIdx.x + gridDim.x * (tid >> 5); tile < (N >> 4); tile += gridDim.x * warps)
+        convert_tile<LD>(ws + (long long)tile * 16 * LD, out + 16 * tile, M, N, alpha, tid & 31);
+    asm volatile("bar.sync 1, %0;" ::"r"(nthreads) : "memory");
+    if (tid == 0 && atomicAdd(bar + 1, 1u) == gridDim.x - 1) {
+        bar[0] = 0u;
+        bar[1] = 0u;
+    }
 }

@@ -283,6 +283,8 @@ def check_work(cfg) -> None:
     """Dynamic grabs (cfg.grab > 0) need the reduce-only build: the in-kernel fixup would flush per grab."""
     if cfg.grab and not cfg.red:
         raise InputError(f"config {cfg}: dynamic grabs need red=True (no in-kernel fixup per grab)")
+    if getattr(cfg, "fin", False) and not cfg.red:
+        raise InputError(f"config {cfg}: the in-kernel finalize (fin) needs red=True")
 
 
 def prepare_weight(w: NVFP4Tensor, rows_per_step: int = 1024) -> PreparedWeight:

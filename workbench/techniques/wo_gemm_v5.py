@@ -191,6 +191,8 @@ class V5Config:
     grouped: bool = False  # reads the unit-grouped stream (a unit's tiles contiguous; kc == bk)
     lean: int = 0  # bit 0: precomputed wgmma descriptors; bit 1: scale pairs (the scale_pairs stream); bit 2:
     # shared-memory words loaded one chunk ahead
+    fin: bool = False  # launch choice (red only): the in-kernel finalize (a grid barrier, then each CTA converts
+    # its share of the workspace) instead of wo_finalize after the kernel
 
     @property
     def scale_pairs(self) -> bool:
@@ -212,7 +214,12 @@ class V5Config:
 
     def with_work(self, red: bool, s0: int = 0, grab: int = 0) -> V5Config:
         return V5Config(self.tokp, self.mt, self.nwg, self.kc, self.stages, self.gs, self.nacc, self.nbuf, red, s0,
-                        grab, self.diag, self.bk, self.grouped, self.lean)
+                        grab, self.diag, self.bk, self.grouped, self.lean, self.fin and red)
+
+    def with_fin(self) -> V5Config:
+        """The same reduce-only launch with the in-kernel finalize (no wo_finalize kernel after it)."""
+        return V5Config(self.tokp, self.mt, self.nwg, self.kc, self.stages, self.gs, self.nacc, self.nbuf, True,
+                        self.s0, self.grab, self.diag, self.bk, self.grouped, self.lean, True)
 
     @property
     def rows(self) -> int:
@@ -230,8 +237,9 @@ class V5Config:
 
     def __str__(self) -> str:
         wk = ("_red" if self.red else "") + (f"_s0{self.s0}_g{self.grab}" if self.grab else "")
-        wk += {0: "", 1: "_diag_stream", 2: "_diag_decode", 5: "_diag_no_x", 6: "_diag_early_release"}[self.diag] + (f"_bk{self.bk}" if self.bk != 256 else "") + (
-            "_grp" if self.grouped else "") + (f"_lean{self.lean}" if self.lean else "")
+        wk += {0: "", 1: "_diag_stream", 2: "_diag_decode", 5: "_diag_no_x", 6: "_diag_early_release",
+               7: "_diag_no_decode"}[self.diag] + (f"_bk{self.bk}" if self.bk != 256 else "") + (
+            "_grp" if self.grouped else "") + (f"_lean{self.lean}" if self.lean else "") + ("_fin" if self.fin else "")
         return (f"v5_n{self.tokp}_mt{self.mt}_wg{self.nwg}_kc{self.kc}_s{self.stages}_gs{self.gs}"
                 f"_a{self.nacc}_b{self.nbuf}{wk}")
 
@@ -300,7 +308,8 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
 V5_DIAGNOSTICS = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, diag=d) for d in (1, 2)] + [
     V5Config(32, 1, 4, 256, st, 2, 2, 2, True, diag=d, grouped=True, lean=3) for d, st in ((1, 4), (1, 3), (1, 2), (5, 4),
                                                                                           (6, 4))] + [
-    V5Config(64, 1, 2, 256, 4, 2, 2, 2, True, diag=d, grouped=True, lean=3) for d in (1, 2, 5)]
+    V5Config(64, 1, 2, 256, 4, 2, 2, 2, True, diag=d, grouped=True, lean=3) for d in (1, 2, 5, 7)] + [
+    V5Config(32, 1, 4, 256, 4, 2, 1, 2, True, diag=7, grouped=True, lean=7)]
 
 
 def v5_tokp_for(M: int) -> int:
@@ -325,7 +334,8 @@ def v5_candidates(M: int, sms: int = 132) -> list[V5Config]:
         out += [k, k.with_work(True)] + [k.with_work(True, max(1, int(f * share)), gsz) for f, gsz in works]
     out += [w for k in V5_KERNELS_BK128 + V5_KERNELS_GROUPED + [c for c in V5_KERNELS_LEAN if c.tokp >= 32]
             if k.tokp == n for w in (k, k.with_work(True))]
-    return out
+    # the lean reduce-only launches again with the in-kernel finalize (no wo_finalize kernel after them)
+    return out + [c.with_fin() for c in out if c.red and c.lean]
 
 
 def default_v5_config(M: int) -> V5Config:
@@ -350,11 +360,11 @@ def w4a16_gemm_v5(x: torch.Tensor, pw: PreparedWeight, config: V5Config | None =
     out = gemm_output(out, x, M, N)
     check_work(cfg)
     stream = v5_stream(pw, cfg.bk, cfg.rows // 16 if cfg.grouped else 1, cfg.scale_pairs)
-    ws, cnt = _workspace(x.device, N, cfg.tokp, N // 16 + 2)
+    ws, cnt = _workspace(x.device, N, cfg.tokp, N // 16 + 4)  # tile counters, grab counters, fin's barrier
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count
     launch_by_value(get_kernel("wo_gemm_v5", cfg.expr), sms, cfg.threads,
                     (tensor_map_2d(x, cfg.tokp, 64), stream, pw.global_scale, out, ws, cnt, M, N, K, cfg.s0,
-                     cfg.grab), shared_mem=cfg.smem, enable_pdl=enable_pdl)
-    if cfg.red:
+                     cfg.grab, int(cfg.fin)), shared_mem=cfg.smem, enable_pdl=enable_pdl)
+    if cfg.red and not cfg.fin:
         finalize(ws, pw.global_scale, out, cfg.tokp, WS_UNIT_PAIRS if cfg.scale_pairs else WS_UNIT)
     return out
