@@ -1,0 +1,242 @@
+// wo_gemm_v7.cu: the fused NVFP4 W4A16 wo GEMM with the weight as the wgmma B operand, decoded into
+// shared memory, and the activations as the A operand from registers.
+//
+//   ws[tok, n] += x[tok, :] @ W[n, :]^T (fp32 partial sums, reduce only), then wo_finalize_tm:
+//   out[M, N] (bf16) = ws * unit / g_w.  M <= TOKP <= 64.
+//
+// Why (docs/notes_wo_gemm.md, eighth pass): v5 decodes the weight into the A registers of
+// wgmma.m64nTOKPk16, one instruction per 64 x 16 weights, and its "no decode" diagnostic build showed the
+// kernel held at ~60-70 SM cycles per such instruction whatever TOKP (8, 32 or 64) on an H100: 869 per SM
+// for the wo shape, ~28 us, above the 22-23 us weight-read bound. v7 turns the product around: the
+// tokens (padded to 64) are wgmma's M, the weight rows its N (NB = 128 or 256 per warpgroup), so one
+// instruction covers NB x 16 weights: 2-4x fewer of them, and at N >= 128 their math (64-128 cycles)
+// is as long as that fixed cost. The price: the decoded weight makes a round trip through shared
+// memory (stmatrix writes it in the 128-byte-swizzled K-major layout wgmma reads, 4 B per weight).
+//
+// Per CTA (one per SM): one producer warp streams units (ROWS = NB * NWG weight rows x 256 k, the
+// unit-grouped v5 stream with scale pairs, plus the x tile by TMA) into a STAGES-deep ring. Each
+// consumer warpgroup owns NB rows of a unit; per 64-k chunk its 4 warps
+// 1. load the x A fragments of the chunk (ldmatrix from the swizzled x tile; warps whose 16 tokens lie
+//    past TOKP hold zeros),
+// 2. decode their NB / 64 16-row tiles (the v5 decode: each code word gives one m16k16 fragment) and
+//    store them with stmatrix into the warpgroup's B buffer (NBUF buffers of NB rows x 64 k),
+// 3. fence the generic-proxy stores for the async proxy, meet at a warpgroup barrier, and issue 4
+//    wgmma.m64nNBk16 (one per k16 step) into one accumulator set, committed as one group;
+// 4. wait until at most NBUF - 1 groups are in flight (the buffer and the A registers of the oldest are
+//    free again).
+// The ring stage is released as soon as the chunk loop of a unit is done (the wgmma never reads it).
+// A row-group change flushes the accumulators with red.global.add.v4 into the token-major workspace.
+#include "wb_common.cuh"
+#include "wb_nvfp4_decode.cuh"
+#include "wb_tma.cuh"
+#include "wb_streamk.cuh"
+#include "wb_pdl.cuh"
+#include "wb_wgmma.cuh"
+
+// wgmma.m64nNk16, A (x: 4 bf16x2 registers per thread) from registers, B (the decoded weight, K-major
+// [N rows][k]) from shared memory, fp32 accumulators d: N/2 per thread.
+template <int N>
+WB_DEVICE void wgmma_rs_x(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t desc);
+template <>
+__device__ __forceinline__ void wgmma_rs_x<128>(float (&d)[64], const uint32_t (&a)[4], uint64_t desc) {
+    asm volatile(
+        "{ .reg .pred p; setp.ne.b32 p, %69, 0; "
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, p, 1, 1, 0; }"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1));
+}
+template <>
+__device__ __forceinline__ void wgmma_rs_x<256>(float (&d)[128], const uint32_t (&a)[4], uint64_t desc) {
+    asm volatile(
+        "{ .reg .pred p; setp.ne.b32 p, %133, 0; "
+        "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, {%128, %129, %130, %131}, %132, p, 1, 1, 0; }"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1));
+}
+WB_DEVICE void stmatrix_x4(uint32_t addr, const uint32_t (&a)[4]) {
+    asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};" ::"r"(addr), "r"(a[0]), "r"(a[1]),
+                 "r"(a[2]), "r"(a[3])
+                 : "memory");
+}
+WB_DEVICE void ldmatrix_x4(uint32_t addr, uint32_t (&a)[4]) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3])
+                 : "r"(addr)
+                 : "memory");
+}
+// Byte offset of 16-byte chunk c8 (k 8 c8 .. 8 c8 + 7) of row r in a K-major tile of 64-k rows with the
+// 128-byte swizzle (8-row groups of 1024 B; the chunk index XOR-ed with the row within its group).
+WB_DEVICE uint32_t sw128_offset(int r, int c8) { return (r >> 3) * 1024 + (r & 7) * 128 + ((c8 ^ (r & 7)) << 4); }
+
+// TOKP tokens (16, 32 or 64: the x box rows), NB weight rows per consumer warpgroup (wgmma N: 128 or 256),
+// NWG consumer warpgroups, STAGES units in flight, NBUF B buffers per warpgroup. Always reduce-only.
+template <int TOKP, int NB, int NWG, int STAGES, int NBUF>
+__global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v7(
+    const __grid_constant__ TmaDescriptor x_map, const uint8_t* __restrict__ wp, float* __restrict__ ws,
+    unsigned int* __restrict__ counters, int M, int N, int K, int s0, int grab) {
+    constexpr int BK = 256, BB = 9 * BK, CHUNKS = BK / 64;  // one 256-k stream block per unit
+    constexpr int ROWS = NB * NWG, TILES = ROWS / 16, W_STAGE = TILES * BB;
+    constexpr int X_ATOM = TOKP * 128, X_STAGE = CHUNKS * X_ATOM;
+    constexpr int B_BUF = NB * 128, TPW = NB / 64, ND = NB / 2;
+    static_assert(TOKP == 16 || TOKP == 32 || TOKP == 64, "TOKP: 16, 32 or 64 tokens");
+    static_assert(NB == 128 || NB == 256, "NB: a wgmma N of 128 or 256 weight rows");
+    static_assert(TILES <= 32 && NBUF >= 2, "ROWS, NBUF");
+
+    pdl_trigger();  // wo_finalize_tm (launched with PDL) may be scheduled now; it waits for our completion
+    extern __shared__ uint8_t smem_raw[];
+    __shared__ int unit_of[STAGES];
+    // x stages (1024-aligned atoms), then the B buffers (1024-aligned), then the weight stages, then barriers.
+    uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uint64_t>(smem_raw) + 1023) & ~(uint64_t)1023);
+    uint8_t* xs = smem;
+    uint8_t* bs = xs + STAGES * X_STAGE;
+    uint8_t* wsm = bs + NWG * NBUF * B_BUF;
+    const uint32_t full0 = smem_addr(wsm + STAGES * W_STAGE), empty0 = full0 + 8 * STAGES;
+
+    const int warp = __shfl_sync(0xffffffffu, threadIdx.x >> 5, 0), lane = threadIdx.x & 31;
+    const int n_kc = K / BK, units = (N / ROWS) * n_kc;
+    if (threadIdx.x == 0) ring_init<STAGES>(full0, empty0, NWG * 4);
+    __syncthreads();
+
+    if (warp == NWG * 4) {  // producer warp (as v5's, grouped stream): weight before pdl_wait, x after it
+        int i = 0, deferred = 0;
+        auto load_x = [&](int s, int u) {
+            if (lane < CHUNKS)
+                tma_load_2d(smem_addr(xs + s * X_STAGE + lane * X_ATOM), &x_map, (u % n_kc) * BK + 64 * lane, 0,
+                            full0 + 8 * s);
+        };
+        auto release_deferred = [&]() {
+            if (deferred < 0) return;
+            pdl_wait();
+            for (int s = 0; s < deferred; ++s) load_x(s, unit_of[s]);
+            deferred = -1;
+        };
+        produce_units(units, s0, grab, counters + (N >> 4), lane, [&](int u) {
+            if (i == 1 || u < 0) release_deferred();
+            const int s = ring_claim<STAGES>(i++, u, W_STAGE + X_STAGE, full0, empty0, unit_of, lane);
+            if (u < 0) return;
+            const int rg = u / n_kc, kc = u % n_kc;
+            if (lane < TILES)
+                bulk_load(smem_addr(wsm + s * W_STAGE + lane * BB),
+                          wp + ((long long)(rg * n_kc + kc) * TILES + lane) * BB, BB, full0 + 8 * s);
+            if (deferred >= 0) ++deferred;
+            else load_x(s, u);
+        });
+        return;
+    }
+
+    const int wg = warp >> 2, q = warp & 3, g = lane >> 2, t = lane & 3;
+    uint32_t bias_reg;  // PAIR_BIAS in a register: each scale pair is one LOP3
+    asm("mov.b32 %0, %1;" : "=r"(bias_reg) : "n"(PAIR_BIAS));
+    float acc[ND];
+#pragma unroll
+    for (int e = 0; e < ND; ++e) acc[e] = 0.0f;
+    uint32_t xa[NBUF][4][4];  // x A fragments of a chunk's 4 k16 steps, one set per group in flight
+    const bool has_tokens = 16 * q < TOKP;
+    const uint32_t x_base = smem_addr(xs), w_base = smem_addr(wsm);
+    const uint32_t b_base = smem_addr(bs) + wg * NBUF * B_BUF;
+    // this lane's stmatrix row (matrix L / 8: rows +8 for odd matrices, k + 8 for matrices 2, 3) and
+    // ldmatrix row (the same split over the warp's 16 tokens)
+    const int mi = lane >> 3, rr = lane & 7;
+    const int st_row = rr + 8 * (mi & 1), st_khalf = mi >> 1;
+    const int ld_row = 16 * q + rr + 8 * (mi & 1);
+
+    auto flush = [&](int u) {
+        pdl_wait();  // the workspace belongs to the previous kernel until it completes
+        wgmma_wait<0>();
+#pragma unroll
+        for (int e = 0; e < ND; ++e) keep(acc[e]);
+        const int n0 = (u / n_kc) * ROWS + wg * NB;
+        if (has_tokens) {
+#pragma unroll
+            for (int j = 0; j < NB / 8; ++j)
+                red_add_frag(ws, N, 16 * q + g, n0 + 8 * j, acc[4 * j], acc[4 * j + 1], acc[4 * j + 2],
+                             acc[4 * j + 3], t, 16 * q + g + 8 * (t & 1) < M);
+        }
+#pragma unroll
+        for (int e = 0; e < ND; ++e) acc[e] = 0.0f;
+    };
+
+    int cur = -1, gi = 0;  // gi: this warpgroup's wgmma groups so far (one per chunk)
+    for (int i = 0;; ++i) {
+        const int s = i % STAGES, u = ring_take<STAGES>(i, full0, unit_of);
+        if (u < 0) break;
+        if (cur >= 0 && u / n_kc != cur / n_kc) flush(cur);
+        cur = u;
+        const uint32_t xb = x_base + s * X_STAGE, wb = w_base + s * W_STAGE;
+#pragma unroll 1
+        for (int c = 0; c < CHUNKS; ++c, ++gi) {
+            const int buf = gi % NBUF;
+            const uint32_t bb = b_base + buf * B_BUF;
+            uint32_t xr[4][4];
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                if (has_tokens) {
+                    ldmatrix_x4(xb + c * X_ATOM + sw128_offset(ld_row, 2 * j + (mi >> 1)), xr[j]);
+                } else {
+#pragma unroll
+                    for (int r = 0; r < 4; ++r) xr[j][r] = 0u;
+                }
+            }
+#pragma unroll
+            for (int tt = 0; tt < TPW; ++tt) {
+                const int lt = q * TPW + tt;  // tile within the warpgroup's NB rows
+                const uint32_t tb = wb + (wg * (NB / 16) + lt) * BB;
+                const u32x4 cw = lds16(tb + (c * 32 + lane) * 16);
+                const u32x4 sc = lds16(tb + 8 * BK + ((c >> 1) * 8 + g) * 16);
+                uint32_t pg[2], ph[2];
+                scale_pairs((c & 1) ? sc.y : sc.x, bias_reg, pg[0], pg[1]);
+                scale_pairs((c & 1) ? sc.w : sc.z, bias_reg, ph[0], ph[1]);
+#pragma unroll
+                for (int j = 0; j < 4; ++j) {
+                    uint32_t a[4];
+                    v4_decode_word(word_of(cw, j), pair_step(pg[0], pg[1], j), pair_step(ph[0], ph[1], j), a);
+                    stmatrix_x4(bb + sw128_offset(16 * lt + st_row, 2 * j + st_khalf), a);
+                }
+            }
+            // the stmatrix stores (generic proxy) must be visible to the wgmma (async proxy) of all 4 warps
+            asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+            asm volatile("bar.sync %0, 128;" ::"r"(1 + wg) : "memory");
+#pragma unroll
+            for (int j = 0; j < 4; ++j)
+#pragma unroll
+                for (int r = 0; r < 4; ++r) xa[buf][j][r] = xr[j][r];
+            wgmma_fence();
+#pragma unroll
+            for (int j = 0; j < 4; ++j) wgmma_rs_x<NB>(acc, xa[buf][j], desc_kmajor_sw128(bb + 32 * j));
+            wgmma_commit();
+            wgmma_wait<NBUF - 1>();  // the oldest group is retired: its B buffer and A registers are free
+#pragma unroll
+            for (int b = 0; b < NBUF; ++b)
+#pragma unroll
+                for (int j = 0; j < 4; ++j)
+#pragma unroll
+                    for (int r = 0; r < 4; ++r) keep(xa[b][j][r]);
+        }
+        __syncwarp();
+        if (lane == 0) mbar_arrive(empty0 + 8 * s);  // decode and ldmatrix done: the wgmma never reads the stage
+    }
+    if (cur >= 0) flush(cur);
+}
+
+// After a v7 launch: out[tok, n] = bf16(ws[tok * N + n] * unit / g_w) for tok < M, ws zeroed. The workspace
+// is token-major, so each thread reads 8 consecutive fp32 (two 16-byte loads) and writes 8 bf16 (one 16-byte
+// store) of one token row; launched with PDL, it waits for the GEMM in griddepcontrol.wait.
+extern "C" __global__ void __launch_bounds__(256) wo_finalize_tm(float* __restrict__ ws, const float* __restrict__ g_w,
+                                                                 uint16_t* __restrict__ out, int M, int N, float unit) {
+    pdl_wait();
+    pdl_trigger();  // the next kernel may be scheduled; it waits for our completion before touching ws or out
+    const long long e = 8 * ((long long)blockIdx.x * blockDim.x + threadIdx.x);
+    if (e >= (long long)M * N) return;
+    const float alpha = (1.0f / g_w[0]) * unit;
+    float4* p = reinterpret_cast<float4*>(ws + e);
+    const float4 a = __ldcg(p), b = __ldcg(p + 1);
+    __stcg(p, make_float4(0.0f, 0.0f, 0.0f, 0.0f));
+    __stcg(p + 1, make_float4(0.0f, 0.0f, 0.0f, 0.0f));
+    *reinterpret_cast<uint4*>(out + e) =
+        make_uint4(f32x2_to_bf16x2(a.x * alpha, a.y * alpha), f32x2_to_bf16x2(a.z * alpha, a.w * alpha),
+                   f32x2_to_bf16x2(b.x * alpha, b.y * alpha), f32x2_to_bf16x2(b.z * alpha, b.w * alpha));
+}
+// v7<TOKP, NB, NWG, STAGES, NBUF> (NB = 256 with one warpgroup spilled: 128 accumulators plus the A sets)
+// @instantiate w4a16_v7<16, 128, 2, 3, 2>
+// @instantiate w4a16_v7<32, 128, 2, 3, 2>
+// @instantiate w4a16_v7<64, 128, 2, 2, 2>

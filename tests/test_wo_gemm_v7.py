@@ -1,0 +1,81 @@
+"""wo GEMM v7 (the weight as the wgmma B operand, decoded into shared memory): CPU checks of the configs
+and the compile; GPU checks of the kernel against the fp32 GEMM of the dequantized operands."""
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from wo_cases import all_codes_weight, check_fused, small_problem
+
+from workbench.runtime import InputError, compile_kernel
+from workbench.techniques import nvfp4 as nv
+from workbench.techniques import wo_gemm as wo
+from workbench.techniques import wo_gemm_v7 as v7
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_v7_configs_instantiated_and_fit():
+    inst = set(re.findall(r"@instantiate (.+)", ROOT.joinpath("kernels/wo_gemm_v7.cu").read_text()))
+    for c in v7.V7_KERNELS:
+        assert c.expr in inst, c.expr
+        assert c.smem <= v7.MAX_DYNAMIC_SMEM, (c, c.smem)
+        assert 7168 % c.rows == 0
+    for M in (1, 16, 17, 32, 33, 64):
+        cands = v7.v7_candidates(M)
+        assert cands and all(c.tokp >= M for c in cands)
+        assert any(c.grab for c in cands) and any(not c.grab for c in cands)
+
+
+def test_v7_compiles_without_spills():
+    """The sm_90a compile gate (NVRTC, no GPU): every instantiation, no register spills."""
+    ck = compile_kernel("wo_gemm_v7")
+    names = {low: e for e, low in ck.lowered.items()}
+    assert len(ck.resources) >= len(v7.V7_KERNELS)
+    for low, r in ck.resources.items():
+        assert r.spill_stores == 0 and r.spill_loads == 0, (names.get(low, low), r)
+
+
+def test_v7_bad_input():
+    with pytest.raises(InputError, match="M"):
+        v7.v7_tokp_for(65)
+    q = nv.quantize_reference(torch.randn(256, 512), "tensor")
+    pw = wo.prepare_weight(q)
+    with pytest.raises(InputError, match="x"):
+        v7.w4a16_gemm_v7(torch.zeros(4, 512, dtype=torch.float32), pw)
+    with pytest.raises(InputError, match="pw"):
+        v7.w4a16_gemm_v7(torch.zeros(4, 512, dtype=torch.bfloat16), q)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cfg", v7.V7_KERNELS + [k.with_work(1, 1) for k in v7.V7_KERNELS], ids=str)
+def test_gpu_w4a16_v7_matches_fp32_of_dequantized(cfg):
+    N = 2 * cfg.rows * 3  # several row groups; 132 CTAs share 24..96 units: uneven stream-K shares
+    for M in sorted({1, 3, cfg.tokp // 2 + 1, cfg.tokp}):
+        x, q, ref = small_problem(M, N=N, K=2048)
+        check_fused(v7.w4a16_gemm_v7, x, wo.prepare_weight(q), cfg, ref)
+
+
+@pytest.mark.gpu
+def test_gpu_w4a16_v7_all_codes_and_scales():
+    q = all_codes_weight(256, 1024, seed=3, edge_rows=True, device="cuda")
+    pw = wo.prepare_weight(q)
+    x = wo.make_activations(16, 1024, seed=4)
+    ref = wo.reference(x, nv.dequantize(q, torch.float32))
+    for cfg in v7.V7_KERNELS:
+        if cfg.tokp >= 16:
+            assert wo.validate(v7.w4a16_gemm_v7(x, pw, cfg), ref)["passed"], cfg
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cfg", [c for c in v7.V7_KERNELS if c.nb == 128] + [v7.V7_KERNELS[1].with_work(1, 1)], ids=str)
+def test_gpu_v7_pdl_back_to_back(cfg):
+    """enable_pdl: 8 back-to-back launches on the wo row count, each exact; then a plain call."""
+    x, q, ref = small_problem(min(cfg.tokp, 32), N=7168, K=2048, seed=5)
+    pw = wo.prepare_weight(q)
+    outs = [v7.w4a16_gemm_v7(x, pw, cfg, enable_pdl=True) for _ in range(8)]
+    outs.append(v7.w4a16_gemm_v7(x, pw, cfg))
+    for i, o in enumerate(outs):
+        v = wo.validate(o, ref)
+        assert v["passed"], (cfg, i, v)

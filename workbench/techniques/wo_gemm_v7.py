@@ -1,0 +1,138 @@
+"""wo GEMM step 7: the weight as the wgmma B operand, decoded into shared memory (kernels/wo_gemm_v7.cu).
+
+v5 (wo_gemm_v5.py) decodes the weight into the A registers of wgmma.m64nTOKPk16: one instruction per
+64 x 16 weights. Its diagnostic build without any decode (DIAG 7) still took ~29 us at M = 32 and ~31 us
+at M = 64 on an H100, about 60-70 SM cycles per instruction whatever TOKP: the instruction count, not
+the decode or the stream, held v5 above the weight-read bound. v7 makes the tokens (padded to 64) the
+MMA's M and the weight rows its N: one wgmma.m64nNBk16 per NB x 16 weights (NB = 128 or 256 per
+warpgroup), with x as the register A operand (ldmatrix from the TMA-loaded tile) and the decoded weight
+stored to shared memory by stmatrix in the 128-byte-swizzled K-major layout. It reads the v5 stream
+grouped by unit with scale pairs (v5_stream(pw, 256, rows / 16, True)); always reduce-only, into a
+token-major workspace that wo_finalize_tm converts (one 16-byte store per 8 outputs).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..runtime import InputError
+from .wo_gemm import WS_UNIT_PAIRS, PreparedWeight, _workspace, check_gemm_input, gemm_output
+from .wo_gemm_v5 import MAX_DYNAMIC_SMEM, V5_BLOCK_K, block_bytes, v5_stream
+
+V7_MAX_M = 64
+
+
+@dataclass(frozen=True)
+class V7Config:
+    """Template parameters of w4a16_v7: TOKP token rows of the x box (16, 32, 64; >= M), NB weight rows
+    per consumer warpgroup (the wgmma N: 128 or 256), NWG consumer warpgroups, STAGES units (NB * NWG
+    rows x 256 k) in flight, NBUF decoded-weight buffers per warpgroup; s0 / grab: the launch's work
+    split (grab > 0: the first s0 units of each CTA's share static, then grabs of `grab` units)."""
+
+    tokp: int
+    nb: int = 128
+    nwg: int = 2
+    stages: int = 3
+    nbuf: int = 2
+    s0: int = 0
+    grab: int = 0
+
+    red = True  # always reduce-only (wo_finalize_tm after the kernel)
+
+    @property
+    def expr(self) -> str:
+        return f"w4a16_v7<{self.tokp}, {self.nb}, {self.nwg}, {self.stages}, {self.nbuf}>"
+
+    @property
+    def rows(self) -> int:
+        return self.nb * self.nwg
+
+    @property
+    def threads(self) -> int:
+        return self.nwg * 128 + 32
+
+    @property
+    def units(self) -> int:  # for the wo shape
+        return (7168 // self.rows) * (16384 // V5_BLOCK_K)
+
+    @property
+    def smem(self) -> int:
+        w_stage = (self.rows // 16) * block_bytes(V5_BLOCK_K)
+        x_stage = (V5_BLOCK_K // 64) * self.tokp * 128
+        b_bufs = self.nwg * self.nbuf * self.nb * 128
+        return self.stages * (w_stage + x_stage) + b_bufs + 16 * self.stages + 1024
+
+    def with_work(self, s0: int = 0, grab: int = 0) -> V7Config:
+        return V7Config(self.tokp, self.nb, self.nwg, self.stages, self.nbuf, s0, grab)
+
+    def __str__(self) -> str:
+        wk = f"_s0{self.s0}_g{self.grab}" if self.grab else ""
+        return f"v7_n{self.tokp}_nb{self.nb}_wg{self.nwg}_s{self.stages}_b{self.nbuf}{wk}"
+
+
+# Instantiated in kernels/wo_gemm_v7.cu.
+V7_KERNELS = [V7Config(16, 128, 2, 3, 2), V7Config(32, 128, 2, 3, 2), V7Config(64, 128, 2, 2, 2)]
+
+
+def v7_tokp_for(M: int) -> int:
+    for n in (16, 32, 64):
+        if M <= n:
+            return n
+    raise InputError(f"x.shape[0] (M): the v7 kernel serves M <= {V7_MAX_M}, got {M}")
+
+
+def default_v7_config(M: int) -> V7Config:
+    return next(k for k in V7_KERNELS if k.tokp == v7_tokp_for(M))
+
+
+def v7_candidates(M: int, sms: int = 132) -> list[V7Config]:
+    """The builds whose TOKP suits M, each static and with grabs of one unit after 3/4 of the share."""
+    n = v7_tokp_for(M)
+    return [w for k in V7_KERNELS if k.tokp == n
+            for w in (k, k.with_work(max(1, int(0.75 * k.units / sms)), 1))]
+
+
+def finalize_tm(ws: torch.Tensor, global_scale: torch.Tensor, out: torch.Tensor, unit: float = WS_UNIT_PAIRS) -> None:
+    """wo_finalize_tm after a v7 launch: out[tok, n] = bf16(ws[tok * N + n] * unit / g), ws zeroed; with PDL
+    (it may start while the GEMM runs and waits for it in griddepcontrol.wait)."""
+    from ..runtime import get_kernel, launch
+
+    M, N = out.shape
+    if N % 8:
+        raise InputError(f"finalize_tm: expected N % 8 == 0, got N={N}")
+    launch(get_kernel("wo_gemm_v7", "wo_finalize_tm"), (math.ceil(M * N / 8 / 256), 1, 1), 256,
+           (ws, global_scale, out, M, N, float(unit)), enable_pdl=True)
+
+
+def w4a16_gemm_v7(x: torch.Tensor, pw: PreparedWeight, config: V7Config | None = None,
+                  out: torch.Tensor | None = None, enable_pdl: bool = False) -> torch.Tensor:
+    """Fused NVFP4 W4A16 GEMM, weight as the wgmma B operand: x bf16 [M, K] (M <= 64) @ dequant(W)^T ->
+    bf16 [M, N]. pw: a PreparedWeight (its grouped scale-pairs v5 stream is built on first use).
+    enable_pdl: launch the GEMM with programmatic dependent launch (it reads x and writes the workspace
+    only after griddepcontrol.wait)."""
+    from ..runtime import get_kernel
+    from ..runtime.tma import launch_by_value, tensor_map_2d
+
+    M, N, K = check_gemm_input(x, pw, V7_MAX_M, "the v7 kernel")
+    cfg = config or default_v7_config(M)
+    if not isinstance(cfg, V7Config):
+        raise InputError(f"config: expected a V7Config, got {type(cfg).__name__}")
+    if cfg.tokp < M:
+        raise InputError(f"config {cfg}: serves M <= {cfg.tokp}, got M = {M}")
+    if N % cfg.rows or K % V5_BLOCK_K:
+        raise InputError(f"w.shape: expected N % {cfg.rows} == 0 and K % {V5_BLOCK_K} == 0 for config {cfg}, "
+                         f"got {[N, K]}")
+    if cfg.smem > MAX_DYNAMIC_SMEM:
+        raise InputError(f"config {cfg}: needs {cfg.smem} B of shared memory, more than {MAX_DYNAMIC_SMEM}")
+    out = gemm_output(out, x, M, N)
+    stream = v5_stream(pw, V5_BLOCK_K, cfg.rows // 16, True)
+    ws, cnt = _workspace(x.device, N, 64, N // 16 + 2)  # token-major [M, N] fp32 partial sums, grab counters
+    sms = torch.cuda.get_device_properties(x.device).multi_processor_count
+    launch_by_value(get_kernel("wo_gemm_v7", cfg.expr), sms, cfg.threads,
+                    (tensor_map_2d(x, cfg.tokp, 64), stream, ws, cnt, M, N, K, cfg.s0, cfg.grab),
+                    shared_mem=cfg.smem, enable_pdl=enable_pdl)
+    finalize_tm(ws, pw.global_scale, out)
+    return out
