@@ -128,6 +128,14 @@ def v5_stream(pw: PreparedWeight, block_k: int = V5_BLOCK_K, group_tiles: int = 
     return pw.data_v5[key]
 
 
+def v5_stream_ready(pw: PreparedWeight, block_k: int = V5_BLOCK_K, group_tiles: int = 1,
+                    scale_pairs: bool = False) -> bool:
+    """Whether this v5 stream of pw is already built. A GEMM launched with PDL issues its first weight
+    copies before griddepcontrol.wait (the weight is constant), so a call that builds the stream right
+    before the launch must launch without PDL: the building kernels' last stores may still be in flight."""
+    return pw.data_v5 is not None and (block_k, group_tiles, scale_pairs) in pw.data_v5
+
+
 def decode_stream_v5(data: torch.Tensor, global_scale: torch.Tensor, shape, block_k: int = V5_BLOCK_K,
                      group_tiles: int = 1, scale_pairs: bool = False) -> torch.Tensor:
     """Emulate the kernel's reads and decode of the v5 stream (the same word, scale-entry and fragment
@@ -347,7 +355,8 @@ def w4a16_gemm_v5(x: torch.Tensor, pw: PreparedWeight, config: V5Config | None =
     """Fused NVFP4 W4A16 GEMM on warpgroup tensor cores: x bf16 [M, K] (M <= 64) @ dequant(W)^T ->
     bf16 [M, N]. pw: a PreparedWeight (its v5 stream is built on first use). enable_pdl: launch the GEMM
     with programmatic dependent launch, so its first weight copies overlap the previous kernel's tail (it
-    reads x and writes the workspace only after griddepcontrol.wait)."""
+    reads x and writes the workspace only after griddepcontrol.wait; a call that builds the stream launches
+    without PDL)."""
     from ..runtime import get_kernel
     from ..runtime.tma import launch_by_value, tensor_map_2d
 
@@ -359,7 +368,9 @@ def w4a16_gemm_v5(x: torch.Tensor, pw: PreparedWeight, config: V5Config | None =
         raise InputError(f"w.shape: expected N % {cfg.rows} == 0 and K % {cfg.kc} == 0 for config {cfg}, got {[N, K]}")
     out = gemm_output(out, x, M, N)
     check_work(cfg)
+    fresh = not v5_stream_ready(pw, cfg.bk, cfg.rows // 16 if cfg.grouped else 1, cfg.scale_pairs)
     stream = v5_stream(pw, cfg.bk, cfg.rows // 16 if cfg.grouped else 1, cfg.scale_pairs)
+    enable_pdl = enable_pdl and not fresh  # a stream built just now is not safe to read before the PDL wait
     ws, cnt = _workspace(x.device, N, cfg.tokp, N // 16 + 4)  # tile counters, grab counters, fin's barrier
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count
     launch_by_value(get_kernel("wo_gemm_v5", cfg.expr), sms, cfg.threads,

@@ -20,7 +20,7 @@ import torch
 
 from ..runtime import InputError
 from .wo_gemm import WS_UNIT_PAIRS, PreparedWeight, _workspace, check_gemm_input, gemm_output
-from .wo_gemm_v5 import MAX_DYNAMIC_SMEM, V5_BLOCK_K, block_bytes, v5_stream
+from .wo_gemm_v5 import MAX_DYNAMIC_SMEM, V5_BLOCK_K, block_bytes, v5_stream, v5_stream_ready
 
 V7_MAX_M = 64
 
@@ -112,7 +112,8 @@ def w4a16_gemm_v7(x: torch.Tensor, pw: PreparedWeight, config: V7Config | None =
     """Fused NVFP4 W4A16 GEMM, weight as the wgmma B operand: x bf16 [M, K] (M <= 64) @ dequant(W)^T ->
     bf16 [M, N]. pw: a PreparedWeight (its grouped scale-pairs v5 stream is built on first use).
     enable_pdl: launch the GEMM with programmatic dependent launch (it reads x and writes the workspace
-    only after griddepcontrol.wait)."""
+    only after griddepcontrol.wait; the weight stream, constant, before it: a call that builds the stream
+    launches without PDL)."""
     from ..runtime import get_kernel
     from ..runtime.tma import launch_by_value, tensor_map_2d
 
@@ -128,7 +129,9 @@ def w4a16_gemm_v7(x: torch.Tensor, pw: PreparedWeight, config: V7Config | None =
     if cfg.smem > MAX_DYNAMIC_SMEM:
         raise InputError(f"config {cfg}: needs {cfg.smem} B of shared memory, more than {MAX_DYNAMIC_SMEM}")
     out = gemm_output(out, x, M, N)
+    fresh = not v5_stream_ready(pw, V5_BLOCK_K, cfg.rows // 16, True)
     stream = v5_stream(pw, V5_BLOCK_K, cfg.rows // 16, True)
+    enable_pdl = enable_pdl and not fresh  # a stream built just now is not safe to read before the PDL wait
     ws, cnt = _workspace(x.device, N, 64, N // 16 + 2)  # token-major [M, N] fp32 partial sums, grab counters
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count
     launch_by_value(get_kernel("wo_gemm_v7", cfg.expr), sms, cfg.threads,
