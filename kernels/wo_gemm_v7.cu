@@ -70,8 +70,10 @@ WB_DEVICE uint32_t sw128_offset(int r, int c8) { return (r >> 3) * 1024 + (r & 7
 
 // TOKP tokens (16, 32 or 64: the x box rows), NB weight rows per consumer warpgroup (wgmma N: 128 or 256),
 // NWG consumer warpgroups, STAGES units in flight, NBUF B buffers per warpgroup. Always reduce-only.
+// __maxnreg__ instead of __launch_bounds__: with the bounds ptxas capped these 288-thread builds at 168
+// registers (as if for 384 threads) and spilled; 288 x 200 registers still fit one CTA per SM.
 template <int TOKP, int NB, int NWG, int STAGES, int NBUF>
-__global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v7(
+__global__ void __maxnreg__(200) w4a16_v7(
     const __grid_constant__ TmaDescriptor x_map, const uint8_t* __restrict__ wp, float* __restrict__ ws,
     unsigned int* __restrict__ counters, int M, int N, int K, int s0, int grab) {
     constexpr int BK = 256, BB = 9 * BK, CHUNKS = BK / 64;  // one 256-k stream block per unit
@@ -80,7 +82,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v7(
     constexpr int B_BUF = NB * 128, TPW = NB / 64, ND = NB / 2;
     static_assert(TOKP == 16 || TOKP == 32 || TOKP == 64, "TOKP: 16, 32 or 64 tokens");
     static_assert(NB == 128 || NB == 256, "NB: a wgmma N of 128 or 256 weight rows");
-    static_assert(TILES <= 32 && NBUF >= 2, "ROWS, NBUF");
+    static_assert(TILES <= 32 && NBUF >= 2 && CHUNKS % NBUF == 0, "ROWS, NBUF");
 
     pdl_trigger();  // wo_finalize_tm (launched with PDL) may be scheduled now; it waits for our completion
     extern __shared__ uint8_t smem_raw[];
@@ -156,25 +158,31 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v7(
         for (int e = 0; e < ND; ++e) acc[e] = 0.0f;
     };
 
-    int cur = -1, gi = 0;  // gi: this warpgroup's wgmma groups so far (one per chunk)
+    int cur = -1;
     for (int i = 0;; ++i) {
         const int s = i % STAGES, u = ring_take<STAGES>(i, full0, unit_of);
         if (u < 0) break;
         if (cur >= 0 && u / n_kc != cur / n_kc) flush(cur);
         cur = u;
         const uint32_t xb = x_base + s * X_STAGE, wb = w_base + s * W_STAGE;
-#pragma unroll 1
-        for (int c = 0; c < CHUNKS; ++c, ++gi) {
-            const int buf = gi % NBUF;
+        // Unrolled, so the buffer index is a constant: a runtime-indexed A register set would live in local
+        // memory, and the registers a wgmma reads would be reused before it retires (wrong results).
+#pragma unroll
+        for (int c = 0; c < CHUNKS; ++c) {
+            const int buf = c % NBUF;  // one wgmma group per chunk; CHUNKS % NBUF == 0: every unit starts at 0
             const uint32_t bb = b_base + buf * B_BUF;
-            uint32_t xr[4][4];
+            // Every warp has retired group c - NBUF (its wait at the end of the last chunk) before any warp
+            // overwrites that group's B buffer: one warp's wait covers only its own 16 rows of the wgmma,
+            // while all four read the whole buffer.
+            asm volatile("bar.sync %0, 128;" ::"r"(1 + wg) : "memory");
+            // x A fragments straight into this group's set (the group that last read it has retired)
 #pragma unroll
             for (int j = 0; j < 4; ++j) {
                 if (has_tokens) {
-                    ldmatrix_x4(xb + c * X_ATOM + sw128_offset(ld_row, 2 * j + (mi >> 1)), xr[j]);
+                    ldmatrix_x4(xb + c * X_ATOM + sw128_offset(ld_row, 2 * j + (mi >> 1)), xa[buf][j]);
                 } else {
 #pragma unroll
-                    for (int r = 0; r < 4; ++r) xr[j][r] = 0u;
+                    for (int r = 0; r < 4; ++r) xa[buf][j][r] = 0u;
                 }
             }
 #pragma unroll
@@ -196,10 +204,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v7(
             // the stmatrix stores (generic proxy) must be visible to the wgmma (async proxy) of all 4 warps
             asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
             asm volatile("bar.sync %0, 128;" ::"r"(1 + wg) : "memory");
-#pragma unroll
-            for (int j = 0; j < 4; ++j)
-#pragma unroll
-                for (int r = 0; r < 4; ++r) xa[buf][j][r] = xr[j][r];
             wgmma_fence();
 #pragma unroll
             for (int j = 0; j < 4; ++j) wgmma_rs_x<NB>(acc, xa[buf][j], desc_kmajor_sw128(bb + 32 * j));

@@ -26,7 +26,7 @@ def main() -> int:
     out = Path(os.environ.get("OUT", "/tmp/wo_ncu_source"))
     out.mkdir(parents=True, exist_ok=True)
     cmd = ["ncu", "--clock-control", "none", "--section", "SourceCounters", "--section", "WarpStateStats",
-           "-k", "regex:w4a16_v[56]", "-c", "1", "--page", "source", "--print-source", "sass", "--csv",
+           "-k", "regex:w4a16_v[567]", "-c", "1", "--page", "source", "--print-source", "sass", "--csv",
            sys.executable, "-c", DRIVER, json.dumps([[M, name]])]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=500)
     (out / f"ncu_source_{name}.csv").write_text(p.stdout)

@@ -17,12 +17,13 @@ from pathlib import Path
 DRIVER = r"""
 import json, sys, torch
 sys.path.insert(0, '.')
-from workbench.techniques import nvfp4, wo_gemm as wo, wo_gemm_v5 as v5
+from workbench.techniques import nvfp4, wo_gemm as wo, wo_gemm_v5 as v5, wo_gemm_v7 as v7
 chosen = json.loads(sys.argv[1])
 q = nvfp4.quantize(wo.make_weight(7168, 16384, seed=10), 'tensor')
 pw = wo.prepare_weight(q)
 v5.v5_stream(pw)
-cands = {str(c): c for M in (1, 8, 32, 64) for c in wo.v6_candidates(M) + v5.v5_candidates(M) + v5.V5_DIAGNOSTICS}
+cands = {str(c): c for M in (1, 8, 32, 64) for c in wo.v6_candidates(M) + v5.v5_candidates(M) + v5.V5_DIAGNOSTICS
+         + v7.v7_candidates(M)}
 for M, name in chosen:
     x = wo.make_activations(int(M), 16384, seed=1)
     wo.wo_nvfp4(x, pw, tuning={int(M): cands[name]})
@@ -41,7 +42,7 @@ def main() -> int:
            "--section", "SchedulerStats", "--section", "ComputeWorkloadAnalysis", "--print-details", "all",
            "--metrics", "sm__cycles_active.min,sm__cycles_active.avg,sm__cycles_active.max,"
            "dram__throughput.avg.pct_of_peak_sustained_elapsed,lts__t_sectors_op_red.sum",
-           "-k", "regex:w4a16_v[56]", sys.executable, "-c", DRIVER, json.dumps(chosen)]
+           "-k", "regex:w4a16_v[567]", sys.executable, "-c", DRIVER, json.dumps(chosen)]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
     (out / "ncu_v5v6.txt").write_text(p.stdout + "\n--- stderr ---\n" + p.stderr)
     keep = [ln for ln in p.stdout.splitlines() if any(k in ln for k in (

@@ -619,6 +619,7 @@ def wo_nvfp4(x: torch.Tensor, w: PreparedWeight | NVFP4Tensor, tuning: dict | No
     overlap the previous kernel's tail); ignored by v4 and cuBLAS.
     """
     from . import wo_gemm_v5 as v5
+    from . import wo_gemm_v7 as v7
 
     pw = w if isinstance(w, PreparedWeight) else prepare_weight(w)
     M = x.shape[0]
@@ -629,6 +630,8 @@ def wo_nvfp4(x: torch.Tensor, w: PreparedWeight | NVFP4Tensor, tuning: dict | No
         return w4a16_gemm_v6(x, pw, cfg, enable_pdl=enable_pdl)
     if isinstance(cfg, v5.V5Config):
         return v5.w4a16_gemm_v5(x, pw, cfg, enable_pdl=enable_pdl)
+    if isinstance(cfg, v7.V7Config):
+        return v7.w4a16_gemm_v7(x, pw, cfg, enable_pdl=enable_pdl)
     return w4a16_gemm_v4(x, pw, cfg)
 
 
