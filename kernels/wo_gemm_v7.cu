@@ -53,21 +53,6 @@ __device__ __forceinline__ void wgmma_rs_x<256>(float (&d)[128], const uint32_t 
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1));
 }
-WB_DEVICE void stmatrix_x4(uint32_t addr, const uint32_t (&a)[4]) {
-    asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};" ::"r"(addr), "r"(a[0]), "r"(a[1]),
-                 "r"(a[2]), "r"(a[3])
-                 : "memory");
-}
-WB_DEVICE void ldmatrix_x4(uint32_t addr, uint32_t (&a)[4]) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
-                 : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3])
-                 : "r"(addr)
-                 : "memory");
-}
-// Byte offset of 16-byte chunk c8 (k 8 c8 .. 8 c8 + 7) of row r in a K-major tile of 64-k rows with the
-// 128-byte swizzle (8-row groups of 1024 B; the chunk index XOR-ed with the row within its group).
-WB_DEVICE uint32_t sw128_offset(int r, int c8) { return (r >> 3) * 1024 + (r & 7) * 128 + ((c8 ^ (r & 7)) << 4); }
-
 // TOKP tokens (16, 32 or 64: the x box rows), NB weight rows per consumer warpgroup (wgmma N: 128 or 256),
 // NWG consumer warpgroups, STAGES units in flight, NBUF B buffers per warpgroup. Always reduce-only.
 // __maxnreg__ instead of __launch_bounds__: with the bounds ptxas capped these 288-thread builds at 168
@@ -80,7 +65,7 @@ __global__ void __maxnreg__(200) w4a16_v7(
     constexpr int ROWS = NB * NWG, TILES = ROWS / 16, W_STAGE = TILES * BB;
     constexpr int X_ATOM = TOKP * 128, X_STAGE = CHUNKS * X_ATOM;
     constexpr int B_BUF = NB * 128, TPW = NB / 64, ND = NB / 2;
-    static_assert(TOKP == 16 || TOKP == 32 || TOKP == 64, "TOKP: 16, 32 or 64 tokens");
+    static_assert(TOKP == 16 || TOKP == 32 || TOKP == 64, "TOKP: 16, 32 or 64 tokens (16 is not instantiated)");
     static_assert(NB == 128 || NB == 256, "NB: a wgmma N of 128 or 256 weight rows");
     static_assert(TILES <= 32 && NBUF >= 2 && CHUNKS % NBUF == 0, "ROWS, NBUF");
 
@@ -136,10 +121,8 @@ __global__ void __maxnreg__(200) w4a16_v7(
     const bool has_tokens = 16 * q < TOKP;
     const uint32_t x_base = smem_addr(xs), w_base = smem_addr(wsm);
     const uint32_t b_base = smem_addr(bs) + wg * NBUF * B_BUF;
-    // this lane's stmatrix row (matrix L / 8: rows +8 for odd matrices, k + 8 for matrices 2, 3) and
-    // ldmatrix row (the same split over the warp's 16 tokens)
+    // this lane's ldmatrix row: matrix L / 8 of the warp's 16 tokens (odd matrices: rows + 8; 2, 3: k + 8)
     const int mi = lane >> 3, rr = lane & 7;
-    const int st_row = rr + 8 * (mi & 1), st_khalf = mi >> 1;
     const int ld_row = 16 * q + rr + 8 * (mi & 1);
 
     auto flush = [&](int u) {
@@ -188,18 +171,7 @@ __global__ void __maxnreg__(200) w4a16_v7(
 #pragma unroll
             for (int tt = 0; tt < TPW; ++tt) {
                 const int lt = q * TPW + tt;  // tile within the warpgroup's NB rows
-                const uint32_t tb = wb + (wg * (NB / 16) + lt) * BB;
-                const u32x4 cw = lds16(tb + (c * 32 + lane) * 16);
-                const u32x4 sc = lds16(tb + 8 * BK + ((c >> 1) * 8 + g) * 16);
-                uint32_t pg[2], ph[2];
-                scale_pairs((c & 1) ? sc.y : sc.x, bias_reg, pg[0], pg[1]);
-                scale_pairs((c & 1) ? sc.w : sc.z, bias_reg, ph[0], ph[1]);
-#pragma unroll
-                for (int j = 0; j < 4; ++j) {
-                    uint32_t a[4];
-                    v4_decode_word(word_of(cw, j), pair_step(pg[0], pg[1], j), pair_step(ph[0], ph[1], j), a);
-                    stmatrix_x4(bb + sw128_offset(16 * lt + st_row, 2 * j + st_khalf), a);
-                }
+                decode_chunk_to_tile(wb + (wg * (NB / 16) + lt) * BB, c, bb, 16 * lt, bias_reg, lane);
             }
             // the stmatrix stores (generic proxy) must be visible to the wgmma (async proxy) of all 4 warps
             asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
@@ -240,7 +212,7 @@ extern "C" __global__ void __launch_bounds__(256) wo_finalize_tm(float* __restri
         make_uint4(f32x2_to_bf16x2(a.x * alpha, a.y * alpha), f32x2_to_bf16x2(a.z * alpha, a.w * alpha),
                    f32x2_to_bf16x2(b.x * alpha, b.y * alpha), f32x2_to_bf16x2(b.z * alpha, b.w * alpha));
 }
-// v7<TOKP, NB, NWG, STAGES, NBUF> (NB = 256 with one warpgroup spilled: 128 accumulators plus the A sets)
-// @instantiate w4a16_v7<16, 128, 2, 3, 2>
+// v7<TOKP, NB, NWG, STAGES, NBUF> (NB = 256 with one warpgroup spilled: 128 accumulators plus the A sets; TOKP 16
+// needed 170 registers, which failed to launch: out of resources)
 // @instantiate w4a16_v7<32, 128, 2, 3, 2>
 // @instantiate w4a16_v7<64, 128, 2, 2, 2>

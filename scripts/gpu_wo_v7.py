@@ -1,5 +1,5 @@
-"""GPU session for the wo GEMM v7 kernel (the weight as the wgmma B operand, issue 3): its GPU tests, then
-every v7 candidate at M = 1, 8, 32, 64 beside the recorded dispatcher config (v5) and cuBLAS bf16 / fp8
+"""GPU session for the wo GEMM v7 / v8 kernels (the weight as the wgmma B operand, issue 3): their GPU tests,
+then every v8 and v7 candidate at M = 1, 8, 32, 64 beside the recorded dispatcher config (v5) and cuBLAS bf16 / fp8
 torch._scaled_mm, each validated on two weight sets, then timed by graph replay with the weight sets
 rotated, all in one process on one card. Writes $OUT/v7_sweep.json. Diagnostic: nothing here is a record.
 
@@ -29,7 +29,7 @@ def main() -> int:
     out_dir = Path(os.environ.get("OUT", "/tmp/gpu_wo_v7"))
     out_dir.mkdir(parents=True, exist_ok=True)
     if "--skip-tests" not in sys.argv:
-        p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "tests/test_wo_gemm_v7.py"],
+        p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "tests/test_wo_gemm_v7.py", "tests/test_wo_gemm_v8.py"],
                            capture_output=True, text=True, timeout=300)
         print(p.stdout[-3000:], p.stderr[-1500:], flush=True)
         log(f"v7 GPU tests rc={p.returncode}")
@@ -43,6 +43,7 @@ def main() -> int:
     from workbench.techniques import wo_gemm as wo
     from workbench.techniques import wo_gemm_v5 as v5
     from workbench.techniques import wo_gemm_v7 as v7
+    from workbench.techniques import wo_gemm_v8 as v8
 
     ms = [int(m) for m in sys.argv[sys.argv.index("--m") + 1].split(",")] if "--m" in sys.argv else [1, 8, 32, 64]
     copy = measure_copy_TBps()
@@ -60,9 +61,11 @@ def main() -> int:
         runs = []
         if str(M) in rec and rec[str(M)] in known:
             runs.append((rec[str(M)], lambda x, p, c=known[rec[str(M)]]: v5.w4a16_gemm_v5(x, p, c)))
-        for cfg in v7.v7_candidates(M):
+        for cfg in v8.v8_candidates(M):
+            runs.append((str(cfg), lambda x, p, c=cfg: v8.w4a16_gemm_v8(x, p, c)))
+            runs.append((str(cfg) + "_pdl", lambda x, p, c=cfg: v8.w4a16_gemm_v8(x, p, c, enable_pdl=True)))
+        for cfg in v7.v7_candidates(M) if M > 8 else []:
             runs.append((str(cfg), lambda x, p, c=cfg: v7.w4a16_gemm_v7(x, p, c)))
-            runs.append((str(cfg) + "_pdl", lambda x, p, c=cfg: v7.w4a16_gemm_v7(x, p, c, enable_pdl=True)))
         case = {"variants": {"cublas_bf16": base["cublas_bf16"], "torch_fp8": base["torch_fp8"]}, "rejected": {}}
         for name, fn in runs:
             try:

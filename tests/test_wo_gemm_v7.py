@@ -22,7 +22,7 @@ def test_v7_configs_instantiated_and_fit():
         assert c.expr in inst, c.expr
         assert c.smem <= v7.MAX_DYNAMIC_SMEM, (c, c.smem)
         assert 7168 % c.rows == 0
-    for M in (1, 16, 17, 32, 33, 64):
+    for M in (1, 16, 32, 33, 64):
         cands = v7.v7_candidates(M)
         assert cands and all(c.tokp >= M for c in cands)
         assert any(c.grab for c in cands) and any(not c.grab for c in cands)
@@ -63,15 +63,15 @@ def test_gpu_w4a16_v7_matches_fp32_of_dequantized(cfg):
 def test_gpu_w4a16_v7_all_codes_and_scales():
     q = all_codes_weight(256, 1024, seed=3, edge_rows=True, device="cuda")
     pw = wo.prepare_weight(q)
-    x = wo.make_activations(16, 1024, seed=4)
+    x = wo.make_activations(32, 1024, seed=4)
     ref = wo.reference(x, nv.dequantize(q, torch.float32))
     for cfg in v7.V7_KERNELS:
-        if cfg.tokp >= 16:
+        if cfg.tokp >= 32:
             assert wo.validate(v7.w4a16_gemm_v7(x, pw, cfg), ref)["passed"], cfg
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("cfg", [c for c in v7.V7_KERNELS if c.nb == 128] + [v7.V7_KERNELS[1].with_work(1, 1)], ids=str)
+@pytest.mark.parametrize("cfg", v7.V7_KERNELS + [v7.V7_KERNELS[0].with_work(1, 1)], ids=str)
 def test_gpu_v7_pdl_back_to_back(cfg):
     """enable_pdl: 8 back-to-back launches on the wo row count, each exact; then a plain call."""
     x, q, ref = small_problem(min(cfg.tokp, 32), N=7168, K=2048, seed=5)

@@ -29,7 +29,8 @@ from . import nvfp4
 from .nvfp4 import NVFP4Tensor
 
 SOURCES = ("workbench/techniques/nvfp4.py", "workbench/techniques/wo_gemm.py", "workbench/techniques/wo_gemm_v5.py",
-           "workbench/runtime/tma.py", "nvfp4", "wo_gemm", "wo_gemm_v5")
+           "workbench/techniques/wo_gemm_v7.py", "workbench/runtime/tma.py", "nvfp4", "wo_gemm", "wo_gemm_v5",
+           "wo_gemm_v7")
 N_OUT, K_IN = 7168, 16384  # W_o: [7168, 16384]
 M_CASES = (1, 8, 32, 64, 128, 256, 1024, 4096)
 FUSED_MAX_M = 256  # the fused kernel is tuned up to here; the dispatcher uses it where it beat dequant+cuBLAS
@@ -858,6 +859,7 @@ def _bench_wo_case(M, N, K, ceil, ctx, progress, tune):
     # fused v4 / v5 / v6 on the prepared weight: every candidate validated, then timed; the best of each
     # family is its variant, the best overall goes to the dispatcher if it beats the cached-bf16 path
     from . import wo_gemm_v5 as v5
+    from . import wo_gemm_v7 as v7
 
     families = []
     if M <= FUSED_MAX_M:
@@ -867,6 +869,8 @@ def _bench_wo_case(M, N, K, ceil, ctx, progress, tune):
                          w4a16_gemm_v6))
     if M <= v5.V5_MAX_M:
         families.append(("v5", v5.v5_candidates(M) if tune else [v5.default_v5_config(M)], v5.w4a16_gemm_v5))
+    if 32 <= M <= v7.V7_MAX_M and tune:  # the weight as the wgmma B operand: a measured step (slower, see notes)
+        families.append(("v7", v7.v7_candidates(M), v7.w4a16_gemm_v7))
     best_all = None
     for fam, cands, fn in families:
         best = None

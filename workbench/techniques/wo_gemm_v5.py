@@ -342,8 +342,9 @@ def v5_candidates(M: int, sms: int = 132) -> list[V5Config]:
         out += [k, k.with_work(True)] + [k.with_work(True, max(1, int(f * share)), gsz) for f, gsz in works]
     out += [w for k in V5_KERNELS_BK128 + V5_KERNELS_GROUPED + [c for c in V5_KERNELS_LEAN if c.tokp >= 32]
             if k.tokp == n for w in (k, k.with_work(True))]
-    # the lean reduce-only launches again with the in-kernel finalize (no wo_finalize kernel after them)
-    return out + [c.with_fin() for c in out if c.red and c.lean]
+    # (with_fin(), the in-kernel finalize, is not a candidate: 0.9-1.1 us slower per call at M = 8, 32 and 64
+    # on an H100, commit 8bfe00d; docs/notes_wo_gemm.md, eighth pass)
+    return out
 
 
 def default_v5_config(M: int) -> V5Config:

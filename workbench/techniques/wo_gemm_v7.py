@@ -27,7 +27,7 @@ V7_MAX_M = 64
 
 @dataclass(frozen=True)
 class V7Config:
-    """Template parameters of w4a16_v7: TOKP token rows of the x box (16, 32, 64; >= M), NB weight rows
+    """Template parameters of w4a16_v7: TOKP token rows of the x box (32 or 64; >= M), NB weight rows
     per consumer warpgroup (the wgmma N: 128 or 256), NWG consumer warpgroups, STAGES units (NB * NWG
     rows x 256 k) in flight, NBUF decoded-weight buffers per warpgroup; s0 / grab: the launch's work
     split (grab > 0: the first s0 units of each CTA's share static, then grabs of `grab` units)."""
@@ -74,11 +74,11 @@ class V7Config:
 
 
 # Instantiated in kernels/wo_gemm_v7.cu.
-V7_KERNELS = [V7Config(16, 128, 2, 3, 2), V7Config(32, 128, 2, 3, 2), V7Config(64, 128, 2, 2, 2)]
+V7_KERNELS = [V7Config(32, 128, 2, 3, 2), V7Config(64, 128, 2, 2, 2)]
 
 
 def v7_tokp_for(M: int) -> int:
-    for n in (16, 32, 64):
+    for n in (32, 64):
         if M <= n:
             return n
     raise InputError(f"x.shape[0] (M): the v7 kernel serves M <= {V7_MAX_M}, got {M}")

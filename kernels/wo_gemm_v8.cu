@@ -1,0 +1,199 @@
+// wo_gemm_v8.cu: v7's product (tokens as wgmma M, weight rows as N, the weight decoded into shared
+// memory), warp-specialized: decoder warps and MMA warpgroups meet only at mbarriers.
+//
+//   ws[tok, n] += x[tok, :] @ W[n, :]^T (fp32, reduce only; kernels/wo_gemm_v7.cu's wo_finalize_tm converts).
+//
+// Why (docs/notes_wo_gemm.md, eighth pass): v7 made every consumer warpgroup decode its rows, meet its
+// other warps at two barriers per 64-k chunk and then issue that chunk's wgmma, so decode, barriers and
+// tensor work took turns (44-50 us against v5's 31-37 on an H100). Here they are different warps:
+// - one producer warp streams units (ROWS = NB * NMMA weight rows x 256 k of the grouped scale-pairs v5
+//   stream, and the x tile as a TMA box of 64 token rows, zero-filled past M) into a STAGES-deep ring;
+// - NDEC decoder warpgroups decode each 64-k chunk of a unit (2 tiles of 16 rows per warp at 256 rows)
+//   into one of two decoded slots (ROWS x 64 k bf16, the 128-byte-swizzled K-major wgmma B layout),
+//   fence the stores for the async proxy and arrive on the slot's "full" barrier;
+// - NMMA MMA warpgroups wait for the slot, issue 4 wgmma.m64nNBk16 with both operands in shared memory
+//   (A: the x atom, B: their NB rows of the slot), and once a group has retired (every warp's own wait:
+//   a warp's wait covers only its 16 rows) arrive on the slot's "empty" barrier and, after a unit's last
+//   chunk, on the ring stage's (the wgmma reads x from it).
+// A row-group change flushes the accumulators with red.global.add.v4 into the token-major workspace.
+#include "wb_common.cuh"
+#include "wb_nvfp4_decode.cuh"
+#include "wb_tma.cuh"
+#include "wb_streamk.cuh"
+#include "wb_pdl.cuh"
+#include "wb_wgmma.cuh"
+
+// wgmma.m64nNk16 with A (x, K-major 64 rows) and B (the decoded weight, K-major N rows) in shared memory.
+template <int N>
+WB_DEVICE void wgmma_ss(float (&d)[N / 2], uint64_t desc_a, uint64_t desc_b);
+template <>
+__device__ __forceinline__ void wgmma_ss<128>(float (&d)[64], uint64_t desc_a, uint64_t desc_b) {
+    asm volatile(
+        "{ .reg .pred p; setp.ne.b32 p, %66, 0; "
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0; }"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "l"(desc_a), "l"(desc_b), "r"(1));
+}
+template <>
+__device__ __forceinline__ void wgmma_ss<64>(float (&d)[32], uint64_t desc_a, uint64_t desc_b) {
+    asm volatile(
+        "{ .reg .pred p; setp.ne.b32 p, %34, 0; "
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0; }"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "l"(desc_a), "l"(desc_b), "r"(1));
+}
+// NB weight rows per MMA warpgroup (wgmma N), NMMA MMA warpgroups, NDEC decoder warpgroups, STAGES units in
+// flight. Warpgroups: MMA first, then decoders, then the producer's (its first warp streams, the other three
+// leave). Registers are allocated per warpgroup: the launch gives each thread 65536 / threads; the producer's
+// warpgroup hands most of its share back (setmaxnreg.dec to 40) and the MMA warpgroups take it (setmaxnreg.inc
+// to MMA_REGS: 64 accumulators, the descriptors and the flush spilled at 128).
+template <int NB, int NMMA, int NDEC, int STAGES>
+__global__ void __launch_bounds__((NMMA + NDEC + 1) * 128, 1) w4a16_v8(
+    const __grid_constant__ TmaDescriptor x_map, const uint8_t* __restrict__ wp, float* __restrict__ ws,
+    unsigned int* __restrict__ counters, int M, int N, int K, int s0, int grab) {
+    constexpr int BK = 256, BB = 9 * BK, CHUNKS = BK / 64, TOKP = 64;
+    constexpr int ROWS = NB * NMMA, TILES = ROWS / 16, W_STAGE = TILES * BB;
+    constexpr int X_ATOM = TOKP * 128, X_STAGE = CHUNKS * X_ATOM, SLOT = ROWS * 128, ND = NB / 2;
+    constexpr int DEC_WARPS = NDEC * 4, MMA_WARPS = NMMA * 4, TPD = TILES / DEC_WARPS;
+    static_assert(NB == 64 || NB == 128, "NB: a wgmma N of 64 or 128");
+    static_assert(TILES % DEC_WARPS == 0 && TILES <= 32, "whole tiles per decoder warp");
+
+    pdl_trigger();  // wo_finalize_tm (launched with PDL) may be scheduled now; it waits for our completion
+    extern __shared__ uint8_t smem_raw[];
+    __shared__ int unit_of[STAGES];
+    uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uint64_t>(smem_raw) + 1023) & ~(uint64_t)1023);
+    uint8_t* xs = smem;                      // STAGES x tiles (1024-aligned atoms)
+    uint8_t* slots = xs + STAGES * X_STAGE;  // 2 decoded slots
+    uint8_t* wsm = slots + 2 * SLOT;         // STAGES weight units
+    const uint32_t full0 = smem_addr(wsm + STAGES * W_STAGE), empty0 = full0 + 8 * STAGES;
+    const uint32_t sfull0 = empty0 + 8 * STAGES, sempty0 = sfull0 + 16;
+
+    constexpr int BASE_REGS = 65536 / ((NMMA + NDEC + 1) * 128) / 8 * 8, PRODUCER_REGS = 40;
+    constexpr int MMA_REGS = (BASE_REGS * (NMMA + 1) - PRODUCER_REGS) / NMMA / 8 * 8;
+    static_assert(MMA_REGS <= 256 && MMA_REGS >= BASE_REGS, "register split");
+    const int warp = __shfl_sync(0xffffffffu, threadIdx.x >> 5, 0), lane = threadIdx.x & 31;
+    const int n_kc = K / BK, units = (N / ROWS) * n_kc;
+    if (threadIdx.x == 0) {
+        ring_init<STAGES>(full0, empty0, DEC_WARPS + MMA_WARPS);  // a stage is free once decoded and multiplied
+        for (int s = 0; s < 2; ++s) {
+            mbar_init(sfull0 + 8 * s, DEC_WARPS);
+            mbar_init(sempty0 + 8 * s, MMA_WARPS);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();
+    const uint32_t x_base = smem_addr(xs), slot_base = smem_addr(slots), w_base = smem_addr(wsm);
+
+    if (warp >= MMA_WARPS + DEC_WARPS) {  // producer warpgroup; its first warp streams (as v7's producer)
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(PRODUCER_REGS));
+        if (warp != MMA_WARPS + DEC_WARPS) return;
+        int i = 0, deferred = 0;
+        auto load_x = [&](int s, int u) {
+            if (lane < CHUNKS)
+                tma_load_2d(smem_addr(xs + s * X_STAGE + lane * X_ATOM), &x_map, (u % n_kc) * BK + 64 * lane, 0,
+                            full0 + 8 * s);
+        };
+        auto release_deferred = [&]() {
+            if (deferred < 0) return;
+            pdl_wait();
+            for (int s = 0; s < deferred; ++s) load_x(s, unit_of[s]);
+            deferred = -1;
+        };
+        produce_units(units, s0, grab, counters + (N >> 4), lane, [&](int u) {
+            if (i == 1 || u < 0) release_deferred();
+            const int s = ring_claim<STAGES>(i++, u, W_STAGE + X_STAGE, full0, empty0, unit_of, lane);
+            if (u < 0) return;
+            const int rg = u / n_kc, kc = u % n_kc;
+            if (lane < TILES)
+                bulk_load(smem_addr(wsm + s * W_STAGE + lane * BB),
+                          wp + ((long long)(rg * n_kc + kc) * TILES + lane) * BB, BB, full0 + 8 * s);
+            if (deferred >= 0) ++deferred;
+            else load_x(s, u);
+        });
+        return;
+    }
+
+    if (warp >= MMA_WARPS) {  // decoder warp d: tiles d * TPD .. of each unit, chunk by chunk into the slots
+        const int d = warp - MMA_WARPS;
+        uint32_t bias_reg;
+        asm("mov.b32 %0, %1;" : "=r"(bias_reg) : "n"(PAIR_BIAS));
+        int k = 0;  // chunks decoded so far: slot k & 1, its (k >> 1)-th fill
+        for (int i = 0;; ++i) {
+            const int s = i % STAGES, u = ring_take<STAGES>(i, full0, unit_of);
+            if (u < 0) break;
+            const uint32_t wb = w_base + s * W_STAGE;
+#pragma unroll 1
+            for (int c = 0; c < CHUNKS; ++c, ++k) {
+                const uint32_t slot = slot_base + (k & 1) * SLOT;
+                mbar_wait(sempty0 + 8 * (k & 1), ((k >> 1) & 1) ^ 1);  // the MMA warps are done with its last fill
+#pragma unroll 2
+                for (int tt = 0; tt < TPD; ++tt) {
+                    const int lt = d * TPD + tt;
+                    decode_chunk_to_tile(wb + lt * BB, c, slot, 16 * lt, bias_reg, lane);
+                }
+                asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // stmatrix -> wgmma's async proxy
+                __syncwarp();
+                if (lane == 0) mbar_arrive(sfull0 + 8 * (k & 1));
+            }
+            __syncwarp();
+            if (lane == 0) mbar_arrive(empty0 + 8 * s);  // this warp's reads of the stage are done
+        }
+        return;
+    }
+
+    // MMA warpgroup m, warp q: tokens 16 q .. 16 q + 15 of the accumulator rows, weight rows m * NB .. of a unit
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(MMA_REGS));
+    const int m = warp >> 2, q = warp & 3, g = lane >> 2, t = lane & 3;
+    float acc[ND];
+#pragma unroll
+    for (int e = 0; e < ND; ++e) acc[e] = 0.0f;
+    auto flush = [&](int u) {
+        pdl_wait();  // the workspace belongs to the previous kernel until it completes
+        wgmma_wait<0>();
+#pragma unroll
+        for (int e = 0; e < ND; ++e) keep(acc[e]);
+        const int n0 = (u / n_kc) * ROWS + m * NB;
+        if (16 * q < M) {
+#pragma unroll
+            for (int j = 0; j < NB / 8; ++j)
+                red_add_frag(ws, N, 16 * q + g, n0 + 8 * j, acc[4 * j], acc[4 * j + 1], acc[4 * j + 2],
+                             acc[4 * j + 3], t, 16 * q + g + 8 * (t & 1) < M);
+        }
+#pragma unroll
+        for (int e = 0; e < ND; ++e) acc[e] = 0.0f;
+    };
+    // group k (chunk k) retired by this warp: free its slot; after a unit's last chunk, its ring stage too
+    auto retire = [&](int k, int stage_of_k) {
+        if (lane == 0) {
+            mbar_arrive(sempty0 + 8 * (k & 1));
+            if ((k & (CHUNKS - 1)) == CHUNKS - 1) mbar_arrive(empty0 + 8 * stage_of_k);
+        }
+    };
+    int k = 0, cur = -1, prev_stage = 0;
+    for (int i = 0;; ++i) {
+        const int s = i % STAGES, u = ring_take<STAGES>(i, full0, unit_of);
+        if (u < 0) break;
+        if (cur >= 0 && u / n_kc != cur / n_kc) flush(cur);
+        cur = u;
+        const uint32_t xb = x_base + s * X_STAGE;
+#pragma unroll 1
+        for (int c = 0; c < CHUNKS; ++c, ++k) {
+            const uint32_t slot = slot_base + (k & 1) * SLOT + m * NB * 128;
+            mbar_wait(sfull0 + 8 * (k & 1), (k >> 1) & 1);
+            wgmma_fence();
+#pragma unroll
+            for (int j = 0; j < 4; ++j)
+                wgmma_ss<NB>(acc, desc_kmajor_sw128(xb + c * X_ATOM + 32 * j), desc_kmajor_sw128(slot + 32 * j));
+            wgmma_commit();
+            wgmma_wait<1>();  // group k - 1 retired
+            if (k > 0) retire(k - 1, c == 0 ? prev_stage : s);
+        }
+        prev_stage = s;
+    }
+    wgmma_wait<0>();
+    if (k > 0) retire(k - 1, prev_stage);
+    if (cur >= 0) flush(cur);
+}
+// v8<NB, NMMA, NDEC, STAGES> (two decoder warpgroups: 640 threads leave 96 registers at launch, and the split
+// still spilled; one decoder warpgroup decodes 4 tiles per warp and chunk)
+// @instantiate w4a16_v8<128, 2, 1, 2>

@@ -1,0 +1,75 @@
+"""wo GEMM v8 (v7's product, warp-specialized): CPU checks of the configs and the compile; GPU checks of
+the kernel against the fp32 GEMM of the dequantized operands."""
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from wo_cases import all_codes_weight, check_fused, small_problem
+
+from workbench.runtime import InputError, compile_kernel
+from workbench.techniques import nvfp4 as nv
+from workbench.techniques import wo_gemm as wo
+from workbench.techniques import wo_gemm_v8 as v8
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_v8_configs_instantiated_and_fit():
+    inst = set(re.findall(r"@instantiate (.+)", ROOT.joinpath("kernels/wo_gemm_v8.cu").read_text()))
+    for c in v8.V8_KERNELS:
+        assert c.expr in inst and c.smem <= v8.MAX_DYNAMIC_SMEM and 7168 % c.rows == 0, c
+    for M in (1, 32, 64):
+        assert v8.v8_candidates(M)
+    with pytest.raises(InputError, match="M"):
+        v8.v8_candidates(65)
+
+
+def test_v8_compiles_without_spills():
+    """The sm_90a compile gate (NVRTC, no GPU): every instantiation, no spills and no stack (the MMA
+    warpgroups' 64 accumulators fit only after setmaxnreg)."""
+    ck = compile_kernel("wo_gemm_v8")
+    names = {low: e for e, low in ck.lowered.items()}
+    assert len(ck.resources) == len(v8.V8_KERNELS)
+    for low, r in ck.resources.items():
+        assert r.spill_stores == 0 and r.spill_loads == 0 and r.stack_frame == 0, (names.get(low, low), r)
+
+
+def test_v8_bad_input():
+    q = nv.quantize_reference(torch.randn(256, 512), "tensor")
+    pw = wo.prepare_weight(q)
+    with pytest.raises(InputError, match="x"):
+        v8.w4a16_gemm_v8(torch.zeros(4, 512, dtype=torch.float32), pw)
+    with pytest.raises(InputError, match="pw"):
+        v8.w4a16_gemm_v8(torch.zeros(4, 512, dtype=torch.bfloat16), q)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cfg", v8.V8_KERNELS + [k.with_work(1, 1) for k in v8.V8_KERNELS], ids=str)
+def test_gpu_w4a16_v8_matches_fp32_of_dequantized(cfg):
+    for N, K in ((2 * cfg.rows * 3, 2048), (7168, 2048)):  # 24 units (one or none per CTA); 224 (1-2 per CTA)
+        for M in (1, 3, 33, 64):
+            x, q, ref = small_problem(M, N=N, K=K)
+            check_fused(v8.w4a16_gemm_v8, x, wo.prepare_weight(q), cfg, ref)
+
+
+@pytest.mark.gpu
+def test_gpu_w4a16_v8_all_codes_and_scales():
+    q = all_codes_weight(256, 1024, seed=3, edge_rows=True, device="cuda")
+    x = wo.make_activations(64, 1024, seed=4)
+    ref = wo.reference(x, nv.dequantize(q, torch.float32))
+    assert wo.validate(v8.w4a16_gemm_v8(x, wo.prepare_weight(q), v8.V8_KERNELS[0]), ref)["passed"]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cfg", v8.V8_KERNELS + [v8.V8_KERNELS[0].with_work(1, 1)], ids=str)
+def test_gpu_v8_pdl_back_to_back(cfg):
+    """enable_pdl: 8 back-to-back launches on the wo row count, each exact; then a plain call."""
+    x, q, ref = small_problem(32, N=7168, K=2048, seed=5)
+    pw = wo.prepare_weight(q)
+    outs = [v8.w4a16_gemm_v8(x, pw, cfg, enable_pdl=True) for _ in range(8)]
+    outs.append(v8.w4a16_gemm_v8(x, pw, cfg))
+    for i, o in enumerate(outs):
+        v = wo.validate(o, ref)
+        assert v["passed"], (cfg, i, v)
