@@ -35,11 +35,11 @@ __device__ __forceinline__ void wgmma_ss<128>(float (&d)[64], uint64_t desc_a, u
         : "l"(desc_a), "l"(desc_b), "r"(1));
 }
 template <>
-__device__ __forceinline__ void wgmma_ss<64>(float (&d)[32], uint64_t desc_a, uint64_t desc_b) {
+__device__ __forceinline__ void wgmma_ss<256>(float (&d)[128], uint64_t desc_a, uint64_t desc_b) {
     asm volatile(
-        "{ .reg .pred p; setp.ne.b32 p, %34, 0; "
-        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0; }"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        "{ .reg .pred p; setp.ne.b32 p, %130, 0; "
+        "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, %128, %129, p, 1, 1, 0, 0; }"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
         : "l"(desc_a), "l"(desc_b), "r"(1));
 }
 // NB weight rows per MMA warpgroup (wgmma N), NMMA MMA warpgroups, NDEC decoder warpgroups, STAGES units in
@@ -54,9 +54,9 @@ __global__ void __launch_bounds__((NMMA + NDEC + 1) * 128, 1) w4a16_v8(
     constexpr int BK = 256, BB = 9 * BK, CHUNKS = BK / 64, TOKP = 64;
     constexpr int ROWS = NB * NMMA, TILES = ROWS / 16, W_STAGE = TILES * BB;
     constexpr int X_ATOM = TOKP * 128, X_STAGE = CHUNKS * X_ATOM, SLOT = ROWS * 128, ND = NB / 2;
-    constexpr int DEC_WARPS = NDEC * 4, MMA_WARPS = NMMA * 4, TPD = TILES / DEC_WARPS;
-    static_assert(NB == 64 || NB == 128, "NB: a wgmma N of 64 or 128");
-    static_assert(TILES % DEC_WARPS == 0 && TILES <= 32, "whole tiles per decoder warp");
+    constexpr int DEC_WARPS = NDEC * 4, MMA_WARPS = NMMA * 4;
+    static_assert(NB == 128 || NB == 256, "NB: a wgmma N of 128 or 256");
+    static_assert(TILES <= 32 && TILES >= DEC_WARPS, "every decoder warp has a tile");
 
     pdl_trigger();  // wo_finalize_tm (launched with PDL) may be scheduled now; it waits for our completion
     extern __shared__ uint8_t smem_raw[];
@@ -68,8 +68,11 @@ __global__ void __launch_bounds__((NMMA + NDEC + 1) * 128, 1) w4a16_v8(
     const uint32_t full0 = smem_addr(wsm + STAGES * W_STAGE), empty0 = full0 + 8 * STAGES;
     const uint32_t sfull0 = empty0 + 8 * STAGES, sempty0 = sfull0 + 16;
 
+    // per thread at launch; after the producer's warpgroup gives back all but 40, the MMA warpgroups take what
+    // the decoders leave of the 512 per thread-slot of a warpgroup-sized share (65536 registers / 128)
     constexpr int BASE_REGS = 65536 / ((NMMA + NDEC + 1) * 128) / 8 * 8, PRODUCER_REGS = 40;
-    constexpr int MMA_REGS = (BASE_REGS * (NMMA + 1) - PRODUCER_REGS) / NMMA / 8 * 8;
+    constexpr int MMA_REGS_RAW = (512 - PRODUCER_REGS - NDEC * BASE_REGS) / NMMA / 8 * 8;
+    constexpr int MMA_REGS = MMA_REGS_RAW > 256 ? 256 : MMA_REGS_RAW;
     static_assert(MMA_REGS <= 256 && MMA_REGS >= BASE_REGS, "register split");
     const int warp = __shfl_sync(0xffffffffu, threadIdx.x >> 5, 0), lane = threadIdx.x & 31;
     const int n_kc = K / BK, units = (N / ROWS) * n_kc;
@@ -113,7 +116,7 @@ __global__ void __launch_bounds__((NMMA + NDEC + 1) * 128, 1) w4a16_v8(
         return;
     }
 
-    if (warp >= MMA_WARPS) {  // decoder warp d: tiles d * TPD .. of each unit, chunk by chunk into the slots
+    if (warp >= MMA_WARPS) {  // decoder warp d: tiles d, d + DEC_WARPS, .. of each unit, chunk by chunk
         const int d = warp - MMA_WARPS;
         uint32_t bias_reg;
         asm("mov.b32 %0, %1;" : "=r"(bias_reg) : "n"(PAIR_BIAS));
@@ -126,11 +129,9 @@ __global__ void __launch_bounds__((NMMA + NDEC + 1) * 128, 1) w4a16_v8(
             for (int c = 0; c < CHUNKS; ++c, ++k) {
                 const uint32_t slot = slot_base + (k & 1) * SLOT;
                 mbar_wait(sempty0 + 8 * (k & 1), ((k >> 1) & 1) ^ 1);  // the MMA warps are done with its last fill
-#pragma unroll 2
-                for (int tt = 0; tt < TPD; ++tt) {
-                    const int lt = d * TPD + tt;
+#pragma unroll 1
+                for (int lt = d; lt < TILES; lt += DEC_WARPS)
                     decode_chunk_to_tile(wb + lt * BB, c, slot, 16 * lt, bias_reg, lane);
-                }
                 asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // stmatrix -> wgmma's async proxy
                 __syncwarp();
                 if (lane == 0) mbar_arrive(sfull0 + 8 * (k & 1));
@@ -194,6 +195,6 @@ __global__ void __launch_bounds__((NMMA + NDEC + 1) * 128, 1) w4a16_v8(
     if (k > 0) retire(k - 1, prev_stage);
     if (cur >= 0) flush(cur);
 }
-// v8<NB, NMMA, NDEC, STAGES> (two decoder warpgroups: 640 threads leave 96 registers at launch, and the split
-// still spilled; one decoder warpgroup decodes 4 tiles per warp and chunk)
+// v8<NB, NMMA, NDEC, STAGES> (2 MMA + 2 decoder warpgroups spilled: 96 registers at launch, 120 after the split)
+// @instantiate w4a16_v8<128, 2, 2, 2>
 // @instantiate w4a16_v8<128, 2, 1, 2>
