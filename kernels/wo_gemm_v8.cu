@@ -68,11 +68,13 @@ __global__ void __launch_bounds__((NMMA + NDEC + 1) * 128, 1) w4a16_v8(
     const uint32_t full0 = smem_addr(wsm + STAGES * W_STAGE), empty0 = full0 + 8 * STAGES;
     const uint32_t sfull0 = empty0 + 8 * STAGES, sempty0 = sfull0 + 16;
 
-    // per thread at launch; after the producer's warpgroup gives back all but 40, the MMA warpgroups take what
-    // the decoders leave of the 512 per thread-slot of a warpgroup-sized share (65536 registers / 128)
+    // per thread at launch; setmaxnreg.inc takes only what other warpgroups of the CTA gave back (a larger
+    // request waits forever): the producer's warpgroup keeps 40, decoders keep DEC_REGS, the MMA warpgroups
+    // share the rest
     constexpr int BASE_REGS = 65536 / ((NMMA + NDEC + 1) * 128) / 8 * 8, PRODUCER_REGS = 40;
-    constexpr int MMA_REGS_RAW = (512 - PRODUCER_REGS - NDEC * BASE_REGS) / NMMA / 8 * 8;
-    constexpr int MMA_REGS = MMA_REGS_RAW > 256 ? 256 : MMA_REGS_RAW;
+    constexpr int DEC_REGS = NDEC > 1 ? BASE_REGS - 8 : BASE_REGS;
+    constexpr int MMA_REGS = (BASE_REGS + ((BASE_REGS - PRODUCER_REGS) + NDEC * (BASE_REGS - DEC_REGS)) / NMMA) / 8 * 8;
+    static_assert(MMA_REGS * NMMA + DEC_REGS * NDEC + PRODUCER_REGS <= BASE_REGS * (NMMA + NDEC + 1), "pool");
     static_assert(MMA_REGS <= 256 && MMA_REGS >= BASE_REGS, "register split");
     const int warp = __shfl_sync(0xffffffffu, threadIdx.x >> 5, 0), lane = threadIdx.x & 31;
     const int n_kc = K / BK, units = (N / ROWS) * n_kc;
@@ -118,6 +120,7 @@ __global__ void __launch_bounds__((NMMA + NDEC + 1) * 128, 1) w4a16_v8(
 
     if (warp >= MMA_WARPS) {  // decoder warp d: tiles d, d + DEC_WARPS, .. of each unit, chunk by chunk
         const int d = warp - MMA_WARPS;
+        if constexpr (DEC_REGS < BASE_REGS) asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(DEC_REGS));
         uint32_t bias_reg;
         asm("mov.b32 %0, %1;" : "=r"(bias_reg) : "n"(PAIR_BIAS));
         int k = 0;  // chunks decoded so far: slot k & 1, its (k >> 1)-th fill
@@ -195,6 +198,9 @@ __global__ void __launch_bounds__((NMMA + NDEC + 1) * 128, 1) w4a16_v8(
     if (k > 0) retire(k - 1, prev_stage);
     if (cur >= 0) flush(cur);
 }
-// v8<NB, NMMA, NDEC, STAGES> (2 MMA + 2 decoder warpgroups spilled: 96 registers at launch, 120 after the split)
-// @instantiate w4a16_v8<128, 2, 2, 2>
+// v8<NB, NMMA, NDEC, STAGES>. Two decoder warpgroups do not fit: 640 threads get 96 registers each at launch, and
+// with the MMA warpgroups raised to 128 (all the others gave back) the build still spilled 44 B; with a larger
+// request (counting the SM's unallocated registers) setmaxnreg.inc waited forever on an H100 (the pool is the
+// CTA's own). N = 256 with one MMA warpgroup and three decoder warpgroups does not compile (ptxas needs 154
+// registers at the launch bound for the m64n256k16 instruction).
 // @instantiate w4a16_v8<128, 2, 1, 2>

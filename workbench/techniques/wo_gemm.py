@@ -29,8 +29,8 @@ from . import nvfp4
 from .nvfp4 import NVFP4Tensor
 
 SOURCES = ("workbench/techniques/nvfp4.py", "workbench/techniques/wo_gemm.py", "workbench/techniques/wo_gemm_v5.py",
-           "workbench/techniques/wo_gemm_v7.py", "workbench/runtime/tma.py", "nvfp4", "wo_gemm", "wo_gemm_v5",
-           "wo_gemm_v7")
+           "workbench/techniques/wo_gemm_v7.py", "workbench/techniques/wo_gemm_v8.py", "workbench/runtime/tma.py",
+           "nvfp4", "wo_gemm", "wo_gemm_v5", "wo_gemm_v7", "wo_gemm_v8")
 N_OUT, K_IN = 7168, 16384  # W_o: [7168, 16384]
 M_CASES = (1, 8, 32, 64, 128, 256, 1024, 4096)
 FUSED_MAX_M = 256  # the fused kernel is tuned up to here; the dispatcher uses it where it beat dequant+cuBLAS
@@ -621,6 +621,7 @@ def wo_nvfp4(x: torch.Tensor, w: PreparedWeight | NVFP4Tensor, tuning: dict | No
     """
     from . import wo_gemm_v5 as v5
     from . import wo_gemm_v7 as v7
+    from . import wo_gemm_v8 as v8
 
     pw = w if isinstance(w, PreparedWeight) else prepare_weight(w)
     M = x.shape[0]
@@ -633,6 +634,8 @@ def wo_nvfp4(x: torch.Tensor, w: PreparedWeight | NVFP4Tensor, tuning: dict | No
         return v5.w4a16_gemm_v5(x, pw, cfg, enable_pdl=enable_pdl)
     if isinstance(cfg, v7.V7Config):
         return v7.w4a16_gemm_v7(x, pw, cfg, enable_pdl=enable_pdl)
+    if isinstance(cfg, v8.V8Config):
+        return v8.w4a16_gemm_v8(x, pw, cfg, enable_pdl=enable_pdl)
     return w4a16_gemm_v4(x, pw, cfg)
 
 
@@ -860,6 +863,7 @@ def _bench_wo_case(M, N, K, ceil, ctx, progress, tune):
     # family is its variant, the best overall goes to the dispatcher if it beats the cached-bf16 path
     from . import wo_gemm_v5 as v5
     from . import wo_gemm_v7 as v7
+    from . import wo_gemm_v8 as v8
 
     families = []
     if M <= FUSED_MAX_M:
@@ -869,8 +873,9 @@ def _bench_wo_case(M, N, K, ceil, ctx, progress, tune):
                          w4a16_gemm_v6))
     if M <= v5.V5_MAX_M:
         families.append(("v5", v5.v5_candidates(M) if tune else [v5.default_v5_config(M)], v5.w4a16_gemm_v5))
-    if 32 <= M <= v7.V7_MAX_M and tune:  # the weight as the wgmma B operand: a measured step (slower, see notes)
+    if 32 <= M <= v7.V7_MAX_M and tune:  # the weight as the wgmma B operand: measured steps (slower, see notes)
         families.append(("v7", v7.v7_candidates(M), v7.w4a16_gemm_v7))
+        families.append(("v8", v8.v8_candidates(M), v8.w4a16_gemm_v8))
     best_all = None
     for fam, cands, fn in families:
         best = None

@@ -71,7 +71,7 @@ class V8Config:
 
 
 # Instantiated in kernels/wo_gemm_v8.cu.
-V8_KERNELS = [V8Config(128, 2, 1, 2), V8Config(128, 2, 2, 2)]
+V8_KERNELS = [V8Config(128, 2, 1, 2)]
 
 
 def v8_candidates(M: int, sms: int = 132) -> list[V8Config]:
