@@ -198,6 +198,18 @@ if rec_q:
 #    finishes; it reads x and touches the workspace only after `griddepcontrol.wait`. In this benchmark the
 #    previous kernel is the previous call's `wo_finalize`, so the time per call includes that overlap (in a
 #    model it would be the kernel that produced x). Six back-to-back PDL calls are validated each run.
+# 12. `w4a16_v7` (M = 32, 64; a measured step, not dispatched): the product turned around. v5's
+#    diagnostic build without any decode (`_diag_no_decode`) ran as slowly as the full kernel: about 60-70
+#    SM cycles per register-A `wgmma.m64nNk16` whatever N, 869 of them per SM for the wo shape, ~28 us.
+#    v7 makes the tokens (padded to 64) wgmma's M and the weight rows its N = 128: x is the register A
+#    operand (ldmatrix), the weight is decoded into shared memory with `stmatrix` in the 128-byte-swizzled
+#    layout wgmma reads as B, so one instruction covers 128 x 16 weights instead of 64 x 16. Each consumer
+#    warpgroup decodes its rows, meets its warps at barriers, then multiplies (`wo_finalize_tm` converts the
+#    token-major workspace).
+# 13. `w4a16_v8` (M = 32, 64; a measured step): v7's product, warp-specialized: a decoder warpgroup fills
+#    two decoded slots, two MMA warpgroups (`setmaxnreg`: 168 registers for 64 accumulators) multiply them
+#    with both operands in shared memory, mbarriers between. With one decoder warpgroup the decode is the
+#    limit; two do not fit the register file at this accumulator size (docs/notes_wo_gemm.md, eighth pass).
 #
 # Every variant is validated in the same run: rel-L2 against the fp32 GEMM of the dequantized operands
 # rounded to bf16 (tolerance 1e-3 for the fused kernel; 5e-3 for cuBLAS, which may reduce split-K
@@ -222,13 +234,12 @@ if rec_wo:
                      "PDL vs cuBLAS bf16": round(v["cublas_bf16"]["median_us"] / pdl, 2) if pdl else None,
                      "PDL vs fp8": round(v["torch_fp8"]["median_us"] / pdl, 2) if pdl else None,
                      "path": c["params"].get("dispatch"),
-                     "fused config": {"fused_v4": c["params"].get("v4_config"), "fused_v5": c["params"].get(
-                         "v5_config"), "fused_v6": c["params"].get("v6_config")}.get(c["params"].get("dispatch")),
+                     "fused config": c["params"].get(c["params"].get("dispatch", "").replace("fused_", "") + "_config"),
                      "validated": c["validation"]["passed"]})
     viz.table(rows, title="wo GEMM per M (ratios > 1: the NVFP4 dispatcher is faster)").show()
     fused = []  # each fused step's best validated config at each M, beside the same bound
     for c in sorted(rec_wo["cases"], key=lambda c: c["params"]["M"]):
-        for fam in ("v4", "v6", "v5"):
+        for fam in ("v4", "v6", "v5", "v7", "v8"):
             t = c["variants"].get(f"w4a16_{fam}")
             if t:
                 fused.append({"M": c["params"]["M"], "kernel": f"w4a16_{fam}", "config": c["params"].get(f"{fam}_config"),
@@ -311,6 +322,18 @@ if INTERACTIVE:
 #   builds showed that neither ring depth nor the x loads limit M = 32; the consumers keep up with the
 #   stream on average but not with its bursts, so the ring fills, fewer copies are in flight and they
 #   then wait for data (about a quarter of their time in the source-level profile).
+# - Measure the floor of each part separately. v5 without its decode (each code word fed straight to the
+#   tensor cores) was as slow as v5 with it: the number of register-A wgmma instructions (one per 64 x 16
+#   weights, ~60-70 SM cycles each whatever the token count), not the decode or the stream, is what keeps
+#   M = 32 and 64 above the bound. The way out is fewer, wider instructions: the weight as the B operand
+#   (v7, v8). Their first builds are correct but slower (the table above): the decoded weight's round trip
+#   through shared memory and, in v8, too few decoder warps for the registers left beside 64 accumulators.
+# - Three bugs that only showed on the full wo shape, each caught by validating every timed variant: a
+#   register A operand indexed at run time lives in local memory, so the registers an in-flight wgmma reads
+#   were reused (NaN); one warp's `wgmma.wait_group` covers only its own rows, so a shared B buffer needs a
+#   warpgroup barrier before it is overwritten; and a PDL launch that reads the weight before
+#   `griddepcontrol.wait` races the kernels that built that weight's stream just before (such a call now
+#   launches without PDL).
 # - PDL helps a memory-bound kernel most at its start: the first weight copies can go out before the
 #   previous kernel ends. Deferring the x loads of every ring stage behind their weight copies cost
 #   about 3 us at M = 32; deferring only the first unit's is what the kernels do.
