@@ -139,36 +139,16 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     __syncthreads();
 
     if (warp == NWG * 4) {  // producer warp: lane 0 claims a stage, lanes issue its copies in parallel
-        // Programmatic dependent launch: the weight is constant, so the first unit's weight copies go out
-        // before pdl_wait (they overlap the previous kernel's tail); x, which the previous kernel may write,
-        // is loaded only after it. Only one unit: deferring the x of all STAGES units behind their weight
-        // delayed the first full stage by ~3 us at M = 32 on an H100 (commit d37540c). Without the launch
-        // attribute pdl_wait returns at once.
-        int i = 0, deferred = 0;
-        auto load_x = [&](int s, int u) {
-            if (DIAG != 5 && lane < CHUNKS)
-                tma_load_2d(smem_addr(xs + s * X_STAGE + lane * X_ATOM), &x_map, (u % n_kc) * KC + 64 * lane, 0,
-                            full0 + 8 * s);
-        };
-        auto release_deferred = [&]() {
-            if (deferred < 0) return;
-            pdl_wait();
-            for (int s = 0; s < deferred; ++s) load_x(s, unit_of[s]);
-            deferred = -1;
-        };
-        produce_units(units, s0, grab, counters + (N >> 4), lane, [&](int u) {
-            if (i == 1 || u < 0) release_deferred();
-            const int s = ring_claim<STAGES>(i++, u, W_STAGE + (DIAG == 5 ? 0 : X_STAGE), full0, empty0, unit_of, lane);
-            if (u < 0) return;
-            const int rg = u / n_kc, kc = u % n_kc;
-            if (lane < TILES)
-                bulk_load(smem_addr(wsm + s * W_STAGE + lane * W_TILE),
-                          wp + (GROUPED ? ((long long)(rg * (K / BK) + kc) * TILES + lane) * BB
-                                        : ((long long)(rg * TILES + lane) * (K / BK) + kc * KB) * BB),
-                          W_TILE, full0 + 8 * s);
-            if (deferred >= 0) ++deferred;
-            else load_x(s, u);
-        });
+        produce_ring<STAGES, CHUNKS, X_ATOM>(
+            units, s0, grab, counters + (N >> 4), lane, W_STAGE + (DIAG == 5 ? 0 : X_STAGE), full0, empty0, unit_of,
+            xs, X_STAGE, &x_map, n_kc, KC, DIAG != 5, [&](int s, int u) {
+                const int rg = u / n_kc, kc = u % n_kc;
+                if (lane < TILES)
+                    bulk_load(smem_addr(wsm + s * W_STAGE + lane * W_TILE),
+                              wp + (GROUPED ? ((long long)(rg * (K / BK) + kc) * TILES + lane) * BB
+                                            : ((long long)(rg * TILES + lane) * (K / BK) + kc * KB) * BB),
+                              W_TILE, full0 + 8 * s);
+            });
         return;
     }
 

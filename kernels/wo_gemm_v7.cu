@@ -84,29 +84,12 @@ __global__ void __maxnreg__(200) w4a16_v7(
     if (threadIdx.x == 0) ring_init<STAGES>(full0, empty0, NWG * 4);
     __syncthreads();
 
-    if (warp == NWG * 4) {  // producer warp (as v5's, grouped stream): weight before pdl_wait, x after it
-        int i = 0, deferred = 0;
-        auto load_x = [&](int s, int u) {
-            if (lane < CHUNKS)
-                tma_load_2d(smem_addr(xs + s * X_STAGE + lane * X_ATOM), &x_map, (u % n_kc) * BK + 64 * lane, 0,
-                            full0 + 8 * s);
-        };
-        auto release_deferred = [&]() {
-            if (deferred < 0) return;
-            pdl_wait();
-            for (int s = 0; s < deferred; ++s) load_x(s, unit_of[s]);
-            deferred = -1;
-        };
-        produce_units(units, s0, grab, counters + (N >> 4), lane, [&](int u) {
-            if (i == 1 || u < 0) release_deferred();
-            const int s = ring_claim<STAGES>(i++, u, W_STAGE + X_STAGE, full0, empty0, unit_of, lane);
-            if (u < 0) return;
-            const int rg = u / n_kc, kc = u % n_kc;
+    if (warp == NWG * 4) {  // producer warp: produce_ring (wb_streamk.cuh), the grouped stream
+        produce_ring<STAGES, CHUNKS, X_ATOM>(units, s0, grab, counters + (N >> 4), lane, W_STAGE + X_STAGE, full0,
+                                             empty0, unit_of, xs, X_STAGE, &x_map, n_kc, BK, true, [&](int s, int u) {
             if (lane < TILES)
                 bulk_load(smem_addr(wsm + s * W_STAGE + lane * BB),
-                          wp + ((long long)(rg * n_kc + kc) * TILES + lane) * BB, BB, full0 + 8 * s);
-            if (deferred >= 0) ++deferred;
-            else load_x(s, u);
+                          wp + ((long long)u * TILES + lane) * BB, BB, full0 + 8 * s);  // grouped: unit u is one run
         });
         return;
     }

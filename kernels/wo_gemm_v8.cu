@@ -89,31 +89,14 @@ __global__ void __launch_bounds__((NMMA + NDEC + 1) * 128, 1) w4a16_v8(
     __syncthreads();
     const uint32_t x_base = smem_addr(xs), slot_base = smem_addr(slots), w_base = smem_addr(wsm);
 
-    if (warp >= MMA_WARPS + DEC_WARPS) {  // producer warpgroup; its first warp streams (as v7's producer)
+    if (warp >= MMA_WARPS + DEC_WARPS) {  // producer warpgroup; its first warp streams (produce_ring)
         asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(PRODUCER_REGS));
         if (warp != MMA_WARPS + DEC_WARPS) return;
-        int i = 0, deferred = 0;
-        auto load_x = [&](int s, int u) {
-            if (lane < CHUNKS)
-                tma_load_2d(smem_addr(xs + s * X_STAGE + lane * X_ATOM), &x_map, (u % n_kc) * BK + 64 * lane, 0,
-                            full0 + 8 * s);
-        };
-        auto release_deferred = [&]() {
-            if (deferred < 0) return;
-            pdl_wait();
-            for (int s = 0; s < deferred; ++s) load_x(s, unit_of[s]);
-            deferred = -1;
-        };
-        produce_units(units, s0, grab, counters + (N >> 4), lane, [&](int u) {
-            if (i == 1 || u < 0) release_deferred();
-            const int s = ring_claim<STAGES>(i++, u, W_STAGE + X_STAGE, full0, empty0, unit_of, lane);
-            if (u < 0) return;
-            const int rg = u / n_kc, kc = u % n_kc;
+        produce_ring<STAGES, CHUNKS, X_ATOM>(units, s0, grab, counters + (N >> 4), lane, W_STAGE + X_STAGE, full0,
+                                             empty0, unit_of, xs, X_STAGE, &x_map, n_kc, BK, true, [&](int s, int u) {
             if (lane < TILES)
                 bulk_load(smem_addr(wsm + s * W_STAGE + lane * BB),
-                          wp + ((long long)(rg * n_kc + kc) * TILES + lane) * BB, BB, full0 + 8 * s);
-            if (deferred >= 0) ++deferred;
-            else load_x(s, u);
+                          wp + ((long long)u * TILES + lane) * BB, BB, full0 + 8 * s);  // grouped: unit u is one run
         });
         return;
     }

@@ -12,6 +12,7 @@ from workbench.runtime import InputError, compile_kernel
 from workbench.techniques import nvfp4 as nv
 from workbench.techniques import wo_gemm as wo
 from workbench.techniques import wo_gemm_v8 as v8
+from workbench.techniques.wo_gemm_v5 import MAX_DYNAMIC_SMEM
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_v8_configs_instantiated_and_fit():
     inst = set(re.findall(r"@instantiate (.+)", ROOT.joinpath("kernels/wo_gemm_v8.cu").read_text()))
     for c in v8.V8_KERNELS:
-        assert c.expr in inst and c.smem <= v8.MAX_DYNAMIC_SMEM and 7168 % c.rows == 0, c
+        assert c.expr in inst and c.smem <= MAX_DYNAMIC_SMEM and 7168 % c.rows == 0, c
     for M in (1, 32, 64):
         assert v8.v8_candidates(M)
     with pytest.raises(InputError, match="M"):

@@ -75,6 +75,37 @@ WB_DEVICE void produce_units(int units, int s0, int grab, unsigned int* work, in
     emit(-1);
 }
 
+// The producer warp of the streaming wgmma GEMMs (kernels/wo_gemm_v5.cu, v7, v8), all lanes: for each unit of
+// the CTA's work (produce_units) claim a ring stage, let copy_weight(stage, unit) issue the unit's weight copies
+// and load its x tile: CHUNKS TMA boxes of 64 k (lane L < CHUNKS: k = (unit % n_kc) * kc + 64 L), X_ATOM bytes
+// apart from xs + stage * x_stage (with_x false: none, a diagnostic build). Programmatic dependent launch: the
+// first unit's weight copies go out before pdl_wait (the weight is constant), its x after it (the previous
+// kernel may write x). Only that unit: deferring the x of every stage behind its weight delayed the first full
+// stage by ~3 us at M = 32 on an H100 (commit d37540c). Without the launch attribute pdl_wait returns at once.
+template <int STAGES, int CHUNKS, int X_ATOM, typename CopyWeight>
+WB_DEVICE void produce_ring(int units, int s0, int grab, unsigned int* work, int lane, uint32_t stage_bytes,
+                            uint32_t full0, uint32_t empty0, int* unit_of, uint8_t* xs, int x_stage,
+                            const TmaDescriptor* x_map, int n_kc, int kc, bool with_x, CopyWeight&& copy_weight) {
+    int i = 0, deferred = 0;
+    auto load_x = [&](int s, int u) {
+        if (with_x && lane < CHUNKS)
+            tma_load_2d(smem_addr(xs + s * x_stage + lane * X_ATOM), x_map, (u % n_kc) * kc + 64 * lane, 0,
+                        full0 + 8 * s);
+    };
+    produce_units(units, s0, grab, work, lane, [&](int u) {
+        if ((i == 1 || u < 0) && deferred >= 0) {  // the first unit's x, once the previous kernel is done
+            pdl_wait();
+            for (int s = 0; s < deferred; ++s) load_x(s, unit_of[s]);
+            deferred = -1;
+        }
+        const int s = ring_claim<STAGES>(i++, u, stage_bytes, full0, empty0, unit_of, lane);
+        if (u < 0) return;
+        copy_weight(s, u);
+        if (deferred >= 0) ++deferred;
+        else load_x(s, u);
+    });
+}
+
 // Add one mma accumulator fragment to the fp32 workspace ws[row * ld + col] with half as many
 // atomics as a v2 per row: lane (g, t) holds rows g and g+8 at cols c0 + 2t, c0 + 2t + 1 (d0, d1 and
 // d2, d3); lanes t and t^1 swap halves so that the even lane owns row g's four cols c0 + 2t .. + 3 and

@@ -107,22 +107,18 @@ def finalize_tm(ws: torch.Tensor, global_scale: torch.Tensor, out: torch.Tensor,
            (ws, global_scale, out, M, N, float(unit)), enable_pdl=True)
 
 
-def w4a16_gemm_v7(x: torch.Tensor, pw: PreparedWeight, config: V7Config | None = None,
-                  out: torch.Tensor | None = None, enable_pdl: bool = False) -> torch.Tensor:
-    """Fused NVFP4 W4A16 GEMM, weight as the wgmma B operand: x bf16 [M, K] (M <= 64) @ dequant(W)^T ->
-    bf16 [M, N]. pw: a PreparedWeight (its grouped scale-pairs v5 stream is built on first use).
-    enable_pdl: launch the GEMM with programmatic dependent launch (it reads x and writes the workspace
-    only after griddepcontrol.wait; the weight stream, constant, before it: a call that builds the stream
-    launches without PDL)."""
+def launch_weight_b_gemm(kernel: str, cfg, x: torch.Tensor, pw: PreparedWeight, out: torch.Tensor | None,
+                         enable_pdl: bool, m_max: int, box_rows: int) -> torch.Tensor:
+    """The launch shared by v7 and v8 (kernels/wo_gemm_v7.cu, wo_gemm_v8.cu): checks, the grouped scale-pairs
+    v5 stream of cfg.rows rows per unit, the reduce-only GEMM (x as TMA boxes of box_rows x 64), then
+    wo_finalize_tm. A call that builds the stream launches without PDL (the GEMM reads the weight before
+    griddepcontrol.wait)."""
     from ..runtime import get_kernel
     from ..runtime.tma import launch_by_value, tensor_map_2d
 
-    M, N, K = check_gemm_input(x, pw, V7_MAX_M, "the v7 kernel")
-    cfg = config or default_v7_config(M)
-    if not isinstance(cfg, V7Config):
-        raise InputError(f"config: expected a V7Config, got {type(cfg).__name__}")
-    if cfg.tokp < M:
-        raise InputError(f"config {cfg}: serves M <= {cfg.tokp}, got M = {M}")
+    M, N, K = check_gemm_input(x, pw, m_max, f"the {kernel} kernel")
+    if box_rows < M:
+        raise InputError(f"config {cfg}: serves M <= {box_rows}, got M = {M}")
     if N % cfg.rows or K % V5_BLOCK_K:
         raise InputError(f"w.shape: expected N % {cfg.rows} == 0 and K % {V5_BLOCK_K} == 0 for config {cfg}, "
                          f"got {[N, K]}")
@@ -131,11 +127,24 @@ def w4a16_gemm_v7(x: torch.Tensor, pw: PreparedWeight, config: V7Config | None =
     out = gemm_output(out, x, M, N)
     fresh = not v5_stream_ready(pw, V5_BLOCK_K, cfg.rows // 16, True)
     stream = v5_stream(pw, V5_BLOCK_K, cfg.rows // 16, True)
-    enable_pdl = enable_pdl and not fresh  # a stream built just now is not safe to read before the PDL wait
     ws, cnt = _workspace(x.device, N, 64, N // 16 + 2)  # token-major [M, N] fp32 partial sums, grab counters
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count
-    launch_by_value(get_kernel("wo_gemm_v7", cfg.expr), sms, cfg.threads,
-                    (tensor_map_2d(x, cfg.tokp, 64), stream, ws, cnt, M, N, K, cfg.s0, cfg.grab),
-                    shared_mem=cfg.smem, enable_pdl=enable_pdl)
+    launch_by_value(get_kernel(kernel, cfg.expr), sms, cfg.threads,
+                    (tensor_map_2d(x, box_rows, 64), stream, ws, cnt, M, N, K, cfg.s0, cfg.grab),
+                    shared_mem=cfg.smem, enable_pdl=enable_pdl and not fresh)
     finalize_tm(ws, pw.global_scale, out)
     return out
+
+
+def w4a16_gemm_v7(x: torch.Tensor, pw: PreparedWeight, config: V7Config | None = None,
+                  out: torch.Tensor | None = None, enable_pdl: bool = False) -> torch.Tensor:
+    """Fused NVFP4 W4A16 GEMM, weight as the wgmma B operand: x bf16 [M, K] (M <= 64) @ dequant(W)^T ->
+    bf16 [M, N]. pw: a PreparedWeight (its grouped scale-pairs v5 stream is built on first use).
+    enable_pdl: launch the GEMM with programmatic dependent launch (it reads x and writes the workspace
+    only after griddepcontrol.wait; the weight stream, constant, before it: a call that builds the stream
+    launches without PDL)."""
+    check_gemm_input(x, pw, V7_MAX_M, "the v7 kernel")
+    cfg = config or default_v7_config(x.shape[0])
+    if not isinstance(cfg, V7Config):
+        raise InputError(f"config: expected a V7Config, got {type(cfg).__name__}")
+    return launch_weight_b_gemm("wo_gemm_v7", cfg, x, pw, out, enable_pdl, V7_MAX_M, cfg.tokp)

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import torch
 
 from ..runtime import InputError
-from .wo_gemm import PreparedWeight, _workspace, check_gemm_input, gemm_output
-from .wo_gemm_v5 import MAX_DYNAMIC_SMEM, V5_BLOCK_K, block_bytes, v5_stream, v5_stream_ready
-from .wo_gemm_v7 import finalize_tm
+from .wo_gemm import PreparedWeight
+from .wo_gemm_v5 import V5_BLOCK_K, block_bytes
+from .wo_gemm_v7 import launch_weight_b_gemm
 
 V8_MAX_M = 64
 
@@ -86,26 +86,7 @@ def w4a16_gemm_v8(x: torch.Tensor, pw: PreparedWeight, config: V8Config | None =
     """Fused NVFP4 W4A16 GEMM, warp-specialized, the weight as the wgmma B operand: x bf16 [M, K]
     (M <= 64) @ dequant(W)^T -> bf16 [M, N]. enable_pdl: programmatic dependent launch (x and the
     workspace only after griddepcontrol.wait; a call that builds the weight stream launches without it)."""
-    from ..runtime import get_kernel
-    from ..runtime.tma import launch_by_value, tensor_map_2d
-
-    M, N, K = check_gemm_input(x, pw, V8_MAX_M, "the v8 kernel")
     cfg = config or V8_KERNELS[0]
     if not isinstance(cfg, V8Config):
         raise InputError(f"config: expected a V8Config, got {type(cfg).__name__}")
-    if N % cfg.rows or K % V5_BLOCK_K:
-        raise InputError(f"w.shape: expected N % {cfg.rows} == 0 and K % {V5_BLOCK_K} == 0 for config {cfg}, "
-                         f"got {[N, K]}")
-    if cfg.smem > MAX_DYNAMIC_SMEM:
-        raise InputError(f"config {cfg}: needs {cfg.smem} B of shared memory, more than {MAX_DYNAMIC_SMEM}")
-    out = gemm_output(out, x, M, N)
-    fresh = not v5_stream_ready(pw, V5_BLOCK_K, cfg.rows // 16, True)
-    stream = v5_stream(pw, V5_BLOCK_K, cfg.rows // 16, True)
-    enable_pdl = enable_pdl and not fresh  # a stream built just now is not safe to read before the PDL wait
-    ws, cnt = _workspace(x.device, N, 64, N // 16 + 2)  # token-major [M, N] fp32 partial sums, grab counters
-    sms = torch.cuda.get_device_properties(x.device).multi_processor_count
-    launch_by_value(get_kernel("wo_gemm_v8", cfg.expr), sms, cfg.threads,
-                    (tensor_map_2d(x, 64, 64), stream, ws, cnt, M, N, K, cfg.s0, cfg.grab),
-                    shared_mem=cfg.smem, enable_pdl=enable_pdl)
-    finalize_tm(ws, pw.global_scale, out)
-    return out
+    return launch_weight_b_gemm("wo_gemm_v8", cfg, x, pw, out, enable_pdl, V8_MAX_M, 64)
