@@ -1,0 +1,53 @@
+"""How many SM cycles one wgmma.m64nNk16 (bf16, fp32 accumulate) occupies on this card, A from registers
+(RS, as v5 feeds the decoded weight) or from shared memory (SS), N = 8 .. 256, 1, 2 or 4 warpgroups per SM
+issuing (kernels/wgmma_rate.cu; issue 3, eighth pass). Cycles come from clock64 around each CTA's loop
+(median over the SMs); "% of peak" is the FMA work, 64 N 16 per instruction, over 2048 bf16 FMA per SM and
+cycle (the dense peak). Writes $OUT/wgmma_rate.json. Diagnostic: nothing here is a record.
+
+Run on the device: PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python3 scripts/gpu_wgmma_rate.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import sys
+from pathlib import Path
+
+
+def main() -> int:
+    import torch
+
+    from workbench.runtime import device_info, get_kernel, launch
+    from workbench.runtime.kernels import name_expressions
+
+    out_dir = Path(os.environ.get("OUT", "/tmp/gpu_wgmma_rate"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    iters = 4000
+    rows = []
+    for expr in name_expressions("wgmma_rate"):
+        n, rs, nwg = re.match(r"wgmma_rate<(\d+), (true|false), (\d+)>", expr).groups()
+        n, nwg = int(n), int(nwg)
+        fn = get_kernel("wgmma_rate", expr)
+        out = torch.empty(sms * nwg * 128, dtype=torch.float32, device="cuda")
+        cyc = torch.zeros(sms, dtype=torch.int64, device="cuda")
+        for _ in range(2):  # the first launch warms up
+            launch(fn, sms, nwg * 128, (out, cyc, iters))
+        torch.cuda.synchronize()
+        assert torch.all(out == 0), expr  # zeros in, zeros out: the loop ran on the operands it was given
+        per = statistics.median(cyc.tolist()) / (nwg * iters * 4)
+        rows.append({"N": n, "A": "registers" if rs == "true" else "shared", "warpgroups": nwg,
+                     "cycles_per_wgmma_per_sm": round(per, 1),
+                     "pct_of_peak": round(100 * 64 * n * 16 / per / 2048, 1)})
+        print(f"N={n:3d} A={rows[-1]['A']:9s} warpgroups={nwg}: {per:6.1f} SM cycles per wgmma "
+              f"({rows[-1]['pct_of_peak']:5.1f}% of the bf16 peak)", flush=True)
+    (out_dir / "wgmma_rate.json").write_text(json.dumps({"device": device_info(), "iters": iters, "rows": rows},
+                                                        indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
