@@ -5,13 +5,13 @@
 //   out[M, N] (bf16) = ws * unit / g_w.  M <= TOKP <= 64.
 //
 // Why (docs/notes_wo_gemm.md, eighth pass): v5 decodes the weight into the A registers of
-// wgmma.m64nTOKPk16, one instruction per 64 x 16 weights, and its "no decode" diagnostic build showed the
-// kernel held at ~60-70 SM cycles per such instruction whatever TOKP (8, 32 or 64) on an H100: 869 per SM
-// for the wo shape, ~28 us, above the 22-23 us weight-read bound. v7 turns the product around: the
-// tokens (padded to 64) are wgmma's M, the weight rows its N (NB = 128 or 256 per warpgroup), so one
-// instruction covers NB x 16 weights: 2-4x fewer of them, and at N >= 128 their math (64-128 cycles)
-// is as long as that fixed cost. The price: the decoded weight makes a round trip through shared
-// memory (stmatrix writes it in the 128-byte-swizzled K-major layout wgmma reads, 4 B per weight).
+// wgmma.m64nTOKPk16, one instruction per 64 x 16 weights, 869 per SM for the wo shape, and its "no decode"
+// diagnostic build (each code word fed straight to the tensor cores) was as slow as the full kernel: ~67 SM
+// cycles per instruction in place at M = 32 on an H100, where the instruction alone runs at 16
+// (scripts/gpu_wgmma_rate.py). The hypothesis tested here: fewer, wider instructions. The tokens (padded to
+// 64) are wgmma's M, the weight rows its N (NB = 128 per warpgroup), so one instruction covers NB x 16
+// weights. The price: the decoded weight makes a round trip through shared memory (stmatrix writes it in
+// the 128-byte-swizzled K-major layout wgmma reads, 4 B per weight). Measured slower than v5 (the notes).
 //
 // Per CTA (one per SM): one producer warp streams units (ROWS = NB * NWG weight rows x 256 k, the
 // unit-grouped v5 stream with scale pairs, plus the x tile by TMA) into a STAGES-deep ring. Each

@@ -199,13 +199,14 @@ if rec_q:
 #    previous kernel is the previous call's `wo_finalize`, so the time per call includes that overlap (in a
 #    model it would be the kernel that produced x). Six back-to-back PDL calls are validated each run.
 # 12. `w4a16_v7` (M = 32, 64; a measured step, not dispatched): the product turned around. v5's
-#    diagnostic build without any decode (`_diag_no_decode`) ran as slowly as the full kernel: about 60-70
-#    SM cycles per register-A `wgmma.m64nNk16` whatever N, 869 of them per SM for the wo shape, ~28 us.
+#    diagnostic build without any decode (`_diag_no_decode`) ran as slowly as the full kernel, ~67 SM
+#    cycles per register-A `wgmma.m64nNk16` in place; the hypothesis was a fixed cost per instruction, so
 #    v7 makes the tokens (padded to 64) wgmma's M and the weight rows its N = 128: x is the register A
 #    operand (ldmatrix), the weight is decoded into shared memory with `stmatrix` in the 128-byte-swizzled
-#    layout wgmma reads as B, so one instruction covers 128 x 16 weights instead of 64 x 16. Each consumer
+#    layout wgmma reads as B, one instruction per 128 x 16 weights instead of 64 x 16. Each consumer
 #    warpgroup decodes its rows, meets its warps at barriers, then multiplies (`wo_finalize_tm` converts the
-#    token-major workspace).
+#    token-major workspace). A microbenchmark afterwards (scripts/gpu_wgmma_rate.py) refuted the
+#    hypothesis: alone, that instruction runs at the tensor peak (16 cycles at N = 32).
 # 13. `w4a16_v8` (M = 32, 64; a measured step): v7's product, warp-specialized: a decoder warpgroup fills
 #    two decoded slots, two MMA warpgroups (`setmaxnreg`: 168 registers for 64 accumulators) multiply them
 #    with both operands in shared memory, mbarriers between. With one decoder warpgroup the decode is the
@@ -322,12 +323,14 @@ if INTERACTIVE:
 #   builds showed that neither ring depth nor the x loads limit M = 32; the consumers keep up with the
 #   stream on average but not with its bursts, so the ring fills, fewer copies are in flight and they
 #   then wait for data (about a quarter of their time in the source-level profile).
-# - Measure the floor of each part separately. v5 without its decode (each code word fed straight to the
-#   tensor cores) was as slow as v5 with it: the number of register-A wgmma instructions (one per 64 x 16
-#   weights, ~60-70 SM cycles each whatever the token count), not the decode or the stream, is what keeps
-#   M = 32 and 64 above the bound. The way out is fewer, wider instructions: the weight as the B operand
-#   (v7, v8). Their first builds are correct but slower (the table above): the decoded weight's round trip
-#   through shared memory and, in v8, too few decoder warps for the registers left beside 64 accumulators.
+# - Measure the floor of each part separately, and test a hypothesis before building on it. v5 without
+#   its decode (each code word fed straight to the tensor cores) was as slow as v5 with it, so the wgmma
+#   side holds M = 32 and 64 above the bound. We took that for a fixed cost per register-A instruction and
+#   built v7 and v8 (the weight as the B operand, fewer and wider instructions): correct, but slower (the
+#   decoded weight's round trip through shared memory; in v8 too few decoder warps for the registers left
+#   beside 64 accumulators). A 30-line microbenchmark then showed the instruction alone at the tensor peak:
+#   what v5 loses is in how it runs its wgmma (waits per group, the stage hand-off), which is where to look
+#   next (docs/notes_wo_gemm.md, eighth pass).
 # - Three bugs that only showed on the full wo shape, each caught by validating every timed variant: a
 #   register A operand indexed at run time lives in local memory, so the registers an in-flight wgmma reads
 #   were reused (NaN); one warp's `wgmma.wait_group` covers only its own rows, so a shared B buffer needs a

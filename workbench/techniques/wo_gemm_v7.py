@@ -2,13 +2,14 @@
 
 v5 (wo_gemm_v5.py) decodes the weight into the A registers of wgmma.m64nTOKPk16: one instruction per
 64 x 16 weights. Its diagnostic build without any decode (DIAG 7) still took ~29 us at M = 32 and ~31 us
-at M = 64 on an H100, about 60-70 SM cycles per instruction whatever TOKP: the instruction count, not
-the decode or the stream, held v5 above the weight-read bound. v7 makes the tokens (padded to 64) the
-MMA's M and the weight rows its N: one wgmma.m64nNBk16 per NB x 16 weights (NB = 128 or 256 per
-warpgroup), with x as the register A operand (ldmatrix from the TMA-loaded tile) and the decoded weight
-stored to shared memory by stmatrix in the 128-byte-swizzled K-major layout. It reads the v5 stream
-grouped by unit with scale pairs (v5_stream(pw, 256, rows / 16, True)); always reduce-only, into a
-token-major workspace that wo_finalize_tm converts (one 16-byte store per 8 outputs).
+at M = 64 on an H100 (~67-70 SM cycles per instruction in place, where the instruction alone runs at
+16-32: scripts/gpu_wgmma_rate.py), so the wgmma side as v5 runs it, not the decode or the stream, holds v5
+above the weight-read bound. v7 tests fewer, wider instructions: the tokens (padded to 64) are the MMA's M
+and the weight rows its N, one wgmma.m64nNBk16 per NB x 16 weights (NB = 128 per warpgroup), with x as the
+register A operand (ldmatrix from the TMA-loaded tile) and the decoded weight stored to shared memory by
+stmatrix in the 128-byte-swizzled K-major layout. Measured slower than v5 (docs/notes_wo_gemm.md). It
+reads the v5 stream grouped by unit with scale pairs (v5_stream(pw, 256, rows / 16, True)); always
+reduce-only, into a token-major workspace that wo_finalize_tm converts (one 16-byte store per 8 outputs).
 """
 
 from __future__ import annotations
