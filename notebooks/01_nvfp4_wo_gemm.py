@@ -192,23 +192,23 @@ if rec_q:
 #    cuBLAS's alpha: cuBLAS speed at every M, at the cost of keeping the bf16 weight too
 #    (`params.cached_bf16_extra_bytes`).
 # 10. `optimized`: the dispatcher `wo_nvfp4`: at each M the fastest validated fused kernel of the run
-#    (v4, v5 or v6) where it beat the cached-bf16 path, the cached-bf16 path elsewhere (`params.dispatch`).
-# 11. `optimized_pdl`: the same dispatcher with `enable_pdl=True`: the v5/v6 GEMM is launched with
+#    (v4-v8) where it beat the cached-bf16 path, the cached-bf16 path elsewhere (`params.dispatch`).
+# 11. `optimized_pdl`: the same dispatcher with `enable_pdl=True`: the v5-v8 GEMM is launched with
 #    programmatic dependent launch, so its first unit of weight copies goes out while the previous kernel
 #    finishes; it reads x and touches the workspace only after `griddepcontrol.wait`. In this benchmark the
 #    previous kernel is the previous call's `wo_finalize`, so the time per call includes that overlap (in a
 #    model it would be the kernel that produced x). Six back-to-back PDL calls are validated each run.
 # 12. `w4a16_v7` (M = 32, 64; a measured step, not dispatched): the product turned around. v5's
-#    diagnostic build without any decode (`_diag_no_decode`) ran as slowly as the full kernel, ~67 SM
-#    cycles per register-A `wgmma.m64nNk16` in place; the hypothesis was a fixed cost per instruction, so
+#    diagnostic build without any decode (`_diag_no_decode`) ran as slowly as the full kernel (the
+#    diagnostic table below); the hypothesis was a fixed cost per register-A instruction, so
 #    v7 makes the tokens (padded to 64) wgmma's M and the weight rows its N = 128: x is the register A
 #    operand (ldmatrix), the weight is decoded into shared memory with `stmatrix` in the 128-byte-swizzled
 #    layout wgmma reads as B, one instruction per 128 x 16 weights instead of 64 x 16. Each consumer
 #    warpgroup decodes its rows, meets its warps at barriers, then multiplies (`wo_finalize_tm` converts the
-#    token-major workspace). A microbenchmark afterwards (scripts/gpu_wgmma_rate.py) refuted the
-#    hypothesis: alone, that instruction runs at the tensor peak (16 cycles at N = 32).
+#    token-major workspace). A microbenchmark afterwards (scripts/gpu_wgmma_rate.py, the last table below)
+#    refuted the hypothesis: alone, that instruction runs at the tensor peak once two warpgroups issue.
 # 13. `w4a16_v8` (M = 32, 64; a measured step): v7's product, warp-specialized: a decoder warpgroup fills
-#    two decoded slots, two MMA warpgroups (`setmaxnreg`: 168 registers for 64 accumulators) multiply them
+#    two decoded slots, two MMA warpgroups (`setmaxnreg` gives them the registers for 64 accumulators) multiply them
 #    with both operands in shared memory, mbarriers between. With one decoder warpgroup the decode is the
 #    limit; two do not fit the register file at this accumulator size (docs/notes_wo_gemm.md, eighth pass).
 #
@@ -247,6 +247,33 @@ if rec_wo:
                               "us": round(t["median_us"], 1), "bound us": round(c["bound_us"], 1),
                               "% of bound": round(100 * c["bound_us"] / t["median_us"])})
     viz.table(fused, title="fused W4A16 steps: best validated config per M, time beside the bound").show()
+
+# %% [markdown]
+# ### What bounds v5 at M = 32 and 64 (diagnostic measurements, not records)
+# `data/diagnostics/wo_trace_diag_h100.json` (scripts/gpu_wo_trace.py --diag --fin): v5's diagnostic builds
+# beside the recorded one, each one's GEMM kernel alone (CUPTI trace) and the call (graph replay). `_diag_stream`
+# only streams the ring, `_diag_decode` also decodes, `_diag_no_decode` runs the wgmma on the raw code words
+# (the others as in docs/notes_wo_gemm.md); they compute no output and are never validated. `_fin` is the
+# in-kernel finalize (validated). `data/diagnostics/wgmma_rate_h100.json` (scripts/gpu_wgmma_rate.py): the SM
+# cycles one `wgmma.m64nNk16` takes alone, beside the cycles its FMA work needs at the dense peak.
+
+# %%
+trace, rate = nbutil.diagnostic("wo_trace_diag_h100"), nbutil.diagnostic("wgmma_rate_h100")
+bounds = {c["params"]["M"]: c["bound_us"] for c in rec_wo["cases"]} if rec_wo else {}
+if trace:
+    diag_rows = []
+    for m, case in trace["cases"].items():
+        for name, e in case["variants"].items():
+            if name.startswith("cublas"):
+                continue
+            k = e["trace"]["kernels"] if isinstance(e.get("trace"), dict) else {}
+            gemm = next((t["median_us"] for kn, t in k.items() if "w4a16" in kn), None)
+            diag_rows.append({"M": int(m), "build": name, "GEMM kernel us": round(gemm, 2) if gemm else None,
+                              "call us": round(e["replay_us"], 2), "bound us": round(bounds.get(int(m), float("nan")), 2)})
+    viz.table(diag_rows, title=f"v5 diagnostic builds ({trace['device']['name']})").show()
+if rate:
+    viz.table([{**r, "FMA cycles at peak": 64 * r["N"] * 16 // 2048} for r in rate["rows"]],
+              title=f"wgmma.m64nNk16 alone: SM cycles per instruction ({rate['device']['name']})").show()
 
 # %% [markdown]
 # ## Accuracy
@@ -328,7 +355,7 @@ if INTERACTIVE:
 #   side holds M = 32 and 64 above the bound. We took that for a fixed cost per register-A instruction and
 #   built v7 and v8 (the weight as the B operand, fewer and wider instructions): correct, but slower (the
 #   decoded weight's round trip through shared memory; in v8 too few decoder warps for the registers left
-#   beside 64 accumulators). A 30-line microbenchmark then showed the instruction alone at the tensor peak:
+#   beside 64 accumulators). A microbenchmark then showed the instruction alone at the tensor peak:
 #   what v5 loses is in how it runs its wgmma (waits per group, the stage hand-off), which is where to look
 #   next (docs/notes_wo_gemm.md, eighth pass).
 # - Three bugs that only showed on the full wo shape, each caught by validating every timed variant: a

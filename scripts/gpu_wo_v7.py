@@ -1,9 +1,10 @@
 """GPU session for the wo GEMM v7 / v8 kernels (the weight as the wgmma B operand, issue 3): their GPU tests,
-then every v8 and v7 candidate at M = 1, 8, 32, 64 beside the recorded dispatcher config (v5) and cuBLAS bf16 / fp8
+then every v8 candidate (and v7's at M >= 32) at M = 1, 8, 32, 64 beside the recorded dispatcher config (v5) and cuBLAS bf16 / fp8
 torch._scaled_mm, each validated on two weight sets, then timed by graph replay with the weight sets
 rotated, all in one process on one card. Writes $OUT/v7_sweep.json. Diagnostic: nothing here is a record.
 
-Run on the device: PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python3 scripts/gpu_wo_v7.py [--skip-tests] [--m 32,64]
+Run on the device: PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python3 scripts/gpu_wo_v7.py [--skip-tests] [--strict] [--m 32,64]
+(--strict: stop when a GPU test fails; by default the sweep runs and validates each config anyway)
 """
 
 from __future__ import annotations

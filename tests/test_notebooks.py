@@ -50,3 +50,13 @@ def test_failing_notebook_is_named_with_its_cell(tmp_path):
     assert not run.ok
     assert run.failed_cell == 4  # the injected-parameters cell counts too
     assert "planted failure" in run.error
+
+
+def test_committed_diagnostics_load():
+    """The diagnostic measurements notebook 01 shows (data/diagnostics) load, name their card, have rows."""
+    from workbench import nbutil
+
+    rate, trace = nbutil.diagnostic("wgmma_rate_h100"), nbutil.diagnostic("wo_trace_diag_h100")
+    assert rate["device"]["name"].startswith("NVIDIA H100") and len(rate["rows"]) > 0
+    assert trace["device"]["name"].startswith("NVIDIA H100") and {"32", "64"} <= set(trace["cases"])
+    assert nbutil.diagnostic("no_such_measurement") is None

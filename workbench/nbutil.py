@@ -43,6 +43,17 @@ def results(name: str, device: torch.device, smoke: bool = False, live: bool | N
     return load_record(name)
 
 
+def diagnostic(name: str) -> dict | None:
+    """data/diagnostics/<name>.json: a GPU measurement the notes cite that is not a record (no validation
+    of its own: diagnostic builds compute no output), or None if it is missing."""
+    import json
+
+    from .runtime.kernels import REPO_ROOT
+
+    path = REPO_ROOT / "data" / "diagnostics" / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def describe(rec: dict | None, name: str = "") -> str:
     """A line saying where the numbers come from."""
     if rec is None:
