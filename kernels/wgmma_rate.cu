@@ -91,7 +91,9 @@ __device__ __forceinline__ void mma_ss<256>(float (&d)[128], uint64_t desc_a, ui
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
         : "l"(desc_a), "l"(desc_b), "r"(1));
 }
-template <int N, bool RS, int NWG>
+// GS wgmma per commit group (4, or 2 as the v5 M = 32 build); AW (RS only): the A registers rewritten before
+// every group, from two buffers used in turn (as v5 does with its decoded weight), instead of constant.
+template <int N, bool RS, int NWG, int GS = 4, bool AW = false>
 __global__ void __launch_bounds__(NWG * 128, 1) wgmma_rate(float* __restrict__ out, long long* __restrict__ cycles,
                                                             int iters) {
     __shared__ __align__(1024) uint8_t a_tile[64 * 128];
@@ -103,18 +105,28 @@ __global__ void __launch_bounds__(NWG * 128, 1) wgmma_rate(float* __restrict__ o
     float acc[N / 2];
 #pragma unroll
     for (int e = 0; e < N / 2; ++e) acc[e] = 0.0f;
-    const uint32_t a[4] = {0u, 0u, 0u, 0u};
+    uint32_t a[2][4] = {{0u, 0u, 0u, 0u}, {0u, 0u, 0u, 0u}};
     const uint32_t sa = smem_addr(a_tile), sb = smem_addr(b_tile);
     const long long t0 = clock64();
-    for (int it = 0; it < iters; ++it) {
-        wgmma_fence();
+    // iters groups of GS wgmma, two per trip so that the A buffer index is a constant
+    for (int it = 0; it < iters; it += 2) {
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            if constexpr (RS) mma_rs<N>(acc, a, desc_kmajor_sw128(sb + 32 * j));
-            else mma_ss<N>(acc, desc_kmajor_sw128(sa + 32 * j), desc_kmajor_sw128(sb + 32 * j));
+        for (int h = 0; h < 2; ++h) {
+            if constexpr (AW) {  // group it + h - 2, the last reader of this buffer, has retired (wait<1> below)
+#pragma unroll
+                for (int r = 0; r < 4; ++r) a[h][r] ^= (uint32_t)(it + h) & 0x00010001u;
+            }
+            wgmma_fence();
+#pragma unroll
+            for (int j = 0; j < GS; ++j) {
+                if constexpr (RS) mma_rs<N>(acc, a[h], desc_kmajor_sw128(sb + 32 * (j & 3)));
+                else mma_ss<N>(acc, desc_kmajor_sw128(sa + 32 * (j & 3)), desc_kmajor_sw128(sb + 32 * (j & 3)));
+            }
+            wgmma_commit();
+            wgmma_wait<1>();
+#pragma unroll
+            for (int r = 0; r < 4; ++r) keep(a[(h + 1) & 1][r]);
         }
-        wgmma_commit();
-        wgmma_wait<1>();
     }
     wgmma_wait<0>();
 #pragma unroll
@@ -156,3 +168,9 @@ __global__ void __launch_bounds__(NWG * 128, 1) wgmma_rate(float* __restrict__ o
 // @instantiate wgmma_rate<256, true, 2>
 // @instantiate wgmma_rate<256, false, 1>
 // @instantiate wgmma_rate<256, false, 2>
+// groups of 2 as in v5 at M = 32, and the A registers rewritten per group (wgmma_rate<N, RS, NWG, GS, AW>)
+// @instantiate wgmma_rate<32, true, 4, 2, false>
+// @instantiate wgmma_rate<32, true, 4, 2, true>
+// @instantiate wgmma_rate<32, true, 4, 4, true>
+// @instantiate wgmma_rate<32, true, 2, 2, true>
+// @instantiate wgmma_rate<64, true, 2, 2, true>

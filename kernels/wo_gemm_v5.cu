@@ -77,6 +77,21 @@ __device__ __forceinline__ void wgmma_rs<64>(float (&d)[32], const uint32_t (&a)
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1));
 }
 
+// The PROF builds' stamp table: 512 u64 per CTA after the N/16 + 8 counters (the caller sizes counters for it).
+// Slots: 0 globaltimer at start, 1 clock64 at start, 2 + w: warpgroup w's last clock, 7: warpgroup 0's last
+// globaltimer; 8 + i (i < 32): the producer's clock after issuing unit i's copies; 64 + 64 w + 4 i + {0, 1, 2}
+// (i < 16): warpgroup w (warp 0, lane 0) before waiting for its i-th stage, when it is full, after the unit's
+// last group is committed and waited for; 320 + 32 j + 2 gi + {0, 1} (j = 0, 1 for the units i = 4, 8; gi < 16):
+// warpgroup 0's group gi starts (before its decode) and retires (after its wait).
+WB_DEVICE unsigned long long* prof_table(unsigned int* counters, int N) {
+    return reinterpret_cast<unsigned long long*>(counters + (((N >> 4) + 8) & ~1)) + 512 * blockIdx.x;
+}
+WB_DEVICE unsigned long long clock_now() {
+    unsigned long long c;
+    asm volatile("mov.u64 %0, %%clock64;" : "=l"(c));  // volatile: stays in order with the wgmma asm
+    return c;
+}
+
 // TOKP tokens (wgmma N: 8/16/32/64, >= M), MT m64 row blocks per consumer warpgroup, NWG consumer
 // warpgroups, KC k per unit (multiple of BK), STAGES units in flight, GS k16 steps per wgmma group,
 // NACC accumulator sets (group i accumulates into set i % NACC: consecutive groups do not wait on each
@@ -89,7 +104,12 @@ __device__ __forceinline__ void wgmma_rs<64>(float (&d)[32], const uint32_t (&a)
 // ring (the data path alone), 2 = they also read and decode the weight (no wgmma, no output); the full
 // kernel with one thing removed (wrong output): 5 = no x loads (the wgmma reads whatever the stage holds),
 // 6 = each stage released right after its last wgmma is issued, not after the wgmma retire, 7 = no decode
-// (each code word itself is the wgmma A operand: the stream, shared-memory reads and wgmma alone).
+// (each code word itself is the wgmma A operand: the stream, shared-memory reads and wgmma alone); 7 with one
+// more thing changed: 8 = every wgmma reads its B operand from stage 0's x tile (not the stage just filled),
+// 9 = stages released as in 6.
+// PROF (timeline builds, diagnostic; the math is unchanged): clock64 stamps into a table the caller places after
+// the counters (prof_table below): per unit the producer's copy issue and each consumer warpgroup's wait for
+// the stage, data arrival and unit end, and per group of two sample units the group's start and retire.
 // BK: the stream's block k (256, or 128 for half-size units: KC = 128 and twice the stages in the same
 // shared memory). GROUPED: the stream is grouped by unit ([row group][k block][tile][block], KC == BK),
 // so a unit's 16-row tiles are one contiguous run of memory instead of TILES runs 2304 B long and
@@ -100,7 +120,7 @@ __device__ __forceinline__ void wgmma_rs<64>(float (&d)[32], const uint32_t (&a)
 // instructions per code word for the scales); bit 2 = the next 64-k chunk's code and scale words loaded
 // from shared memory one chunk ahead.
 template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0,
-          int BK = 256, bool GROUPED = false, int LEAN = 0>
+          int BK = 256, bool GROUPED = false, int LEAN = 0, bool PROF = false>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     const __grid_constant__ TmaDescriptor x_map, const uint8_t* __restrict__ wp, const float* __restrict__ g_w,
     uint16_t* __restrict__ out, float* __restrict__ ws, unsigned int* __restrict__ counters, int M, int N, int K,
@@ -135,10 +155,18 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     // below the producer branch counts as divergent and ptxas serializes every wgmma (warning C7518).
     const int warp = __shfl_sync(0xffffffffu, threadIdx.x >> 5, 0), lane = threadIdx.x & 31;
     const int n_kc = K / KC, units = (N / ROWS) * n_kc;
+    unsigned long long* tl = PROF ? prof_table(counters, N) : nullptr;
+    if (PROF && threadIdx.x == 0) {
+        unsigned long long gt;
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(gt));
+        tl[0] = gt;
+        tl[1] = clock_now();
+    }
     if (threadIdx.x == 0) ring_init<STAGES>(full0, empty0, NWG * 4);
     __syncthreads();
 
     if (warp == NWG * 4) {  // producer warp: lane 0 claims a stage, lanes issue its copies in parallel
+        int pi = 0;  // PROF: units issued
         produce_ring<STAGES, CHUNKS, X_ATOM>(
             units, s0, grab, counters + (N >> 4), lane, W_STAGE + (DIAG == 5 ? 0 : X_STAGE), full0, empty0, unit_of,
             xs, X_STAGE, &x_map, n_kc, KC, DIAG != 5, [&](int s, int u) {
@@ -148,6 +176,8 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                               wp + (GROUPED ? ((long long)(rg * (K / BK) + kc) * TILES + lane) * BB
                                             : ((long long)(rg * TILES + lane) * (K / BK) + kc * KB) * BB),
                               W_TILE, full0 + 8 * s);
+                if (PROF && lane == 0 && pi < 32) tl[8 + pi] = clock_now();
+                ++pi;
             });
         return;
     }
@@ -231,8 +261,12 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     };
     int cur = -1;  // the last unit accumulated (its row group is the one held in the accumulators)
     uint32_t sink = 0;
+    const bool stamp = PROF && q == 0 && lane == 0;  // one thread per warpgroup writes the timeline
+    constexpr bool NO_DECODE = DIAG == 7 || DIAG == 8 || DIAG == 9, EARLY = DIAG == 6 || DIAG == 9;
     for (int i = 0;; ++i) {
+        if (stamp && i < 16) tl[64 + 64 * wg + 4 * i] = clock_now();
         const int s = i % STAGES, u = ring_take<STAGES>(i, full0, unit_of);
+        if (stamp && i < 16) tl[64 + 64 * wg + 4 * i + 1] = clock_now();
         if (u < 0) break;
         if constexpr (DIAG == 1 || DIAG == 2) {
             if constexpr (DIAG == 2) {
@@ -258,7 +292,8 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
         }
         if (cur >= 0 && u / n_kc != cur / n_kc) drain_and_flush(cur);
         cur = u;
-        const uint32_t xb = x_base + s * X_STAGE, wb = w_base + s * W_STAGE;
+        const uint32_t xb = x_base + (DIAG == 8 ? 0 : s * X_STAGE), wb = w_base + s * W_STAGE;
+        const int tj = (stamp && (i == 4 || i == 8)) ? 320 + 32 * (i == 8) : -1;  // sampled units' group stamps
         // DESC: the start-address field (bits 0-13, address / 16) cannot carry into bit 14: shared memory
         // addresses stay below 256 KB.
         const uint64_t desc_x0 = desc_kmajor_sw128(xb);
@@ -293,12 +328,13 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 #pragma unroll
             for (int jg = 0; jg < GPC; ++jg) {
                 const int gi = c * GPC + jg, buf = gi % NBUF, as = gi % NACC;
+                if (PROF && tj >= 0 && gi < 16) tl[tj + 2 * gi] = clock_now();
 #pragma unroll
                 for (int e = 0; e < GS; ++e) {
                     const int j = jg * GS + e;
 #pragma unroll
                     for (int mt = 0; mt < MT; ++mt) {
-                        if constexpr (DIAG == 7) {
+                        if constexpr (NO_DECODE) {
 #pragma unroll
                             for (int r = 0; r < 4; ++r) A[buf][mt][e][r] = word_of(cw[mt], j);
                         } else if constexpr (PAIRS)
@@ -319,6 +355,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                 }
                 wgmma_commit();
                 wgmma_wait<NBUF - 1>();  // group gi - NBUF + 1 is done: its buffer, (gi + 1) % NBUF, is free
+                if (PROF && tj >= 0 && gi < 16) tl[tj + 2 * gi + 1] = clock_now();
 #pragma unroll
                 for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
@@ -331,7 +368,8 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                 }
             }
         }
-        if constexpr (DIAG == 6) {  // diagnostic: released before the wgmma reading its x retire
+        if (stamp && i < 16) tl[64 + 64 * wg + 4 * i + 2] = clock_now();
+        if constexpr (EARLY) {  // diagnostic: released before the wgmma reading its x retire
             __syncwarp();
             if (lane == 0) mbar_arrive(empty0 + 8 * s);
         } else {
@@ -340,6 +378,12 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
         ++sa_done;
     }
     if (DIAG != 1 && DIAG != 2 && cur >= 0) drain_and_flush(cur);
+    if (stamp) tl[2 + wg] = clock_now();
+    if (stamp && wg == 0) {
+        unsigned long long gt;
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(gt));
+        tl[7] = gt;
+    }
     // fin: every CTA's partials are in the workspace after a grid barrier; each CTA converts its share.
     if (RED && fin) grid_finalize<TOKP>(ws, counters + (N >> 4) + 2, out, M, N, alpha, NWG * 128);
     if ((DIAG == 1 || DIAG == 2) && sink == 0x9e3779b9u && M < 0) out[0] = 0;  // never true: keeps the diagnostic work alive
@@ -441,3 +485,13 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 5, 256, true, 3>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 1, 2, true, 7, 256, true, 7>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 7, 256, true, 3>
+// timeline builds (PROF): the recorded M = 32 and 64 builds, groups of 4 at M = 32, and no-decode twins (DIAG 7:
+// as read from the ring; 8: B from one fixed tile; 9: stages released at issue)
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 7, true>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 4, 2, 2, true, 0, 256, true, 7, true>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 3, true>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 7, 256, true, 7, true>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 8, 256, true, 7, true>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 9, 256, true, 7, true>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 4, 2, 2, true, 7, 256, true, 7, true>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 7, 256, true, 3, true>

@@ -1,6 +1,7 @@
 """How many SM cycles one wgmma.m64nNk16 (bf16, fp32 accumulate) occupies on this card, A from registers
 (RS, as v5 feeds the decoded weight) or from shared memory (SS), N = 8 .. 256, 1, 2 or 4 warpgroups per SM
-issuing (kernels/wgmma_rate.cu; issue 3, eighth pass). Cycles come from clock64 around each CTA's loop
+issuing (kernels/wgmma_rate.cu; issue 3, eighth pass), committed in groups of 4 (or 2, as v5 at M = 32), A constant
+or rewritten before each group (as v5's decoded weight). Cycles come from clock64 around each CTA's loop
 (median over the SMs); "% of peak" is the FMA work, 64 N 16 per instruction, over 2048 bf16 FMA per SM and
 cycle (the dense peak). Writes $OUT/wgmma_rate.json. Diagnostic: nothing here is a record.
 
@@ -29,8 +30,9 @@ def main() -> int:
     iters = 4000
     rows = []
     for expr in name_expressions("wgmma_rate"):
-        n, rs, nwg = re.match(r"wgmma_rate<(\d+), (true|false), (\d+)>", expr).groups()
-        n, nwg = int(n), int(nwg)
+        n, rs, nwg, gs, aw = re.match(r"wgmma_rate<(\d+), (true|false), (\d+)(?:, (\d+), (true|false))?>",
+                                      expr).groups()
+        n, nwg, gs = int(n), int(nwg), int(gs or 4)
         fn = get_kernel("wgmma_rate", expr)
         out = torch.empty(sms * nwg * 128, dtype=torch.float32, device="cuda")
         cyc = torch.zeros(sms, dtype=torch.int64, device="cuda")
@@ -38,11 +40,12 @@ def main() -> int:
             launch(fn, sms, nwg * 128, (out, cyc, iters))
         torch.cuda.synchronize()
         assert torch.all(out == 0), expr  # zeros in, zeros out: the loop ran on the operands it was given
-        per = statistics.median(cyc.tolist()) / (nwg * iters * 4)
-        rows.append({"N": n, "A": "registers" if rs == "true" else "shared", "warpgroups": nwg,
+        per = statistics.median(cyc.tolist()) / (nwg * iters * gs)
+        rows.append({"N": n, "A": "registers" if rs == "true" else "shared", "warpgroups": nwg, "group": gs,
+                     "a_rewritten": aw == "true",
                      "cycles_per_wgmma_per_sm": round(per, 1),
                      "pct_of_peak": round(100 * 64 * n * 16 / per / 2048, 1)})
-        print(f"N={n:3d} A={rows[-1]['A']:9s} warpgroups={nwg}: {per:6.1f} SM cycles per wgmma "
+        print(f"N={n:3d} A={rows[-1]['A']:9s} warpgroups={nwg} group={gs} A rewritten={aw == 'true'}: {per:6.1f} SM cycles per wgmma "
               f"({rows[-1]['pct_of_peak']:5.1f}% of the bf16 peak)", flush=True)
     (out_dir / "wgmma_rate.json").write_text(json.dumps({"device": device_info(), "iters": iters, "rows": rows},
                                                         indent=1))

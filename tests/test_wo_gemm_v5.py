@@ -86,6 +86,8 @@ def test_v5_configs_instantiated_and_fit():
         assert c.expr in inst and c.with_work(True).expr in inst, c.expr
         assert c.smem <= v5.MAX_DYNAMIC_SMEM, (c, c.smem)
         assert 7168 % c.rows == 0 and 16384 % c.kc == 0
+    for c in v5.V5_TIMELINES:
+        assert c.expr in inst and c.smem <= v5.MAX_DYNAMIC_SMEM, c.expr
     for M in (1, 8, 9, 16, 17, 32, 33, 64):
         assert v5.v5_candidates(M) and all(c.tokp >= M for c in v5.v5_candidates(M))
 
@@ -95,7 +97,7 @@ def test_v5_compiles_without_spills():
     ck = compile_kernel("wo_gemm_v5")
     names = {low: e for e, low in ck.lowered.items()}
     assert len(ck.resources) == 2 * len(v5.V5_KERNELS + v5.V5_KERNELS_BK128 + v5.V5_KERNELS_GROUPED
-                                        + v5.V5_KERNELS_LEAN) + len(v5.V5_DIAGNOSTICS)
+                                        + v5.V5_KERNELS_LEAN) + len(v5.V5_DIAGNOSTICS) + len(v5.V5_TIMELINES)
     for low, r in ck.resources.items():
         assert r.spill_stores == 0 and r.spill_loads == 0, (names.get(low, low), r)
 

@@ -201,6 +201,7 @@ class V5Config:
     # shared-memory words loaded one chunk ahead
     fin: bool = False  # launch choice (red only): the in-kernel finalize (a grid barrier, then each CTA converts
     # its share of the workspace) instead of wo_finalize after the kernel
+    prof: bool = False  # timeline build (PROF): clock stamps after the counters (launch with v5_timeline)
 
     @property
     def scale_pairs(self) -> bool:
@@ -208,11 +209,12 @@ class V5Config:
 
     @property
     def expr(self) -> str:
-        full = self.lean != 0
+        full = self.lean != 0 or self.prof
         d = f", {self.diag}" if self.diag or self.bk != V5_BLOCK_K or self.grouped or full else ""
         d += f", {self.bk}" if self.bk != V5_BLOCK_K or self.grouped or full else ""
         d += f", {str(self.grouped).lower()}" if self.grouped or full else ""
         d += f", {self.lean}" if full else ""
+        d += ", true" if self.prof else ""
         return (f"w4a16_v5<{self.tokp}, {self.mt}, {self.nwg}, {self.kc}, {self.stages}, {self.gs}, "
                 f"{self.nacc}, {self.nbuf}, {str(self.red).lower()}{d}>")
 
@@ -222,12 +224,12 @@ class V5Config:
 
     def with_work(self, red: bool, s0: int = 0, grab: int = 0) -> V5Config:
         return V5Config(self.tokp, self.mt, self.nwg, self.kc, self.stages, self.gs, self.nacc, self.nbuf, red, s0,
-                        grab, self.diag, self.bk, self.grouped, self.lean, self.fin and red)
+                        grab, self.diag, self.bk, self.grouped, self.lean, self.fin and red, self.prof)
 
     def with_fin(self) -> V5Config:
         """The same reduce-only launch with the in-kernel finalize (no wo_finalize kernel after it)."""
         return V5Config(self.tokp, self.mt, self.nwg, self.kc, self.stages, self.gs, self.nacc, self.nbuf, True,
-                        self.s0, self.grab, self.diag, self.bk, self.grouped, self.lean, True)
+                        self.s0, self.grab, self.diag, self.bk, self.grouped, self.lean, True, self.prof)
 
     @property
     def rows(self) -> int:
@@ -246,8 +248,9 @@ class V5Config:
     def __str__(self) -> str:
         wk = ("_red" if self.red else "") + (f"_s0{self.s0}_g{self.grab}" if self.grab else "")
         wk += {0: "", 1: "_diag_stream", 2: "_diag_decode", 5: "_diag_no_x", 6: "_diag_early_release",
-               7: "_diag_no_decode"}[self.diag] + (f"_bk{self.bk}" if self.bk != 256 else "") + (
-            "_grp" if self.grouped else "") + (f"_lean{self.lean}" if self.lean else "") + ("_fin" if self.fin else "")
+               7: "_diag_no_decode", 8: "_diag_no_decode_fixed_b", 9: "_diag_no_decode_early_release"}[self.diag] + (f"_bk{self.bk}" if self.bk != 256 else "") + (
+            "_grp" if self.grouped else "") + (f"_lean{self.lean}" if self.lean else "") + ("_fin" if self.fin else "") + (
+            "_prof" if self.prof else "")
         return (f"v5_n{self.tokp}_mt{self.mt}_wg{self.nwg}_kc{self.kc}_s{self.stages}_gs{self.gs}"
                 f"_a{self.nacc}_b{self.nbuf}{wk}")
 
@@ -318,6 +321,36 @@ V5_DIAGNOSTICS = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, diag=d) for d in (1,
                                                                                           (6, 4))] + [
     V5Config(64, 1, 2, 256, 4, 2, 2, 2, True, diag=d, grouped=True, lean=3) for d in (1, 2, 5, 7)] + [
     V5Config(32, 1, 4, 256, 4, 2, 1, 2, True, diag=7, grouped=True, lean=7)]
+
+# Timeline builds (PROF; kernels/wo_gemm_v5.cu prof_table): the recorded M = 32 / 64 builds, groups of 4 at M = 32,
+# and no-decode twins (DIAG 7 as in the ring, 8 with B from one fixed tile, 9 with stages released at issue).
+V5_TIMELINES = [V5Config(32, 1, 4, 256, 4, gs, 2, 2, True, diag=d, grouped=True, lean=7, prof=True)
+                for gs, d in ((2, 0), (4, 0), (2, 7), (2, 8), (2, 9), (4, 7))] + [
+    V5Config(64, 1, 2, 256, 4, 2, 2, 2, True, diag=d, grouped=True, lean=3, prof=True) for d in (0, 7)]
+PROF_SLOTS = 512  # u64 stamps per CTA
+
+
+def v5_timeline(x: torch.Tensor, pw: PreparedWeight, config: V5Config, out: torch.Tensor | None = None):
+    """Launch a timeline build (config.prof) like w4a16_gemm_v5 (reduce-only, then wo_finalize) with its own
+    counters and stamp table. Returns (out bf16 [M, N] (wrong for DIAG builds), stamps int64 [SMs, 512]): see
+    prof_table in kernels/wo_gemm_v5.cu for the slots (clock64 except slot 0, globaltimer in ns)."""
+    from ..runtime import get_kernel
+    from ..runtime.tma import launch_by_value, tensor_map_2d
+
+    if not (config.prof and config.red and not config.grab and not config.fin):
+        raise InputError(f"config: expected a static reduce-only timeline build (prof=True), got {config}")
+    M, N, K = check_gemm_input(x, pw, V5_MAX_M, "the v5 kernel")
+    out = gemm_output(out, x, M, N)
+    stream = v5_stream(pw, config.bk, config.rows // 16 if config.grouped else 1, config.scale_pairs)
+    ws, _ = _workspace(x.device, N, config.tokp, N // 16 + 4)
+    sms = torch.cuda.get_device_properties(x.device).multi_processor_count
+    off = ((N // 16 + 8) & ~1) // 2  # in u64
+    table = torch.zeros(off + PROF_SLOTS * sms, dtype=torch.int64, device=x.device)
+    launch_by_value(get_kernel("wo_gemm_v5", config.expr), sms, config.threads,
+                    (tensor_map_2d(x, config.tokp, 64), stream, pw.global_scale, out, ws, table, M, N, K, 0, 0, 0),
+                    shared_mem=config.smem)
+    finalize(ws, pw.global_scale, out, config.tokp, WS_UNIT_PAIRS if config.scale_pairs else WS_UNIT)
+    return out, table[off:].view(sms, PROF_SLOTS)
 
 
 def v5_tokp_for(M: int) -> int:

@@ -1,0 +1,146 @@
+"""Where does a v5 CTA spend its time? (issue 3, ninth pass)
+
+Launches the timeline builds (V5_TIMELINES: PROF, clock64 stamps per unit and per sampled group; the math is
+the recorded build's) and summarizes, per build, in SM cycles (medians over CTAs, warpgroups and units 1..):
+- ramp: kernel start -> the first stage is full;
+- busy: a stage full -> its unit's last group committed and retired (the consumer's work per unit);
+- wait: a warpgroup asks for its next stage -> the stage is full (waiting for data);
+- period: one unit to the next (busy + wait + the flush at a row-group change);
+- copy latency: the producer issues a unit's copies -> the stage is full, for units the consumer waited on;
+- group: a sampled group's start -> its retire, and start to the next start (units 4 and 8 of warpgroup 0);
+- span: the CTA's start -> its last warpgroup's end; the clock rate from globaltimer.
+Every non-diagnostic build is validated against the fp32 reference first. Also times each timeline build and
+its twin without stamps (CUDA events, kernel + wo_finalize) to show what the stamps cost.
+Writes $OUT/timeline.json (summaries) and $OUT/timeline_stamps.pt (raw tables). Diagnostic only.
+
+Run on the device: PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python3 scripts/gpu_wo_timeline.py
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+T0 = time.time()
+
+
+def log(msg: str) -> None:
+    print(f"[{time.time() - T0:6.1f}s] {msg}", flush=True)
+
+
+def med(v):
+    v = [float(a) for a in v]
+    return round(statistics.median(v), 1) if v else None
+
+
+def summarize(tab, nwg: int, stages: int) -> dict:
+    """tab: int64 [SMs, 512] stamps of one launch (prof_table slots) -> medians in SM cycles."""
+    busy, wait, period, lat, ramp, span, gstart, gret, rate = [], [], [], [], [], [], [], [], []
+    for row in tab.tolist():
+        c0 = row[1]
+        ends = [row[2 + w] for w in range(nwg) if row[2 + w]]
+        if not ends:
+            continue
+        span.append(max(ends) - c0)
+        if row[7] > row[0]:
+            rate.append((row[2] - c0) / (row[7] - row[0]))  # cycles per ns
+        issue = [row[8 + i] for i in range(32)]
+        for w in range(nwg):
+            st = [row[64 + 64 * w + 4 * i: 64 + 64 * w + 4 * i + 3] for i in range(16)]
+            n = sum(1 for s in st if s[2])  # units with an end stamp
+            if n == 0:
+                continue
+            ramp.append(st[0][1] - c0)
+            for i in range(1, n):
+                busy.append(st[i][2] - st[i][1])
+                wait.append(st[i][1] - st[i][0])
+                period.append(st[i][1] - st[i - 1][1])
+                if st[i][1] - st[i][0] > 200 and issue[i]:
+                    lat.append(st[i][1] - issue[i])
+        for j in range(2):
+            g = [row[320 + 32 * j + 2 * k: 320 + 32 * j + 2 * k + 2] for k in range(16)]
+            g = [x for x in g if x[1]]
+            gret += [b - a for a, b in g]
+            gstart += [g[k + 1][0] - g[k][0] for k in range(len(g) - 1)]
+    return {"ctas": len(span), "span_cycles": med(span), "span_max_cycles": max(span) if span else None,
+            "ghz": round(statistics.median(rate), 3) if rate else None, "ramp": med(ramp), "busy": med(busy),
+            "busy_mean": round(sum(busy) / len(busy), 1) if busy else None, "wait": med(wait),
+            "wait_mean": round(sum(wait) / len(wait), 1) if wait else None, "period": med(period),
+            "copy_latency_when_waited": med(lat), "waited_units": len(lat), "units": len(busy),
+            "group_retire": med(gret), "group_to_group": med(gstart), "stages": stages}
+
+
+def main() -> int:
+    out_dir = Path(os.environ.get("OUT", "/tmp/gpu_wo_timeline"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    from workbench.runtime import device_info
+    from workbench.runtime.kernels import name_expressions
+    from workbench.techniques import nvfp4
+    from workbench.techniques import wo_gemm as wo
+    from workbench.techniques import wo_gemm_v5 as v5
+
+    log(f"device {device_info()}")
+    K, N = wo.K_IN, wo.N_OUT
+    # two weights used in turn, so no launch finds the previous one's weight in L2
+    wq = [nvfp4.quantize(wo.make_weight(N, K, seed=7 + i), "tensor") for i in range(2)]
+    pws = [wo.prepare_weight(q) for q in wq]
+    wref = nvfp4.dequantize(wq[0], torch.float32)
+    result, raw = {"device": device_info(), "builds": {}}, {}
+    built = set(name_expressions("wo_gemm_v5"))
+    for cfg in v5.V5_TIMELINES:
+        M = cfg.tokp
+        x = wo.make_activations(M, K, seed=400 + M)
+        twin = dataclasses.replace(cfg, prof=False)
+        entry = {"M": M, "config": str(cfg)}
+        if cfg.diag == 0:  # the stamps must not change the math
+            ref = wo.reference(x, wref)
+            out, _ = v5.v5_timeline(x, pws[0], cfg)
+            entry["validation"] = wo.validate(out, ref)
+            if not entry["validation"]["passed"]:
+                log(f"{cfg}: REJECTED {entry['validation']}")
+                result["builds"][str(cfg)] = entry
+                continue
+        tabs = []
+        for r in range(6):
+            tabs.append(v5.v5_timeline(x, pws[r % 2], cfg)[1].cpu())
+        raw[str(cfg)] = torch.stack(tabs[1:])
+        entry["runs"] = [summarize(t, cfg.nwg, cfg.stages) for t in tabs[1:]]
+        # what the stamps cost: kernel + wo_finalize, CUDA events, 20 launches each
+        times = {}
+        fns = {"timeline": lambda p, x=x, c=cfg: v5.v5_timeline(x, p, c),
+               "twin": lambda p, x=x, c=twin: v5.w4a16_gemm_v5(x, p, c)}
+        for name, fn in fns.items():
+            if name == "twin" and twin.expr not in built:  # some diagnostics exist only as timeline builds
+                continue
+            for r in range(3):
+                fn(pws[r % 2])
+            torch.cuda.synchronize()
+            e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            e0.record()
+            for r in range(20):
+                fn(pws[r % 2])
+            e1.record()
+            torch.cuda.synchronize()
+            times[name] = round(e0.elapsed_time(e1) * 1000 / 20, 2)
+        entry["event_us_per_call"] = times
+        result["builds"][str(cfg)] = entry
+        s = entry["runs"][-1]
+        log(f"M={M} {cfg}: span {s['span_cycles']} cyc ({s['ghz']} GHz), ramp {s['ramp']}, busy {s['busy']} "
+            f"(mean {s['busy_mean']}), wait {s['wait']} (mean {s['wait_mean']}), period {s['period']}, "
+            f"copy latency {s['copy_latency_when_waited']} ({s['waited_units']}/{s['units']} waited), "
+            f"group retire {s['group_retire']}, group-to-group {s['group_to_group']}; us/call {times}")
+        (out_dir / "timeline.json").write_text(json.dumps(result, indent=1))
+    torch.save(raw, out_dir / "timeline_stamps.pt")
+    log("done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
