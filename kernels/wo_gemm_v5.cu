@@ -81,8 +81,9 @@ __device__ __forceinline__ void wgmma_rs<64>(float (&d)[32], const uint32_t (&a)
 // Slots: 0 globaltimer at start, 1 clock64 at start, 2 + w: warpgroup w's last clock, 7: warpgroup 0's last
 // globaltimer; 8 + i (i < 32): the producer's clock after issuing unit i's copies; 64 + 64 w + 4 i + {0, 1, 2}
 // (i < 16): warpgroup w (warp 0, lane 0) before waiting for its i-th stage, when it is full, after the unit's
-// last group is committed and waited for; 320 + 32 j + 2 gi + {0, 1} (j = 0, 1 for the units i = 4, 8; gi < 16):
-// warpgroup 0's group gi starts (before its decode) and retires (after its wait).
+// last group is committed and waited for, when it releases the stage (once the next unit's first group retired);
+// 320 + 48 j + 3 gi + {0, 1, 2} (j = 0, 1 for the units i = 4, 8; gi < 16): warpgroup 0's group gi starts (before
+// its decode), is committed, and its wait returns (group gi - NBUF + 1 retired).
 WB_DEVICE unsigned long long* prof_table(unsigned int* counters, int N) {
     return reinterpret_cast<unsigned long long*>(counters + (((N >> 4) + 8) & ~1)) + 512 * blockIdx.x;
 }
@@ -293,7 +294,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
         if (cur >= 0 && u / n_kc != cur / n_kc) drain_and_flush(cur);
         cur = u;
         const uint32_t xb = x_base + (DIAG == 8 ? 0 : s * X_STAGE), wb = w_base + s * W_STAGE;
-        const int tj = (stamp && (i == 4 || i == 8)) ? 320 + 32 * (i == 8) : -1;  // sampled units' group stamps
+        const int tj = (stamp && (i == 4 || i == 8)) ? 320 + 48 * (i == 8) : -1;  // sampled units' group stamps
         // DESC: the start-address field (bits 0-13, address / 16) cannot carry into bit 14: shared memory
         // addresses stay below 256 KB.
         const uint64_t desc_x0 = desc_kmajor_sw128(xb);
@@ -328,7 +329,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 #pragma unroll
             for (int jg = 0; jg < GPC; ++jg) {
                 const int gi = c * GPC + jg, buf = gi % NBUF, as = gi % NACC;
-                if (PROF && tj >= 0 && gi < 16) tl[tj + 2 * gi] = clock_now();
+                if (PROF && tj >= 0 && gi < 16) tl[tj + 3 * gi] = clock_now();
 #pragma unroll
                 for (int e = 0; e < GS; ++e) {
                     const int j = jg * GS + e;
@@ -354,8 +355,9 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                     for (int mt = 0; mt < MT; ++mt) wgmma_rs<TOKP>(acc[as][mt], A[buf][mt][e], desc);
                 }
                 wgmma_commit();
+                if (PROF && tj >= 0 && gi < 16) tl[tj + 3 * gi + 1] = clock_now();
                 wgmma_wait<NBUF - 1>();  // group gi - NBUF + 1 is done: its buffer, (gi + 1) % NBUF, is free
-                if (PROF && tj >= 0 && gi < 16) tl[tj + 2 * gi + 1] = clock_now();
+                if (PROF && tj >= 0 && gi < 16) tl[tj + 3 * gi + 2] = clock_now();
 #pragma unroll
                 for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
@@ -363,6 +365,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 #pragma unroll
                         for (int r = 0; r < 4; ++r) keep(A[(gi + 1) % NBUF][mt][e][r]);
                 if (gi == NBUF - 2 && held >= 0) {  // every group of the previous unit is retired
+                    if (stamp && i - 1 < 16) tl[64 + 64 * wg + 4 * (i - 1) + 3] = clock_now();
                     if (lane == 0) mbar_arrive(empty0 + 8 * held);
                     held = -1;
                 }
@@ -472,6 +475,11 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<32, 1, 4, 256, 3, 2, 2, 2, true, 0, 256, true, 3>
 // @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 2, 2, false, 0, 256, false, 3>
 // @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 2, 2, true, 0, 256, false, 3>
+// three groups in flight (NBUF 4) with one accumulator set: builds ptxas does not serialize (C7512) at 4 warpgroups
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 1, 4, false, 0, 256, true, 3>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 1, 4, true, 0, 256, true, 3>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 1, 1, 4, false, 0, 256, true, 7>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 1, 1, 4, true, 0, 256, true, 7>
 // diagnostics (not validated: they compute no output)
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 1>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 2>
@@ -485,13 +493,15 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 5, 256, true, 3>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 1, 2, true, 7, 256, true, 7>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 7, 256, true, 3>
-// timeline builds (PROF): the recorded M = 32 and 64 builds, groups of 4 at M = 32, and no-decode twins (DIAG 7:
-// as read from the ring; 8: B from one fixed tile; 9: stages released at issue)
+// timeline builds (PROF): the recorded M = 32 and 64 builds, groups of 4 at M = 32, and no-decode builds (DIAG 7:
+// as read from the ring; 8: B from one fixed tile; 9: stages released at issue; one accumulator set at M = 32,
+// which ptxas does not serialize)
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 7, true>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 4, 2, 2, true, 0, 256, true, 7, true>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 3, true>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 7, 256, true, 7, true>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 8, 256, true, 7, true>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 9, 256, true, 7, true>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 4, 2, 2, true, 7, 256, true, 7, true>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 1, 2, true, 7, 256, true, 7, true>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 1, 2, true, 8, 256, true, 7, true>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 1, 2, true, 9, 256, true, 7, true>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 7, 256, true, 3, true>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 1, 4, true, 0, 256, true, 3, true>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 1, 1, 4, true, 0, 256, true, 7, true>

@@ -7,10 +7,12 @@ the recorded build's) and summarizes, per build, in SM cycles (medians over CTAs
 - wait: a warpgroup asks for its next stage -> the stage is full (waiting for data);
 - period: one unit to the next (busy + wait + the flush at a row-group change);
 - copy latency: the producer issues a unit's copies -> the stage is full, for units the consumer waited on;
-- group: a sampled group's start -> its retire, and start to the next start (units 4 and 8 of warpgroup 0);
+- group: a sampled group's start -> committed (decode and issue) -> its wait returns, and start to the next start
+  (units 4 and 8 of warpgroup 0);
+- hold: a unit's end -> its stage released; reissue: the release -> the producer issued the unit reusing it;
 - span: the CTA's start -> its last warpgroup's end; the clock rate from globaltimer.
-Every non-diagnostic build is validated against the fp32 reference first. Also times each timeline build and
-its twin without stamps (CUDA events, kernel + wo_finalize) to show what the stamps cost.
+Every non-diagnostic build is validated against the fp32 reference first. Also times each build's twin without
+stamps as the benchmark does (graph replay, kernel + wo_finalize, two weights in turn).
 Writes $OUT/timeline.json (summaries) and $OUT/timeline_stamps.pt (raw tables). Diagnostic only.
 
 Run on the device: PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python3 scripts/gpu_wo_timeline.py
@@ -41,6 +43,7 @@ def med(v):
 def summarize(tab, nwg: int, stages: int) -> dict:
     """tab: int64 [SMs, 512] stamps of one launch (prof_table slots) -> medians in SM cycles."""
     busy, wait, period, lat, ramp, span, gstart, gret, rate = [], [], [], [], [], [], [], [], []
+    gdec, gwait, hold, react = [], [], [], []
     for row in tab.tolist():
         c0 = row[1]
         ends = [row[2 + w] for w in range(nwg) if row[2 + w]]
@@ -62,17 +65,28 @@ def summarize(tab, nwg: int, stages: int) -> dict:
                 period.append(st[i][1] - st[i - 1][1])
                 if st[i][1] - st[i][0] > 200 and issue[i]:
                     lat.append(st[i][1] - issue[i])
+        # ring: a stage is released (every warpgroup) -> the producer has issued the unit that reuses it
+        rel = [max(row[64 + 64 * w + 4 * i + 3] for w in range(nwg)) for i in range(16)]
+        for i in range(16 - stages):
+            if rel[i] and all(row[64 + 64 * w + 4 * i + 3] for w in range(nwg)) and issue[i + stages]:
+                react.append(issue[i + stages] - rel[i])
+            if rel[i] and row[64 + 4 * i + 2]:
+                hold.append(row[64 + 4 * i + 3] - row[64 + 4 * i + 2])
         for j in range(2):
-            g = [row[320 + 32 * j + 2 * k: 320 + 32 * j + 2 * k + 2] for k in range(16)]
-            g = [x for x in g if x[1]]
-            gret += [b - a for a, b in g]
+            g = [row[320 + 48 * j + 3 * k: 320 + 48 * j + 3 * k + 3] for k in range(16)]
+            g = [x for x in g if x[2]]
+            gret += [c - a for a, _, c in g]
+            gdec += [b - a for a, b, _ in g]
+            gwait += [c - b for _, b, c in g]
             gstart += [g[k + 1][0] - g[k][0] for k in range(len(g) - 1)]
     return {"ctas": len(span), "span_cycles": med(span), "span_max_cycles": max(span) if span else None,
             "ghz": round(statistics.median(rate), 3) if rate else None, "ramp": med(ramp), "busy": med(busy),
             "busy_mean": round(sum(busy) / len(busy), 1) if busy else None, "wait": med(wait),
             "wait_mean": round(sum(wait) / len(wait), 1) if wait else None, "period": med(period),
             "copy_latency_when_waited": med(lat), "waited_units": len(lat), "units": len(busy),
-            "group_retire": med(gret), "group_to_group": med(gstart), "stages": stages}
+            "group_retire": med(gret), "group_decode_issue": med(gdec), "group_wait": med(gwait),
+            "group_to_group": med(gstart), "hold_after_end": med(hold), "producer_reissue_after_release": med(react),
+            "stages": stages}
 
 
 def main() -> int:
@@ -110,32 +124,23 @@ def main() -> int:
         tabs = []
         for r in range(6):
             tabs.append(v5.v5_timeline(x, pws[r % 2], cfg)[1].cpu())
-        raw[str(cfg)] = torch.stack(tabs[1:])
+        raw[str(cfg)] = tabs[-1]
         entry["runs"] = [summarize(t, cfg.nwg, cfg.stages) for t in tabs[1:]]
-        # what the stamps cost: kernel + wo_finalize, CUDA events, 20 launches each
+        # the twin without stamps, graph replay as the benchmark times it (validated first unless diagnostic)
         times = {}
-        fns = {"timeline": lambda p, x=x, c=cfg: v5.v5_timeline(x, p, c),
-               "twin": lambda p, x=x, c=twin: v5.w4a16_gemm_v5(x, p, c)}
-        for name, fn in fns.items():
-            if name == "twin" and twin.expr not in built:  # some diagnostics exist only as timeline builds
-                continue
-            for r in range(3):
-                fn(pws[r % 2])
-            torch.cuda.synchronize()
-            e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            e0.record()
-            for r in range(20):
-                fn(pws[r % 2])
-            e1.record()
-            torch.cuda.synchronize()
-            times[name] = round(e0.elapsed_time(e1) * 1000 / 20, 2)
-        entry["event_us_per_call"] = times
+        if twin.expr in built:
+            fns = [lambda p=p, x=x, c=twin: v5.w4a16_gemm_v5(x, p, c) for p in pws]
+            if twin.diag == 0:
+                assert wo.validate(fns[0](), wo.reference(x, wref))["passed"], twin
+            times["twin_replay_us"] = round(wo._time(fns).median_us, 2)
+        entry["twin"] = times
         result["builds"][str(cfg)] = entry
         s = entry["runs"][-1]
         log(f"M={M} {cfg}: span {s['span_cycles']} cyc ({s['ghz']} GHz), ramp {s['ramp']}, busy {s['busy']} "
             f"(mean {s['busy_mean']}), wait {s['wait']} (mean {s['wait_mean']}), period {s['period']}, "
             f"copy latency {s['copy_latency_when_waited']} ({s['waited_units']}/{s['units']} waited), "
-            f"group retire {s['group_retire']}, group-to-group {s['group_to_group']}; us/call {times}")
+            f"group: decode+issue {s['group_decode_issue']} wait {s['group_wait']} period {s['group_to_group']}; "
+            f"hold {s['hold_after_end']}, reissue {s['producer_reissue_after_release']}; twin {times}")
         (out_dir / "timeline.json").write_text(json.dumps(result, indent=1))
     torch.save(raw, out_dir / "timeline_stamps.pt")
     log("done")

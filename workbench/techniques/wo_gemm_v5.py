@@ -315,7 +315,11 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    # 128-k units from the grouped stream (each unit still one contiguous run: 18.4 KB at 256 rows),
                    # so twice the stages in the same shared memory and 27.15 units per SM instead of 13.58
                    V5Config(32, 1, 4, 128, 8, 2, 2, 2, bk=128, grouped=True, lean=7),
-                   V5Config(64, 1, 4, 128, 6, 2, 1, 2, bk=128, grouped=True, lean=3)]
+                   V5Config(64, 1, 4, 128, 6, 2, 1, 2, bk=128, grouped=True, lean=3),
+                   # three groups in flight (NBUF 4, one accumulator set) at M = 32; the NBUF 4 builds above are
+                   # serialized by ptxas (C7512), these two are not
+                   V5Config(32, 1, 4, 256, 4, 2, 1, 4, grouped=True, lean=3),
+                   V5Config(32, 1, 4, 256, 4, 1, 1, 4, grouped=True, lean=7)]
 V5_DIAGNOSTICS = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, diag=d) for d in (1, 2)] + [
     V5Config(32, 1, 4, 256, st, 2, 2, 2, True, diag=d, grouped=True, lean=3) for d, st in ((1, 4), (1, 3), (1, 2), (5, 4),
                                                                                           (6, 4))] + [
@@ -323,9 +327,12 @@ V5_DIAGNOSTICS = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, diag=d) for d in (1,
     V5Config(32, 1, 4, 256, 4, 2, 1, 2, True, diag=7, grouped=True, lean=7)]
 
 # Timeline builds (PROF; kernels/wo_gemm_v5.cu prof_table): the recorded M = 32 / 64 builds, groups of 4 at M = 32,
-# and no-decode twins (DIAG 7 as in the ring, 8 with B from one fixed tile, 9 with stages released at issue).
-V5_TIMELINES = [V5Config(32, 1, 4, 256, 4, gs, 2, 2, True, diag=d, grouped=True, lean=7, prof=True)
-                for gs, d in ((2, 0), (4, 0), (2, 7), (2, 8), (2, 9), (4, 7))] + [
+# no-decode builds (DIAG 7 as in the ring, 8 with B from one fixed tile, 9 with stages released at issue; one
+# accumulator set at M = 32: ptxas serializes the two-set ones, C7512), and the NBUF 4 builds.
+V5_TIMELINES = [V5Config(32, 1, 4, 256, 4, gs, 2 if d == 0 else 1, 2, True, diag=d, grouped=True, lean=7, prof=True)
+                for gs, d in ((2, 0), (4, 0), (2, 7), (2, 8), (2, 9))] + [
+    V5Config(32, 1, 4, 256, 4, 2, 1, 4, True, grouped=True, lean=3, prof=True),
+    V5Config(32, 1, 4, 256, 4, 1, 1, 4, True, grouped=True, lean=7, prof=True)] + [
     V5Config(64, 1, 2, 256, 4, 2, 2, 2, True, diag=d, grouped=True, lean=3, prof=True) for d in (0, 7)]
 PROF_SLOTS = 512  # u64 stamps per CTA
 
