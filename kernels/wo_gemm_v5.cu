@@ -79,7 +79,8 @@ __device__ __forceinline__ void wgmma_rs<64>(float (&d)[32], const uint32_t (&a)
 
 // The PROF builds' stamp table: 512 u64 per CTA after the N/16 + 8 counters (the caller sizes counters for it).
 // Slots: 0 globaltimer at start, 1 clock64 at start, 2 + w: warpgroup w's last clock, 7: warpgroup 0's last
-// globaltimer; 8 + i (i < 32): the producer's clock after issuing unit i's copies; 64 + 64 w + 4 i + {0, 1, 2}
+// globaltimer; 8 + i (i < 32): the producer's clock after issuing unit i's weight copies; 40: the producer's
+// clock at its start; 64 + 64 w + 4 i + {0, 1, 2}
 // (i < 16): warpgroup w (warp 0, lane 0) before waiting for its i-th stage, when it is full, after the unit's
 // last group is committed and waited for, when it releases the stage (once the next unit's first group retired);
 // 320 + 48 j + 3 gi + {0, 1, 2} (j = 0, 1 for the units i = 4, 8; gi < 16): warpgroup 0's group gi starts (before
@@ -119,7 +120,8 @@ WB_DEVICE unsigned long long clock_now() {
 // per k16 step (the compiler otherwise rebuilds each from the address: ~5 uniform instructions per wgmma);
 // bit 1 = scale pairs (the stream built with scale_pairs=True, wb_nvfp4_decode.cuh: 1.5 instead of 4
 // instructions per code word for the scales); bit 2 = the next 64-k chunk's code and scale words loaded
-// from shared memory one chunk ahead.
+// from shared memory one chunk ahead; bit 3 (GROUPED only) = the unit's weight as one bulk copy from one lane
+// instead of one copy per 16-row tile (the producer issues 1 + KC / 64 copies per stage instead of TILES + KC / 64).
 template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0,
           int BK = 256, bool GROUPED = false, int LEAN = 0, bool PROF = false>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
@@ -168,11 +170,18 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 
     if (warp == NWG * 4) {  // producer warp: lane 0 claims a stage, lanes issue its copies in parallel
         int pi = 0;  // PROF: units issued
+        if (PROF && lane == 0) tl[40] = clock_now();
+        constexpr bool ONE_COPY = (LEAN & 8) != 0;
+        static_assert(!ONE_COPY || GROUPED, "LEAN bit 3: one copy per unit needs the grouped stream");
         produce_ring<STAGES, CHUNKS, X_ATOM>(
             units, s0, grab, counters + (N >> 4), lane, W_STAGE + (DIAG == 5 ? 0 : X_STAGE), full0, empty0, unit_of,
             xs, X_STAGE, &x_map, n_kc, KC, DIAG != 5, [&](int s, int u) {
                 const int rg = u / n_kc, kc = u % n_kc;
-                if (lane < TILES)
+                if constexpr (ONE_COPY) {  // the grouped unit is one contiguous run: one copy, one lane
+                    if (lane == 0)
+                        bulk_load(smem_addr(wsm + s * W_STAGE), wp + (long long)(rg * (K / BK) + kc) * TILES * BB,
+                                  W_STAGE, full0 + 8 * s);
+                } else if (lane < TILES)
                     bulk_load(smem_addr(wsm + s * W_STAGE + lane * W_TILE),
                               wp + (GROUPED ? ((long long)(rg * (K / BK) + kc) * TILES + lane) * BB
                                             : ((long long)(rg * TILES + lane) * (K / BK) + kc * KB) * BB),
@@ -480,6 +489,11 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 1, 4, true, 0, 256, true, 3>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 1, 1, 4, false, 0, 256, true, 7>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 1, 1, 4, true, 0, 256, true, 7>
+// the weight of a unit as one bulk copy (LEAN bit 3) on the recorded M = 32 and 64 builds
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 15>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 15>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 11>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 11>
 // diagnostics (not validated: they compute no output)
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 1>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 2>
@@ -505,3 +519,5 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 7, 256, true, 3, true>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 1, 4, true, 0, 256, true, 3, true>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 1, 1, 4, true, 0, 256, true, 7, true>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 15, true>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 11, true>

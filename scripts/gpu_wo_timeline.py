@@ -2,7 +2,8 @@
 
 Launches the timeline builds (V5_TIMELINES: PROF, clock64 stamps per unit and per sampled group; the math is
 the recorded build's) and summarizes, per build, in SM cycles (medians over CTAs, warpgroups and units 1..):
-- ramp: kernel start -> the first stage is full;
+- ramp: kernel start -> the first stage is full (the producer's start, its first weight issue, and the spacing
+  of its first three issues);
 - busy: a stage full -> its unit's last group committed and retired (the consumer's work per unit);
 - wait: a warpgroup asks for its next stage -> the stage is full (waiting for data);
 - period: one unit to the next (busy + wait + the flush at a row-group change);
@@ -43,7 +44,7 @@ def med(v):
 def summarize(tab, nwg: int, stages: int) -> dict:
     """tab: int64 [SMs, 512] stamps of one launch (prof_table slots) -> medians in SM cycles."""
     busy, wait, period, lat, ramp, span, gstart, gret, rate = [], [], [], [], [], [], [], [], []
-    gdec, gwait, hold, react = [], [], [], []
+    gdec, gwait, hold, react, pstart, first, spacing = [], [], [], [], [], [], []
     for row in tab.tolist():
         c0 = row[1]
         ends = [row[2 + w] for w in range(nwg) if row[2 + w]]
@@ -53,6 +54,10 @@ def summarize(tab, nwg: int, stages: int) -> dict:
         if row[7] > row[0]:
             rate.append((row[2] - c0) / (row[7] - row[0]))  # cycles per ns
         issue = [row[8 + i] for i in range(32)]
+        if row[40] and issue[2]:  # the producer's start, its first issue, and the spacing of the first three
+            pstart.append(row[40] - c0)
+            first.append(issue[0] - c0)
+            spacing += [issue[1] - issue[0], issue[2] - issue[1]]
         for w in range(nwg):
             st = [row[64 + 64 * w + 4 * i: 64 + 64 * w + 4 * i + 3] for i in range(16)]
             n = sum(1 for s in st if s[2])  # units with an end stamp
@@ -85,7 +90,8 @@ def summarize(tab, nwg: int, stages: int) -> dict:
             "wait_mean": round(sum(wait) / len(wait), 1) if wait else None, "period": med(period),
             "copy_latency_when_waited": med(lat), "waited_units": len(lat), "units": len(busy),
             "group_retire": med(gret), "group_decode_issue": med(gdec), "group_wait": med(gwait),
-            "group_to_group": med(gstart), "hold_after_end": med(hold), "producer_reissue_after_release": med(react),
+            "group_to_group": med(gstart), "producer_start": med(pstart), "first_issue": med(first),
+            "first_issue_spacing": med(spacing), "hold_after_end": med(hold), "producer_reissue_after_release": med(react),
             "stages": stages}
 
 
@@ -136,7 +142,8 @@ def main() -> int:
         entry["twin"] = times
         result["builds"][str(cfg)] = entry
         s = entry["runs"][-1]
-        log(f"M={M} {cfg}: span {s['span_cycles']} cyc ({s['ghz']} GHz), ramp {s['ramp']}, busy {s['busy']} "
+        log(f"M={M} {cfg}: span {s['span_cycles']} cyc ({s['ghz']} GHz), ramp {s['ramp']} (producer start "
+            f"{s['producer_start']}, first issue {s['first_issue']}, then every {s['first_issue_spacing']}), busy {s['busy']} "
             f"(mean {s['busy_mean']}), wait {s['wait']} (mean {s['wait_mean']}), period {s['period']}, "
             f"copy latency {s['copy_latency_when_waited']} ({s['waited_units']}/{s['units']} waited), "
             f"group: decode+issue {s['group_decode_issue']} wait {s['group_wait']} period {s['group_to_group']}; "

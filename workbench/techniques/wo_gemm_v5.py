@@ -198,7 +198,7 @@ class V5Config:
     bk: int = V5_BLOCK_K  # block k of the stream it reads (256, or 128: half-size ring stages)
     grouped: bool = False  # reads the unit-grouped stream (a unit's tiles contiguous; kc == bk)
     lean: int = 0  # bit 0: precomputed wgmma descriptors; bit 1: scale pairs (the scale_pairs stream); bit 2:
-    # shared-memory words loaded one chunk ahead
+    # shared-memory words loaded one chunk ahead; bit 3 (grouped): a unit's weight as one bulk copy
     fin: bool = False  # launch choice (red only): the in-kernel finalize (a grid barrier, then each CTA converts
     # its share of the workspace) instead of wo_finalize after the kernel
     prof: bool = False  # timeline build (PROF): clock stamps after the counters (launch with v5_timeline)
@@ -319,7 +319,11 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    # three groups in flight (NBUF 4, one accumulator set) at M = 32; the NBUF 4 builds above are
                    # serialized by ptxas (C7512), these two are not
                    V5Config(32, 1, 4, 256, 4, 2, 1, 4, grouped=True, lean=3),
-                   V5Config(32, 1, 4, 256, 4, 1, 1, 4, grouped=True, lean=7)]
+                   V5Config(32, 1, 4, 256, 4, 1, 1, 4, grouped=True, lean=7),
+                   # the unit's weight as one bulk copy (LEAN bit 3): the producer issues 5 copies per stage, not 20
+                   # (M = 32) or 12 (M = 64)
+                   V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=15),
+                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=11)]
 V5_DIAGNOSTICS = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, diag=d) for d in (1, 2)] + [
     V5Config(32, 1, 4, 256, st, 2, 2, 2, True, diag=d, grouped=True, lean=3) for d, st in ((1, 4), (1, 3), (1, 2), (5, 4),
                                                                                           (6, 4))] + [
@@ -332,7 +336,9 @@ V5_DIAGNOSTICS = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, diag=d) for d in (1,
 V5_TIMELINES = [V5Config(32, 1, 4, 256, 4, gs, 2 if d == 0 else 1, 2, True, diag=d, grouped=True, lean=7, prof=True)
                 for gs, d in ((2, 0), (4, 0), (2, 7), (2, 8), (2, 9))] + [
     V5Config(32, 1, 4, 256, 4, 2, 1, 4, True, grouped=True, lean=3, prof=True),
-    V5Config(32, 1, 4, 256, 4, 1, 1, 4, True, grouped=True, lean=7, prof=True)] + [
+    V5Config(32, 1, 4, 256, 4, 1, 1, 4, True, grouped=True, lean=7, prof=True),
+    V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, grouped=True, lean=15, prof=True),
+    V5Config(64, 1, 2, 256, 4, 2, 2, 2, True, grouped=True, lean=11, prof=True)] + [
     V5Config(64, 1, 2, 256, 4, 2, 2, 2, True, diag=d, grouped=True, lean=3, prof=True) for d in (0, 7)]
 PROF_SLOTS = 512  # u64 stamps per CTA
 
