@@ -121,7 +121,9 @@ WB_DEVICE unsigned long long clock_now() {
 // bit 1 = scale pairs (the stream built with scale_pairs=True, wb_nvfp4_decode.cuh: 1.5 instead of 4
 // instructions per code word for the scales); bit 2 = the next 64-k chunk's code and scale words loaded
 // from shared memory one chunk ahead; bit 3 (GROUPED only) = the unit's weight as one bulk copy from one lane
-// instead of one copy per 16-row tile (the producer issues 1 + KC / 64 copies per stage instead of TILES + KC / 64).
+// instead of one copy per 16-row tile (the producer issues 1 + KC / 64 copies per stage instead of TILES + KC / 64);
+// bit 4 (with bit 2) = the next chunk's words loaded after the chunk's first group is issued, not before its decode:
+// wgmma.fence (SASS WARPGROUP.ARRIVE) may wait for every pending register write, a shared-memory load included.
 template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0,
           int BK = 256, bool GROUPED = false, int LEAN = 0, bool PROF = false>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
@@ -194,6 +196,8 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 
     const int wg = warp >> 2, q = warp & 3, g = lane >> 2, t = lane & 3;
     constexpr bool PAIRS = (LEAN & 2) != 0, DESC = (LEAN & 1) != 0, PREFETCH = (LEAN & 4) != 0;
+    constexpr bool LATE = (LEAN & 16) != 0;  // the prefetch issued after the chunk's first wgmma group, not before
+    static_assert(!LATE || PREFETCH, "LEAN bit 4 moves the prefetch (bit 2)");
     const float alpha = (1.0f / g_w[0]) * (PAIRS ? TWO_POW_19 : TWO_POW_63);
     uint32_t bias_reg;  // PAIR_BIAS held in a register, so each scale pair is one LOP3
     asm("mov.b32 %0, %1;" : "=r"(bias_reg) : "n"(PAIR_BIAS));
@@ -326,7 +330,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                     cw[mt] = cw_next[mt];
                     sw_g[mt] = swg_next[mt];
                     sw_h[mt] = swh_next[mt];
-                    if (c + 1 < CHUNKS) load_chunk(wb, c + 1, mt, cw_next[mt], swg_next[mt], swh_next[mt]);
+                    if (!LATE && c + 1 < CHUNKS) load_chunk(wb, c + 1, mt, cw_next[mt], swg_next[mt], swh_next[mt]);
                 } else {
                     load_chunk(wb, c, mt, cw[mt], sw_g[mt], sw_h[mt]);
                 }
@@ -364,6 +368,13 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                     for (int mt = 0; mt < MT; ++mt) wgmma_rs<TOKP>(acc[as][mt], A[buf][mt][e], desc);
                 }
                 wgmma_commit();
+                if constexpr (LATE) {  // the next chunk's words, once this chunk's first group is issued
+                    if (jg == 0 && c + 1 < CHUNKS) {
+#pragma unroll
+                        for (int mt = 0; mt < MT; ++mt)
+                            load_chunk(wb, c + 1, mt, cw_next[mt], swg_next[mt], swh_next[mt]);
+                    }
+                }
                 if (PROF && tj >= 0 && gi < 16) tl[tj + 3 * gi + 1] = clock_now();
                 wgmma_wait<NBUF - 1>();  // group gi - NBUF + 1 is done: its buffer, (gi + 1) % NBUF, is free
                 if (PROF && tj >= 0 && gi < 16) tl[tj + 3 * gi + 2] = clock_now();
@@ -489,6 +500,11 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 1, 4, true, 0, 256, true, 3>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 1, 1, 4, false, 0, 256, true, 7>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 1, 1, 4, true, 0, 256, true, 7>
+// the prefetch after the first group (LEAN bit 4) on the recorded M = 32 and 64 shapes
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 23>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 23>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 23>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 23>
 // the weight of a unit as one bulk copy (LEAN bit 3) on the recorded M = 32 and 64 builds
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 15>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 15>
@@ -521,3 +537,5 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 1, 1, 4, true, 0, 256, true, 7, true>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 15, true>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 11, true>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 23, true>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 23, true>

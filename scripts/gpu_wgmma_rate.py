@@ -30,8 +30,8 @@ def main() -> int:
     iters = 4000
     rows = []
     for expr in name_expressions("wgmma_rate"):
-        n, rs, nwg, gs, aw = re.match(r"wgmma_rate<(\d+), (true|false), (\d+)(?:, (\d+), (true|false))?>",
-                                      expr).groups()
+        n, rs, nwg, gs, aw, ldsf = re.match(
+            r"wgmma_rate<(\d+), (true|false), (\d+)(?:, (\d+), (true|false)(?:, (true|false))?)?>", expr).groups()
         n, nwg, gs = int(n), int(nwg), int(gs or 4)
         fn = get_kernel("wgmma_rate", expr)
         out = torch.empty(sms * nwg * 128, dtype=torch.float32, device="cuda")
@@ -42,10 +42,11 @@ def main() -> int:
         assert torch.all(out == 0), expr  # zeros in, zeros out: the loop ran on the operands it was given
         per = statistics.median(cyc.tolist()) / (nwg * iters * gs)
         rows.append({"N": n, "A": "registers" if rs == "true" else "shared", "warpgroups": nwg, "group": gs,
-                     "a_rewritten": aw == "true",
+                     "a_rewritten": aw == "true", "lds_before_fence": ldsf == "true",
                      "cycles_per_wgmma_per_sm": round(per, 1),
                      "pct_of_peak": round(100 * 64 * n * 16 / per / 2048, 1)})
-        print(f"N={n:3d} A={rows[-1]['A']:9s} warpgroups={nwg} group={gs} A rewritten={aw == 'true'}: {per:6.1f} SM cycles per wgmma "
+        print(f"N={n:3d} A={rows[-1]['A']:9s} warpgroups={nwg} group={gs} A rewritten={aw == 'true'} "
+              f"LDS before fence={ldsf == 'true'}: {per:6.1f} SM cycles per wgmma "
               f"({rows[-1]['pct_of_peak']:5.1f}% of the bf16 peak)", flush=True)
     (out_dir / "wgmma_rate.json").write_text(json.dumps({"device": device_info(), "iters": iters, "rows": rows},
                                                         indent=1))

@@ -198,7 +198,8 @@ class V5Config:
     bk: int = V5_BLOCK_K  # block k of the stream it reads (256, or 128: half-size ring stages)
     grouped: bool = False  # reads the unit-grouped stream (a unit's tiles contiguous; kc == bk)
     lean: int = 0  # bit 0: precomputed wgmma descriptors; bit 1: scale pairs (the scale_pairs stream); bit 2:
-    # shared-memory words loaded one chunk ahead; bit 3 (grouped): a unit's weight as one bulk copy
+    # shared-memory words loaded one chunk ahead; bit 3 (grouped): a unit's weight as one bulk copy; bit 4 (with
+    # bit 2): that prefetch issued after the chunk's first wgmma group
     fin: bool = False  # launch choice (red only): the in-kernel finalize (a grid barrier, then each CTA converts
     # its share of the workspace) instead of wo_finalize after the kernel
     prof: bool = False  # timeline build (PROF): clock stamps after the counters (launch with v5_timeline)
@@ -323,7 +324,10 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    # the unit's weight as one bulk copy (LEAN bit 3): the producer issues 5 copies per stage, not 20
                    # (M = 32) or 12 (M = 64)
                    V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=15),
-                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=11)]
+                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=11),
+                   # the prefetch after the chunk's first group (LEAN bit 4)
+                   V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=23),
+                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=23)]
 V5_DIAGNOSTICS = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, diag=d) for d in (1, 2)] + [
     V5Config(32, 1, 4, 256, st, 2, 2, 2, True, diag=d, grouped=True, lean=3) for d, st in ((1, 4), (1, 3), (1, 2), (5, 4),
                                                                                           (6, 4))] + [
@@ -338,7 +342,9 @@ V5_TIMELINES = [V5Config(32, 1, 4, 256, 4, gs, 2 if d == 0 else 1, 2, True, diag
     V5Config(32, 1, 4, 256, 4, 2, 1, 4, True, grouped=True, lean=3, prof=True),
     V5Config(32, 1, 4, 256, 4, 1, 1, 4, True, grouped=True, lean=7, prof=True),
     V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, grouped=True, lean=15, prof=True),
-    V5Config(64, 1, 2, 256, 4, 2, 2, 2, True, grouped=True, lean=11, prof=True)] + [
+    V5Config(64, 1, 2, 256, 4, 2, 2, 2, True, grouped=True, lean=11, prof=True),
+    V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, grouped=True, lean=23, prof=True),
+    V5Config(64, 1, 2, 256, 4, 2, 2, 2, True, grouped=True, lean=23, prof=True)] + [
     V5Config(64, 1, 2, 256, 4, 2, 2, 2, True, diag=d, grouped=True, lean=3, prof=True) for d in (0, 7)]
 PROF_SLOTS = 512  # u64 stamps per CTA
 
