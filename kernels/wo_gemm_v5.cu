@@ -123,7 +123,11 @@ WB_DEVICE unsigned long long clock_now() {
 // from shared memory one chunk ahead; bit 3 (GROUPED only) = the unit's weight as one bulk copy from one lane
 // instead of one copy per 16-row tile (the producer issues 1 + KC / 64 copies per stage instead of TILES + KC / 64);
 // bit 4 (with bit 2) = the next chunk's words loaded after the chunk's first group is issued, not before its decode:
-// wgmma.fence (SASS WARPGROUP.ARRIVE) may wait for every pending register write, a shared-memory load included.
+// wgmma.fence (SASS WARPGROUP.ARRIVE) may wait for every pending register write, a shared-memory load included;
+// bit 5 (GROUPED, KC = BK = 256) = the chunk-major stream (workbench chunk_major: per unit and 64-k chunk, each tile's
+// 512 code bytes and 64 scale bytes) with one full barrier per chunk: a chunk is one copy, and a warpgroup starts
+// on chunk 0 of a stage while chunks 1-3 are in flight (the first stage of the kernel lands in a quarter of the
+// bytes; stream and decode overlap within a unit).
 template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0,
           int BK = 256, bool GROUPED = false, int LEAN = 0, bool PROF = false>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
@@ -154,7 +158,14 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uint64_t>(smem_raw) + 1023) & ~(uint64_t)1023);
     uint8_t* xs = smem;
     uint8_t* wsm = smem + STAGES * X_STAGE;
-    const uint32_t full0 = smem_addr(wsm + STAGES * W_STAGE), empty0 = full0 + 8 * STAGES;
+    // CHUNKED (LEAN bit 5): the chunk-major stream, one full barrier per stage and 64-k chunk.
+    constexpr bool CHUNKED = (LEAN & 32) != 0;
+    static_assert(!CHUNKED || (GROUPED && BK == 256 && KC == 256 && (DIAG == 0 || DIAG == 7)),
+                  "LEAN bit 5: the grouped 256-k stream, full or no-decode builds");
+    constexpr int NFULL = CHUNKED ? STAGES * CHUNKS : STAGES, CHUNK_W = TILES * 576;  // 576: tile bytes per chunk
+    const uint32_t full0 = smem_addr(wsm + STAGES * W_STAGE), empty0 = full0 + 8 * NFULL;
+    // the full barrier of stage s (and, CHUNKED, of its chunk c)
+    auto full_bar = [&](int s, int c) { return full0 + 8 * (CHUNKED ? s * CHUNKS + c : s); };
 
     // warp: made warp-uniform for the compiler (a shuffle from lane 0). Without it the consumer path
     // below the producer branch counts as divergent and ptxas serializes every wgmma (warning C7518).
@@ -167,7 +178,15 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
         tl[0] = gt;
         tl[1] = clock_now();
     }
-    if (threadIdx.x == 0) ring_init<STAGES>(full0, empty0, NWG * 4);
+    if (threadIdx.x == 0) {
+        if constexpr (CHUNKED) {
+            for (int b = 0; b < NFULL; ++b) mbar_init(full0 + 8 * b, 1);
+            for (int b = 0; b < STAGES; ++b) mbar_init(empty0 + 8 * b, NWG * 4);
+            asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+        } else {
+            ring_init<STAGES>(full0, empty0, NWG * 4);
+        }
+    }
     __syncthreads();
 
     if (warp == NWG * 4) {  // producer warp: lane 0 claims a stage, lanes issue its copies in parallel
@@ -175,6 +194,16 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
         if (PROF && lane == 0) tl[40] = clock_now();
         constexpr bool ONE_COPY = (LEAN & 8) != 0;
         static_assert(!ONE_COPY || GROUPED, "LEAN bit 3: one copy per unit needs the grouped stream");
+        if constexpr (CHUNKED) {
+            produce_ring_chunked<STAGES, CHUNKS, X_ATOM>(
+                units, s0, grab, counters + (N >> 4), lane, CHUNK_W, full0, empty0, unit_of, wsm, W_STAGE, xs, X_STAGE,
+                &x_map, n_kc, KC, [&](int u) { return wp + (long long)((u / n_kc) * (K / BK) + u % n_kc) * TILES * BB; },
+                [&](int) {
+                    if (PROF && lane == 0 && pi < 32) tl[8 + pi] = clock_now();
+                    ++pi;
+                });
+            return;
+        }
         produce_ring<STAGES, CHUNKS, X_ATOM>(
             units, s0, grab, counters + (N >> 4), lane, W_STAGE + (DIAG == 5 ? 0 : X_STAGE), full0, empty0, unit_of,
             xs, X_STAGE, &x_map, n_kc, KC, DIAG != 5, [&](int s, int u) {
@@ -267,6 +296,14 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     // Chunk c of row block mt in the weight stage at wb: the lane's 16-byte code load (4 words, one per
     // k16 step) and its rows' scale words (row g, row g+8: one byte per step).
     auto load_chunk = [&](uint32_t wb, int c, int mt, u32x4& cw, uint32_t& sw_g, uint32_t& sw_h) {
+        if constexpr (CHUNKED) {  // chunk-major: [chunk][tile][512 code bytes, 8 x (row g word, row g + 8 word)]
+            const uint32_t tb = wb + c * CHUNK_W + ((wg * MT + mt) * 4 + q) * 576;
+            cw = lds16(tb + lane * 16);
+            const uint2 sc = lds8(tb + 512 + g * 8);
+            sw_g = sc.x;
+            sw_h = sc.y;
+            return;
+        }
         const uint32_t tb = wb + ((wg * MT + mt) * 4 + q) * W_TILE + (c / CB) * BB;
         cw = lds16(tb + ((c % CB) * 32 + lane) * 16);
         const u32x4 sc = lds16(tb + 8 * BK + (((c % CB) / 2) * 8 + g) * 16);
@@ -279,7 +316,14 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     constexpr bool NO_DECODE = DIAG == 7 || DIAG == 8 || DIAG == 9, EARLY = DIAG == 6 || DIAG == 9;
     for (int i = 0;; ++i) {
         if (stamp && i < 16) tl[64 + 64 * wg + 4 * i] = clock_now();
-        const int s = i % STAGES, u = ring_take<STAGES>(i, full0, unit_of);
+        const int s = i % STAGES, u = CHUNKED ? (mbar_wait(full_bar(s, 0), (i / STAGES) & 1), unit_of[s])
+                                              : ring_take<STAGES>(i, full0, unit_of);
+        // CHUNKED: chunk c of this stage is in once its barrier's phase completes (chunk 0's: above)
+        auto wait_chunk = [&](int c) {
+            if constexpr (CHUNKED) {
+                if (c > 0) mbar_wait(full_bar(s, c), (i / STAGES) & 1);
+            }
+        };
         if (stamp && i < 16) tl[64 + 64 * wg + 4 * i + 1] = clock_now();
         if (u < 0) break;
         if constexpr (DIAG == 1 || DIAG == 2) {
@@ -330,8 +374,12 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                     cw[mt] = cw_next[mt];
                     sw_g[mt] = swg_next[mt];
                     sw_h[mt] = swh_next[mt];
-                    if (!LATE && c + 1 < CHUNKS) load_chunk(wb, c + 1, mt, cw_next[mt], swg_next[mt], swh_next[mt]);
+                    if (!LATE && c + 1 < CHUNKS) {
+                        if (mt == 0) wait_chunk(c + 1);
+                        load_chunk(wb, c + 1, mt, cw_next[mt], swg_next[mt], swh_next[mt]);
+                    }
                 } else {
+                    if (mt == 0) wait_chunk(c);
                     load_chunk(wb, c, mt, cw[mt], sw_g[mt], sw_h[mt]);
                 }
                 if constexpr (PAIRS) {
@@ -370,6 +418,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                 wgmma_commit();
                 if constexpr (LATE) {  // the next chunk's words, once this chunk's first group is issued
                     if (jg == 0 && c + 1 < CHUNKS) {
+                        wait_chunk(c + 1);
 #pragma unroll
                         for (int mt = 0; mt < MT; ++mt)
                             load_chunk(wb, c + 1, mt, cw_next[mt], swg_next[mt], swh_next[mt]);
@@ -500,6 +549,13 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 1, 4, true, 0, 256, true, 3>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 1, 1, 4, false, 0, 256, true, 7>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 1, 1, 4, true, 0, 256, true, 7>
+// the chunk-major stream with a full barrier per chunk (LEAN bit 5) on the recorded M = 32 and 64 shapes
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 39>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 39>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 35>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 35>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 35>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 35>
 // the prefetch after the first group (LEAN bit 4) on the recorded M = 32 and 64 shapes
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 23>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 23>
@@ -539,3 +595,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 11, true>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 23, true>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 23, true>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 39, true>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 35, true>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 35, true>

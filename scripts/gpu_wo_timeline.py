@@ -16,7 +16,8 @@ Every non-diagnostic build is validated against the fp32 reference first. Also t
 stamps as the benchmark does (graph replay, kernel + wo_finalize, two weights in turn).
 Writes $OUT/timeline.json (summaries) and $OUT/timeline_stamps.pt (raw tables). Diagnostic only.
 
-Run on the device: PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python3 scripts/gpu_wo_timeline.py
+Run on the device: PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python3 scripts/gpu_wo_timeline.py [--only 7,35]
+(--only: the full builds of those LEAN values only.)
 """
 
 from __future__ import annotations
@@ -114,7 +115,10 @@ def main() -> int:
     wref = nvfp4.dequantize(wq[0], torch.float32)
     result, raw = {"device": device_info(), "builds": {}}, {}
     built = set(name_expressions("wo_gemm_v5"))
+    only = sys.argv[sys.argv.index("--only") + 1].split(",") if "--only" in sys.argv else None
     for cfg in v5.V5_TIMELINES:
+        if only and not any(f"lean{o}_" in str(cfg) and "diag" not in str(cfg) for o in only):
+            continue
         M = cfg.tokp
         x = wo.make_activations(M, K, seed=400 + M)
         twin = dataclasses.replace(cfg, prof=False)

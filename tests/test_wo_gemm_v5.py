@@ -42,6 +42,27 @@ def test_stream_v5_roundtrip_all_codes_and_scales(bk, pairs):
         v5.prepare_stream_v5(q, block_k=bk, group_tiles=3)
 
 
+@pytest.mark.parametrize("pairs", [False, True])
+def test_chunk_major_stream_reads(pairs):
+    """The chunk-major stream (LEAN bit 5) holds, at the kernel's addresses, exactly the bytes the grouped kernel
+    reads: chunk c of tile t, lane l's 16 code bytes at [c][t][16 l], and row g's / row g + 8's scale words of chunk
+    c at [c][t][512 + 8 g] / [c][t][516 + 8 g]; and it converts back without loss."""
+    q = all_codes_weight(256, 512, seed=3, edge_rows=True)
+    grouped = v5.prepare_stream_v5(q, rows_per_step=64, group_tiles=16, scale_pairs=pairs)
+    cm = v5.chunk_major(grouped)
+    assert cm.shape == (1, 2, 4, 16, v5.CHUNK_BYTES) and torch.equal(v5.grouped_from_chunk_major(cm), grouped)
+    for kb, c, t, lane in [(0, 0, 0, 0), (1, 3, 15, 31), (0, 1, 7, 5), (1, 2, 9, 18)]:
+        tile = grouped[0, kb, t]
+        assert torch.equal(cm[0, kb, c, t, 16 * lane:16 * lane + 16], tile[(c * 32 + lane) * 16:(c * 32 + lane) * 16 + 16])
+        g = lane >> 2
+        entry = tile[2048 + ((c // 2) * 8 + g) * 16:2048 + ((c // 2) * 8 + g) * 16 + 16]
+        w = 4 * (c & 1)
+        assert torch.equal(cm[0, kb, c, t, 512 + 8 * g:516 + 8 * g], entry[w:w + 4])  # row g
+        assert torch.equal(cm[0, kb, c, t, 516 + 8 * g:520 + 8 * g], entry[8 + w:12 + w])  # row g + 8
+    with pytest.raises(InputError, match="grouped"):
+        v5.chunk_major(v5.prepare_stream_v5(q, block_k=128, group_tiles=16))
+
+
 def test_stream_v5_natural_k_order():
     """A single nonzero code lands in the word, lane and byte the kernel's fragment indexing expects:
     row r = 16 tile + 8 h + g, k = 256 kb + 16 (4 c + j) + 8 hi + 2 t + e."""

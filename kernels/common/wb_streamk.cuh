@@ -106,6 +106,43 @@ WB_DEVICE void produce_ring(int units, int s0, int grab, unsigned int* work, int
     });
 }
 
+// The producer of a chunk-major ring (kernels/wo_gemm_v5.cu, LEAN bit 5), all lanes: stage s has one full barrier
+// per 64-k chunk, full0 + 8 (s * CHUNKS + c), armed for chunk_bytes of weight and one X_ATOM x box; lane c < CHUNKS
+// copies chunk c of unit u (one contiguous run at unit_base(u) + c * chunk_bytes) and its x box on that barrier, so
+// a consumer can start on chunk 0 while the rest is in flight. The end marker (u < 0) completes chunk 0's barrier
+// only (the consumers stop there). PDL: the first unit's x goes out after pdl_wait, its weight before.
+// issued(u): called by every lane once unit u's copies are issued (the timeline builds stamp it).
+template <int STAGES, int CHUNKS, int X_ATOM, typename UnitBase, typename Issued>
+WB_DEVICE void produce_ring_chunked(int units, int s0, int grab, unsigned int* work, int lane, uint32_t chunk_bytes,
+                                    uint32_t full0, uint32_t empty0, int* unit_of, uint8_t* wsm, int w_stage,
+                                    uint8_t* xs, int x_stage, const TmaDescriptor* x_map, int n_kc, int kc,
+                                    UnitBase&& unit_base, Issued&& issued) {
+    int i = 0;
+    produce_units(units, s0, grab, work, lane, [&](int u) {
+        const int s = i % STAGES;
+        if (lane == 0) {
+            mbar_wait(empty0 + 8 * s, ((i / STAGES) & 1) ^ 1);
+            unit_of[s] = u;
+            if (u >= 0) {
+                for (int c = 0; c < CHUNKS; ++c) mbar_arrive_expect_tx(full0 + 8 * (s * CHUNKS + c), chunk_bytes + X_ATOM);
+            } else {
+                mbar_arrive(full0 + 8 * s * CHUNKS);
+            }
+        }
+        __syncwarp();
+        ++i;
+        if (u < 0) return;
+        if (lane < CHUNKS) {
+            const uint32_t bar = full0 + 8 * (s * CHUNKS + lane);
+            bulk_load(smem_addr(wsm + s * w_stage + lane * chunk_bytes), unit_base(u) + (long long)lane * chunk_bytes,
+                      chunk_bytes, bar);
+            if (i == 1) pdl_wait();  // the previous kernel may write x until it completes
+            tma_load_2d(smem_addr(xs + s * x_stage + lane * X_ATOM), x_map, (u % n_kc) * kc + 64 * lane, 0, bar);
+        }
+        issued(u);
+    });
+}
+
 // Add one mma accumulator fragment to the fp32 workspace ws[row * ld + col] with half as many
 // atomics as a v2 per row: lane (g, t) holds rows g and g+8 at cols c0 + 2t, c0 + 2t + 1 (d0, d1 and
 // d2, d3); lanes t and t^1 swap halves so that the even lane owns row g's four cols c0 + 2t .. + 3 and

@@ -115,25 +115,55 @@ def prepare_stream_v5(w: NVFP4Tensor, rows_per_step: int = 1024, block_k: int = 
     return data.contiguous()
 
 
+CHUNK_BYTES = 576  # one 16-row tile's share of a 64-k chunk in the chunk-major stream: 512 code + 64 scale bytes
+
+
+def chunk_major(grouped: torch.Tensor) -> torch.Tensor:
+    """The grouped 256-k v5 stream [G, K/256, tiles, 2304] -> the chunk-major stream [G, K/256, 4, tiles, 576] (the
+    same bytes): per unit and 64-k chunk c, each tile's 512 code bytes of c, then its 64 scale bytes of c (for each
+    g = 0..7: the 4-byte scale word of row g, then that of row g + 8). A unit's chunk is one contiguous run, so it
+    can be copied and waited for on its own (the LEAN bit 5 builds)."""
+    G, nkb, T, bb = grouped.shape
+    if bb != block_bytes(256):
+        raise InputError(f"grouped: expected a grouped 256-k stream ([G, K/256, tiles, 2304]), got {list(grouped.shape)}")
+    codes = grouped[..., :2048].reshape(G, nkb, T, 4, 512)
+    # scale entry (q2, g): row g's 8 bytes (chunks 2 q2, 2 q2 + 1), then row g + 8's -> [.., T, q2, g, h, w, 4]
+    table = grouped[..., 2048:].reshape(G, nkb, T, 2, 8, 2, 2, 4)
+    scales = table.permute(0, 1, 2, 3, 6, 4, 5, 7).reshape(G, nkb, T, 4, 64)  # chunk c = 2 q2 + w: [g][h][4]
+    return torch.cat([codes, scales], dim=-1).permute(0, 1, 3, 2, 4).contiguous()
+
+
+def grouped_from_chunk_major(data: torch.Tensor) -> torch.Tensor:
+    """Inverse of chunk_major: [G, K/256, 4, tiles, 576] -> [G, K/256, tiles, 2304]."""
+    G, nkb, _, T, _ = data.shape
+    d = data.permute(0, 1, 3, 2, 4)  # [G, nkb, T, c, 576]
+    codes = d[..., :512].reshape(G, nkb, T, 2048)
+    table = d[..., 512:].reshape(G, nkb, T, 2, 2, 8, 2, 4).permute(0, 1, 2, 3, 5, 6, 4, 7)  # [.., q2, g, h, w, 4]
+    return torch.cat([codes, table.reshape(G, nkb, T, 256)], dim=-1).contiguous()
+
+
 def v5_stream(pw: PreparedWeight, block_k: int = V5_BLOCK_K, group_tiles: int = 1,
-              scale_pairs: bool = False) -> torch.Tensor:
-    """The v5 stream (block_k 256 or 128, grouped by group_tiles tiles or not, scale pairs or not) of a
-    prepared weight, built on first use and cached on it (66 MB each for wo)."""
+              scale_pairs: bool = False, chunked: bool = False) -> torch.Tensor:
+    """The v5 stream (block_k 256 or 128, grouped by group_tiles tiles or not, scale pairs or not, chunk-major or
+    not) of a prepared weight, built on first use and cached on it (66 MB each for wo)."""
     if pw.data_v5 is None:
         pw.data_v5 = {}
-    key = (block_k, group_tiles, scale_pairs)
+    key = (block_k, group_tiles, scale_pairs, chunked)
     if key not in pw.data_v5:
-        pw.data_v5[key] = prepare_stream_v5(pw.source, block_k=block_k, group_tiles=group_tiles,
-                                            scale_pairs=scale_pairs)
+        if chunked:
+            pw.data_v5[key] = chunk_major(v5_stream(pw, block_k, group_tiles, scale_pairs))
+        else:
+            pw.data_v5[key] = prepare_stream_v5(pw.source, block_k=block_k, group_tiles=group_tiles,
+                                                scale_pairs=scale_pairs)
     return pw.data_v5[key]
 
 
 def v5_stream_ready(pw: PreparedWeight, block_k: int = V5_BLOCK_K, group_tiles: int = 1,
-                    scale_pairs: bool = False) -> bool:
+                    scale_pairs: bool = False, chunked: bool = False) -> bool:
     """Whether this v5 stream of pw is already built. A GEMM launched with PDL issues its first weight
     copies before griddepcontrol.wait (the weight is constant), so a call that builds the stream right
     before the launch must launch without PDL: the building kernels' last stores may still be in flight."""
-    return pw.data_v5 is not None and (block_k, group_tiles, scale_pairs) in pw.data_v5
+    return pw.data_v5 is not None and (block_k, group_tiles, scale_pairs, chunked) in pw.data_v5
 
 
 def decode_stream_v5(data: torch.Tensor, global_scale: torch.Tensor, shape, block_k: int = V5_BLOCK_K,
@@ -199,7 +229,8 @@ class V5Config:
     grouped: bool = False  # reads the unit-grouped stream (a unit's tiles contiguous; kc == bk)
     lean: int = 0  # bit 0: precomputed wgmma descriptors; bit 1: scale pairs (the scale_pairs stream); bit 2:
     # shared-memory words loaded one chunk ahead; bit 3 (grouped): a unit's weight as one bulk copy; bit 4 (with
-    # bit 2): that prefetch issued after the chunk's first wgmma group
+    # bit 2): that prefetch issued after the chunk's first wgmma group; bit 5 (grouped, kc 256): the chunk-major
+    # stream (chunk_major) with one full barrier per 64-k chunk, so a warpgroup starts on a chunk once it is in
     fin: bool = False  # launch choice (red only): the in-kernel finalize (a grid barrier, then each CTA converts
     # its share of the workspace) instead of wo_finalize after the kernel
     prof: bool = False  # timeline build (PROF): clock stamps after the counters (launch with v5_timeline)
@@ -207,6 +238,14 @@ class V5Config:
     @property
     def scale_pairs(self) -> bool:
         return bool(self.lean & 2)
+
+    @property
+    def chunked(self) -> bool:  # LEAN bit 5: the chunk-major stream, one full barrier per 64-k chunk
+        return bool(self.lean & 32)
+
+    def stream_args(self) -> tuple:
+        """(block_k, group_tiles, scale_pairs, chunked) of the v5 stream this build reads."""
+        return (self.bk, self.rows // 16 if self.grouped else 1, self.scale_pairs, self.chunked)
 
     @property
     def expr(self) -> str:
@@ -244,7 +283,8 @@ class V5Config:
     def smem(self) -> int:
         w_stage = (self.rows // 16) * (self.kc // self.bk) * block_bytes(self.bk)
         x_stage = (self.kc // 64) * self.tokp * 128
-        return self.stages * (w_stage + x_stage) + 16 * self.stages + 1024  # + barriers, 1024 alignment
+        bars = 8 * self.stages * ((self.kc // 64 if self.chunked else 1) + 1)  # full (per chunk) and empty barriers
+        return self.stages * (w_stage + x_stage) + bars + 1024  # + 1024 for the alignment
 
     def __str__(self) -> str:
         wk = ("_red" if self.red else "") + (f"_s0{self.s0}_g{self.grab}" if self.grab else "")
@@ -327,7 +367,11 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=11),
                    # the prefetch after the chunk's first group (LEAN bit 4)
                    V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=23),
-                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=23)]
+                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=23),
+                   # the chunk-major stream with a full barrier per 64-k chunk (LEAN bit 5)
+                   V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=39),
+                   V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=35),
+                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=35)]
 V5_DIAGNOSTICS = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, diag=d) for d in (1, 2)] + [
     V5Config(32, 1, 4, 256, st, 2, 2, 2, True, diag=d, grouped=True, lean=3) for d, st in ((1, 4), (1, 3), (1, 2), (5, 4),
                                                                                           (6, 4))] + [
@@ -344,7 +388,10 @@ V5_TIMELINES = [V5Config(32, 1, 4, 256, 4, gs, 2 if d == 0 else 1, 2, True, diag
     V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, grouped=True, lean=15, prof=True),
     V5Config(64, 1, 2, 256, 4, 2, 2, 2, True, grouped=True, lean=11, prof=True),
     V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, grouped=True, lean=23, prof=True),
-    V5Config(64, 1, 2, 256, 4, 2, 2, 2, True, grouped=True, lean=23, prof=True)] + [
+    V5Config(64, 1, 2, 256, 4, 2, 2, 2, True, grouped=True, lean=23, prof=True),
+    V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, grouped=True, lean=39, prof=True),
+    V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, grouped=True, lean=35, prof=True),
+    V5Config(64, 1, 2, 256, 4, 2, 2, 2, True, grouped=True, lean=35, prof=True)] + [
     V5Config(64, 1, 2, 256, 4, 2, 2, 2, True, diag=d, grouped=True, lean=3, prof=True) for d in (0, 7)]
 PROF_SLOTS = 512  # u64 stamps per CTA
 
@@ -360,7 +407,7 @@ def v5_timeline(x: torch.Tensor, pw: PreparedWeight, config: V5Config, out: torc
         raise InputError(f"config: expected a static reduce-only timeline build (prof=True), got {config}")
     M, N, K = check_gemm_input(x, pw, V5_MAX_M, "the v5 kernel")
     out = gemm_output(out, x, M, N)
-    stream = v5_stream(pw, config.bk, config.rows // 16 if config.grouped else 1, config.scale_pairs)
+    stream = v5_stream(pw, *config.stream_args())
     ws, _ = _workspace(x.device, N, config.tokp, N // 16 + 4)
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count
     off = ((N // 16 + 8) & ~1) // 2  # in u64
@@ -421,8 +468,8 @@ def w4a16_gemm_v5(x: torch.Tensor, pw: PreparedWeight, config: V5Config | None =
         raise InputError(f"w.shape: expected N % {cfg.rows} == 0 and K % {cfg.kc} == 0 for config {cfg}, got {[N, K]}")
     out = gemm_output(out, x, M, N)
     check_work(cfg)
-    fresh = not v5_stream_ready(pw, cfg.bk, cfg.rows // 16 if cfg.grouped else 1, cfg.scale_pairs)
-    stream = v5_stream(pw, cfg.bk, cfg.rows // 16 if cfg.grouped else 1, cfg.scale_pairs)
+    fresh = not v5_stream_ready(pw, *cfg.stream_args())
+    stream = v5_stream(pw, *cfg.stream_args())
     enable_pdl = enable_pdl and not fresh  # a stream built just now is not safe to read before the PDL wait
     ws, cnt = _workspace(x.device, N, cfg.tokp, N // 16 + 4)  # tile counters, grab counters, fin's barrier
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count
