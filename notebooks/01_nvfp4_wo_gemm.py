@@ -276,6 +276,21 @@ if rate:
               title=f"wgmma.m64nNk16 alone: SM cycles per instruction ({rate['device']['name']})").show()
 
 # %% [markdown]
+# ### Inside one CTA: the timeline builds
+# The same kernels with clock stamps (`PROF`, `scripts/gpu_wo_timeline.py`): per unit, when each warpgroup asks
+# for its stage, when the stage is full, when its last group retires and when the stage goes back to the producer;
+# per sampled group, its decode and issue against its wait. The stamps perturb the kernel, so each row also
+# carries its stamp-free twin timed as the benchmark does; use the cycles for where the time goes inside a build,
+# not to rank builds. The figure shows four CTAs of the recorded M = 32 build: after a ramp of ~5.6k cycles (the
+# first stage of every SM must arrive), warpgroup 0 works ~90% of each period and waits ~10%.
+
+# %%
+timeline = nbutil.diagnostic("wo_timeline_h100")
+if timeline:
+    viz.table(vnv.timeline_rows(timeline), title=f"v5 timeline builds, SM cycles ({timeline['device']['name']})").show()
+    vnv.fig_cta_timeline(timeline).show()
+
+# %% [markdown]
 # ## Accuracy
 # Output error of the wo GEMM against an fp32 reference (the "true" weight in fp32, activations as
 # given in bf16): bf16 weight, fp8 per-tensor (weight and activations), fp8 with 128x128 weight blocks

@@ -59,4 +59,13 @@ def test_committed_diagnostics_load():
     rate, trace = nbutil.diagnostic("wgmma_rate_h100"), nbutil.diagnostic("wo_trace_diag_h100")
     assert rate["device"]["name"].startswith("NVIDIA H100") and len(rate["rows"]) > 0
     assert trace["device"]["name"].startswith("NVIDIA H100") and {"32", "64"} <= set(trace["cases"])
+    tl = nbutil.diagnostic("wo_timeline_h100")
+    assert tl["device"]["name"].startswith("NVIDIA H100")
+    from workbench.viz import nvfp4 as vnv
+
+    rows = vnv.timeline_rows(tl)
+    assert rows and all(r["busy / unit"] > 0 and r["period"] >= r["busy / unit"] for r in rows)
+    # the recorded M = 32 build's twin and the sampled CTAs are there; the figure has its three traces
+    assert any(r["build"] == "v5_n32_mt1_wg4_kc256_s4_gs2_a2_b2_red_grp_lean7" and r["twin us / call"] for r in rows)
+    assert len(vnv.fig_cta_timeline(tl).data) == 3
     assert nbutil.diagnostic("no_such_measurement") is None

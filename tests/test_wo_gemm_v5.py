@@ -121,6 +121,9 @@ def test_v5_compiles_without_spills():
                                         + v5.V5_KERNELS_LEAN) + len(v5.V5_DIAGNOSTICS) + len(v5.V5_TIMELINES)
     for low, r in ck.resources.items():
         assert r.spill_stores == 0 and r.spill_loads == 0, (names.get(low, low), r)
+    # ptxas C7512: builds whose wgmma it serializes (register pressure); the list in wo_gemm_v5 must stay exact
+    serialized = {names.get(line.split("'")[1]) for line in ck.log.splitlines() if "C7512" in line}
+    assert serialized == v5.V5_SERIALIZED
 
 
 def test_v5_bad_input():

@@ -116,3 +116,46 @@ def fig_accuracy(rows: list[dict], metric: str = "rel_l2") -> go.Figure:
                       xaxis=dict(type="log", title="outlier scale"),
                       yaxis=dict(type="log" if metric != "cosine" else "linear", title=metric))
     return fig
+
+
+def timeline_rows(diag: dict) -> list[dict]:
+    """Rows of the v5 timeline diagnostic (data/diagnostics/wo_timeline_h100.json, scripts/gpu_wo_timeline.py): per
+    timeline build, the last run's medians in SM cycles and the stamp-free twin's graph-replay time."""
+    rows = []
+    for name, b in diag["builds"].items():
+        if not b.get("runs"):
+            continue
+        s = b["runs"][-1]
+        rows.append({"M": b["M"], "build": name.removesuffix("_prof"), "ramp": s["ramp"], "busy / unit": s["busy"],
+                     "wait / unit": s["wait_mean"], "period": s["period"],
+                     "group: decode + issue": s.get("group_decode_issue"), "group: wait": s.get("group_wait"),
+                     "span (cycles)": s["span_cycles"], "GHz": s["ghz"],
+                     "twin us / call": b.get("twin", {}).get("twin_replay_us")})
+    return rows
+
+
+def fig_cta_timeline(diag: dict) -> go.Figure:
+    """One bar row per sampled CTA of the timeline diagnostic: warpgroup 0's wait for each stage (light) and its work
+    on the unit (dark), the producer's copy issues (ticks), in SM cycles from the CTA's start."""
+    sample = diag["sample_ctas"]
+    bars = {"wait": ([], [], []), "busy": ([], [], [])}  # (length, start, row) per kind
+    ticks_x, ticks_y = [], []
+    for cta, d in sample["ctas"].items():
+        y = f"CTA {cta}"
+        for u in d["wg0_units"]:
+            for kind, a, b in (("wait", u["ask"], u["full"]), ("busy", u["full"], u["end"])):
+                bars[kind][0].append(b - a)
+                bars[kind][1].append(a)
+                bars[kind][2].append(y)
+        ticks_x += d["producer_issue"]
+        ticks_y += [y] * len(d["producer_issue"])
+    fig = go.Figure()
+    for kind, color in (("wait", "#c6dbef"), ("busy", "#2171b5")):
+        x, base, y = bars[kind]
+        fig.add_trace(go.Bar(x=x, base=base, y=y, orientation="h", marker_color=color, name=f"warpgroup 0 {kind}",
+                             hovertemplate=kind + ": from %{base} for %{x} cycles<extra></extra>"))
+    fig.add_trace(go.Scatter(x=ticks_x, y=ticks_y, mode="markers", name="producer: copies issued",
+                             marker={"symbol": "line-ns-open", "size": 14, "color": "#d94801"}))
+    fig.update_layout(barmode="overlay", height=320, xaxis_title="SM cycles from the CTA's start",
+                      title=f"{sample['build'].removesuffix('_prof')}: one CTA's units ({diag['device']['name']})")
+    return fig
