@@ -113,6 +113,16 @@ def test_v5_configs_instantiated_and_fit():
         assert v5.v5_candidates(M) and all(c.tokp >= M for c in v5.v5_candidates(M))
 
 
+# Builds ptxas serializes (C7512: "wgmma.mma_async instructions are serialized due to insufficient register
+# resources"): each wgmma waits for the previous one, so their times measure that, not the design. They stay as
+# measured steps (docs/notes_wo_gemm.md, ninth pass); this list is kept exact, so a new serialized build is noticed.
+V5_SERIALIZED = {
+    "w4a16_v5<32, 1, 4, 256, 4, 2, 2, 4, false>", "w4a16_v5<32, 1, 4, 256, 4, 2, 2, 4, true>",
+    "w4a16_v5<32, 1, 4, 256, 4, 2, 2, 4, false, 0, 256, true, 3>", "w4a16_v5<32, 1, 4, 256, 4, 2, 2, 4, true, 0, 256, true, 3>",
+    "w4a16_v5<32, 1, 4, 256, 4, 4, 2, 2, true, 0, 256, true, 7>",
+    "w4a16_v5<32, 1, 7, 256, 2, 2, 1, 2, false>", "w4a16_v5<32, 1, 7, 256, 2, 2, 1, 2, true>"}
+
+
 def test_v5_compiles_without_spills():
     """The sm_90a compile gate (NVRTC, no GPU): every instantiation, no register spills."""
     ck = compile_kernel("wo_gemm_v5")
@@ -121,9 +131,9 @@ def test_v5_compiles_without_spills():
                                         + v5.V5_KERNELS_LEAN) + len(v5.V5_DIAGNOSTICS) + len(v5.V5_TIMELINES)
     for low, r in ck.resources.items():
         assert r.spill_stores == 0 and r.spill_loads == 0, (names.get(low, low), r)
-    # ptxas C7512: builds whose wgmma it serializes (register pressure); the list in wo_gemm_v5 must stay exact
+    # ptxas C7512: builds whose wgmma it serializes (register pressure); V5_SERIALIZED above must stay exact
     serialized = {names.get(line.split("'")[1]) for line in ck.log.splitlines() if "C7512" in line}
-    assert serialized == v5.V5_SERIALIZED
+    assert serialized == V5_SERIALIZED
 
 
 def test_v5_bad_input():

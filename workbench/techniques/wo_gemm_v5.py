@@ -418,15 +418,6 @@ def v5_timeline(x: torch.Tensor, pw: PreparedWeight, config: V5Config, out: torc
     finalize(ws, pw.global_scale, out, config.tokp, WS_UNIT_PAIRS if config.scale_pairs else WS_UNIT)
     return out, table[off:].view(sms, PROF_SLOTS)
 
-# Builds ptxas serializes (C7512: "wgmma.mma_async instructions are serialized due to insufficient register
-# resources"): each wgmma waits for the previous one, so their times measure that, not the design. They stay as
-# measured steps; the compile test keeps this list exact, so a new serialized build is noticed.
-V5_SERIALIZED = {
-    "w4a16_v5<32, 1, 4, 256, 4, 2, 2, 4, false>", "w4a16_v5<32, 1, 4, 256, 4, 2, 2, 4, true>",
-    "w4a16_v5<32, 1, 4, 256, 4, 2, 2, 4, false, 0, 256, true, 3>", "w4a16_v5<32, 1, 4, 256, 4, 2, 2, 4, true, 0, 256, true, 3>",
-    "w4a16_v5<32, 1, 4, 256, 4, 4, 2, 2, true, 0, 256, true, 7>",
-    "w4a16_v5<32, 1, 7, 256, 2, 2, 1, 2, false>", "w4a16_v5<32, 1, 7, 256, 2, 2, 1, 2, true>"}
-
 
 def v5_tokp_for(M: int) -> int:
     for n in (8, 16, 32, 64):
