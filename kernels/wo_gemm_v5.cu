@@ -127,7 +127,8 @@ WB_DEVICE unsigned long long clock_now() {
 // bit 5 (GROUPED, KC = BK = 256) = the chunk-major stream (workbench chunk_major: per unit and 64-k chunk, each tile's
 // 512 code bytes and 64 scale bytes) with one full barrier per chunk: a chunk is one copy, and a warpgroup starts
 // on chunk 0 of a stage while chunks 1-3 are in flight (the first stage of the kernel lands in a quarter of the
-// bytes; stream and decode overlap within a unit).
+// bytes; stream and decode overlap within a unit); bit 6 (with bit 5) = each chunk copied as pieces of 4 tiles
+// (2304 B, as many copies per stage as the grouped builds issue) instead of one copy per chunk.
 template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0,
           int BK = 256, bool GROUPED = false, int LEAN = 0, bool PROF = false>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
@@ -195,7 +196,9 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
         constexpr bool ONE_COPY = (LEAN & 8) != 0;
         static_assert(!ONE_COPY || GROUPED, "LEAN bit 3: one copy per unit needs the grouped stream");
         if constexpr (CHUNKED) {
-            produce_ring_chunked<STAGES, CHUNKS, X_ATOM>(
+            // LEAN bit 6: each chunk as copies of 4 tiles (2304 B, the grouped build's copy size), not one copy
+            constexpr int COPIES = (LEAN & 64) && TILES >= 4 ? TILES / 4 : 1;
+            produce_ring_chunked<STAGES, CHUNKS, X_ATOM, COPIES>(
                 units, s0, grab, counters + (N >> 4), lane, CHUNK_W, full0, empty0, unit_of, wsm, W_STAGE, xs, X_STAGE,
                 &x_map, n_kc, KC, [&](int u) { return wp + (long long)((u / n_kc) * (K / BK) + u % n_kc) * TILES * BB; },
                 [&](int) {
@@ -556,6 +559,11 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 35>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 35>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 35>
+// the chunk-major stream copied in 4-tile pieces (LEAN bit 6)
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 103>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 103>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 99>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 99>
 // the prefetch after the first group (LEAN bit 4) on the recorded M = 32 and 64 shapes
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 23>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 23>

@@ -107,12 +107,13 @@ WB_DEVICE void produce_ring(int units, int s0, int grab, unsigned int* work, int
 }
 
 // The producer of a chunk-major ring (kernels/wo_gemm_v5.cu, LEAN bit 5), all lanes: stage s has one full barrier
-// per 64-k chunk, full0 + 8 (s * CHUNKS + c), armed for chunk_bytes of weight and one X_ATOM x box; lane c < CHUNKS
-// copies chunk c of unit u (one contiguous run at unit_base(u) + c * chunk_bytes) and its x box on that barrier, so
-// a consumer can start on chunk 0 while the rest is in flight. The end marker (u < 0) completes chunk 0's barrier
+// per 64-k chunk, full0 + 8 (s * CHUNKS + c), armed for chunk_bytes of weight and one X_ATOM x box; chunk c of unit
+// u (one contiguous run at unit_base(u) + c * chunk_bytes) goes out as COPIES equal copies from lanes
+// c * COPIES .. c * COPIES + COPIES - 1, the first of which also loads the chunk's x box, all on that barrier; so a
+// consumer can start on chunk 0 while the rest is in flight. The end marker (u < 0) completes chunk 0's barrier
 // only (the consumers stop there). PDL: the first unit's x goes out after pdl_wait, its weight before.
 // issued(u): called by every lane once unit u's copies are issued (the timeline builds stamp it).
-template <int STAGES, int CHUNKS, int X_ATOM, typename UnitBase, typename Issued>
+template <int STAGES, int CHUNKS, int X_ATOM, int COPIES, typename UnitBase, typename Issued>
 WB_DEVICE void produce_ring_chunked(int units, int s0, int grab, unsigned int* work, int lane, uint32_t chunk_bytes,
                                     uint32_t full0, uint32_t empty0, int* unit_of, uint8_t* wsm, int w_stage,
                                     uint8_t* xs, int x_stage, const TmaDescriptor* x_map, int n_kc, int kc,
@@ -132,12 +133,15 @@ WB_DEVICE void produce_ring_chunked(int units, int s0, int grab, unsigned int* w
         __syncwarp();
         ++i;
         if (u < 0) return;
-        if (lane < CHUNKS) {
-            const uint32_t bar = full0 + 8 * (s * CHUNKS + lane);
-            bulk_load(smem_addr(wsm + s * w_stage + lane * chunk_bytes), unit_base(u) + (long long)lane * chunk_bytes,
-                      chunk_bytes, bar);
+        static_assert(CHUNKS * COPIES <= 32, "one lane per copy");
+        if (lane < CHUNKS * COPIES) {
+            const int c = lane / COPIES, part = lane % COPIES;
+            const uint32_t bar = full0 + 8 * (s * CHUNKS + c), piece = chunk_bytes / COPIES;
+            const uint32_t off = c * chunk_bytes + part * piece;
+            bulk_load(smem_addr(wsm + s * w_stage + off), unit_base(u) + off, piece, bar);
             if (i == 1) pdl_wait();  // the previous kernel may write x until it completes
-            tma_load_2d(smem_addr(xs + s * x_stage + lane * X_ATOM), x_map, (u % n_kc) * kc + 64 * lane, 0, bar);
+            if (part == 0)
+                tma_load_2d(smem_addr(xs + s * x_stage + c * X_ATOM), x_map, (u % n_kc) * kc + 64 * c, 0, bar);
         }
         issued(u);
     });

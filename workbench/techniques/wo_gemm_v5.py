@@ -230,7 +230,8 @@ class V5Config:
     lean: int = 0  # bit 0: precomputed wgmma descriptors; bit 1: scale pairs (the scale_pairs stream); bit 2:
     # shared-memory words loaded one chunk ahead; bit 3 (grouped): a unit's weight as one bulk copy; bit 4 (with
     # bit 2): that prefetch issued after the chunk's first wgmma group; bit 5 (grouped, kc 256): the chunk-major
-    # stream (chunk_major) with one full barrier per 64-k chunk, so a warpgroup starts on a chunk once it is in
+    # stream (chunk_major) with one full barrier per 64-k chunk, so a warpgroup starts on a chunk once it is in; bit 6
+    # (with bit 5): each chunk copied in 4-tile pieces
     fin: bool = False  # launch choice (red only): the in-kernel finalize (a grid barrier, then each CTA converts
     # its share of the workspace) instead of wo_finalize after the kernel
     prof: bool = False  # timeline build (PROF): clock stamps after the counters (launch with v5_timeline)
@@ -241,7 +242,7 @@ class V5Config:
 
     @property
     def chunked(self) -> bool:  # LEAN bit 5: the chunk-major stream, one full barrier per 64-k chunk
-        return bool(self.lean & 32)
+        return bool(self.lean & 32)  # (bit 6 changes only the copies)
 
     def stream_args(self) -> tuple:
         """(block_k, group_tiles, scale_pairs, chunked) of the v5 stream this build reads."""
@@ -371,7 +372,10 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    # the chunk-major stream with a full barrier per 64-k chunk (LEAN bit 5)
                    V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=39),
                    V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=35),
-                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=35)]
+                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=35),
+                   # the same, each chunk copied in 4-tile pieces (LEAN bit 6: 16 / 8 copies per stage, as grouped)
+                   V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=103),
+                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=99)]
 V5_DIAGNOSTICS = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, diag=d) for d in (1, 2)] + [
     V5Config(32, 1, 4, 256, st, 2, 2, 2, True, diag=d, grouped=True, lean=3) for d, st in ((1, 4), (1, 3), (1, 2), (5, 4),
                                                                                           (6, 4))] + [
