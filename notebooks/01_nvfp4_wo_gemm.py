@@ -281,14 +281,19 @@ if rate:
 # for its stage, when the stage is full, when its last group retires and when the stage goes back to the producer;
 # per sampled group, its decode and issue against its wait. The stamps perturb the kernel, so each row also
 # carries its stamp-free twin timed as the benchmark does; use the cycles for where the time goes inside a build,
-# not to rank builds. The figure shows four CTAs of the recorded M = 32 build: after a ramp of ~5.6k cycles (the
-# first stage of every SM must arrive), warpgroup 0 works ~90% of each period and waits ~10%.
+# not to rank builds. The figure shows four CTAs of the recorded M = 32 build: a ramp while the first stage of
+# every SM arrives, then units in which warpgroup 0 mostly works and briefly waits (the line below says how much).
 
 # %%
 timeline = nbutil.diagnostic("wo_timeline_h100")
 if timeline:
-    viz.table(vnv.timeline_rows(timeline), title=f"v5 timeline builds, SM cycles ({timeline['device']['name']})").show()
+    tl_rows = vnv.timeline_rows(timeline)
+    viz.table(tl_rows, title=f"v5 timeline builds, SM cycles ({timeline['device']['name']})").show()
     vnv.fig_cta_timeline(timeline).show()
+    r32 = next(r for r in tl_rows if r["build"] == timeline["sample_ctas"]["build"].removesuffix("_prof"))
+    print(f"{r32['build']}: ramp {r32['ramp']:.0f} cycles, then per unit busy {r32['busy / unit']:.0f} of a "
+          f"{r32['period']:.0f}-cycle period ({100 * r32['busy / unit'] / r32['period']:.0f}%), "
+          f"span {r32['span (cycles)']:.0f} cycles at {r32['GHz']} GHz")
 
 # %% [markdown]
 # ## Accuracy
@@ -373,6 +378,14 @@ if INTERACTIVE:
 #   beside 64 accumulators). A microbenchmark then showed the instruction alone at the tensor peak:
 #   what v5 loses is in how it runs its wgmma (waits per group, the stage hand-off), which is where to look
 #   next (docs/notes_wo_gemm.md, eighth pass).
+# - Then look inside one CTA. Clock stamps per unit and per group (the timeline table above) showed the
+#   stage hand-off and the wgmma waits to be small: each group's decode and issue fills its time, the stream
+#   runs close to copy bandwidth between the ramp and the tail, and the consumer, barely the slower side,
+#   cannot make up the ramp in which no SM has its first stage yet. The four changes that timeline suggested
+#   (one copy per unit, a later prefetch, a full barrier per 64-k chunk, more groups in flight) were each
+#   measured and each lost; the copy engine prefers many 2.3 KB copies in flight to few large ones. The stamps
+#   perturb the kernel differently per build, so builds are ranked by their stamp-free twins only. And read
+#   ptxas's C7512 too: a build it serializes measures the serialization, not the design (notes, ninth pass).
 # - Three bugs that only showed on the full wo shape, each caught by validating every timed variant: a
 #   register A operand indexed at run time lives in local memory, so the registers an in-flight wgmma reads
 #   were reused (NaN); one warp's `wgmma.wait_group` covers only its own rows, so a shared B buffer needs a
