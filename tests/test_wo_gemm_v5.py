@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from wo_cases import all_codes_weight, check_fused, small_problem
+from wo_cases import all_codes_weight, check_all_codes, check_fused_shapes, small_problem
 
 from workbench.runtime import InputError, compile_kernel
 from workbench.techniques import nvfp4 as nv
@@ -163,21 +163,14 @@ def test_v5_bad_input():
                          + [k.with_work(True, s0, g).with_fin() for k in v5.V5_KERNELS_LEAN for s0, g in ((0, 0), (1, 1))],
                          ids=str)
 def test_gpu_w4a16_v5_matches_fp32_of_dequantized(cfg):
-    N = 2 * cfg.rows * 3  # several row groups; 132 CTAs share 24..96 units: uneven stream-K shares
-    for M in sorted({1, 3, cfg.tokp // 2 + 1, cfg.tokp}):
-        x, q, ref = small_problem(M, N=N, K=2048)
-        check_fused(v5.w4a16_gemm_v5, x, wo.prepare_weight(q), cfg, ref)
+    # several row groups; 132 CTAs share 24..96 units: uneven stream-K shares
+    check_fused_shapes(v5.w4a16_gemm_v5, cfg, (1, 3, cfg.tokp // 2 + 1, cfg.tokp), [(2 * cfg.rows * 3, 2048)])
 
 
 @pytest.mark.gpu
 def test_gpu_w4a16_v5_all_codes_and_scales():
-    q = all_codes_weight(256, 1024, seed=3, edge_rows=True, device="cuda")
-    pw = wo.prepare_weight(q)
-    x = wo.make_activations(8, 1024, seed=4)
-    ref = wo.reference(x, nv.dequantize(q, torch.float32))
-    for cfg in v5.V5_KERNELS + [k.with_work(True, 1, 1) for k in v5.V5_KERNELS + v5.V5_KERNELS_LEAN]:
-        if 256 % cfg.rows == 0 and cfg.tokp >= 8:
-            assert wo.validate(v5.w4a16_gemm_v5(x, pw, cfg), ref)["passed"], cfg
+    check_all_codes(v5.w4a16_gemm_v5, [c for c in v5.V5_KERNELS + [k.with_work(True, 1, 1) for k in v5.V5_KERNELS
+                                                                    + v5.V5_KERNELS_LEAN] if 256 % c.rows == 0], 8)
 
 
 @pytest.mark.gpu

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from wo_cases import all_codes_weight, check_fused, small_problem
+from wo_cases import check_all_codes, check_fused_shapes, small_problem
 
 from workbench.runtime import InputError, compile_kernel
 from workbench.techniques import nvfp4 as nv
@@ -53,21 +53,13 @@ def test_v7_bad_input():
 @pytest.mark.gpu
 @pytest.mark.parametrize("cfg", v7.V7_KERNELS + [k.with_work(1, 1) for k in v7.V7_KERNELS], ids=str)
 def test_gpu_w4a16_v7_matches_fp32_of_dequantized(cfg):
-    N = 2 * cfg.rows * 3  # several row groups; 132 CTAs share 24..96 units: uneven stream-K shares
-    for M in sorted({1, 3, cfg.tokp // 2 + 1, cfg.tokp}):
-        x, q, ref = small_problem(M, N=N, K=2048)
-        check_fused(v7.w4a16_gemm_v7, x, wo.prepare_weight(q), cfg, ref)
+    # several row groups; 132 CTAs share 24..96 units: uneven stream-K shares
+    check_fused_shapes(v7.w4a16_gemm_v7, cfg, (1, 3, cfg.tokp // 2 + 1, cfg.tokp), [(2 * cfg.rows * 3, 2048)])
 
 
 @pytest.mark.gpu
 def test_gpu_w4a16_v7_all_codes_and_scales():
-    q = all_codes_weight(256, 1024, seed=3, edge_rows=True, device="cuda")
-    pw = wo.prepare_weight(q)
-    x = wo.make_activations(32, 1024, seed=4)
-    ref = wo.reference(x, nv.dequantize(q, torch.float32))
-    for cfg in v7.V7_KERNELS:
-        if cfg.tokp >= 32:
-            assert wo.validate(v7.w4a16_gemm_v7(x, pw, cfg), ref)["passed"], cfg
+    check_all_codes(v7.w4a16_gemm_v7, [c for c in v7.V7_KERNELS if c.tokp >= 32], 32)
 
 
 @pytest.mark.gpu

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from wo_cases import all_codes_weight, check_fused, small_problem
+from wo_cases import check_all_codes, check_fused_shapes, small_problem
 
 from workbench.runtime import InputError, compile_kernel
 from workbench.techniques import nvfp4 as nv
@@ -49,18 +49,13 @@ def test_v8_bad_input():
 @pytest.mark.gpu
 @pytest.mark.parametrize("cfg", v8.V8_KERNELS + [k.with_work(1, 1) for k in v8.V8_KERNELS], ids=str)
 def test_gpu_w4a16_v8_matches_fp32_of_dequantized(cfg):
-    for N, K in ((2 * cfg.rows * 3, 2048), (7168, 2048)):  # 24 units (one or none per CTA); 224 (1-2 per CTA)
-        for M in (1, 3, 33, 64):
-            x, q, ref = small_problem(M, N=N, K=K)
-            check_fused(v8.w4a16_gemm_v8, x, wo.prepare_weight(q), cfg, ref)
+    # 24 units (one or none per CTA); 224 (1-2 per CTA)
+    check_fused_shapes(v8.w4a16_gemm_v8, cfg, (1, 3, 33, 64), [(2 * cfg.rows * 3, 2048), (7168, 2048)])
 
 
 @pytest.mark.gpu
 def test_gpu_w4a16_v8_all_codes_and_scales():
-    q = all_codes_weight(256, 1024, seed=3, edge_rows=True, device="cuda")
-    x = wo.make_activations(64, 1024, seed=4)
-    ref = wo.reference(x, nv.dequantize(q, torch.float32))
-    assert wo.validate(v8.w4a16_gemm_v8(x, wo.prepare_weight(q), v8.V8_KERNELS[0]), ref)["passed"]
+    check_all_codes(v8.w4a16_gemm_v8, v8.V8_KERNELS[:1], 64)
 
 
 @pytest.mark.gpu

@@ -1,4 +1,4 @@
-"""Inputs and checks shared by the wo GEMM tests (test_wo_gemm.py, test_wo_gemm_v5.py)."""
+"""Inputs and checks shared by the wo GEMM tests (test_wo_gemm.py, test_wo_gemm_v5.py, v7, v8)."""
 
 import torch
 
@@ -38,3 +38,22 @@ def check_fused(gemm, x, pw, cfg, ref):
     assert v["passed"], (cfg, M, v)
     for _ in range(2):
         assert wo.validate(gemm(x, pw, cfg), ref)["passed"], (cfg, M)
+
+
+def check_fused_shapes(gemm, cfg, ms, shapes):
+    """check_fused for every M in ms and (N, K) in shapes, each on a fresh small_problem."""
+    for N, K in shapes:
+        for M in sorted(set(ms)):
+            x, q, ref = small_problem(M, N=N, K=K)
+            check_fused(gemm, x, wo.prepare_weight(q), cfg, ref)
+
+
+def check_all_codes(gemm, cfgs, M):
+    """Every config in cfgs on the all-codes weight (256 x 1024, edge rows: zero, smallest and largest scales) with
+    M tokens: the output matches the fp32 GEMM of the dequantized operands."""
+    q = all_codes_weight(256, 1024, seed=3, edge_rows=True, device="cuda")
+    pw = wo.prepare_weight(q)
+    x = wo.make_activations(M, 1024, seed=4)
+    ref = wo.reference(x, nv.dequantize(q, torch.float32))
+    for cfg in cfgs:
+        assert wo.validate(gemm(x, pw, cfg), ref)["passed"], cfg
