@@ -281,13 +281,14 @@ if rate:
 # for its stage, when the stage is full, when its last group retires and when the stage goes back to the producer;
 # per sampled group, its decode and issue against its wait. The stamps perturb the kernel, so each row also
 # carries its stamp-free twin timed as the benchmark does; use the cycles for where the time goes inside a build,
-# not to rank builds. The figure shows four CTAs of the recorded M = 32 build: a ramp while the first stage of
+# not to rank builds. Each row carries the weight-read bound, per call and per unit (in cycles at the build's clock:
+# the period to hold against it). The figure shows four CTAs of the recorded M = 32 build: a ramp while the first stage of
 # every SM arrives, then units in which warpgroup 0 mostly works and briefly waits (the line below says how much).
 
 # %%
 timeline = nbutil.diagnostic("wo_timeline_h100")
 if timeline:
-    tl_rows = vnv.timeline_rows(timeline)
+    tl_rows = vnv.timeline_rows(timeline, bounds)  # bounds: the record's weight-read bound per M (above)
     viz.table(tl_rows, title=f"v5 timeline builds, SM cycles ({timeline['device']['name']})").show()
     vnv.fig_cta_timeline(timeline).show()
     r32 = next(r for r in tl_rows if r["build"] == timeline["sample_ctas"]["build"].removesuffix("_prof"))

@@ -27,14 +27,10 @@ import json
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
-T0 = time.time()
-
-
-def log(msg: str) -> None:
-    print(f"[{time.time() - T0:6.1f}s] {msg}", flush=True)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu_wo_profile import log  # noqa: E402
 
 
 def med(v):

@@ -25,13 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_wo_profile import wo_weight_sets  # noqa: E402
-
-T0 = time.time()
-
-
-def log(msg: str) -> None:
-    print(f"[{time.time() - T0:6.1f}s] {msg}", flush=True)
+from gpu_wo_profile import log, wo_weight_sets  # noqa: E402
 
 
 def sample_clocks(run_for_s: float, replay) -> dict:

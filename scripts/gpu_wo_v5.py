@@ -14,14 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from gpu_wo_profile import baselines, wo_weight_sets  # noqa: E402 - scripts/ is on sys.path when run as a script
-
-T0 = time.time()
-
-
-def log(msg: str) -> None:
-    print(f"[{time.time() - T0:6.1f}s] {msg}", flush=True)
-
+from gpu_wo_profile import T0, baselines, log, wo_weight_sets  # noqa: E402 - scripts/ is on sys.path when run as a script
 
 V4_BEST = {1: (1, 1, 4, 4, False, True, 4), 8: (1, 1, 4, 5, False, True, 5), 32: (4, 2, 4, 2, False, False, 2)}
 

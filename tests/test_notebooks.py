@@ -63,8 +63,11 @@ def test_committed_diagnostics_load():
     assert tl["device"]["name"].startswith("NVIDIA H100")
     from workbench.viz import nvfp4 as vnv
 
-    rows = vnv.timeline_rows(tl)
+    rows = vnv.timeline_rows(tl, {32: 22.46, 64: 22.96})
     assert rows and all(r["busy / unit"] > 0 and r["period"] >= r["busy / unit"] for r in rows)
+    # the weight bound per unit: 22.46 us over 1792 / 132 units of the M = 32 build at its clock (~2.9k cycles)
+    r32 = next(r for r in rows if r["build"] == "v5_n32_mt1_wg4_kc256_s4_gs2_a2_b2_red_grp_lean7")
+    assert r32["bound us"] == 22.46 and abs(r32["bound / unit"] - 22.46e3 * r32["GHz"] * 132 / 1792) <= 1
     # the recorded M = 32 build's twin and the sampled CTAs are there; the figure has its three traces
     assert any(r["build"] == "v5_n32_mt1_wg4_kc256_s4_gs2_a2_b2_red_grp_lean7" and r["twin us / call"] for r in rows)
     assert len(vnv.fig_cta_timeline(tl).data) == 3

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from wo_cases import all_codes_weight, check_all_codes, check_fused_shapes, small_problem
+from wo_cases import (
+    all_codes_weight,
+    check_all_codes,
+    check_fused_shapes,
+    check_gemm_rejects_bad_input,
+    check_pdl_back_to_back,
+)
 
 from workbench.runtime import InputError, compile_kernel
 from workbench.techniques import nvfp4 as nv
@@ -145,11 +151,7 @@ def test_v5_bad_input():
         v5.prepare_stream_v5(q)
     with pytest.raises(InputError, match="M"):
         v5.v5_tokp_for(65)
-    pw = wo.prepare_weight(nv.quantize_reference(torch.randn(256, 512), "tensor"))
-    with pytest.raises(InputError, match="x"):
-        v5.w4a16_gemm_v5(torch.zeros(4, 512, dtype=torch.float32), pw)
-    with pytest.raises(InputError, match="pw"):
-        v5.w4a16_gemm_v5(torch.zeros(4, 512, dtype=torch.bfloat16), q)
+    check_gemm_rejects_bad_input(v5.w4a16_gemm_v5)
     with pytest.raises(InputError, match="fin"):  # the in-kernel finalize converts a reduce-only workspace
         wo.check_work(v5.V5Config(8, 1, 2, 512, 4, 2, 2, 2, fin=True))
 
@@ -182,16 +184,7 @@ def test_gpu_w4a16_v5_all_codes_and_scales():
 def test_gpu_pdl_back_to_back(family, cfg):
     """enable_pdl: 8 back-to-back launches on the wo shape, each GEMM overlapping the previous call's
     wo_finalize (same workspace, same counters), each output exact; then a plain call after them."""
-    M = min(cfg.tokp if family == "v5" else 8, 32)
-    x, q, ref = small_problem(M, N=7168, K=2048, seed=5)
-    pw = wo.prepare_weight(q)
     if family == "v5":
-        cfg = cfg.with_work(True, cfg.s0, cfg.grab)
-        fn = v5.w4a16_gemm_v5
+        check_pdl_back_to_back(v5.w4a16_gemm_v5, cfg.with_work(True, cfg.s0, cfg.grab), min(cfg.tokp, 32))
     else:
-        fn = wo.w4a16_gemm_v6
-    outs = [fn(x, pw, cfg, enable_pdl=True) for _ in range(8)]
-    outs.append(fn(x, pw, cfg))
-    for i, o in enumerate(outs):
-        v = wo.validate(o, ref)
-        assert v["passed"], (cfg, i, v)
+        check_pdl_back_to_back(wo.w4a16_gemm_v6, cfg, 8)

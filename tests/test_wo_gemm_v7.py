@@ -5,12 +5,14 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
-from wo_cases import check_all_codes, check_fused_shapes, small_problem
+from wo_cases import (
+    check_all_codes,
+    check_fused_shapes,
+    check_gemm_rejects_bad_input,
+    check_pdl_back_to_back,
+)
 
 from workbench.runtime import InputError, compile_kernel
-from workbench.techniques import nvfp4 as nv
-from workbench.techniques import wo_gemm as wo
 from workbench.techniques import wo_gemm_v7 as v7
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,12 +44,7 @@ def test_v7_compiles_without_spills():
 def test_v7_bad_input():
     with pytest.raises(InputError, match="M"):
         v7.v7_tokp_for(65)
-    q = nv.quantize_reference(torch.randn(256, 512), "tensor")
-    pw = wo.prepare_weight(q)
-    with pytest.raises(InputError, match="x"):
-        v7.w4a16_gemm_v7(torch.zeros(4, 512, dtype=torch.float32), pw)
-    with pytest.raises(InputError, match="pw"):
-        v7.w4a16_gemm_v7(torch.zeros(4, 512, dtype=torch.bfloat16), q)
+    check_gemm_rejects_bad_input(v7.w4a16_gemm_v7)
 
 
 @pytest.mark.gpu
@@ -66,10 +63,4 @@ def test_gpu_w4a16_v7_all_codes_and_scales():
 @pytest.mark.parametrize("cfg", v7.V7_KERNELS + [v7.V7_KERNELS[0].with_work(1, 1)], ids=str)
 def test_gpu_v7_pdl_back_to_back(cfg):
     """enable_pdl: 8 back-to-back launches on the wo row count, each exact; then a plain call."""
-    x, q, ref = small_problem(min(cfg.tokp, 32), N=7168, K=2048, seed=5)
-    pw = wo.prepare_weight(q)
-    outs = [v7.w4a16_gemm_v7(x, pw, cfg, enable_pdl=True) for _ in range(8)]
-    outs.append(v7.w4a16_gemm_v7(x, pw, cfg))
-    for i, o in enumerate(outs):
-        v = wo.validate(o, ref)
-        assert v["passed"], (cfg, i, v)
+    check_pdl_back_to_back(v7.w4a16_gemm_v7, cfg, min(cfg.tokp, 32))

@@ -57,3 +57,28 @@ def check_all_codes(gemm, cfgs, M):
     ref = wo.reference(x, nv.dequantize(q, torch.float32))
     for cfg in cfgs:
         assert wo.validate(gemm(x, pw, cfg), ref)["passed"], cfg
+
+
+def check_gemm_rejects_bad_input(gemm):
+    """A fused GEMM wrapper names the argument it rejects: a non-bf16 x, and a weight that was not prepared."""
+    import pytest
+
+    from workbench.runtime import InputError
+
+    q = nv.quantize_reference(torch.randn(256, 512), "tensor")
+    with pytest.raises(InputError, match="x"):
+        gemm(torch.zeros(4, 512, dtype=torch.float32), wo.prepare_weight(q))
+    with pytest.raises(InputError, match="pw"):
+        gemm(torch.zeros(4, 512, dtype=torch.bfloat16), q)
+
+
+def check_pdl_back_to_back(gemm, cfg, M):
+    """enable_pdl: 8 back-to-back launches of gemm(x, pw, cfg) on the wo row count (7168 x 2048), each GEMM
+    overlapping the previous call's tail (same workspace, same counters), each output exact; then a plain call."""
+    x, q, ref = small_problem(M, N=7168, K=2048, seed=5)
+    pw = wo.prepare_weight(q)
+    outs = [gemm(x, pw, cfg, enable_pdl=True) for _ in range(8)]
+    outs.append(gemm(x, pw, cfg))
+    for i, o in enumerate(outs):
+        v = wo.validate(o, ref)
+        assert v["passed"], (cfg, i, v)
