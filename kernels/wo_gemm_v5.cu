@@ -128,7 +128,9 @@ WB_DEVICE unsigned long long clock_now() {
 // 512 code bytes and 64 scale bytes) with one full barrier per chunk: a chunk is one copy, and a warpgroup starts
 // on chunk 0 of a stage while chunks 1-3 are in flight (the first stage of the kernel lands in a quarter of the
 // bytes; stream and decode overlap within a unit); bit 6 (with bit 5) = each chunk copied as pieces of 4 tiles
-// (2304 B, as many copies per stage as the grouped builds issue) instead of one copy per chunk.
+// (2304 B, as many copies per stage as the grouped builds issue) instead of one copy per chunk; bit 7 (with bit 1) =
+// the rotate word layout (the stream built with word_layout="rot"; rot_decode_word: 8 integer instructions per
+// code word instead of 11).
 template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0,
           int BK = 256, bool GROUPED = false, int LEAN = 0, bool PROF = false>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
@@ -229,6 +231,8 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     const int wg = warp >> 2, q = warp & 3, g = lane >> 2, t = lane & 3;
     constexpr bool PAIRS = (LEAN & 2) != 0, DESC = (LEAN & 1) != 0, PREFETCH = (LEAN & 4) != 0;
     constexpr bool LATE = (LEAN & 16) != 0;  // the prefetch issued after the chunk's first wgmma group, not before
+    constexpr bool ROT = (LEAN & 128) != 0;  // the rotate word layout (rot_decode_word)
+    static_assert(!ROT || PAIRS, "LEAN bit 7 (the rotate layout) goes with bit 1 (scale pairs)");
     static_assert(!LATE || PREFETCH, "LEAN bit 4 moves the prefetch (bit 2)");
     const float alpha = (1.0f / g_w[0]) * (PAIRS ? TWO_POW_19 : TWO_POW_63);
     uint32_t bias_reg;  // PAIR_BIAS held in a register, so each scale pair is one LOP3
@@ -272,12 +276,10 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
         }
         __threadfence();
         __syncwarp();
-        const int m_even = min(TOKP, M + (M & 1));  // tokens whose workspace entries were touched
 #pragma unroll 1
         for (int i = 0; i < MT; ++i) {
             const int tile = rg * TILES + (wg * MT + i) * 4 + q;
-            finish_tile(ws, TOKP, tile, 0, m_even, counters + tile, (unsigned)sa_done, (unsigned)n_kc, out, M, N,
-                        alpha, lane);
+            finish_tile_ld<TOKP>(ws, tile, counters + tile, (unsigned)sa_done, (unsigned)n_kc, out, M, N, alpha, lane);
         }
         sa_done = 0;
     };
@@ -402,7 +404,10 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                         if constexpr (NO_DECODE) {
 #pragma unroll
                             for (int r = 0; r < 4; ++r) A[buf][mt][e][r] = word_of(cw[mt], j);
-                        } else if constexpr (PAIRS)
+                        } else if constexpr (ROT)
+                            rot_decode_word(word_of(cw[mt], j), pair_step(pg[mt][0], pg[mt][1], j),
+                                            pair_step(ph[mt][0], ph[mt][1], j), A[buf][mt][e]);
+                        else if constexpr (PAIRS)
                             v4_decode_word(word_of(cw[mt], j), pair_step(pg[mt][0], pg[mt][1], j),
                                            pair_step(ph[mt][0], ph[mt][1], j), A[buf][mt][e]);
                         else
@@ -564,6 +569,19 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 103>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 99>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 99>
+// the rotate word layout (LEAN bit 7)
+// @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 2, 2, false, 0, 256, false, 131>
+// @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 2, 2, true, 0, 256, false, 131>
+// @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 2, 2, false, 0, 256, false, 135>
+// @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 2, 2, true, 0, 256, false, 135>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 135>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 135>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 131>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 131>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 139>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 139>
+// @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, false, 0, 256, true, 135>
+// @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, true, 0, 256, true, 135>
 // the prefetch after the first group (LEAN bit 4) on the recorded M = 32 and 64 shapes
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 23>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 23>

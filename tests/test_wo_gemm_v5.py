@@ -48,6 +48,40 @@ def test_stream_v5_roundtrip_all_codes_and_scales(bk, pairs):
         v5.prepare_stream_v5(q, block_k=bk, group_tiles=3)
 
 
+@pytest.mark.parametrize("bk,group", [(256, 1), (128, 1), (256, 4)])
+def test_stream_v5_rotate_layout_roundtrip(bk, group):
+    """The rotate word layout (LEAN bit 7): prepare_stream_v5(word_layout="rot") + the kernel's rot_decode_word
+    (emulated bit for bit: two rotates, the masked multiply, the masks) = dequantize_reference, over all 16 codes
+    and the edge scales; the codes land elsewhere in each word, the scale table is the same."""
+    q = all_codes_weight(64, 1024, seed=1, edge_rows=True)
+    rot = v5.prepare_stream_v5(q, rows_per_step=32, block_k=bk, group_tiles=group, scale_pairs=True, word_layout="rot")
+    assert torch.equal(v5.decode_stream_v5(rot, q.global_scale, q.shape, block_k=bk, group_tiles=group,
+                                           scale_pairs=True, word_layout="rot"), nv.dequantize_reference(q))
+    v4 = v5.prepare_stream_v5(q, rows_per_step=32, block_k=bk, group_tiles=group, scale_pairs=True)
+    assert torch.equal(rot[..., 8 * bk:], v4[..., 8 * bk:]) and not torch.equal(rot, v4)
+    with pytest.raises(InputError, match="word_layout"):
+        v5.prepare_stream_v5(q, word_layout="rotate")
+
+
+def test_word_layouts_use_every_bit_once():
+    """Each layout puts the 32 code bits (8 codes x magnitude and sign) on 32 distinct word bits; in the rotate
+    layout a3's masked word times ROT_MUL is three copies with disjoint bits (the product is their OR: no carry can
+    reach a kept bit), and the header's constants are the module's."""
+    for layout in v5.WORD_LAYOUTS:
+        bits = [b for reg in v5.word_sources(layout) for el in reg for b in el]
+        assert sorted(bits) == list(range(32)), layout
+    left = [b for b in range(32) if v5.ROT_LEFT >> b & 1]
+    copies = [{b + p for b in left if b + p < 32} for p in v5.ROT_MUL_SHIFTS]
+    assert sum(map(len, copies)) == len(set().union(*copies))
+    assert sorted(left) == sorted(v5.word_sources("rot")[3][0] + v5.word_sources("rot")[3][1])
+    header = (ROOT / "kernels" / "common" / "wb_nvfp4_decode.cuh").read_text()
+    assert f"ROT_LEFT = 0x{v5.ROT_LEFT:08x}u" in header and f"ROT_T = 0x{v5.ROT_T:08x}u" in header
+    assert "(1u << 2) | (1u << 7) | (1u << 12)" in header and v5.ROT_MUL_SHIFTS == (2, 7, 12)
+    assert all(f"__funnelshift_l(w, w, {sh})" in header for sh in v5.ROT_SHIFTS[1:])
+    with pytest.raises(InputError, match="word_layout"):
+        v5.word_sources("v6")
+
+
 @pytest.mark.parametrize("pairs", [False, True])
 def test_chunk_major_stream_reads(pairs):
     """The chunk-major stream (LEAN bit 5) holds, at the kernel's addresses, exactly the bytes the grouped kernel

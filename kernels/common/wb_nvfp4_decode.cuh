@@ -51,6 +51,20 @@ __device__ __forceinline__ void v4_decode_word(uint32_t w, uint32_t sg, uint32_t
     a[3] = bf16x2_fma_zero(((w >> 5) & MAG) | ((w << 1) & SGN), sh);
 }
 
+// The rotate layout (the v5 stream with word_layout="rot", LEAN bit 7): the same 4 fragment registers in 8
+// integer instructions per code word instead of 11. Per register the 8 bits that land on T (bf16 sign 15 and
+// magnitude 6-8, each half) come from one rotate of the word (a0: none, a1: by 10, a2: by 13), and those of a3 from
+// the 8 bits left over, {0, 1, 3, 4} and {16, 17, 19, 20}: masked, then one multiply by 2^2 + 2^7 + 2^12 places three
+// disjoint copies (no carries, so the product is their OR) whose T bits are exactly the 8 wanted ones. Four rotates
+// cannot tile the word (workbench/techniques/wo_gemm_v5.py ROT_LAYOUT, and docs/notes_wo_gemm.md, tenth pass).
+constexpr uint32_t ROT_T = 0x81c081c0u, ROT_LEFT = 0x001b001bu, ROT_MUL = (1u << 2) | (1u << 7) | (1u << 12);
+__device__ __forceinline__ void rot_decode_word(uint32_t w, uint32_t sg, uint32_t sh, uint32_t (&a)[4]) {
+    a[0] = bf16x2_fma_zero(w & ROT_T, sg);
+    a[1] = bf16x2_fma_zero(__funnelshift_l(w, w, 10) & ROT_T, sh);
+    a[2] = bf16x2_fma_zero(__funnelshift_l(w, w, 13) & ROT_T, sg);
+    a[3] = bf16x2_fma_zero(((w & ROT_LEFT) * ROT_MUL) & ROT_T, sh);
+}
+
 // Scale pairs (the v5 stream with scale_pairs=True): the scale word of one row for 4 k16 steps holds the
 // re-encoded bytes u0..u3 at bits 4-11 (u0), 12-19 (u1), 20-27 (u2) and 28-31 + 0-3 (u3, split), so one
 // LOP3 gives the bf16x2 (s0, s2) * 2^107 and a rotate plus one LOP3 gives (s1, s3) * 2^107: the bias is

@@ -223,6 +223,23 @@ WB_DEVICE void convert_tile(float* __restrict__ t, uint16_t* __restrict__ o, int
     }
 }
 
+// finish_tile for a whole 16 x LD tile with convert_tile's access pattern (every load of a lane before any store:
+// one round trip to L2 per tile instead of one per 32 elements, which cost the v5 fixup builds 4 / 10 / 21 us at
+// M = 8 / 32 / 64). The v5 builds without RED call it after their red.adds and a fence; the last contributor of
+// the tile (its k slices counted on *counter up to total) converts, zeroes the tile and the counter.
+template <int LD>
+WB_DEVICE void finish_tile_ld(float* __restrict__ ws, int tile, unsigned int* counter, unsigned int done,
+                              unsigned int total, uint16_t* __restrict__ out, int M, int N, float alpha, int lane) {
+    int last = 0;
+    if (lane == 0) last = (atomicAdd(counter, done) + done == total);
+    last = __shfl_sync(0xffffffffu, last, 0);
+    if (!last) return;
+    __threadfence();
+    convert_tile<LD>(ws + (long long)tile * 16 * LD, out + 16 * tile, M, N, alpha, lane);
+    __syncwarp();
+    if (lane == 0) *counter = 0u;
+}
+
 // The in-kernel finalize of a reduce-only GEMM (instead of wo_finalize after it): threads 0 .. nthreads - 1 of
 // every CTA call it after their last red.add. Every CTA of the grid must be resident at once (one per SM, grid
 // = SM count: the streaming GEMMs' rings allow no second CTA per SM). A grid barrier on bar[0] (each thread's

@@ -70,13 +70,63 @@ def scale_pair_values(words: torch.Tensor) -> torch.Tensor:
     return v * 2.0**-107
 
 
+# Code-word layouts. A word holds the 8 codes of one lane and k16 step; fragment register r (row half h, k offset kk
+# as in V4_WORD_LAYOUT) gets two codes, element e = 0 in its low bf16 half, e = 1 in the high one, whose magnitude
+# bits 0-2 and sign must land on bits 6, 7, 8 and 15 of that half. word_sources(layout)[r][e]: the four word bits
+# that hold them.
+# "v4": V4_WORD_LAYOUT (v4_decode_word: 11 integer instructions per word).
+# "rot" (LEAN bit 7, rot_decode_word): a0 = w & T, a1 / a2 = w rotated left by 10 / 13, then & T; a3's bits are the
+# 8 left over, ROT_LEFT, masked and multiplied by ROT_MUL (three disjoint shifted copies, so no carries) then & T:
+# 8 integer instructions. No four rotates tile the word, so one register needs more than a rotate and a mask.
+WORD_LAYOUTS = ("v4", "rot")
+ROT_T = 0x81C081C0
+ROT_SHIFTS = (0, 10, 13)
+ROT_LEFT = 0x001B001B
+ROT_MUL_SHIFTS = (2, 7, 12)
+
+
+def _targets(e: int) -> tuple[int, int, int, int]:
+    return (6 + 16 * e, 7 + 16 * e, 8 + 16 * e, 15 + 16 * e)
+
+
+def word_sources(layout: str) -> tuple[tuple[tuple[int, ...], ...], ...]:
+    """[register][element] -> the word bit of the code's bits 0, 1, 2 (magnitude) and 3 (sign)."""
+    if layout == "v4":
+        return tuple(tuple((mp + 16 * e, mp + 1 + 16 * e, mp + 2 + 16 * e, sp + 16 * e) for e in (0, 1))
+                     for _, _, mp, sp in V4_WORD_LAYOUT)
+    if layout == "rot":
+        regs = [tuple(tuple((t - sh) % 32 for t in _targets(e)) for e in (0, 1)) for sh in ROT_SHIFTS]
+        left = [b for b in range(32) if ROT_LEFT >> b & 1]
+        hit = {b + p: b for b in left for p in ROT_MUL_SHIFTS if b + p < 32}
+        return tuple(regs) + (tuple(tuple(hit[t] for t in _targets(e)) for e in (0, 1)),)
+    raise InputError(f"word_layout: expected one of {WORD_LAYOUTS}, got {layout!r}")
+
+
+def decode_word_regs(words: torch.Tensor, layout: str) -> list[torch.Tensor]:
+    """int64 code words -> the 4 fragment registers (bf16x2 bit patterns before the scale), with the same bit
+    operations as the kernel's v4_decode_word / rot_decode_word (kernels/common/wb_nvfp4_decode.cuh)."""
+    m32 = 0xFFFFFFFF
+    if layout == "v4":
+        T, MAG, SGN = 0x81C081C0, 0x01C001C0, 0x80008000
+        return [words & T, (words << 6) & T & m32, ((words << 3) & MAG) | ((words << 5) & SGN),
+                ((words >> 5) & MAG) | ((words << 1) & SGN)]
+    if layout == "rot":
+        def rotl(w, n):
+            return ((w << n) | (w >> (32 - n))) & m32 if n else w
+        mul = sum(1 << p for p in ROT_MUL_SHIFTS)
+        return [rotl(words, sh) & ROT_T for sh in ROT_SHIFTS] + [(((words & ROT_LEFT) * mul) & m32) & ROT_T]
+    raise InputError(f"word_layout: expected one of {WORD_LAYOUTS}, got {layout!r}")
+
+
 def prepare_stream_v5(w: NVFP4Tensor, rows_per_step: int = 1024, block_k: int = V5_BLOCK_K,
-                      group_tiles: int = 1, scale_pairs: bool = False) -> torch.Tensor:
+                      group_tiles: int = 1, scale_pairs: bool = False, word_layout: str = "v4") -> torch.Tensor:
     """NVFP4Tensor [N, K] (linear scales, per-tensor global scale, N % 16 == 0, K % block_k == 0) -> the v5
     stream, uint8 [N/16, K/block_k, 9 block_k] on the weight's device (block_k 256 or 128); group_tiles > 1:
     grouped by unit, [N/(16 group_tiles), K/block_k, group_tiles, 9 block_k] (the same bytes, a unit's
-    tiles adjacent); scale_pairs: each 4-byte scale word placed by pack_scale_pairs (the LEAN & 2 builds).
+    tiles adjacent); scale_pairs: each 4-byte scale word placed by pack_scale_pairs (the LEAN & 2 builds);
+    word_layout: where each code's bits go in its word (word_sources: "v4", or "rot" for the LEAN & 128 builds).
     Exact: a relayout plus the v4 scale re-encoding."""
+    src = word_sources(word_layout)
     if block_k not in (128, 256):
         raise InputError(f"block_k: expected 128 or 256, got {block_k}")
     if group_tiles < 1 or (w.shape[0] // 16) % group_tiles:
@@ -92,12 +142,12 @@ def prepare_stream_v5(w: NVFP4Tensor, rows_per_step: int = 1024, block_k: int = 
         codes = torch.where((u == 0)[..., None], torch.zeros_like(codes), codes).to(torch.int64)
         # [tile, h, g, kb, c, j, hi, t, e]: row = 16 tile + 8 h + g, k = BK kb + 64 c + 16 j + 8 hi + 2 t + e
         c = codes.view(T, 2, 8, nkb, CB, 4, 2, 4, 2)
-        mag, sgn = c & 7, c >> 3
         word = torch.zeros((T, 8, nkb, CB, 4, 4), dtype=torch.int64, device=codes.device)  # [tile, g, kb, c, j, t]
-        for h, kk, mpos, spos in V4_WORD_LAYOUT:
+        for (h, kk, _, _), reg in zip(V4_WORD_LAYOUT, src):
             for e in (0, 1):
-                word |= mag[:, h, :, :, :, :, kk // 2, :, e] << (mpos + 16 * e)
-                word |= sgn[:, h, :, :, :, :, kk // 2, :, e] << (spos + 16 * e)
+                code = c[:, h, :, :, :, :, kk // 2, :, e]
+                for bit, pos in enumerate(reg[e]):
+                    word |= ((code >> bit) & 1) << pos
         word = word.permute(0, 2, 3, 1, 5, 4).contiguous()  # [tile, kb, c, g, t, j]
         wbytes = torch.stack([(word >> (8 * i)) & 0xFF for i in range(4)], dim=-1).to(torch.uint8)
         wbytes = wbytes.view(T, nkb, CB * 512)
@@ -143,31 +193,31 @@ def grouped_from_chunk_major(data: torch.Tensor) -> torch.Tensor:
 
 
 def v5_stream(pw: PreparedWeight, block_k: int = V5_BLOCK_K, group_tiles: int = 1,
-              scale_pairs: bool = False, chunked: bool = False) -> torch.Tensor:
+              scale_pairs: bool = False, chunked: bool = False, word_layout: str = "v4") -> torch.Tensor:
     """The v5 stream (block_k 256 or 128, grouped by group_tiles tiles or not, scale pairs or not, chunk-major or
-    not) of a prepared weight, built on first use and cached on it (66 MB each for wo)."""
+    not, word layout) of a prepared weight, built on first use and cached on it (66 MB each for wo)."""
     if pw.data_v5 is None:
         pw.data_v5 = {}
-    key = (block_k, group_tiles, scale_pairs, chunked)
+    key = (block_k, group_tiles, scale_pairs, chunked, word_layout)
     if key not in pw.data_v5:
         if chunked:
-            pw.data_v5[key] = chunk_major(v5_stream(pw, block_k, group_tiles, scale_pairs))
+            pw.data_v5[key] = chunk_major(v5_stream(pw, block_k, group_tiles, scale_pairs, False, word_layout))
         else:
             pw.data_v5[key] = prepare_stream_v5(pw.source, block_k=block_k, group_tiles=group_tiles,
-                                                scale_pairs=scale_pairs)
+                                                scale_pairs=scale_pairs, word_layout=word_layout)
     return pw.data_v5[key]
 
 
 def v5_stream_ready(pw: PreparedWeight, block_k: int = V5_BLOCK_K, group_tiles: int = 1,
-                    scale_pairs: bool = False, chunked: bool = False) -> bool:
+                    scale_pairs: bool = False, chunked: bool = False, word_layout: str = "v4") -> bool:
     """Whether this v5 stream of pw is already built. A GEMM launched with PDL issues its first weight
     copies before griddepcontrol.wait (the weight is constant), so a call that builds the stream right
     before the launch must launch without PDL: the building kernels' last stores may still be in flight."""
-    return pw.data_v5 is not None and (block_k, group_tiles, scale_pairs, chunked) in pw.data_v5
+    return pw.data_v5 is not None and (block_k, group_tiles, scale_pairs, chunked, word_layout) in pw.data_v5
 
 
 def decode_stream_v5(data: torch.Tensor, global_scale: torch.Tensor, shape, block_k: int = V5_BLOCK_K,
-                     group_tiles: int = 1, scale_pairs: bool = False) -> torch.Tensor:
+                     group_tiles: int = 1, scale_pairs: bool = False, word_layout: str = "v4") -> torch.Tensor:
     """Emulate the kernel's reads and decode of the v5 stream (the same word, scale-entry and fragment
     indexing as w4a16_v5): fp32 weight e2m1 * sf * (1/g) [N, K]. CPU-capable (tests)."""
     N, K = shape
@@ -177,9 +227,7 @@ def decode_stream_v5(data: torch.Tensor, global_scale: torch.Tensor, shape, bloc
     d = data.to(torch.int64).reshape(T, nkb, block_bytes(block_k))
     cb = d[:, :, :CB * 512].reshape(T, nkb, CB, 32, 4, 4)  # [tile, kb, c, lane, j, byte]
     words = cb[..., 0] | (cb[..., 1] << 8) | (cb[..., 2] << 16) | (cb[..., 3] << 24)  # [tile, kb, c, lane, j]
-    T_, MAG, SGN, m32 = 0x81C081C0, 0x01C001C0, 0x80008000, 0xFFFFFFFF
-    regs = [words & T_, (words << 6) & T_ & m32, ((words << 3) & MAG) | ((words << 5) & SGN),
-            ((words >> 5) & MAG) | ((words << 1) & SGN)]
+    regs = decode_word_regs(words, word_layout)
     # scale of (row half h, lane's g, step 4c + j): entry ((c % 4) // 2) * 8 + g, byte 8 h + 4 (c % 2) + j
     sc = d[:, :, CB * 512:].reshape(T, nkb, CB // 2, 8, 2, 2, 4)  # [tile, kb, q2, g, h, w, b]
     if scale_pairs:  # the kernel's LOP3 / rotate on each packed word
@@ -231,7 +279,7 @@ class V5Config:
     # shared-memory words loaded one chunk ahead; bit 3 (grouped): a unit's weight as one bulk copy; bit 4 (with
     # bit 2): that prefetch issued after the chunk's first wgmma group; bit 5 (grouped, kc 256): the chunk-major
     # stream (chunk_major) with one full barrier per 64-k chunk, so a warpgroup starts on a chunk once it is in; bit 6
-    # (with bit 5): each chunk copied in 4-tile pieces
+    # (with bit 5): each chunk copied in 4-tile pieces; bit 7 (with bit 1): the rotate word layout (word_layout "rot")
     fin: bool = False  # launch choice (red only): the in-kernel finalize (a grid barrier, then each CTA converts
     # its share of the workspace) instead of wo_finalize after the kernel
     prof: bool = False  # timeline build (PROF): clock stamps after the counters (launch with v5_timeline)
@@ -244,9 +292,13 @@ class V5Config:
     def chunked(self) -> bool:  # LEAN bit 5: the chunk-major stream, one full barrier per 64-k chunk
         return bool(self.lean & 32)  # (bit 6 changes only the copies)
 
+    @property
+    def word_layout(self) -> str:  # LEAN bit 7: the rotate layout
+        return "rot" if self.lean & 128 else "v4"
+
     def stream_args(self) -> tuple:
-        """(block_k, group_tiles, scale_pairs, chunked) of the v5 stream this build reads."""
-        return (self.bk, self.rows // 16 if self.grouped else 1, self.scale_pairs, self.chunked)
+        """(block_k, group_tiles, scale_pairs, chunked, word_layout) of the v5 stream this build reads."""
+        return (self.bk, self.rows // 16 if self.grouped else 1, self.scale_pairs, self.chunked, self.word_layout)
 
     @property
     def expr(self) -> str:
@@ -375,7 +427,15 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=35),
                    # the same, each chunk copied in 4-tile pieces (LEAN bit 6: 16 / 8 copies per stage, as grouped)
                    V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=103),
-                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=99)]
+                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=99),
+                   # the rotate word layout (LEAN bit 7: 8 integer instructions per code word instead of 11) on the
+                   # builds recorded at M = 8, 32 and 64, and at M = 64 on 4 warpgroups (256-row units)
+                   V5Config(8, 1, 2, 512, 4, 2, 2, 2, lean=131),
+                   V5Config(8, 1, 2, 512, 4, 2, 2, 2, lean=135),
+                   V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=135),
+                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=131),
+                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=139),
+                   V5Config(64, 1, 4, 256, 3, 2, 1, 2, grouped=True, lean=135)]
 V5_DIAGNOSTICS = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, diag=d) for d in (1, 2)] + [
     V5Config(32, 1, 4, 256, st, 2, 2, 2, True, diag=d, grouped=True, lean=3) for d, st in ((1, 4), (1, 3), (1, 2), (5, 4),
                                                                                           (6, 4))] + [
