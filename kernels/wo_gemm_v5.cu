@@ -32,6 +32,7 @@
 #include "wb_streamk.cuh"
 #include "wb_pdl.cuh"
 #include "wb_wgmma.cuh"
+#include "wb_cluster.cuh"
 
 // The v5 stream comes in blocks of BK = 256 k (the default) or 128 k per 16-row tile: BK * 8 code bytes
 // (BK / 64 chunks of 32 lanes x 16 B) and a BK-byte scale table, 9 * BK bytes in all.
@@ -132,13 +133,15 @@ WB_DEVICE unsigned long long clock_now() {
 // the rotate word layout (the stream built with word_layout="rot"; rot_decode_word: 8 integer instructions per
 // code word instead of 11).
 template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0,
-          int BK = 256, bool GROUPED = false, int LEAN = 0, bool PROF = false>
+          int BK = 256, bool GROUPED = false, int LEAN = 0, bool PROF = false, int CL = 0, int SKIP = 0>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     const __grid_constant__ TmaDescriptor x_map, const uint8_t* __restrict__ wp, const float* __restrict__ g_w,
     uint16_t* __restrict__ out, float* __restrict__ ws, unsigned int* __restrict__ counters, int M, int N, int K,
     int s0, int grab, int fin) {
     constexpr int BB = 9 * BK, CB = BK / 64;  // bytes and 64-k chunks per stream block
-    constexpr int ROWS = 64 * MT * NWG, TILES = ROWS / 16, KB = KC / BK;
+    // SKIP (cluster builds): the unit has SKIP fewer 16-row tiles than the consumers' m64 blocks cover; the warps
+    // past the last tile decode a copy of it and their accumulator rows are never stored.
+    constexpr int TILES = 4 * MT * NWG - SKIP, ROWS = 16 * TILES, KB = KC / BK;
     constexpr int W_TILE = KB * BB, W_STAGE = TILES * W_TILE;
     constexpr int X_ATOM = TOKP * 128, X_STAGE = (KC / 64) * X_ATOM;
     constexpr int CHUNKS = KC / 64;  // 64-k chunks per unit: one 16-byte code load per lane, one x atom
@@ -148,6 +151,9 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     static_assert(NWG * 128 + 32 <= 1024, "NWG: at most 7 consumer warpgroups (1024 threads per CTA)");
     static_assert((BK == 256 || BK == 128) && KC % BK == 0 && TILES <= 32 && CHUNKS <= 32, "BK, KC, ROWS");
     static_assert(!GROUPED || KC == BK, "GROUPED: one stream block per unit");
+    static_assert(CL == 0 || (RED && GROUPED && DIAG == 0 && (LEAN & 32) == 0 && !PROF && ROWS % (4 * CL) == 0),
+                  "CL: a reduce build over the grouped stream, ROWS split in CL slices of whole float4s");
+    static_assert(SKIP >= 0 && SKIP < 4 && (SKIP == 0 || CL > 0), "SKIP: 0..3 missing tiles, cluster builds only");
     static_assert(GS == 1 || GS == 2 || GS == 4, "GS divides the 4 steps of a chunk");
     static_assert((NBUF == 2 || NBUF == 4) && (CHUNKS * GPC) % NBUF == 0 && (CHUNKS * GPC) % NACC == 0,
                   "buffers and accumulator sets rotate within a unit");
@@ -225,6 +231,10 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                 if (PROF && lane == 0 && pi < 32) tl[8 + pi] = clock_now();
                 ++pi;
             });
+        if constexpr (CL > 0) {  // the consumers' two cluster barriers (partials written; partials read)
+            cluster_sync();
+            cluster_sync();
+        }
         return;
     }
 
@@ -298,6 +308,61 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
         held = -1;
         flush(u);
     };
+    // CL > 0: the CL CTAs of a cluster hold the same ROWS rows over CL slices of k (the static split gives each CTA
+    // units / gridDim.x consecutive units of one row group). Each writes its fp32 partial tile, token-major with a row
+    // stride of ROWS + 4 (conflict-free fragment stores, 16-byte rows), over the drained ring; after a cluster barrier
+    // CTA r sums rows r * ROWS / CL .. + ROWS / CL of all CL partials (distributed shared memory), scales and writes
+    // them as bf16; a second barrier keeps every partial alive until its readers are done. No workspace, no atomics,
+    // no wo_finalize.
+    auto cluster_epilogue = [&](int u) {
+        constexpr int LDR = ROWS + 4;
+        static_assert(TOKP * LDR * 4 <= STAGES * (X_STAGE + W_STAGE), "the partial tile fits in the ring");
+        wgmma_wait<0>();
+#pragma unroll
+        for (int a = 0; a < NACC; ++a)
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                for (int e = 0; e < ND; ++e) keep(acc[a][mt][e]);  // read only after the wait
+#pragma unroll
+        for (int a = 1; a < NACC; ++a)
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                for (int e = 0; e < ND; ++e) acc[0][mt][e] += acc[a][mt][e];
+        asm volatile("bar.sync 1, %0;" ::"n"(NWG * 128) : "memory");  // every consumer is done with the ring
+        float* part = reinterpret_cast<float*>(smem);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+            const int tile = (wg * MT + mt) * 4 + q;
+            if (u < 0 || tile >= TILES) continue;  // no units (never with the launcher's grid), or padding rows
+#pragma unroll
+            for (int j = 0; j < TOKP / 8; ++j)
+#pragma unroll
+                for (int e = 0; e < 4; ++e)  // fragment (row g + 8 (e >> 1), token 8 j + 2 t + (e & 1))
+                    part[(8 * j + 2 * t + (e & 1)) * LDR + tile * 16 + g + 8 * (e >> 1)] = acc[0][mt][4 * j + e];
+        }
+        cluster_sync();
+        pdl_wait();  // out belongs to the previous kernel until it completes
+        constexpr int SL = ROWS / (CL > 0 ? CL : 1), F4 = SL / 4;  // rows per CTA slice, float4s per token
+        const int rank = (int)cluster_rank(), row0 = (u < 0 ? 0 : u / n_kc) * ROWS + rank * SL;
+        const uint32_t base = smem_addr(part);
+        for (int idx = threadIdx.x; idx < M * F4; idx += NWG * 128) {
+            const int tok = idx / F4, r = rank * SL + 4 * (idx % F4);
+            float4 v = ld_cluster_f4(base + 4 * (tok * LDR + r), 0);
+#pragma unroll
+            for (int c = 1; c < CL; ++c) {
+                const float4 w = ld_cluster_f4(base + 4 * (tok * LDR + r), c);
+                v.x += w.x;
+                v.y += w.y;
+                v.z += w.z;
+                v.w += w.w;
+            }
+            *reinterpret_cast<uint2*>(out + (long long)tok * N + row0 + 4 * (idx % F4)) =
+                make_uint2(f32x2_to_bf16x2(v.x * alpha, v.y * alpha), f32x2_to_bf16x2(v.z * alpha, v.w * alpha));
+        }
+        cluster_sync();
+    };
     // Chunk c of row block mt in the weight stage at wb: the lane's 16-byte code load (4 words, one per
     // k16 step) and its rows' scale words (row g, row g+8: one byte per step).
     auto load_chunk = [&](uint32_t wb, int c, int mt, u32x4& cw, uint32_t& sw_g, uint32_t& sw_h) {
@@ -309,7 +374,8 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
             sw_h = sc.y;
             return;
         }
-        const uint32_t tb = wb + ((wg * MT + mt) * 4 + q) * W_TILE + (c / CB) * BB;
+        // (SKIP: the warps past the last tile read the last tile; their rows are never stored)
+        const uint32_t tb = wb + min((wg * MT + mt) * 4 + q, TILES - 1) * W_TILE + (c / CB) * BB;
         cw = lds16(tb + ((c % CB) * 32 + lane) * 16);
         const u32x4 sc = lds16(tb + 8 * BK + (((c % CB) / 2) * 8 + g) * 16);
         sw_g = (c & 1) ? sc.y : sc.x;
@@ -457,6 +523,10 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
         }
         ++sa_done;
     }
+    if constexpr (CL > 0) {
+        cluster_epilogue(cur);
+        return;
+    }
     if (DIAG != 1 && DIAG != 2 && cur >= 0) drain_and_flush(cur);
     if (stamp) tl[2 + wg] = clock_now();
     if (stamp && wg == 0) {
@@ -582,6 +652,12 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 139>
 // @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, false, 0, 256, true, 135>
 // @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, true, 0, 256, true, 135>
+// cluster builds (CL, SKIP): reduce only
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 135, false, 4, 2>
+// @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, true, 0, 256, true, 135, false, 4, 2>
+// @instantiate w4a16_v5<64, 2, 2, 256, 3, 1, 1, 2, true, 0, 256, true, 131, false, 4, 2>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 131, false, 2, 1>
+// @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, true, 0, 256, true, 135, false, 4, 2>
 // the prefetch after the first group (LEAN bit 4) on the recorded M = 32 and 64 shapes
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 23>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 23>

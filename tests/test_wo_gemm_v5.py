@@ -149,6 +149,10 @@ def test_v5_configs_instantiated_and_fit():
         assert 7168 % c.rows == 0 and 16384 % c.kc == 0
     for c in v5.V5_TIMELINES:
         assert c.expr in inst and c.smem <= v5.MAX_DYNAMIC_SMEM, c.expr
+    for c in v5.V5_KERNELS_CLUSTER:  # one grid wave of whole clusters on a 132-SM H100, each CTA one row group
+        assert c.expr in inst and c.smem <= v5.MAX_DYNAMIC_SMEM and c.red and c.grouped, c.expr
+        assert 7168 % c.rows == 0 and c.grid(7168, 132) <= 132 and (16384 // c.kc) % c.cl == 0, c
+        v5.check_cluster(c, 16384)
     for M in (1, 8, 9, 16, 17, 32, 33, 64):
         assert v5.v5_candidates(M) and all(c.tokp >= M for c in v5.v5_candidates(M))
 
@@ -167,13 +171,26 @@ def test_v5_compiles_without_spills():
     """The sm_90a compile gate (NVRTC, no GPU): every instantiation, no register spills."""
     ck = compile_kernel("wo_gemm_v5")
     names = {low: e for e, low in ck.lowered.items()}
-    assert len(ck.resources) == 2 * len(v5.V5_KERNELS + v5.V5_KERNELS_BK128 + v5.V5_KERNELS_GROUPED
-                                        + v5.V5_KERNELS_LEAN) + len(v5.V5_DIAGNOSTICS) + len(v5.V5_TIMELINES)
+    assert len(ck.resources) == (2 * len(v5.V5_KERNELS + v5.V5_KERNELS_BK128 + v5.V5_KERNELS_GROUPED + v5.V5_KERNELS_LEAN)
+                                 + len(v5.V5_DIAGNOSTICS) + len(v5.V5_TIMELINES) + len(v5.V5_KERNELS_CLUSTER))
     for low, r in ck.resources.items():
         assert r.spill_stores == 0 and r.spill_loads == 0, (names.get(low, low), r)
     # ptxas C7512: builds whose wgmma it serializes (register pressure); V5_SERIALIZED above must stay exact
     serialized = {names.get(line.split("'")[1]) for line in ck.log.splitlines() if "C7512" in line}
     assert serialized == V5_SERIALIZED
+
+
+def test_v5_cluster_config_checks():
+    """Cluster builds: their name and template expression carry cl / skip; a stream-K build with skip, a cluster
+    build without red or grouped, or k blocks that do not split over the cluster get a clear error."""
+    c = v5.V5_KERNELS_CLUSTER[0]
+    assert "_cl4_skip2" in str(c) and c.expr.endswith(", 135, false, 4, 2>") and c.rows == 224
+    with pytest.raises(InputError, match="skip"):
+        v5.check_cluster(v5.V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, grouped=True, skip=1), 16384)
+    with pytest.raises(InputError, match="red=True"):
+        v5.check_cluster(c.with_work(False), 16384)
+    with pytest.raises(InputError, match="split"):
+        v5.check_cluster(c, 256 * 6)
 
 
 def test_v5_bad_input():
@@ -196,7 +213,8 @@ def test_v5_bad_input():
                          + [k.with_work(True, s0, g) for k in v5.V5_KERNELS_BK128 + v5.V5_KERNELS_GROUPED
                             + v5.V5_KERNELS_LEAN for s0, g in ((0, 0), (1, 1))]
                          + v5.V5_KERNELS_BK128 + v5.V5_KERNELS_GROUPED + v5.V5_KERNELS_LEAN
-                         + [k.with_work(True, s0, g).with_fin() for k in v5.V5_KERNELS_LEAN for s0, g in ((0, 0), (1, 1))],
+                         + [k.with_work(True, s0, g).with_fin() for k in v5.V5_KERNELS_LEAN for s0, g in ((0, 0), (1, 1))]
+                         + v5.V5_KERNELS_CLUSTER,
                          ids=str)
 def test_gpu_w4a16_v5_matches_fp32_of_dequantized(cfg):
     # several row groups; 132 CTAs share 24..96 units: uneven stream-K shares

@@ -74,11 +74,58 @@ def tensor_map_2d(t: torch.Tensor, box_rows: int, box_cols: int, swizzle: int = 
 _PDL_CONFIGS: dict[tuple, tuple] = {}
 
 
-def launch_by_value(func, grid, block, args, *, shared_mem: int = 0, stream=None, enable_pdl: bool = False) -> None:
+def _launch_config(grid, block, shared_mem: int, stream_ptr: int, enable_pdl: bool, cluster: int):
+    """A CUlaunchConfig with the PDL and / or cluster-dimension attributes."""
+    from cuda.bindings import driver as cu
+
+    cfg = cu.CUlaunchConfig()
+    cfg.gridDimX, cfg.gridDimY, cfg.gridDimZ = grid
+    cfg.blockDimX, cfg.blockDimY, cfg.blockDimZ = block
+    cfg.sharedMemBytes = shared_mem
+    cfg.hStream = cu.CUstream(stream_ptr)
+    attrs = []
+    if enable_pdl:
+        a = cu.CUlaunchAttribute()
+        a.id = cu.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
+        a.value.programmaticStreamSerializationAllowed = 1
+        attrs.append(a)
+    if cluster:
+        a = cu.CUlaunchAttribute()
+        a.id = cu.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION
+        a.value.clusterDim.x, a.value.clusterDim.y, a.value.clusterDim.z = cluster, 1, 1
+        attrs.append(a)
+    cfg.attrs = attrs
+    cfg.numAttrs = len(attrs)
+    return cfg
+
+
+_MAX_CLUSTERS: dict = {}
+
+
+def max_active_clusters(func, cluster: int, block, shared_mem: int) -> int:
+    """How many clusters of `cluster` CTAs (block threads, shared_mem bytes each) the device runs at once
+    (cuOccupancyMaxActiveClusters): a grid of more clusters than this runs in waves."""
+    from cuda.bindings import driver as cu
+
+    key = (func.ptr, cluster, _dim3(block), shared_mem)
+    if key not in _MAX_CLUSTERS:
+        _ensure_smem(func, shared_mem)
+        cfg = _launch_config((cluster, 1, 1), _dim3(block), shared_mem, torch.cuda.current_stream().cuda_stream,
+                             False, cluster)
+        err, n = cu.cuOccupancyMaxActiveClusters(cu.CUfunction(func.ptr), cfg)
+        if err != cu.CUresult.CUDA_SUCCESS:
+            raise RuntimeError(f"cuOccupancyMaxActiveClusters failed: {err.name}")
+        _MAX_CLUSTERS[key] = int(n)
+    return _MAX_CLUSTERS[key]
+
+
+def launch_by_value(func, grid, block, args, *, shared_mem: int = 0, stream=None, enable_pdl: bool = False,
+                    cluster: int = 0) -> None:
     """Launch `func` with `args` that may include TensorMap objects (passed by value, 128 bytes);
     other arguments as in runtime.launch (tensors -> pointers, int -> int32, float -> float32).
     enable_pdl: launch with programmatic stream serialization (the kernel may start before the previous
-    kernel on the stream ends; it must pdl_wait before reading that kernel's output)."""
+    kernel on the stream ends; it must pdl_wait before reading that kernel's output).
+    cluster: > 0 launches clusters of that many consecutive CTAs along x (kernels/common/wb_cluster.cuh)."""
     from cuda.bindings import driver as cu
 
     grid, block = _dim3(grid), _dim3(block)
@@ -96,23 +143,14 @@ def launch_by_value(func, grid, block, args, *, shared_mem: int = 0, stream=None
     stream_ptr = torch.cuda.current_stream().cuda_stream if stream is None else (
         stream if isinstance(stream, int) else stream.cuda_stream)
     _ensure_smem(func, shared_mem)
-    if enable_pdl:
-        key = (func.ptr, grid, block, shared_mem, stream_ptr)
+    if enable_pdl or cluster:
+        key = (func.ptr, grid, block, shared_mem, stream_ptr, enable_pdl, cluster)
         hit = _PDL_CONFIGS.get(key)
         if hit is None:
-            cfg = cu.CUlaunchConfig()
-            cfg.gridDimX, cfg.gridDimY, cfg.gridDimZ = grid
-            cfg.blockDimX, cfg.blockDimY, cfg.blockDimZ = block
-            cfg.sharedMemBytes = shared_mem
-            cfg.hStream = cu.CUstream(stream_ptr)
-            attr = cu.CUlaunchAttribute()
-            attr.id = cu.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
-            attr.value.programmaticStreamSerializationAllowed = 1
-            cfg.attrs = [attr]
-            cfg.numAttrs = 1
+            cfg = _launch_config(grid, block, shared_mem, stream_ptr, enable_pdl, cluster)
             if len(_PDL_CONFIGS) >= 1024:
                 _PDL_CONFIGS.clear()
-            hit = _PDL_CONFIGS[key] = (cfg, cu.CUfunction(func.ptr), attr)
+            hit = _PDL_CONFIGS[key] = (cfg, cu.CUfunction(func.ptr), cfg.attrs)
         (err,) = cu.cuLaunchKernelEx(hit[0], hit[1], ctypes.addressof(params), 0)
         if err != cu.CUresult.CUDA_SUCCESS:
             raise RuntimeError(f"cuLaunchKernelEx failed: {err.name}")

@@ -18,6 +18,7 @@ block, BK/64 chunks x 32 lanes x 16 B of code words and a BK-byte scale table:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -283,6 +284,9 @@ class V5Config:
     fin: bool = False  # launch choice (red only): the in-kernel finalize (a grid barrier, then each CTA converts
     # its share of the workspace) instead of wo_finalize after the kernel
     prof: bool = False  # timeline build (PROF): clock stamps after the counters (launch with v5_timeline)
+    cl: int = 0  # cluster build (CL): clusters of cl CTAs share a row group, each a 1/cl slice of k; the partials
+    # are summed over distributed shared memory and written as bf16 (no workspace, no wo_finalize); red=True
+    skip: int = 0  # (cluster builds) 16-row tiles the unit lacks against the warps' m64 blocks (rows = 64 mt nwg - 16 skip)
 
     @property
     def scale_pairs(self) -> bool:
@@ -302,12 +306,13 @@ class V5Config:
 
     @property
     def expr(self) -> str:
-        full = self.lean != 0 or self.prof
+        full = self.lean != 0 or self.prof or self.cl
         d = f", {self.diag}" if self.diag or self.bk != V5_BLOCK_K or self.grouped or full else ""
         d += f", {self.bk}" if self.bk != V5_BLOCK_K or self.grouped or full else ""
         d += f", {str(self.grouped).lower()}" if self.grouped or full else ""
         d += f", {self.lean}" if full else ""
-        d += ", true" if self.prof else ""
+        d += ", true" if self.prof else (", false" if self.cl else "")
+        d += f", {self.cl}, {self.skip}" if self.cl else ""
         return (f"w4a16_v5<{self.tokp}, {self.mt}, {self.nwg}, {self.kc}, {self.stages}, {self.gs}, "
                 f"{self.nacc}, {self.nbuf}, {str(self.red).lower()}{d}>")
 
@@ -316,17 +321,19 @@ class V5Config:
         return (7168 // self.rows) * (16384 // self.kc)
 
     def with_work(self, red: bool, s0: int = 0, grab: int = 0) -> V5Config:
-        return V5Config(self.tokp, self.mt, self.nwg, self.kc, self.stages, self.gs, self.nacc, self.nbuf, red, s0,
-                        grab, self.diag, self.bk, self.grouped, self.lean, self.fin and red, self.prof)
+        return dataclasses.replace(self, red=red, s0=s0, grab=grab, fin=self.fin and red)
 
     def with_fin(self) -> V5Config:
         """The same reduce-only launch with the in-kernel finalize (no wo_finalize kernel after it)."""
-        return V5Config(self.tokp, self.mt, self.nwg, self.kc, self.stages, self.gs, self.nacc, self.nbuf, True,
-                        self.s0, self.grab, self.diag, self.bk, self.grouped, self.lean, True, self.prof)
+        return dataclasses.replace(self, red=True, fin=True)
 
     @property
     def rows(self) -> int:
-        return 64 * self.mt * self.nwg
+        return 64 * self.mt * self.nwg - 16 * self.skip
+
+    def grid(self, N: int, sms: int) -> int:
+        """CTAs per launch: one per SM (stream-K), or cl per row group of the cluster builds."""
+        return (N // self.rows) * self.cl if self.cl else sms
 
     @property
     def threads(self) -> int:
@@ -341,6 +348,7 @@ class V5Config:
 
     def __str__(self) -> str:
         wk = ("_red" if self.red else "") + (f"_s0{self.s0}_g{self.grab}" if self.grab else "")
+        wk += f"_cl{self.cl}" + (f"_skip{self.skip}" if self.skip else "") if self.cl else ""
         wk += {0: "", 1: "_diag_stream", 2: "_diag_decode", 5: "_diag_no_x", 6: "_diag_early_release",
                7: "_diag_no_decode", 8: "_diag_no_decode_fixed_b", 9: "_diag_no_decode_early_release"}[self.diag] + (f"_bk{self.bk}" if self.bk != 256 else "") + (
             "_grp" if self.grouped else "") + (f"_lean{self.lean}" if self.lean else "") + ("_fin" if self.fin else "") + (
@@ -436,6 +444,16 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=131),
                    V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=139),
                    V5Config(64, 1, 4, 256, 3, 2, 1, 2, grouped=True, lean=135)]
+# Cluster builds (CL, reduce only, instantiated once): 224-row units (the last warpgroup's last SKIP warps decode a
+# copy of the last tile), 32 row groups x cl CTAs = 128 CTAs, each a 1/cl slice of k for one row group, summed over
+# distributed shared memory: every output written once as bf16, no fp32 workspace, no red.add flush, no wo_finalize.
+# At M = 64 also 112-row units on 2 warpgroups in pairs.
+V5_KERNELS_CLUSTER = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, grouped=True, lean=135, cl=4, skip=2),
+                      V5Config(64, 1, 4, 256, 3, 2, 1, 2, True, grouped=True, lean=135, cl=4, skip=2),
+                      V5Config(64, 2, 2, 256, 3, 1, 1, 2, True, grouped=True, lean=131, cl=4, skip=2),
+                      V5Config(64, 1, 2, 256, 4, 2, 2, 2, True, grouped=True, lean=131, cl=2, skip=1),
+                      V5Config(8, 1, 4, 256, 5, 2, 2, 2, True, grouped=True, lean=135, cl=4, skip=2)]
+
 V5_DIAGNOSTICS = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, diag=d) for d in (1, 2)] + [
     V5Config(32, 1, 4, 256, st, 2, 2, 2, True, diag=d, grouped=True, lean=3) for d, st in ((1, 4), (1, 3), (1, 2), (5, 4),
                                                                                           (6, 4))] + [
@@ -505,9 +523,23 @@ def v5_candidates(M: int, sms: int = 132) -> list[V5Config]:
         out += [k, k.with_work(True)] + [k.with_work(True, max(1, int(f * share)), gsz) for f, gsz in works]
     out += [w for k in V5_KERNELS_BK128 + V5_KERNELS_GROUPED + [c for c in V5_KERNELS_LEAN if c.tokp >= 32]
             if k.tokp == n for w in (k, k.with_work(True))]
+    out += [k for k in V5_KERNELS_CLUSTER if k.tokp == n]
     # (with_fin(), the in-kernel finalize, is not a candidate: 0.9-1.1 us slower per call at M = 8, 32 and 64
     # on an H100, commit 8bfe00d; docs/notes_wo_gemm.md, eighth pass)
     return out
+
+
+def check_cluster(cfg: V5Config, K: int) -> None:
+    """A cluster build (cfg.cl > 0) is a static reduce build over the grouped stream whose k blocks split evenly
+    over the cluster, so each CTA's units lie in one row group."""
+    if not cfg.cl:
+        if cfg.skip:
+            raise InputError(f"config {cfg}: skip > 0 needs a cluster build (cl > 0)")
+        return
+    if not (cfg.red and cfg.grouped and not cfg.grab and not cfg.fin and not cfg.prof and cfg.diag == 0):
+        raise InputError(f"config {cfg}: a cluster build needs red=True, grouped=True, static work, no fin, prof or diag")
+    if (K // cfg.kc) % cfg.cl:
+        raise InputError(f"config {cfg}: K / kc = {K // cfg.kc} k blocks must split over cl = {cfg.cl} CTAs")
 
 
 def default_v5_config(M: int) -> V5Config:
@@ -522,7 +554,7 @@ def w4a16_gemm_v5(x: torch.Tensor, pw: PreparedWeight, config: V5Config | None =
     reads x and writes the workspace only after griddepcontrol.wait; a call that builds the stream launches
     without PDL)."""
     from ..runtime import get_kernel
-    from ..runtime.tma import launch_by_value, tensor_map_2d
+    from ..runtime.tma import launch_by_value, max_active_clusters, tensor_map_2d
 
     M, N, K = check_gemm_input(x, pw, V5_MAX_M, "the v5 kernel")
     cfg = config or default_v5_config(M)
@@ -532,14 +564,20 @@ def w4a16_gemm_v5(x: torch.Tensor, pw: PreparedWeight, config: V5Config | None =
         raise InputError(f"w.shape: expected N % {cfg.rows} == 0 and K % {cfg.kc} == 0 for config {cfg}, got {[N, K]}")
     out = gemm_output(out, x, M, N)
     check_work(cfg)
+    check_cluster(cfg, K)
     fresh = not v5_stream_ready(pw, *cfg.stream_args())
     stream = v5_stream(pw, *cfg.stream_args())
     enable_pdl = enable_pdl and not fresh  # a stream built just now is not safe to read before the PDL wait
     ws, cnt = _workspace(x.device, N, cfg.tokp, N // 16 + 4)  # tile counters, grab counters, fin's barrier
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count
-    launch_by_value(get_kernel("wo_gemm_v5", cfg.expr), sms, cfg.threads,
+    func = get_kernel("wo_gemm_v5", cfg.expr)
+    grid = cfg.grid(N, sms)
+    if cfg.cl and grid > cfg.cl * max_active_clusters(func, cfg.cl, cfg.threads, cfg.smem):
+        raise InputError(f"config {cfg}: {grid // cfg.cl} clusters of {cfg.cl} CTAs must run at once on this GPU; "
+                         f"it runs {max_active_clusters(func, cfg.cl, cfg.threads, cfg.smem)}")
+    launch_by_value(func, grid, cfg.threads,
                     (tensor_map_2d(x, cfg.tokp, 64), stream, pw.global_scale, out, ws, cnt, M, N, K, cfg.s0,
-                     cfg.grab, int(cfg.fin)), shared_mem=cfg.smem, enable_pdl=enable_pdl)
-    if cfg.red and not cfg.fin:
+                     cfg.grab, int(cfg.fin)), shared_mem=cfg.smem, enable_pdl=enable_pdl, cluster=cfg.cl)
+    if cfg.red and not cfg.fin and not cfg.cl:
         finalize(ws, pw.global_scale, out, cfg.tokp, WS_UNIT_PAIRS if cfg.scale_pairs else WS_UNIT)
     return out
