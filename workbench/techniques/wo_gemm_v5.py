@@ -447,12 +447,18 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
 # Cluster builds (CL, reduce only, instantiated once): 224-row units (the last warpgroup's last SKIP warps decode a
 # copy of the last tile), 32 row groups x cl CTAs = 128 CTAs, each a 1/cl slice of k for one row group, summed over
 # distributed shared memory: every output written once as bf16, no fp32 workspace, no red.add flush, no wo_finalize.
-# At M = 64 also 112-row units on 2 warpgroups in pairs.
+# At M = 64 also 112-row units on 2 warpgroups in pairs (64 clusters of 2).
 V5_KERNELS_CLUSTER = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, grouped=True, lean=135, cl=4, skip=2),
                       V5Config(64, 1, 4, 256, 3, 2, 1, 2, True, grouped=True, lean=135, cl=4, skip=2),
                       V5Config(64, 2, 2, 256, 3, 1, 1, 2, True, grouped=True, lean=131, cl=4, skip=2),
                       V5Config(64, 1, 2, 256, 4, 2, 2, 2, True, grouped=True, lean=131, cl=2, skip=1),
-                      V5Config(8, 1, 4, 256, 5, 2, 2, 2, True, grouped=True, lean=135, cl=4, skip=2)]
+                      V5Config(8, 1, 4, 256, 5, 2, 2, 2, True, grouped=True, lean=135, cl=4, skip=2),
+                      # 256-row units, 28 row groups x 4 = 112 CTAs (an H100 / H200 runs 30 clusters of 4, not the 32
+                      # the 224-row builds need): 16 units per CTA instead of 13-14, on a 1/112 share of the bandwidth
+                      V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, grouped=True, lean=135, cl=4),
+                      V5Config(64, 2, 2, 256, 3, 1, 1, 2, True, grouped=True, lean=131, cl=4),
+                      V5Config(64, 1, 4, 256, 3, 2, 1, 2, True, grouped=True, lean=135, cl=4),
+                      V5Config(8, 1, 4, 256, 5, 2, 2, 2, True, grouped=True, lean=135, cl=4)]
 
 V5_DIAGNOSTICS = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, diag=d) for d in (1, 2)] + [
     V5Config(32, 1, 4, 256, st, 2, 2, 2, True, diag=d, grouped=True, lean=3) for d, st in ((1, 4), (1, 3), (1, 2), (5, 4),
