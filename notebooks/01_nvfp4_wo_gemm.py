@@ -187,7 +187,12 @@ if rec_q:
 #    otherwise rebuilds each one from its address); 2, the stream's scales read as "scale pairs" (one LOP3
 #    turns a row's scale word into the bf16x2 scales of two k16 steps, and HMUL2's half swizzle picks one,
 #    where the plain stream spends a PRMT and a LEA per step and row); 4, the next 64-k chunk's words loaded
-#    from shared memory one chunk ahead.
+#    from shared memory one chunk ahead; 128, the rotate word layout (each code's bits placed so that three
+#    fragment registers come out of one rotate and one mask, the fourth out of a mask, one multiply by
+#    2^2 + 2^7 + 2^12 and a mask: 8 integer instructions per code word instead of 11). `_cl{n}` builds end
+#    without the fp32 workspace: the n CTAs of a cluster hold one row group over n slices of k and sum them
+#    through distributed shared memory (`params.rejected_configs` lists the ones this GPU cannot run in one
+#    wave of clusters).
 # 9. `nvfp4_cached_bf16`: cuBLAS on an exact `e2m1 * sf` bf16 weight cached at load time, `1/g` as
 #    cuBLAS's alpha: cuBLAS speed at every M, at the cost of keeping the bf16 weight too
 #    (`params.cached_bf16_extra_bytes`).
@@ -387,6 +392,13 @@ if INTERACTIVE:
 #   measured and each lost; the copy engine prefers many 2.3 KB copies in flight to few large ones. The stamps
 #   perturb the kernel differently per build, so builds are ranked by their stamp-free twins only. And read
 #   ptxas's C7512 too: a build it serializes measures the serialization, not the design (notes, ninth pass).
+# - Then remove whole costs rather than instructions, and check what the hardware schedules. Three fewer
+#   integer instructions per code word (the rotate layout) gained a few percent at M = 64 and nothing at
+#   M = 32. Summing the split-k partials in distributed shared memory removes the workspace, the red.add
+#   flush and `wo_finalize` (about 2-3 us of the M = 32 call), but 4-CTA clusters over 32 row groups of 224
+#   rows need 32 clusters at once and a Hopper runs 30 (`cuOccupancyMaxActiveClusters`); with 256-row groups
+#   (28 clusters, 112 SMs) each SM streams and decodes 16 units instead of 13-14, which costs more than the
+#   finalize saved (`params.v5_tuning_us`, `_cl` rows; notes, tenth pass).
 # - Three bugs that only showed on the full wo shape, each caught by validating every timed variant: a
 #   register A operand indexed at run time lives in local memory, so the registers an in-flight wgmma reads
 #   were reused (NaN); one warp's `wgmma.wait_group` covers only its own rows, so a shared B buffer needs a
