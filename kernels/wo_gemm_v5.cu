@@ -37,47 +37,6 @@
 // The v5 stream comes in blocks of BK = 256 k (the default) or 128 k per 16-row tile: BK * 8 code bytes
 // (BK / 64 chunks of 32 lanes x 16 B) and a BK-byte scale table, 9 * BK bytes in all.
 
-// wgmma.m64nNk16, A (the decoded weight, 4 bf16x2 registers per thread) from registers, B (x) from
-// shared memory (K-major, no transpose), fp32 accumulators d: N/2 per thread.
-template <int N>
-WB_DEVICE void wgmma_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t desc);
-template <>
-__device__ __forceinline__ void wgmma_rs<8>(float (&d)[4], const uint32_t (&a)[4], uint64_t desc) {
-    asm volatile(
-        "{ .reg .pred p; setp.ne.b32 p, %9, 0; "
-        "wgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-        "%8, p, 1, 1, 0; }"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1));
-}
-template <>
-__device__ __forceinline__ void wgmma_rs<16>(float (&d)[8], const uint32_t (&a)[4], uint64_t desc) {
-    asm volatile(
-        "{ .reg .pred p; setp.ne.b32 p, %13, 0; "
-        "wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7}, {%8, %9, %10, %11}, "
-        "%12, p, 1, 1, 0; }"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1));
-}
-template <>
-__device__ __forceinline__ void wgmma_rs<32>(float (&d)[16], const uint32_t (&a)[4], uint64_t desc) {
-    asm volatile(
-        "{ .reg .pred p; setp.ne.b32 p, %21, 0; "
-        "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, {%16, %17, %18, %19}, "
-        "%20, p, 1, 1, 0; }"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1));
-}
-template <>
-__device__ __forceinline__ void wgmma_rs<64>(float (&d)[32], const uint32_t (&a)[4], uint64_t desc) {
-    asm volatile(
-        "{ .reg .pred p; setp.ne.b32 p, %37, 0; "
-        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, "
-        "%36, p, 1, 1, 0; }"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1));
-}
-
 // The PROF builds' stamp table: 512 u64 per CTA after the N/16 + 8 counters (the caller sizes counters for it).
 // Slots: 0 globaltimer at start, 1 clock64 at start, 2 + w: warpgroup w's last clock, 7: warpgroup 0's last
 // globaltimer; 8 + i (i < 32): the producer's clock after issuing unit i's weight copies; 40: the producer's
@@ -131,7 +90,7 @@ WB_DEVICE unsigned long long clock_now() {
 // bytes; stream and decode overlap within a unit); bit 6 (with bit 5) = each chunk copied as pieces of 4 tiles
 // (2304 B, as many copies per stage as the grouped builds issue) instead of one copy per chunk; bit 7 (with bit 1) =
 // the rotate word layout (the stream built with word_layout="rot"; rot_decode_word: 8 integer instructions per
-// code word instead of 11).
+// code word instead of 11); bit 8 (with bit 2) = the cross-unit prefetch (XPRE below).
 template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0,
           int BK = 256, bool GROUPED = false, int LEAN = 0, bool PROF = false, int CL = 0, int SKIP = 0>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
@@ -385,10 +344,21 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     uint32_t sink = 0;
     const bool stamp = PROF && q == 0 && lane == 0;  // one thread per warpgroup writes the timeline
     constexpr bool NO_DECODE = DIAG == 7 || DIAG == 8 || DIAG == 9, EARLY = DIAG == 6 || DIAG == 9;
+    // XPRE (LEAN bit 8): during the last chunk of a unit, the next stage's barrier is tested without waiting; if it
+    // is full, its unit and chunk-0 words are read then, so the next unit starts without the barrier round trip
+    // and the first shared-memory loads (~120 cycles per unit in the timeline's ask -> full).
+    constexpr bool XPRE = (LEAN & 256) != 0;
+    static_assert(!XPRE || (PREFETCH && !LATE && !CHUNKED && DIAG == 0), "LEAN bit 8 extends bit 2's prefetch");
+    int pre_u = -2;  // the next unit (-1: the end) once its stage was found full early, else -2
+    u32x4 cw_next[MT];  // PREFETCH: the next chunk's words (XPRE: across units too)
+    uint32_t swg_next[MT], swh_next[MT];
     for (int i = 0;; ++i) {
         if (stamp && i < 16) tl[64 + 64 * wg + 4 * i] = clock_now();
-        const int s = i % STAGES, u = CHUNKED ? (mbar_wait(full_bar(s, 0), (i / STAGES) & 1), unit_of[s])
-                                              : ring_take<STAGES>(i, full0, unit_of);
+        const bool took = XPRE && pre_u != -2;
+        const int s = i % STAGES, u = took ? pre_u
+                                           : CHUNKED ? (mbar_wait(full_bar(s, 0), (i / STAGES) & 1), unit_of[s])
+                                                     : ring_take<STAGES>(i, full0, unit_of);
+        pre_u = -2;
         // CHUNKED: chunk c of this stage is in once its barrier's phase completes (chunk 0's: above)
         auto wait_chunk = [&](int c) {
             if constexpr (CHUNKED) {
@@ -428,9 +398,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
         const uint64_t desc_x0 = desc_kmajor_sw128(xb);
         // PREFETCH: chunk c + 1's shared-memory words are loaded before chunk c is decoded (two register
         // sets), so the decode waits for shared memory once per unit instead of once per chunk.
-        u32x4 cw_next[MT];
-        uint32_t swg_next[MT], swh_next[MT];
-        if constexpr (PREFETCH) {
+        if (PREFETCH && !took) {
 #pragma unroll
             for (int mt = 0; mt < MT; ++mt) load_chunk(wb, 0, mt, cw_next[mt], swg_next[mt], swh_next[mt]);
         }
@@ -490,6 +458,19 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                     for (int mt = 0; mt < MT; ++mt) wgmma_rs<TOKP>(acc[as][mt], A[buf][mt][e], desc);
                 }
                 wgmma_commit();
+                if constexpr (XPRE) {
+                    if (c == CHUNKS - 1 && jg == 0) {
+                        const int s2 = (i + 1) % STAGES;
+                        if (__shfl_sync(0xffffffffu, mbar_test_wait(full0 + 8 * s2, ((i + 1) / STAGES) & 1), 0)) {
+                            pre_u = unit_of[s2];
+                            if (pre_u >= 0) {
+#pragma unroll
+                                for (int mt = 0; mt < MT; ++mt)
+                                    load_chunk(w_base + s2 * W_STAGE, 0, mt, cw_next[mt], swg_next[mt], swh_next[mt]);
+                            }
+                        }
+                    }
+                }
                 if constexpr (LATE) {  // the next chunk's words, once this chunk's first group is issued
                     if (jg == 0 && c + 1 < CHUNKS) {
                         wait_chunk(c + 1);
@@ -652,6 +633,15 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 139>
 // @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, false, 0, 256, true, 135>
 // @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, true, 0, 256, true, 135>
+// the cross-unit prefetch (LEAN bit 8)
+// @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 2, 2, false, 0, 256, false, 391>
+// @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 2, 2, true, 0, 256, false, 391>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 391>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 391>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 135>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 135>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 391>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 391>
 // cluster builds (CL, SKIP): reduce only
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 135, false, 4, 2>
 // @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, true, 0, 256, true, 135, false, 4, 2>

@@ -42,6 +42,14 @@ WB_DEVICE bool mbar_try_wait(uint32_t bar, uint32_t parity) {
         : "=r"(ok) : "r"(bar), "r"(parity) : "memory");
     return ok != 0;
 }
+// Whether the phase of `parity` has completed, without waiting (test_wait never suspends the thread).
+WB_DEVICE uint32_t mbar_test_wait(uint32_t bar, uint32_t parity) {
+    uint32_t ok;
+    asm volatile(
+        "{ .reg .pred p; mbarrier.test_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
+        : "=r"(ok) : "r"(bar), "r"(parity) : "memory");
+    return ok;
+}
 // Wait for the phase of `parity` to complete (parity 1 before the first phase returns at once: the
 // producer's first pass over the empty barriers).
 WB_DEVICE void mbar_wait(uint32_t bar, uint32_t parity) {

@@ -280,7 +280,8 @@ class V5Config:
     # shared-memory words loaded one chunk ahead; bit 3 (grouped): a unit's weight as one bulk copy; bit 4 (with
     # bit 2): that prefetch issued after the chunk's first wgmma group; bit 5 (grouped, kc 256): the chunk-major
     # stream (chunk_major) with one full barrier per 64-k chunk, so a warpgroup starts on a chunk once it is in; bit 6
-    # (with bit 5): each chunk copied in 4-tile pieces; bit 7 (with bit 1): the rotate word layout (word_layout "rot")
+    # (with bit 5): each chunk copied in 4-tile pieces; bit 7 (with bit 1): the rotate word layout (word_layout "rot");
+    # bit 8 (with bit 2): the next stage's barrier tested and its first words loaded during a unit's last chunk
     fin: bool = False  # launch choice (red only): the in-kernel finalize (a grid barrier, then each CTA converts
     # its share of the workspace) instead of wo_finalize after the kernel
     prof: bool = False  # timeline build (PROF): clock stamps after the counters (launch with v5_timeline)
@@ -443,7 +444,12 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=135),
                    V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=131),
                    V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=139),
-                   V5Config(64, 1, 4, 256, 3, 2, 1, 2, grouped=True, lean=135)]
+                   V5Config(64, 1, 4, 256, 3, 2, 1, 2, grouped=True, lean=135),
+                   # the cross-unit prefetch (LEAN bit 8): the next stage tested during a unit's last chunk
+                   V5Config(8, 1, 2, 512, 4, 2, 2, 2, lean=391),
+                   V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=391),
+                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=135),
+                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=391)]
 # Cluster builds (CL, reduce only, instantiated once): 224-row units (the last warpgroup's last SKIP warps decode a
 # copy of the last tile), 32 row groups x cl CTAs = 128 CTAs, each a 1/cl slice of k for one row group, summed over
 # distributed shared memory: every output written once as bf16, no fp32 workspace, no red.add flush, no wo_finalize.
