@@ -192,7 +192,8 @@ if rec_q:
 #    2^2 + 2^7 + 2^12 and a mask: 8 integer instructions per code word instead of 11). `_cl{n}` builds end
 #    without the fp32 workspace: the n CTAs of a cluster hold one row group over n slices of k and sum them
 #    through distributed shared memory (`params.rejected_configs` lists the ones this GPU cannot run in one
-#    wave of clusters).
+#    wave of clusters); 256, the cross-unit prefetch (the next stage's barrier tested during a unit's last
+#    chunk, its first words read then).
 # 9. `nvfp4_cached_bf16`: cuBLAS on an exact `e2m1 * sf` bf16 weight cached at load time, `1/g` as
 #    cuBLAS's alpha: cuBLAS speed at every M, at the cost of keeping the bf16 weight too
 #    (`params.cached_bf16_extra_bytes`).
