@@ -254,8 +254,8 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     };
 
     const uint32_t x_base = smem_addr(xs), w_base = smem_addr(wsm);
-    // Retire every wgmma, release the stage they read and flush the accumulators (tile group of unit u).
-    auto drain_and_flush = [&](int u) {
+    // Retire every wgmma of this warpgroup; the accumulators are read only after the wait.
+    auto retire_all = [&]() {
         wgmma_wait<0>();
 #pragma unroll
         for (int a = 0; a < NACC; ++a)
@@ -263,6 +263,10 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
             for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
                 for (int e = 0; e < ND; ++e) keep(acc[a][mt][e]);
+    };
+    // Retire every wgmma, release the stage they read and flush the accumulators (tile group of unit u).
+    auto drain_and_flush = [&](int u) {
+        retire_all();
         if (held >= 0 && lane == 0) mbar_arrive(empty0 + 8 * held);
         held = -1;
         flush(u);
@@ -276,13 +280,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     auto cluster_epilogue = [&](int u) {
         constexpr int LDR = ROWS + 4;
         static_assert(TOKP * LDR * 4 <= STAGES * (X_STAGE + W_STAGE), "the partial tile fits in the ring");
-        wgmma_wait<0>();
-#pragma unroll
-        for (int a = 0; a < NACC; ++a)
-#pragma unroll
-            for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-                for (int e = 0; e < ND; ++e) keep(acc[a][mt][e]);  // read only after the wait
+        retire_all();
 #pragma unroll
         for (int a = 1; a < NACC; ++a)
 #pragma unroll
