@@ -11,7 +11,10 @@
 // every group, from two buffers used in turn (as v5 does with its decoded weight), instead of constant.
 // LDSF: a 16-byte shared-memory load issued just before each group's wgmma.fence, its value used only after the
 // group is issued (does the fence wait for it?).
-template <int N, bool RS, int NWG, int GS = 4, bool AW = false, bool LDSF = false>
+// DEC (RS only, tenth pass): each wgmma of a group gets its own A registers, decoded before the group from a code word
+// with v5's rotate decode (rot_decode_word: 8 integer instructions and 4 HMUL2 per word), the word and scales from a
+// 16-byte shared-memory load one group ahead, as v5's consumer does: the decode and the wgmma without the stream.
+template <int N, bool RS, int NWG, int GS = 4, bool AW = false, bool LDSF = false, bool DEC = false>
 __global__ void __launch_bounds__(NWG * 128, 1) wgmma_rate(float* __restrict__ out, long long* __restrict__ cycles,
                                                             int iters) {
     __shared__ __align__(1024) uint8_t a_tile[64 * 128];
@@ -24,8 +27,12 @@ __global__ void __launch_bounds__(NWG * 128, 1) wgmma_rate(float* __restrict__ o
 #pragma unroll
     for (int e = 0; e < N / 2; ++e) acc[e] = 0.0f;
     uint32_t a[2][4] = {{0u, 0u, 0u, 0u}, {0u, 0u, 0u, 0u}};
+    uint32_t ad[2][GS][4];  // DEC: per buffer and wgmma, the decoded A registers
+    static_assert(!DEC || (RS && GS <= 4), "DEC: register A, at most 4 words per 16-byte load");
+    u32x4 wnext{};
     const uint32_t sa = smem_addr(a_tile), sb = smem_addr(b_tile);
     uint32_t sink = 0;
+    if constexpr (DEC) wnext = lds16(sa + 16 * (threadIdx.x & 63));
     const long long t0 = clock64();
     // iters groups of GS wgmma, two per trip so that the A buffer index is a constant
     for (int it = 0; it < iters; it += 2) {
@@ -37,10 +44,18 @@ __global__ void __launch_bounds__(NWG * 128, 1) wgmma_rate(float* __restrict__ o
             }
             [[maybe_unused]] u32x4 v{};
             if constexpr (LDSF) v = lds16(sb + 16 * ((it + h) & 7));
+            if constexpr (DEC) {  // this group's words (loaded one group ahead), then the next group's load
+                const u32x4 w = wnext;
+                wnext = lds16(sa + 16 * ((threadIdx.x + it + h + 1) & 63));
+                const uint32_t sg = 0x3f803f80u ^ ((uint32_t)(it + h) & 1u), sh = 0x3f803f80u;
+#pragma unroll
+                for (int j = 0; j < GS; ++j) rot_decode_word(word_of(w, j) ^ (uint32_t)(it + h), sg, sh, ad[h][j]);
+            }
             wgmma_fence();
 #pragma unroll
             for (int j = 0; j < GS; ++j) {
-                if constexpr (RS) wgmma_rs<N>(acc, a[h], desc_kmajor_sw128(sb + 32 * (j & 3)));
+                if constexpr (DEC) wgmma_rs<N>(acc, ad[h][j], desc_kmajor_sw128(sb + 32 * (j & 3)));
+                else if constexpr (RS) wgmma_rs<N>(acc, a[h], desc_kmajor_sw128(sb + 32 * (j & 3)));
                 else wgmma_ss<N>(acc, desc_kmajor_sw128(sa + 32 * (j & 3)), desc_kmajor_sw128(sb + 32 * (j & 3)));
             }
             wgmma_commit();
@@ -48,6 +63,12 @@ __global__ void __launch_bounds__(NWG * 128, 1) wgmma_rate(float* __restrict__ o
             wgmma_wait<1>();
 #pragma unroll
             for (int r = 0; r < 4; ++r) keep(a[(h + 1) & 1][r]);
+            if constexpr (DEC) {
+#pragma unroll
+                for (int j = 0; j < GS; ++j)
+#pragma unroll
+                    for (int r = 0; r < 4; ++r) keep(ad[(h + 1) & 1][j][r]);
+            }
         }
     }
     wgmma_wait<0>();
@@ -100,3 +121,8 @@ __global__ void __launch_bounds__(NWG * 128, 1) wgmma_rate(float* __restrict__ o
 // @instantiate wgmma_rate<32, true, 1, 2, true, true>
 // @instantiate wgmma_rate<32, true, 1, 2, true, false>
 // @instantiate wgmma_rate<32, true, 4, 2, true, true>
+// the decode in the loop (DEC): v5's M = 32 shape (N 32, groups of 2, 4 and 2 warpgroups) and M = 64 (N 64, 2)
+// @instantiate wgmma_rate<32, true, 4, 2, false, false, true>
+// @instantiate wgmma_rate<32, true, 2, 2, false, false, true>
+// @instantiate wgmma_rate<64, true, 2, 2, false, false, true>
+// @instantiate wgmma_rate<64, true, 4, 2, false, false, true>
