@@ -126,3 +126,6 @@ __global__ void __launch_bounds__(NWG * 128, 1) wgmma_rate(float* __restrict__ o
 // @instantiate wgmma_rate<32, true, 2, 2, false, false, true>
 // @instantiate wgmma_rate<64, true, 2, 2, false, false, true>
 // @instantiate wgmma_rate<64, true, 4, 2, false, false, true>
+// @instantiate wgmma_rate<32, true, 4, 4, false, false, true>
+// @instantiate wgmma_rate<32, true, 4, 1, false, false, true>
+// @instantiate wgmma_rate<32, true, 1, 2, false, false, true>
