@@ -261,7 +261,10 @@ if rec_wo:
 # only streams the ring, `_diag_decode` also decodes, `_diag_no_decode` runs the wgmma on the raw code words
 # (the others as in docs/notes_wo_gemm.md); they compute no output and are never validated. `_fin` is the
 # in-kernel finalize (validated). `data/diagnostics/wgmma_rate_h100.json` (scripts/gpu_wgmma_rate.py): the SM
-# cycles one `wgmma.m64nNk16` takes alone, beside the cycles its FMA work needs at the dense peak.
+# cycles one `wgmma.m64nNk16` takes alone, beside the cycles its FMA work needs at the dense peak; its `decode`
+# rows put v5's decode of each group's A registers into the loop (no stream): the lines under the table compare
+# them with the same loop without the decode. The decode and the tensor work do not overlap the way the issue
+# slots and the tensor pipe would allow (notes, tenth pass).
 
 # %%
 trace, rate = nbutil.diagnostic("wo_trace_diag_h100"), nbutil.diagnostic("wgmma_rate_h100")
@@ -280,6 +283,14 @@ if trace:
 if rate:
     viz.table([{**r, "FMA cycles at peak": 64 * r["N"] * 16 // 2048} for r in rate["rows"]],
               title=f"wgmma.m64nNk16 alone: SM cycles per instruction ({rate['device']['name']})").show()
+    # the decode in the loop (v5's rotate decode of each group's A registers) against the same loop without it
+    shape = lambda r: (r["N"], r["warpgroups"], r["group"])  # noqa: E731
+    plain = {shape(r): r["cycles_per_wgmma_per_sm"] for r in rate["rows"]
+             if r["A"] == "registers" and not r.get("decode") and not r["lds_before_fence"]}
+    for r in (r for r in rate["rows"] if r.get("decode")):
+        print(f"N = {r['N']}, {r['warpgroups']} warpgroup(s), groups of {r['group']}: {r['cycles_per_wgmma_per_sm']} SM "
+              f"cycles per wgmma with the decode, {plain.get(shape(r), 'not measured')} without, "
+              f"{64 * r['N'] * 16 // 2048} at the tensor peak")
 
 # %% [markdown]
 # ### Inside one CTA: the timeline builds
