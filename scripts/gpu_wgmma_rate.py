@@ -2,7 +2,8 @@
 (RS, as v5 feeds the decoded weight) or from shared memory (SS), N = 8 .. 256, 1, 2 or 4 warpgroups per SM
 issuing (kernels/wgmma_rate.cu; issue 3, eighth pass), committed in groups of 4 (or 2, as v5 at M = 32), A constant
 or rewritten before each group (as v5's decoded weight), or decoded before each group from a code word with v5's
-rotate decode (the consumer's work without the stream; tenth pass). Cycles come from clock64 around each CTA's loop
+rotate decode (the consumer's work without the stream; tenth pass), or that decode into registers no wgmma reads, or
+with more groups in flight. Cycles come from clock64 around each CTA's loop
 (median over the SMs); "% of peak" is the FMA work, 64 N 16 per instruction, over 2048 bf16 FMA per SM and
 cycle (the dense peak). Writes $OUT/wgmma_rate.json. Diagnostic: nothing here is a record.
 
@@ -31,10 +32,10 @@ def main() -> int:
     iters = 4000
     rows = []
     for expr in name_expressions("wgmma_rate"):
-        n, rs, nwg, gs, aw, ldsf, dec = re.match(
-            r"wgmma_rate<(\d+), (true|false), (\d+)(?:, (\d+), (true|false)(?:, (true|false)(?:, (true|false))?)?)?>",
+        n, rs, nwg, gs, aw, ldsf, dec, nb = re.match(
+            r"wgmma_rate<(\d+), (true|false), (\d+)(?:, (\d+), (true|false)(?:, (true|false)(?:, (\d)(?:, (\d))?)?)?)?>",
             expr).groups()
-        n, nwg, gs = int(n), int(nwg), int(gs or 4)
+        n, nwg, gs, dec, nb = int(n), int(nwg), int(gs or 4), int(dec or 0), int(nb or 2)
         fn = get_kernel("wgmma_rate", expr)
         out = torch.empty(sms * nwg * 128, dtype=torch.float32, device="cuda")
         cyc = torch.zeros(sms, dtype=torch.int64, device="cuda")
@@ -44,11 +45,12 @@ def main() -> int:
         assert torch.all(out == 0), expr  # zeros in, zeros out: the loop ran on the operands it was given
         per = statistics.median(cyc.tolist()) / (nwg * iters * gs)
         rows.append({"N": n, "A": "registers" if rs == "true" else "shared", "warpgroups": nwg, "group": gs,
-                     "a_rewritten": aw == "true", "lds_before_fence": ldsf == "true", "decode": dec == "true",
+                     "a_rewritten": aw == "true", "lds_before_fence": ldsf == "true", "decode": dec == 1,
+                     "decode_unused": dec == 2, "groups_in_flight": nb - 1,
                      "cycles_per_wgmma_per_sm": round(per, 1),
                      "pct_of_peak": round(100 * 64 * n * 16 / per / 2048, 1)})
         print(f"N={n:3d} A={rows[-1]['A']:9s} warpgroups={nwg} group={gs} A rewritten={aw == 'true'} "
-              f"LDS before fence={ldsf == 'true'} decode={dec == 'true'}: {per:6.1f} SM cycles per wgmma "
+              f"LDS before fence={ldsf == 'true'} decode={dec} in flight={nb - 1}: {per:6.1f} SM cycles per wgmma "
               f"({rows[-1]['pct_of_peak']:5.1f}% of the bf16 peak)", flush=True)
     (out_dir / "wgmma_rate.json").write_text(json.dumps({"device": device_info(), "iters": iters, "rows": rows},
                                                         indent=1))
