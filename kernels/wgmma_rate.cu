@@ -16,7 +16,8 @@
 // 16-byte shared-memory load one group ahead, as v5's consumer does: the decode and the wgmma without the stream
 // (DEC = 1). DEC = 2: the same decode into registers no wgmma reads (kept live through a sink), the wgmma on constant
 // A: is it the decode's work, or the wgmma reading registers just written? NB (DEC = 1): A buffers, NB - 1 groups in
-// flight (wait_group NB - 1).
+// flight (wait_group NB - 1). DEC = 3: only the decode's integer part (the A registers unscaled), DEC = 4: only its
+// four HMUL2 per word (does the bf16 multiply compete with the tensor pipe?).
 template <int N, bool RS, int NWG, int GS = 4, bool AW = false, bool LDSF = false, int DEC = 0, int NB = 2>
 __global__ void __launch_bounds__(NWG * 128, 1) wgmma_rate(float* __restrict__ out, long long* __restrict__ cycles,
                                                             int iters) {
@@ -54,8 +55,17 @@ __global__ void __launch_bounds__(NWG * 128, 1) wgmma_rate(float* __restrict__ o
                 const uint32_t sg = 0x3f803f80u ^ ((uint32_t)(it + h) & 1u), sh = 0x3f803f80u;
 #pragma unroll
                 for (int j = 0; j < GS; ++j) {
+                    const uint32_t w2 = word_of(w, j) ^ (uint32_t)(it + h);
                     if constexpr (DEC == 1) {
-                        rot_decode_word(word_of(w, j) ^ (uint32_t)(it + h), sg, sh, ad[h][j]);
+                        rot_decode_word(w2, sg, sh, ad[h][j]);
+                    } else if constexpr (DEC == 3) {  // the integer part only (no HMUL2)
+                        ad[h][j][0] = w2 & ROT_T;
+                        ad[h][j][1] = __funnelshift_l(w2, w2, 10) & ROT_T;
+                        ad[h][j][2] = __funnelshift_l(w2, w2, 13) & ROT_T;
+                        ad[h][j][3] = ((w2 & ROT_LEFT) * ROT_MUL) & ROT_T;
+                    } else if constexpr (DEC == 4) {  // the four HMUL2 only
+#pragma unroll
+                        for (int r = 0; r < 4; ++r) ad[h][j][r] = bf16x2_fma_zero(w2 ^ (0x00400040u * r), r & 1 ? sh : sg);
                     } else {
                         uint32_t junk[4];
                         rot_decode_word(word_of(w, j) ^ (uint32_t)(it + h), sg, sh, junk);
@@ -66,7 +76,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wgmma_rate(float* __restrict__ o
             wgmma_fence();
 #pragma unroll
             for (int j = 0; j < GS; ++j) {
-                if constexpr (DEC == 1) wgmma_rs<N>(acc, ad[h][j], desc_kmajor_sw128(sb + 32 * (j & 3)));
+                if constexpr (DEC == 1 || DEC >= 3) wgmma_rs<N>(acc, ad[h][j], desc_kmajor_sw128(sb + 32 * (j & 3)));
                 else if constexpr (RS) wgmma_rs<N>(acc, a[h & 1], desc_kmajor_sw128(sb + 32 * (j & 3)));
                 else wgmma_ss<N>(acc, desc_kmajor_sw128(sa + 32 * (j & 3)), desc_kmajor_sw128(sb + 32 * (j & 3)));
             }
@@ -75,7 +85,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wgmma_rate(float* __restrict__ o
             wgmma_wait<NB - 1>();
 #pragma unroll
             for (int r = 0; r < 4; ++r) keep(a[(h + 1) & 1][r]);
-            if constexpr (DEC == 1) {
+            if constexpr (DEC == 1 || DEC >= 3) {
 #pragma unroll
                 for (int j = 0; j < GS; ++j)
 #pragma unroll
@@ -149,3 +159,8 @@ __global__ void __launch_bounds__(NWG * 128, 1) wgmma_rate(float* __restrict__ o
 // @instantiate wgmma_rate<32, true, 4, 2, false, false, 1, 4>
 // @instantiate wgmma_rate<32, true, 1, 2, false, false, 1, 4>
 // @instantiate wgmma_rate<64, true, 2, 2, false, false, 1, 4>
+// DEC 3 (integer part only) and DEC 4 (HMUL2 only)
+// @instantiate wgmma_rate<32, true, 4, 2, false, false, 3>
+// @instantiate wgmma_rate<32, true, 4, 2, false, false, 4>
+// @instantiate wgmma_rate<64, true, 2, 2, false, false, 3>
+// @instantiate wgmma_rate<64, true, 2, 2, false, false, 4>

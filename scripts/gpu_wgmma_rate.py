@@ -46,7 +46,7 @@ def main() -> int:
         per = statistics.median(cyc.tolist()) / (nwg * iters * gs)
         rows.append({"N": n, "A": "registers" if rs == "true" else "shared", "warpgroups": nwg, "group": gs,
                      "a_rewritten": aw == "true", "lds_before_fence": ldsf == "true", "decode": dec == 1,
-                     "decode_unused": dec == 2, "groups_in_flight": nb - 1,
+                     "decode_unused": dec == 2, "decode_int_only": dec == 3, "decode_hmul2_only": dec == 4, "groups_in_flight": nb - 1,
                      "cycles_per_wgmma_per_sm": round(per, 1),
                      "pct_of_peak": round(100 * 64 * n * 16 / per / 2048, 1)})
         print(f"N={n:3d} A={rows[-1]['A']:9s} warpgroups={nwg} group={gs} A rewritten={aw == 'true'} "
