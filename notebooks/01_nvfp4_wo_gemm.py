@@ -263,8 +263,9 @@ if rec_wo:
 # in-kernel finalize (validated). `data/diagnostics/wgmma_rate_h100.json` (scripts/gpu_wgmma_rate.py): the SM
 # cycles one `wgmma.m64nNk16` takes alone, beside the cycles its FMA work needs at the dense peak; its `decode`
 # rows put v5's decode of each group's A registers into the loop (no stream): the lines under the table compare
-# them with the same loop without the decode. The decode and the tensor work do not overlap the way the issue
-# slots and the tensor pipe would allow (notes, tenth pass).
+# them with the same loop without the decode. At N = 32 the decode's integer work and its bf16 multiplies do not
+# hide behind the register-A wgmma the way the issue slots and the tensor pipe would allow; at N = 64 each part
+# alone nearly does (notes, tenth pass).
 
 # %%
 trace, rate = nbutil.diagnostic("wo_trace_diag_h100"), nbutil.diagnostic("wgmma_rate_h100")
@@ -283,14 +284,21 @@ if trace:
 if rate:
     viz.table([{**r, "FMA cycles at peak": 64 * r["N"] * 16 // 2048} for r in rate["rows"]],
               title=f"wgmma.m64nNk16 alone: SM cycles per instruction ({rate['device']['name']})").show()
-    # the decode in the loop (v5's rotate decode of each group's A registers) against the same loop without it
+    # the decode in the loop (v5's rotate decode of each group's A registers, or a part of it) against the same
+    # loop without it, one group in flight unless stated
+    modes = {"decode": "the decode", "decode_int_only": "its integer part only", "decode_hmul2_only": "its HMUL2 only",
+             "decode_unused": "the decode into registers no wgmma reads"}
     shape = lambda r: (r["N"], r["warpgroups"], r["group"])  # noqa: E731
     plain = {shape(r): r["cycles_per_wgmma_per_sm"] for r in rate["rows"]
-             if r["A"] == "registers" and not r.get("decode") and not r["lds_before_fence"]}
-    for r in (r for r in rate["rows"] if r.get("decode")):
-        print(f"N = {r['N']}, {r['warpgroups']} warpgroup(s), groups of {r['group']}: {r['cycles_per_wgmma_per_sm']} SM "
-              f"cycles per wgmma with the decode, {plain.get(shape(r), 'not measured')} without, "
-              f"{64 * r['N'] * 16 // 2048} at the tensor peak")
+             if r["A"] == "registers" and not any(r.get(m) for m in modes) and not r["lds_before_fence"]}
+    for r in rate["rows"]:
+        mode = next((m for m in modes if r.get(m)), None)
+        if mode:
+            flight = r.get("groups_in_flight", 1)
+            print(f"N = {r['N']}, {r['warpgroups']} warpgroup(s), groups of {r['group']}"
+                  f"{f', {flight} in flight' if flight != 1 else ''}: {r['cycles_per_wgmma_per_sm']} SM cycles per wgmma "
+                  f"with {modes[mode]}, {plain.get(shape(r), 'not measured')} without, "
+                  f"{64 * r['N'] * 16 // 2048} at the tensor peak")
 
 # %% [markdown]
 # ### Inside one CTA: the timeline builds
