@@ -164,3 +164,102 @@ __global__ void __launch_bounds__(NWG * 128, 1) wgmma_rate(float* __restrict__ o
 // @instantiate wgmma_rate<32, true, 4, 2, false, false, 4>
 // @instantiate wgmma_rate<64, true, 2, 2, false, false, 3>
 // @instantiate wgmma_rate<64, true, 2, 2, false, false, 4>
+
+// wgmma_rate_stream (tenth pass): the loop of wgmma_rate<N, true, NWG, 2, false, false, DEC> (DEC 1: v5's decode of
+// each group's A registers; DEC 0: constant A) beside a producer warp that streams src (zeros, larger than L2) through
+// a ring of 4 stages of 16 bulk copies of 2304 B, v5's M = 32 weight stage, into the same shared memory until the
+// consumers finish, as v5's copy engine does; BRING: each group's B operand read from the ring stage, not a fixed
+// tile. The consumers' cycles against wgmma_rate's: what the copy engine's traffic costs the loop. src is zeros, so
+// every accumulator stays 0 (checked by the script).
+template <int N, int NWG, int DEC, bool BRING>
+__global__ void __launch_bounds__(NWG * 128 + 32, 1) wgmma_rate_stream(float* __restrict__ out,
+                                                                   long long* __restrict__ cycles, int iters,
+                                                                   const uint8_t* __restrict__ src,
+                                                                   long long src_bytes) {
+    constexpr int GS = 2, RST = 4, CP = 2304, STAGE = 16 * CP;  // 36 KB stages, 1024-aligned
+    extern __shared__ uint8_t dyn[];
+    uint8_t* a_tile = reinterpret_cast<uint8_t*>((reinterpret_cast<uint64_t>(dyn) + 1023) & ~(uint64_t)1023);
+    uint8_t* b_tile = a_tile + 64 * 128;
+    uint8_t* ring = b_tile + ((N * 128 + 1023) & ~1023);
+    const uint32_t bar0 = smem_addr(ring + RST * STAGE);
+    __shared__ volatile int done;
+    const int warp = __shfl_sync(0xffffffffu, threadIdx.x >> 5, 0), lane = threadIdx.x & 31;
+    for (int i = threadIdx.x; i < 64 * 32; i += blockDim.x) reinterpret_cast<uint32_t*>(a_tile)[i] = 0u;
+    for (int i = threadIdx.x; i < N * 32; i += blockDim.x) reinterpret_cast<uint32_t*>(b_tile)[i] = 0u;
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < RST; ++s) mbar_init(bar0 + 8 * s, 1);
+        done = 0;
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    __syncthreads();
+    if (warp == NWG * 4) {  // the producer: fills stage i % RST once its previous fill has landed
+        const long long span = (src_bytes / STAGE) * STAGE;
+        long long off = ((long long)blockIdx.x * 97 * STAGE) % span;
+        int i = 0;
+        for (;; ++i) {
+            const int s = i % RST;
+            if (i >= RST) mbar_wait(bar0 + 8 * s, ((i / RST) - 1) & 1);
+            if (done) break;
+            if (lane == 0) mbar_arrive_expect_tx(bar0 + 8 * s, STAGE);
+            __syncwarp();
+            if (lane < 16) bulk_load(smem_addr(ring + s * STAGE + lane * CP), src + off + lane * CP, CP, bar0 + 8 * s);
+            off = off + STAGE < span ? off + STAGE : 0;
+        }
+        for (int k = i - RST + 1 > 0 ? i - RST + 1 : 0; k < i; ++k) mbar_wait(bar0 + 8 * (k % RST), (k / RST) & 1);
+        return;
+    }
+    float acc[N / 2];
+#pragma unroll
+    for (int e = 0; e < N / 2; ++e) acc[e] = 0.0f;
+    uint32_t a[4] = {0u, 0u, 0u, 0u}, ad[2][GS][4];
+    const uint32_t sa = smem_addr(a_tile), sb = smem_addr(b_tile), sr = smem_addr(ring);
+    u32x4 wnext = lds16(sa + 16 * (threadIdx.x & 63));
+    const long long t0 = clock64();
+    for (int it = 0; it < iters; it += 2) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            if constexpr (DEC == 1) {
+                const u32x4 w = wnext;
+                wnext = lds16(sa + 16 * ((threadIdx.x + it + h + 1) & 63));
+                const uint32_t sg = 0x3f803f80u ^ ((uint32_t)(it + h) & 1u), sh = 0x3f803f80u;
+#pragma unroll
+                for (int j = 0; j < GS; ++j) rot_decode_word(word_of(w, j) ^ (uint32_t)(it + h), sg, sh, ad[h][j]);
+            }
+            const uint32_t bt = BRING ? sr + ((it / 2) % RST) * STAGE : sb;
+            wgmma_fence();
+#pragma unroll
+            for (int j = 0; j < GS; ++j) {
+                if constexpr (DEC == 1) wgmma_rs<N>(acc, ad[h][j], desc_kmajor_sw128(bt + 32 * j));
+                else wgmma_rs<N>(acc, a, desc_kmajor_sw128(bt + 32 * j));
+            }
+            wgmma_commit();
+            wgmma_wait<1>();
+            if constexpr (DEC == 1) {
+#pragma unroll
+                for (int j = 0; j < GS; ++j)
+#pragma unroll
+                    for (int r = 0; r < 4; ++r) keep(ad[(h + 1) & 1][j][r]);
+            }
+        }
+    }
+    wgmma_wait<0>();
+#pragma unroll
+    for (int e = 0; e < N / 2; ++e) keep(acc[e]);
+    const long long t1 = clock64();
+    asm volatile("bar.sync 1, %0;" ::"n"(NWG * 128) : "memory");
+    if (threadIdx.x == 0) {
+        cycles[blockIdx.x] = t1 - t0;
+        done = 1;
+    }
+    float s = 0.0f;
+#pragma unroll
+    for (int e = 0; e < N / 2; ++e) s += acc[e];
+    out[blockIdx.x * (NWG * 128) + threadIdx.x] = s;
+}
+// wgmma_rate_stream<N, NWG, DEC, BRING>
+// @instantiate wgmma_rate_stream<32, 4, 0, false>
+// @instantiate wgmma_rate_stream<32, 4, 1, false>
+// @instantiate wgmma_rate_stream<32, 4, 0, true>
+// @instantiate wgmma_rate_stream<32, 4, 1, true>
+// @instantiate wgmma_rate_stream<64, 2, 1, false>
