@@ -90,7 +90,8 @@ WB_DEVICE unsigned long long clock_now() {
 // bytes; stream and decode overlap within a unit); bit 6 (with bit 5) = each chunk copied as pieces of 4 tiles
 // (2304 B, as many copies per stage as the grouped builds issue) instead of one copy per chunk; bit 7 (with bit 1) =
 // the rotate word layout (the stream built with word_layout="rot"; rot_decode_word: 8 integer instructions per
-// code word instead of 11); bit 8 (with bit 2) = the cross-unit prefetch (XPRE below).
+// code word instead of 11); bit 8 (with bit 2) = the cross-unit prefetch (XPRE below); bit 9 = one full barrier
+// per stage and warpgroup (SPLIT below); bit 10 = the consumers' row-group test without a division (FASTRG below).
 template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0,
           int BK = 256, bool GROUPED = false, int LEAN = 0, bool PROF = false, int CL = 0, int SKIP = 0>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
@@ -130,10 +131,16 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     constexpr bool CHUNKED = (LEAN & 32) != 0;
     static_assert(!CHUNKED || (GROUPED && BK == 256 && KC == 256 && (DIAG == 0 || DIAG == 7)),
                   "LEAN bit 5: the grouped 256-k stream, full or no-decode builds");
-    constexpr int NFULL = CHUNKED ? STAGES * CHUNKS : STAGES, CHUNK_W = TILES * 576;  // 576: tile bytes per chunk
+    // SPLIT (LEAN bit 9): one full barrier per stage and warpgroup. Barrier (s, w) covers warpgroup w's tiles
+    // (barrier 0 also the stage's x); warpgroup w waits for barriers 0 and w only, so at the start of the kernel
+    // the first warpgroups begin while the rest of the first stage is still in flight (the ramp: ~3 us at M = 32).
+    constexpr bool SPLIT = (LEAN & 512) != 0;
+    static_assert(!SPLIT || (!CHUNKED && (LEAN & 8) == 0 && (LEAN & 256) == 0 && CL == 0 && SKIP == 0),
+                  "LEAN bit 9: not with bits 3, 5 or 8, nor cluster builds");
+    constexpr int NFULL = CHUNKED ? STAGES * CHUNKS : SPLIT ? STAGES * NWG : STAGES, CHUNK_W = TILES * 576;
     const uint32_t full0 = smem_addr(wsm + STAGES * W_STAGE), empty0 = full0 + 8 * NFULL;
-    // the full barrier of stage s (and, CHUNKED, of its chunk c)
-    auto full_bar = [&](int s, int c) { return full0 + 8 * (CHUNKED ? s * CHUNKS + c : s); };
+    // the full barrier of stage s (and, CHUNKED, of its chunk c; SPLIT, of warpgroup c)
+    auto full_bar = [&](int s, int c) { return full0 + 8 * (CHUNKED ? s * CHUNKS + c : SPLIT ? s * NWG + c : s); };
 
     // warp: made warp-uniform for the compiler (a shuffle from lane 0). Without it the consumer path
     // below the producer branch counts as divergent and ptxas serializes every wgmma (warning C7518).
@@ -147,7 +154,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
         tl[1] = clock_now();
     }
     if (threadIdx.x == 0) {
-        if constexpr (CHUNKED) {
+        if constexpr (CHUNKED || SPLIT) {
             for (int b = 0; b < NFULL; ++b) mbar_init(full0 + 8 * b, 1);
             for (int b = 0; b < STAGES; ++b) mbar_init(empty0 + 8 * b, NWG * 4);
             asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
@@ -174,7 +181,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                 });
             return;
         }
-        produce_ring<STAGES, CHUNKS, X_ATOM>(
+        produce_ring<STAGES, CHUNKS, X_ATOM, SPLIT ? NWG : 1>(
             units, s0, grab, counters + (N >> 4), lane, W_STAGE + (DIAG == 5 ? 0 : X_STAGE), full0, empty0, unit_of,
             xs, X_STAGE, &x_map, n_kc, KC, DIAG != 5, [&](int s, int u) {
                 const int rg = u / n_kc, kc = u % n_kc;
@@ -182,14 +189,14 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                     if (lane == 0)
                         bulk_load(smem_addr(wsm + s * W_STAGE), wp + (long long)(rg * (K / BK) + kc) * TILES * BB,
                                   W_STAGE, full0 + 8 * s);
-                } else if (lane < TILES)
+                } else if (lane < TILES)  // (SPLIT: tile lane belongs to warpgroup lane / (4 MT))
                     bulk_load(smem_addr(wsm + s * W_STAGE + lane * W_TILE),
                               wp + (GROUPED ? ((long long)(rg * (K / BK) + kc) * TILES + lane) * BB
                                             : ((long long)(rg * TILES + lane) * (K / BK) + kc * KB) * BB),
-                              W_TILE, full0 + 8 * s);
+                              W_TILE, full_bar(s, lane / (4 * MT)));
                 if (PROF && lane == 0 && pi < 32) tl[8 + pi] = clock_now();
                 ++pi;
-            });
+            }, 4 * MT * W_TILE);
         if constexpr (CL > 0) {  // the consumers' two cluster barriers (partials written; partials read)
             cluster_sync();
             cluster_sync();
@@ -338,7 +345,17 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
         sw_g = (c & 1) ? sc.y : sc.x;
         sw_h = (c & 1) ? sc.w : sc.z;
     };
-    int cur = -1;  // the last unit accumulated (its row group is the one held in the accumulators)
+    int cur = -1, cur_rg = -1;  // the last unit accumulated and its row group (the one held in the accumulators)
+    // FASTRG (LEAN bit 10): the row group of unit u as umulhi(u, ceil(2^32 / n_kc)), exact while u n_kc < 2^32 (the
+    // launcher checks units n_kc < 2^32). The division it replaces is ~45 instructions with a MUFU.RCP chain at
+    // every unit's start, where a timeline showed ~450 (M = 64) to ~700 (M = 32) cycles from a stage's arrival to
+    // its first wgmma group.
+    constexpr bool FASTRG = (LEAN & 1024) != 0;
+    const uint32_t rg_magic = FASTRG && n_kc > 1 ? (uint32_t)((0x100000000ull + n_kc - 1) / n_kc) : 0u;
+    auto row_group = [&](int u) {
+        if constexpr (FASTRG) return n_kc > 1 ? (int)__umulhi((uint32_t)u, rg_magic) : u;
+        else return u / n_kc;
+    };
     uint32_t sink = 0;
     const bool stamp = PROF && q == 0 && lane == 0;  // one thread per warpgroup writes the timeline
     constexpr bool NO_DECODE = DIAG == 7 || DIAG == 8 || DIAG == 9, EARLY = DIAG == 6 || DIAG == 9;
@@ -354,9 +371,10 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
         if (stamp && i < 16) tl[64 + 64 * wg + 4 * i] = clock_now();
         const bool took = XPRE && pre_u != -2;
         const int s = i % STAGES, u = took ? pre_u
-                                           : CHUNKED ? (mbar_wait(full_bar(s, 0), (i / STAGES) & 1), unit_of[s])
-                                                     : ring_take<STAGES>(i, full0, unit_of);
+                                           : (CHUNKED || SPLIT) ? (mbar_wait(full_bar(s, 0), (i / STAGES) & 1), unit_of[s])
+                                                                : ring_take<STAGES>(i, full0, unit_of);
         pre_u = -2;
+        if (SPLIT && wg > 0 && u >= 0) mbar_wait(full_bar(s, wg), (i / STAGES) & 1);  // this warpgroup's tiles
         // CHUNKED: chunk c of this stage is in once its barrier's phase completes (chunk 0's: above)
         auto wait_chunk = [&](int c) {
             if constexpr (CHUNKED) {
@@ -387,8 +405,10 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
             if (lane == 0) mbar_arrive(empty0 + 8 * s);
             continue;
         }
-        if (cur >= 0 && u / n_kc != cur / n_kc) drain_and_flush(cur);
+        const int urg = row_group(u);
+        if (cur >= 0 && urg != cur_rg) drain_and_flush(cur);
         cur = u;
+        cur_rg = urg;
         const uint32_t xb = x_base + (DIAG == 8 ? 0 : s * X_STAGE), wb = w_base + s * W_STAGE;
         const int tj = (stamp && (i == 4 || i == 8)) ? 320 + 48 * (i == 8) : -1;  // sampled units' group stamps
         // DESC: the start-address field (bits 0-13, address / 16) cannot carry into bit 14: shared memory
@@ -480,6 +500,9 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                 if (PROF && tj >= 0 && gi < 16) tl[tj + 3 * gi + 1] = clock_now();
                 wgmma_wait<NBUF - 1>();  // group gi - NBUF + 1 is done: its buffer, (gi + 1) % NBUF, is free
                 if (PROF && tj >= 0 && gi < 16) tl[tj + 3 * gi + 2] = clock_now();
+                // the previous unit's stage is released below (a stamp inside that branch made ptxas serialize
+                // every wgmma of the timeline builds, C7513)
+                if (stamp && gi == NBUF - 2 && held >= 0 && i - 1 < 16) tl[64 + 64 * wg + 4 * (i - 1) + 3] = clock_now();
 #pragma unroll
                 for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
@@ -487,7 +510,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 #pragma unroll
                         for (int r = 0; r < 4; ++r) keep(A[(gi + 1) % NBUF][mt][e][r]);
                 if (gi == NBUF - 2 && held >= 0) {  // every group of the previous unit is retired
-                    if (stamp && i - 1 < 16) tl[64 + 64 * wg + 4 * (i - 1) + 3] = clock_now();
                     if (lane == 0) mbar_arrive(empty0 + 8 * held);
                     held = -1;
                 }
@@ -640,6 +662,27 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 135>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 391>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 391>
+// one full barrier per stage and warpgroup (LEAN bit 9) on the rotate builds of M = 8, 32 and 64
+// @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 2, 2, false, 0, 256, false, 647>
+// @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 2, 2, true, 0, 256, false, 647>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 647>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 647>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 643>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 643>
+// the row-group test without a division (LEAN bit 10) on the rotate builds of M = 8, 32 and 64
+// @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 2, 2, false, 0, 256, false, 1159>
+// @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 2, 2, true, 0, 256, false, 1159>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 1159>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 1159>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 1155>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 1155>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 1159>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 1159>
+// with the cross-unit prefetch (LEAN bit 8)
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 1415>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 1415>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 1415>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 1415>
 // cluster builds (CL, SKIP): reduce only
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 135, false, 4, 2>
 // @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, true, 0, 256, true, 135, false, 4, 2>
@@ -690,5 +733,11 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 23, true>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 23, true>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 39, true>
+// the recorded M = 32 / 64 timeline builds with one full barrier per warpgroup (LEAN bit 9; the rotate builds' stamps
+// make ptxas serialize their wgmma, C7513, so the split is stamped on lean 7 / 3)
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 519, true>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 515, true>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 1031, true>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 1027, true>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 35, true>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 35, true>

@@ -27,14 +27,21 @@ WB_DEVICE void ring_init(uint32_t full0, uint32_t empty0, uint32_t consumers) {
 // Producer warp, all lanes: claim stage i % STAGES for unit u (lane 0 waits until the consumers freed
 // it, records u and arms the full barrier for `bytes`; u < 0 completes it empty: the end marker).
 // Returns the stage; the lanes then issue the stage's copies on full0 + 8 * stage.
-template <int STAGES>
-WB_DEVICE int ring_claim(int i, int u, uint32_t bytes, uint32_t full0, uint32_t empty0, int* unit_of, int lane) {
+// NB > 1 (kernels/wo_gemm_v5.cu, LEAN bit 9): NB full barriers per stage, full0 + 8 (stage NB + b); barriers 1 ..
+// NB - 1 are armed for part_bytes each, barrier 0 for the rest of `bytes`; the end marker completes barrier 0 only.
+template <int STAGES, int NB = 1>
+WB_DEVICE int ring_claim(int i, int u, uint32_t bytes, uint32_t full0, uint32_t empty0, int* unit_of, int lane,
+                         uint32_t part_bytes = 0) {
     const int s = i % STAGES;
     if (lane == 0) {
         mbar_wait(empty0 + 8 * s, ((i / STAGES) & 1) ^ 1);
         unit_of[s] = u;
-        if (u >= 0) mbar_arrive_expect_tx(full0 + 8 * s, bytes);
-        else mbar_arrive(full0 + 8 * s);
+        if (u >= 0) {
+            mbar_arrive_expect_tx(full0 + 8 * s * NB, bytes - (NB - 1) * part_bytes);
+            for (int b = 1; b < NB; ++b) mbar_arrive_expect_tx(full0 + 8 * (s * NB + b), part_bytes);
+        } else {
+            mbar_arrive(full0 + 8 * s * NB);
+        }
     }
     __syncwarp();
     return s;
@@ -82,15 +89,17 @@ WB_DEVICE void produce_units(int units, int s0, int grab, unsigned int* work, in
 // first unit's weight copies go out before pdl_wait (the weight is constant), its x after it (the previous
 // kernel may write x). Only that unit: deferring the x of every stage behind its weight delayed the first full
 // stage by ~3 us at M = 32 on an H100 (commit d37540c). Without the launch attribute pdl_wait returns at once.
-template <int STAGES, int CHUNKS, int X_ATOM, typename CopyWeight>
+// NB > 1: NB full barriers per stage (ring_claim); x on barrier 0, copy_weight picks each copy's barrier.
+template <int STAGES, int CHUNKS, int X_ATOM, int NB = 1, typename CopyWeight>
 WB_DEVICE void produce_ring(int units, int s0, int grab, unsigned int* work, int lane, uint32_t stage_bytes,
                             uint32_t full0, uint32_t empty0, int* unit_of, uint8_t* xs, int x_stage,
-                            const TmaDescriptor* x_map, int n_kc, int kc, bool with_x, CopyWeight&& copy_weight) {
+                            const TmaDescriptor* x_map, int n_kc, int kc, bool with_x, CopyWeight&& copy_weight,
+                            uint32_t part_bytes = 0) {
     int i = 0, deferred = 0;
     auto load_x = [&](int s, int u) {
         if (with_x && lane < CHUNKS)
             tma_load_2d(smem_addr(xs + s * x_stage + lane * X_ATOM), x_map, (u % n_kc) * kc + 64 * lane, 0,
-                        full0 + 8 * s);
+                        full0 + 8 * s * NB);
     };
     produce_units(units, s0, grab, work, lane, [&](int u) {
         if ((i == 1 || u < 0) && deferred >= 0) {  // the first unit's x, once the previous kernel is done
@@ -98,7 +107,7 @@ WB_DEVICE void produce_ring(int units, int s0, int grab, unsigned int* work, int
             for (int s = 0; s < deferred; ++s) load_x(s, unit_of[s]);
             deferred = -1;
         }
-        const int s = ring_claim<STAGES>(i++, u, stage_bytes, full0, empty0, unit_of, lane);
+        const int s = ring_claim<STAGES, NB>(i++, u, stage_bytes, full0, empty0, unit_of, lane, part_bytes);
         if (u < 0) return;
         copy_weight(s, u);
         if (deferred >= 0) ++deferred;

@@ -281,13 +281,17 @@ class V5Config:
     # bit 2): that prefetch issued after the chunk's first wgmma group; bit 5 (grouped, kc 256): the chunk-major
     # stream (chunk_major) with one full barrier per 64-k chunk, so a warpgroup starts on a chunk once it is in; bit 6
     # (with bit 5): each chunk copied in 4-tile pieces; bit 7 (with bit 1): the rotate word layout (word_layout "rot");
-    # bit 8 (with bit 2): the next stage's barrier tested and its first words loaded during a unit's last chunk
+    # bit 8 (with bit 2): the next stage's barrier tested and its first words loaded during a unit's last chunk;
+    # bit 9: one full barrier per stage and warpgroup (each warpgroup waits for its own tiles and the stage's x);
+    # bit 10: the consumers' row-group test by a multiply-high instead of a division at every unit's start
     fin: bool = False  # launch choice (red only): the in-kernel finalize (a grid barrier, then each CTA converts
     # its share of the workspace) instead of wo_finalize after the kernel
     prof: bool = False  # timeline build (PROF): clock stamps after the counters (launch with v5_timeline)
     cl: int = 0  # cluster build (CL): clusters of cl CTAs share a row group, each a 1/cl slice of k; the partials
     # are summed over distributed shared memory and written as bf16 (no workspace, no wo_finalize); red=True
     skip: int = 0  # (cluster builds) 16-row tiles the unit lacks against the warps' m64 blocks (rows = 64 mt nwg - 16 skip)
+    ctas: int = 0  # launch choice: CTAs per launch (0: one per SM); a count that divides the units gives every CTA
+    # the same static share (even_ctas), where one per SM leaves some CTAs a unit more than the rest
 
     @property
     def scale_pairs(self) -> bool:
@@ -296,6 +300,10 @@ class V5Config:
     @property
     def chunked(self) -> bool:  # LEAN bit 5: the chunk-major stream, one full barrier per 64-k chunk
         return bool(self.lean & 32)  # (bit 6 changes only the copies)
+
+    @property
+    def split(self) -> bool:  # LEAN bit 9: one full barrier per stage and warpgroup
+        return bool(self.lean & 512)
 
     @property
     def word_layout(self) -> str:  # LEAN bit 7: the rotate layout
@@ -324,6 +332,10 @@ class V5Config:
     def with_work(self, red: bool, s0: int = 0, grab: int = 0) -> V5Config:
         return dataclasses.replace(self, red=red, s0=s0, grab=grab, fin=self.fin and red)
 
+    def with_ctas(self, ctas: int) -> V5Config:
+        """The same launch on `ctas` CTAs (0: one per SM)."""
+        return dataclasses.replace(self, ctas=ctas)
+
     def with_fin(self) -> V5Config:
         """The same reduce-only launch with the in-kernel finalize (no wo_finalize kernel after it)."""
         return dataclasses.replace(self, red=True, fin=True)
@@ -334,7 +346,7 @@ class V5Config:
 
     def grid(self, N: int, sms: int) -> int:
         """CTAs per launch: one per SM (stream-K), or cl per row group of the cluster builds."""
-        return (N // self.rows) * self.cl if self.cl else sms
+        return (N // self.rows) * self.cl if self.cl else (self.ctas or sms)
 
     @property
     def threads(self) -> int:
@@ -344,12 +356,14 @@ class V5Config:
     def smem(self) -> int:
         w_stage = (self.rows // 16) * (self.kc // self.bk) * block_bytes(self.bk)
         x_stage = (self.kc // 64) * self.tokp * 128
-        bars = 8 * self.stages * ((self.kc // 64 if self.chunked else 1) + 1)  # full (per chunk) and empty barriers
+        # full barriers (per chunk, or per warpgroup) and empty ones
+        bars = 8 * self.stages * ((self.kc // 64 if self.chunked else self.nwg if self.split else 1) + 1)
         return self.stages * (w_stage + x_stage) + bars + 1024  # + 1024 for the alignment
 
     def __str__(self) -> str:
         wk = ("_red" if self.red else "") + (f"_s0{self.s0}_g{self.grab}" if self.grab else "")
         wk += f"_cl{self.cl}" + (f"_skip{self.skip}" if self.skip else "") if self.cl else ""
+        wk += f"_ctas{self.ctas}" if self.ctas else ""
         wk += {0: "", 1: "_diag_stream", 2: "_diag_decode", 5: "_diag_no_x", 6: "_diag_early_release",
                7: "_diag_no_decode", 8: "_diag_no_decode_fixed_b", 9: "_diag_no_decode_early_release"}[self.diag] + (f"_bk{self.bk}" if self.bk != 256 else "") + (
             "_grp" if self.grouped else "") + (f"_lean{self.lean}" if self.lean else "") + ("_fin" if self.fin else "") + (
@@ -449,7 +463,20 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    V5Config(8, 1, 2, 512, 4, 2, 2, 2, lean=391),
                    V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=391),
                    V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=135),
-                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=391)]
+                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=391),
+                   # one full barrier per stage and warpgroup (LEAN bit 9): the first warpgroups start before the
+                   # whole first stage is in
+                   V5Config(8, 1, 2, 512, 4, 2, 2, 2, lean=647),
+                   V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=647),
+                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=643),
+                   # the row-group test without a division (LEAN bit 10)
+                   V5Config(8, 1, 2, 512, 4, 2, 2, 2, lean=1159),
+                   V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1159),
+                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=1155),
+                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=1159),
+                   # ... with the cross-unit prefetch (bit 8), which waited behind the division before
+                   V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1415),
+                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=1415)]
 # Cluster builds (CL, reduce only, instantiated once): 224-row units (the last warpgroup's last SKIP warps decode a
 # copy of the last tile), 32 row groups x cl CTAs = 128 CTAs, each a 1/cl slice of k for one row group, summed over
 # distributed shared memory: every output written once as bf16, no fp32 workspace, no red.add flush, no wo_finalize.
@@ -486,6 +513,8 @@ V5_TIMELINES = [V5Config(32, 1, 4, 256, 4, gs, 2 if d == 0 else 1, 2, True, diag
     V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, grouped=True, lean=39, prof=True),
     V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, grouped=True, lean=35, prof=True),
     V5Config(64, 1, 2, 256, 4, 2, 2, 2, True, grouped=True, lean=35, prof=True)] + [
+    V5Config(m, 1, nwg, 256, 4, 2, 2, 2, True, grouped=True, lean=lean, prof=True)
+    for m, nwg, lean in ((32, 4, 519), (64, 2, 515), (32, 4, 1031), (64, 2, 1027))] + [
     V5Config(64, 1, 2, 256, 4, 2, 2, 2, True, diag=d, grouped=True, lean=3, prof=True) for d in (0, 7)]
 PROF_SLOTS = 512  # u64 stamps per CTA
 
@@ -535,10 +564,27 @@ def v5_candidates(M: int, sms: int = 132) -> list[V5Config]:
         out += [k, k.with_work(True)] + [k.with_work(True, max(1, int(f * share)), gsz) for f, gsz in works]
     out += [w for k in V5_KERNELS_BK128 + V5_KERNELS_GROUPED + [c for c in V5_KERNELS_LEAN if c.tokp >= 32]
             if k.tokp == n for w in (k, k.with_work(True))]
+    # static reduce launches of the rotate-layout lean builds on a CTA count that divides their units (even shares)
+    out += [k.with_work(True).with_ctas(even_ctas(k.units, sms)) for k in V5_KERNELS_LEAN
+            if k.tokp == n and k.lean & 128 and even_ctas(k.units, sms) not in (0, sms)]
     out += [k for k in V5_KERNELS_CLUSTER if k.tokp == n]
     # (with_fin(), the in-kernel finalize, is not a candidate: 0.9-1.1 us slower per call at M = 8, 32 and 64
     # on an H100, commit 8bfe00d; docs/notes_wo_gemm.md, eighth pass)
     return out
+
+
+def even_ctas(units: int, sms: int) -> int:
+    """The largest CTA count <= sms that divides `units` (every CTA the same static share), or 0 when it would
+    leave more than a tenth of the SMs idle. The wo shape's 1792 units (M = 8 and 32) or 3584 (M = 64) on a
+    132-SM H100: 128 CTAs of 14 or 28 units, where 132 give 76 CTAs one unit more than the other 56."""
+    best = next(c for c in range(min(units, sms), 0, -1) if units % c == 0)
+    return best if best >= 0.9 * sms else 0
+
+
+def check_ctas(cfg: V5Config, sms: int) -> None:
+    if cfg.ctas and (cfg.cl or not 0 < cfg.ctas <= sms):
+        raise InputError(f"config {cfg}: ctas must be 1..{sms} (the SMs of this GPU, one CTA each) and not with a "
+                         f"cluster build, got ctas = {cfg.ctas}")
 
 
 def check_cluster(cfg: V5Config, K: int) -> None:
@@ -583,6 +629,9 @@ def w4a16_gemm_v5(x: torch.Tensor, pw: PreparedWeight, config: V5Config | None =
     ws, cnt = _workspace(x.device, N, cfg.tokp, N // 16 + 4)  # tile counters, grab counters, fin's barrier
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count
     func = get_kernel("wo_gemm_v5", cfg.expr)
+    check_ctas(cfg, sms)
+    if cfg.lean & 1024 and (N // cfg.rows) * (K // cfg.kc) ** 2 >= 2**32:  # FASTRG's multiply-high row group
+        raise InputError(f"w.shape: config {cfg} needs (N / {cfg.rows}) (K / {cfg.kc})^2 < 2^32, got N, K = {N}, {K}")
     grid = cfg.grid(N, sms)
     if cfg.cl and grid > cfg.cl * max_active_clusters(func, cfg.cl, cfg.threads, cfg.smem):
         raise InputError(f"config {cfg}: {grid // cfg.cl} clusters of {cfg.cl} CTAs must run at once on this GPU; "
