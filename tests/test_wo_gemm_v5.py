@@ -160,10 +160,10 @@ def test_v5_configs_instantiated_and_fit():
 # Builds ptxas serializes (C7512: "wgmma.mma_async instructions are serialized due to insufficient register
 # resources"): each wgmma waits for the previous one, so their times measure that, not the design. They stay as
 # measured steps (docs/notes_wo_gemm.md, ninth pass); this list is kept exact, so a new serialized build is noticed.
+# (The GS 4 lean 7 reduce build left it when the row group of the held unit moved into a register, eleventh pass.)
 V5_SERIALIZED = {
     "w4a16_v5<32, 1, 4, 256, 4, 2, 2, 4, false>", "w4a16_v5<32, 1, 4, 256, 4, 2, 2, 4, true>",
     "w4a16_v5<32, 1, 4, 256, 4, 2, 2, 4, false, 0, 256, true, 3>", "w4a16_v5<32, 1, 4, 256, 4, 2, 2, 4, true, 0, 256, true, 3>",
-    "w4a16_v5<32, 1, 4, 256, 4, 4, 2, 2, true, 0, 256, true, 7>",
     "w4a16_v5<32, 1, 7, 256, 2, 2, 1, 2, false>", "w4a16_v5<32, 1, 7, 256, 2, 2, 1, 2, true>"}
 
 
