@@ -265,7 +265,8 @@ if rec_wo:
 # rows put v5's decode of each group's A registers into the loop (no stream): the lines under the table compare
 # them with the same loop without the decode. At N = 32 the decode's integer work and its bf16 multiplies do not
 # hide behind the register-A wgmma the way the issue slots and the tensor pipe would allow; at N = 64 each part
-# alone nearly does (notes, tenth pass).
+# alone nearly does (notes, tenth pass). Its `with_stream` rows run the same loops beside a copy-engine stream into
+# the same shared memory (v5's M = 32 stages), B read from a fixed tile or from the ring: the lines after the table.
 
 # %%
 trace, rate = nbutil.diagnostic("wo_trace_diag_h100"), nbutil.diagnostic("wgmma_rate_h100")
@@ -299,12 +300,20 @@ if rate:
                   f"{f', {flight} in flight' if flight != 1 else ''}: {r['cycles_per_wgmma_per_sm']} SM cycles per wgmma "
                   f"with {modes[mode]}, {plain.get(shape(r), 'not measured')} without, "
                   f"{64 * r['N'] * 16 // 2048} at the tensor peak")
+    alone = {(r["N"], r["warpgroups"], r["decode"]): r["cycles_per_wgmma_per_sm"] for r in rate["rows"]
+             if r["A"] == "registers" and r["group"] == 2 and r.get("groups_in_flight", 1) == 1
+             and not r["lds_before_fence"] and (r["decode"] or r["a_rewritten"])}
+    for r in rate.get("with_stream", []):
+        print(f"N = {r['N']}, {r['warpgroups']} warpgroups, {'with' if r['decode'] else 'without'} the decode, beside the "
+              f"stream{', B from the ring' if r['b_from_ring'] else ''}: {r['cycles_per_wgmma_per_sm']} SM cycles per wgmma "
+              f"({alone.get((r['N'], r['warpgroups'], r['decode']), 'not measured')} without the stream)")
 
 # %% [markdown]
 # ### Inside one CTA: the timeline builds
 # The same kernels with clock stamps (`PROF`, `scripts/gpu_wo_timeline.py`): per unit, when each warpgroup asks
 # for its stage, when the stage is full, when its last group retires and when the stage goes back to the producer;
-# per sampled group, its decode and issue against its wait. The stamps perturb the kernel, so each row also
+# per sampled group, its decode and issue against its wait (eleventh pass: no stamped build is serialized by ptxas
+# any more; the ninth pass's were, see the notes). The stamps perturb the kernel, so each row also
 # carries its stamp-free twin timed as the benchmark does; use the cycles for where the time goes inside a build,
 # not to rank builds. Each row carries the weight-read bound, per call and per unit (in cycles at the build's clock:
 # the period to hold against it). The figure shows four CTAs of the recorded M = 32 build: a ramp while the first stage of
@@ -419,6 +428,13 @@ if INTERACTIVE:
 #   rows need 32 clusters at once and a Hopper runs 30 (`cuOccupancyMaxActiveClusters`); with 256-row groups
 #   (28 clusters, 112 SMs) each SM streams and decodes 16 units instead of 13-14, which costs more than the
 #   finalize saved (`params.v5_tuning_us`, `_cl` rows; notes, tenth pass).
+# - Then check the tools too. The clock stamps of the timeline builds had made ptxas serialize their wgmma
+#   (C7513), so the first timelines overstated each unit's cost; unserialized, the groups ran at the
+#   microbenchmark's rate beside the stream, and the time left sat at each unit's start: the row-group test
+#   `u / n_kc` compiled to ~45 instructions with a reciprocal chain. A multiply-high instead (LEAN bit 10)
+#   gained 4% at M = 64, where the consumer limits, and nothing at M = 32, where it already waits for the
+#   stream. A barrier per warpgroup, even shares on 128 CTAs and releasing each stage at its unit's end were
+#   measured and lost (notes, eleventh pass; `data/diagnostics/wo_ab_h100.json`).
 # - Three bugs that only showed on the full wo shape, each caught by validating every timed variant: a
 #   register A operand indexed at run time lives in local memory, so the registers an in-flight wgmma reads
 #   were reused (NaN); one warp's `wgmma.wait_group` covers only its own rows, so a shared B buffer needs a

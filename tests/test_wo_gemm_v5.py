@@ -213,6 +213,18 @@ def test_v5_bad_input():
         v5.check_ctas(v5.V5_KERNELS_CLUSTER[0].with_ctas(100), 132)
 
 
+def test_row_group_multiply_high_is_exact():
+    # LEAN bit 10: floor(u / n_kc) as umulhi(u, ceil(2^32 / n_kc)) for every unit u < units = row_groups n_kc, under
+    # the launcher's limit row_groups n_kc^2 < 2^32 (n_kc = 1: the row group is u); all u at small n_kc, the edges
+    # of every row group at large ones
+    for n_kc in list(range(2, 130)) + [255, 256, 1000, 4096, 4097, 65535]:
+        magic = (2**32 + n_kc - 1) // n_kc
+        row_groups = min(2048, (2**32 - 1) // n_kc**2)
+        us = range(row_groups * n_kc) if n_kc < 64 else [
+            r * n_kc + d for r in range(0, row_groups, max(1, row_groups // 97)) for d in (0, 1, n_kc - 2, n_kc - 1)]
+        assert all((u * magic) >> 32 == u // n_kc for u in us), n_kc
+
+
 def test_even_ctas():
     # the wo shape's units on a 132-SM H100: 128 CTAs of equal shares; none when too many SMs would idle
     assert v5.even_ctas(1792, 132) == 128 and v5.even_ctas(3584, 132) == 128 and v5.even_ctas(1792, 128) == 128
