@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_wo_profile import log  # noqa: E402
+from gpu_wo_profile import log, two_wo_weights  # noqa: E402
 
 
 def parse(args: list[str]) -> tuple[dict[int, list[tuple[int, int]]], int]:
@@ -41,19 +41,14 @@ def main() -> int:
     pairs, rounds = parse(sys.argv[1:])
     out_dir = Path(os.environ.get("OUT", "/tmp/gpu_wo_ab"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    import torch
-
     from workbench.bench.ceilings import measure_copy_TBps
     from workbench.runtime import device_info
-    from workbench.techniques import nvfp4
     from workbench.techniques import wo_gemm as wo
     from workbench.techniques import wo_gemm_v5 as v5
 
     log(f"device {device_info()}")
     K, N = wo.K_IN, wo.N_OUT
-    wq = [nvfp4.quantize(wo.make_weight(N, K, seed=7 + i), "tensor") for i in range(2)]
-    pws = [wo.prepare_weight(q) for q in wq]
-    wref = nvfp4.dequantize(wq[0], torch.float32)
+    pws, wref = two_wo_weights()
     copy_tbps = measure_copy_TBps()
     result = {"device": device_info(), "copy_TBps": copy_tbps, "rounds": rounds, "cases": {}}
     for M, leans in pairs.items():

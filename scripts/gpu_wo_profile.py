@@ -23,6 +23,18 @@ def log(msg: str) -> None:
     print(f"[{time.time() - T0:6.1f}s] {msg}", flush=True)
 
 
+def two_wo_weights():
+    """Two wo-shape NVFP4 weights, prepared, for calls that alternate them (so no call finds its weight in L2:
+    each is ~66 MB), and the first one dequantized to fp32 for the reference. Returns (pws, wref)."""
+    import torch
+
+    from workbench.techniques import nvfp4
+    from workbench.techniques import wo_gemm as wo
+
+    wq = [nvfp4.quantize(wo.make_weight(wo.N_OUT, wo.K_IN, seed=7 + i), "tensor") for i in range(2)]
+    return [wo.prepare_weight(q) for q in wq], nvfp4.dequantize(wq[0], torch.float32)
+
+
 def wo_weight_sets():
     """The wo-shape weights of a sweep, enough copies that rotating them keeps the weight out of L2
     (more than 3x L2 each kind): NVFP4 sets (quantized and prepared), one bf16 dequantized copy for cuBLAS,

@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_wo_profile import log  # noqa: E402
+from gpu_wo_profile import log, two_wo_weights  # noqa: E402
 
 
 def med(v):
@@ -99,16 +99,12 @@ def main() -> int:
 
     from workbench.runtime import device_info
     from workbench.runtime.kernels import name_expressions
-    from workbench.techniques import nvfp4
     from workbench.techniques import wo_gemm as wo
     from workbench.techniques import wo_gemm_v5 as v5
 
     log(f"device {device_info()}")
-    K, N = wo.K_IN, wo.N_OUT
-    # two weights used in turn, so no launch finds the previous one's weight in L2
-    wq = [nvfp4.quantize(wo.make_weight(N, K, seed=7 + i), "tensor") for i in range(2)]
-    pws = [wo.prepare_weight(q) for q in wq]
-    wref = nvfp4.dequantize(wq[0], torch.float32)
+    K = wo.K_IN
+    pws, wref = two_wo_weights()  # two weights used in turn, so no launch finds the previous one's weight in L2
     result, raw = {"device": device_info(), "builds": {}}, {}
     built = set(name_expressions("wo_gemm_v5"))
     only = sys.argv[sys.argv.index("--only") + 1].split(",") if "--only" in sys.argv else None
