@@ -474,7 +474,6 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1159),
                    V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=1155),
                    V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=1159),
-                   V5Config(64, 1, 4, 256, 3, 2, 1, 2, grouped=True, lean=1159),
                    # ... with the cross-unit prefetch (bit 8), which waited behind the division before
                    V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1415),
                    V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=1415)]
@@ -491,8 +490,6 @@ V5_KERNELS_CLUSTER = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, grouped=True, le
                       # the 224-row builds need): 16 units per CTA instead of 13-14, on a 1/112 share of the bandwidth
                       V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, grouped=True, lean=135, cl=4),
                       V5Config(64, 2, 2, 256, 3, 1, 1, 2, True, grouped=True, lean=131, cl=4),
-                      # ... with the row-group test without a division (LEAN bit 10)
-                      V5Config(64, 2, 2, 256, 3, 1, 1, 2, True, grouped=True, lean=1155, cl=4),
                       V5Config(64, 1, 4, 256, 3, 2, 1, 2, True, grouped=True, lean=135, cl=4),
                       V5Config(8, 1, 4, 256, 5, 2, 2, 2, True, grouped=True, lean=135, cl=4)]
 
