@@ -29,9 +29,12 @@ def parse(args: list[str]) -> tuple[dict[int, list[tuple[int, int]]], int]:
             rounds = int(next(it))
             continue
         m, _, leans = a.partition(":")
-        if not leans:
-            raise SystemExit(f"argument {a!r}: expected M:lean,lean (for example 32:135,647)")
-        pairs[int(m)] = [tuple(int(f) for f in v.split("c")) if "c" in v else (int(v), 0) for v in leans.split(",")]
+        try:
+            pairs[int(m)] = [tuple(int(f) for f in v.split("c")) if "c" in v else (int(v), 0) for v in leans.split(",")]
+        except ValueError:
+            raise SystemExit(f"argument {a!r}: expected M:LEAN[cCTAS],... (for example 32:135,135c128)") from None
+        if not 1 <= int(m) <= 64:
+            raise SystemExit(f"argument {a!r}: M must be 1..64 (the v5 kernel's range), got {m}")
     if not pairs:
         raise SystemExit(__doc__)
     return pairs, rounds
