@@ -316,7 +316,7 @@ if rate:
 # any more; the ninth pass's were, see the notes). The stamps perturb the kernel, so each row also
 # carries its stamp-free twin timed as the benchmark does; use the cycles for where the time goes inside a build,
 # not to rank builds. Each row carries the weight-read bound, per call and per unit (in cycles at the build's clock:
-# the period to hold against it). The figure shows four CTAs of the recorded M = 32 build: a ramp while the first stage of
+# the period to hold against it). The figure shows four CTAs of the M = 32 lean 7 build (a tie with the recorded choice): a ramp while the first stage of
 # every SM arrives, then units in which warpgroup 0 mostly works and briefly waits (the line below says how much).
 
 # %%
