@@ -306,7 +306,8 @@ if rate:
     for r in rate.get("with_stream", []):
         print(f"N = {r['N']}, {r['warpgroups']} warpgroups, {'with' if r['decode'] else 'without'} the decode, beside the "
               f"stream{', B from the ring' if r['b_from_ring'] else ''}: {r['cycles_per_wgmma_per_sm']} SM cycles per wgmma "
-              f"({alone.get((r['N'], r['warpgroups'], r['decode']), 'not measured')} without the stream)")
+              f"({alone.get((r['N'], r['warpgroups'], r['decode']), 'not measured')} without the stream, "
+              f"{64 * r['N'] * 16 // 2048} at the tensor peak)")
 
 # %% [markdown]
 # ### Inside one CTA: the timeline builds
@@ -318,6 +319,9 @@ if rate:
 # not to rank builds. Each row carries the weight-read bound, per call and per unit (in cycles at the build's clock:
 # the period to hold against it). The figure shows four CTAs of the M = 32 lean 7 build (a tie with the recorded choice): a ramp while the first stage of
 # every SM arrives, then units in which warpgroup 0 mostly works and briefly waits (the line below says how much).
+# Rows: lean 7 (M = 32) and lean 3 (M = 64) are the consumers the records were tuned around; lean 519 / 515 add one
+# full barrier per warpgroup (LEAN bit 9), lean 1031 / 1027 the row-group test without a division (bit 10): compare
+# their busy cycles per unit with lean 7 / 3 (notes, eleventh pass).
 
 # %%
 timeline = nbutil.diagnostic("wo_timeline_h100")

@@ -122,7 +122,7 @@ def timeline_rows(diag: dict, bounds_us: dict | None = None) -> list[dict]:
     """Rows of the v5 timeline diagnostic (data/diagnostics/wo_timeline_h100.json, scripts/gpu_wo_timeline.py): per
     timeline build, the last run's medians in SM cycles and the stamp-free twin's graph-replay time. bounds_us
     ({M: weight-read bound in us}, from the wo_gemm record): each row also carries its bound, per call and per unit
-    in SM cycles at the build's clock (the wo shape's units of 64 MT NWG rows x 256 k spread over the SMs)."""
+    in SM cycles at the build's clock (the wo shape's units of 64 MT NWG rows x KC k spread over the SMs)."""
     import re
 
     from ..techniques.wo_gemm import K_IN, N_OUT
@@ -135,8 +135,8 @@ def timeline_rows(diag: dict, bounds_us: dict | None = None) -> list[dict]:
         row = {"M": b["M"], "build": name.removesuffix("_prof"), "ramp": s["ramp"], "busy / unit": s["busy"],
                "wait / unit (mean)": s["wait_mean"], "period": s["period"]}
         bound = (bounds_us or {}).get(b["M"])
-        mt, nwg = (int(v) for v in re.search(r"_mt(\d+)_wg(\d+)_", name).groups())
-        units_per_sm = (N_OUT // (64 * mt * nwg)) * (K_IN // 256) / diag["device"]["sm_count"]
+        mt, nwg, kc = (int(v) for v in re.search(r"_mt(\d+)_wg(\d+)_kc(\d+)_", name).groups())
+        units_per_sm = (N_OUT // (64 * mt * nwg)) * (K_IN // kc) / diag["device"]["sm_count"]
         if bound and s["ghz"]:
             row["bound / unit"] = round(bound * 1e3 * s["ghz"] / units_per_sm)
         row.update({"group: decode + issue": s.get("group_decode_issue"), "group: wait": s.get("group_wait"),
