@@ -91,8 +91,7 @@ WB_DEVICE unsigned long long clock_now() {
 // (2304 B, as many copies per stage as the grouped builds issue) instead of one copy per chunk; bit 7 (with bit 1) =
 // the rotate word layout (the stream built with word_layout="rot"; rot_decode_word: 8 integer instructions per
 // code word instead of 11); bit 8 (with bit 2) = the cross-unit prefetch (XPRE below); bit 9 = one full barrier
-// per stage and warpgroup (SPLIT below); bit 10 = the consumers' row-group test without a division (FASTRG below);
-// bit 11 = static stream-K in 64-k chunks (FRAC below).
+// per stage and warpgroup (SPLIT below); bit 10 = the consumers' row-group test without a division (FASTRG below).
 template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0,
           int BK = 256, bool GROUPED = false, int LEAN = 0, bool PROF = false, int CL = 0, int SKIP = 0>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
@@ -138,13 +137,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     constexpr bool SPLIT = (LEAN & 512) != 0;
     static_assert(!SPLIT || (!CHUNKED && (LEAN & 8) == 0 && (LEAN & 256) == 0 && CL == 0 && SKIP == 0),
                   "LEAN bit 9: not with bits 3, 5 or 8, nor cluster builds");
-    // FRAC (LEAN bit 11): each CTA's static share is a run of 64-k chunks, not of whole units, so the shares differ
-    // by a chunk instead of a unit (wb_streamk.cuh produce_ring_frac); a unit the share cuts carries its chunk range
-    // [c0, c1) in unit_of and the consumers skip the other chunks. Two CTAs may add into one unit's tiles: reduce only.
-    constexpr bool FRAC = (LEAN & 2048) != 0;
-    static_assert(!FRAC || (RED && GROUPED && BK == 256 && KC == 256 && !CHUNKED && !SPLIT && (LEAN & 8) == 0 &&
-                            (LEAN & 256) == 0 && CL == 0 && DIAG == 0),
-                  "LEAN bit 11: a reduce build over the grouped 256-k stream, not with bits 3, 5, 8 or 9");
     constexpr int NFULL = CHUNKED ? STAGES * CHUNKS : SPLIT ? STAGES * NWG : STAGES, CHUNK_W = TILES * 576;
     const uint32_t full0 = smem_addr(wsm + STAGES * W_STAGE), empty0 = full0 + 8 * NFULL;
     // the full barrier of stage s (and, CHUNKED, of its chunk c; SPLIT, of warpgroup c)
@@ -184,14 +176,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                 units, s0, grab, counters + (N >> 4), lane, CHUNK_W, full0, empty0, unit_of, wsm, W_STAGE, xs, X_STAGE,
                 &x_map, n_kc, KC, [&](int u) { return wp + (long long)((u / n_kc) * (K / BK) + u % n_kc) * TILES * BB; },
                 [&](int) {
-                    if (PROF && lane == 0 && pi < 32) tl[8 + pi] = clock_now();
-                    ++pi;
-                });
-            return;
-        }
-        if constexpr (FRAC) {
-            produce_ring_frac<STAGES, CHUNKS, X_ATOM, TILES, BB, 512>(
-                units, lane, full0, empty0, unit_of, wsm, wp, xs, X_STAGE, &x_map, n_kc, KC, [&](int) {
                     if (PROF && lane == 0 && pi < 32) tl[8 + pi] = clock_now();
                     ++pi;
                 });
@@ -386,15 +370,10 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     for (int i = 0;; ++i) {
         if (stamp && i < 16) tl[64 + 64 * wg + 4 * i] = clock_now();
         const bool took = XPRE && pre_u != -2;
-        const int s = i % STAGES, mark = took ? pre_u
-                                              : (CHUNKED || SPLIT) ? (mbar_wait(full_bar(s, 0), (i / STAGES) & 1), unit_of[s])
-                                                                   : ring_take<STAGES>(i, full0, unit_of);
+        const int s = i % STAGES, u = took ? pre_u
+                                           : (CHUNKED || SPLIT) ? (mbar_wait(full_bar(s, 0), (i / STAGES) & 1), unit_of[s])
+                                                                : ring_take<STAGES>(i, full0, unit_of);
         pre_u = -2;
-        // FRAC: the unit and the chunks [c0, c1) of it this CTA takes (a shuffle keeps them warp-uniform for ptxas,
-        // which would otherwise serialize the wgmma behind a branch on them); otherwise every chunk of the unit
-        const int fmark = FRAC ? __shfl_sync(0xffffffffu, mark, 0) : mark;
-        const int u = FRAC && fmark >= 0 ? frac_unit(fmark) : mark;
-        const int c0 = FRAC && fmark >= 0 ? frac_c0(fmark) : 0, c1 = FRAC && fmark >= 0 ? frac_c1<CHUNKS>(fmark) : CHUNKS;
         if (SPLIT && wg > 0 && u >= 0) mbar_wait(full_bar(s, wg), (i / STAGES) & 1);  // this warpgroup's tiles
         // CHUNKED: chunk c of this stage is in once its barrier's phase completes (chunk 0's: above)
         auto wait_chunk = [&](int c) {
@@ -439,113 +418,103 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
         // sets), so the decode waits for shared memory once per unit instead of once per chunk.
         if (PREFETCH && !took) {
 #pragma unroll
-            for (int mt = 0; mt < MT; ++mt) load_chunk(wb, c0, mt, cw_next[mt], swg_next[mt], swh_next[mt]);
+            for (int mt = 0; mt < MT; ++mt) load_chunk(wb, 0, mt, cw_next[mt], swg_next[mt], swh_next[mt]);
         }
-        // The unit's chunks. FRAC: a unit the share cuts takes the loop with the chunk test (a second inlined copy), so
-        // whole units run the loop without its branches.
-        auto unit_chunks = [&](const bool part) {
 #pragma unroll
-            for (int c = 0; c < CHUNKS; ++c) {
-                // chunks outside [c0, c1) occur only in a CTA's first unit (before c0: nothing is held or in flight
-                // yet) and its last (after c1: nothing follows), so skipping their groups keeps the buffer and
-                // accumulator rotation of every other unit
-                if (part && (c < c0 || c >= c1)) continue;
-                u32x4 cw[MT];
-                uint32_t sw_g[MT], sw_h[MT];
-                uint32_t pg[MT][2], ph[MT][2];  // scale pairs (PAIRS): (s0, s2), (s1, s3) of rows g and g + 8
+        for (int c = 0; c < CHUNKS; ++c) {
+            u32x4 cw[MT];
+            uint32_t sw_g[MT], sw_h[MT];
+            uint32_t pg[MT][2], ph[MT][2];  // scale pairs (PAIRS): (s0, s2), (s1, s3) of rows g and g + 8
 #pragma unroll
-                for (int mt = 0; mt < MT; ++mt) {
-                    if constexpr (PREFETCH) {
-                        cw[mt] = cw_next[mt];
-                        sw_g[mt] = swg_next[mt];
-                        sw_h[mt] = swh_next[mt];
-                        if (!LATE && c + 1 < CHUNKS) {
-                            if (mt == 0) wait_chunk(c + 1);
-                            load_chunk(wb, c + 1, mt, cw_next[mt], swg_next[mt], swh_next[mt]);
-                        }
-                    } else {
-                        if (mt == 0) wait_chunk(c);
-                        load_chunk(wb, c, mt, cw[mt], sw_g[mt], sw_h[mt]);
+            for (int mt = 0; mt < MT; ++mt) {
+                if constexpr (PREFETCH) {
+                    cw[mt] = cw_next[mt];
+                    sw_g[mt] = swg_next[mt];
+                    sw_h[mt] = swh_next[mt];
+                    if (!LATE && c + 1 < CHUNKS) {
+                        if (mt == 0) wait_chunk(c + 1);
+                        load_chunk(wb, c + 1, mt, cw_next[mt], swg_next[mt], swh_next[mt]);
                     }
-                    if constexpr (PAIRS) {
-                        scale_pairs(sw_g[mt], bias_reg, pg[mt][0], pg[mt][1]);
-                        scale_pairs(sw_h[mt], bias_reg, ph[mt][0], ph[mt][1]);
+                } else {
+                    if (mt == 0) wait_chunk(c);
+                    load_chunk(wb, c, mt, cw[mt], sw_g[mt], sw_h[mt]);
+                }
+                if constexpr (PAIRS) {
+                    scale_pairs(sw_g[mt], bias_reg, pg[mt][0], pg[mt][1]);
+                    scale_pairs(sw_h[mt], bias_reg, ph[mt][0], ph[mt][1]);
+                }
+            }
+#pragma unroll
+            for (int jg = 0; jg < GPC; ++jg) {
+                const int gi = c * GPC + jg, buf = gi % NBUF, as = gi % NACC;
+                if (PROF && tj >= 0 && gi < 16) tl[tj + 3 * gi] = clock_now();
+#pragma unroll
+                for (int e = 0; e < GS; ++e) {
+                    const int j = jg * GS + e;
+#pragma unroll
+                    for (int mt = 0; mt < MT; ++mt) {
+                        if constexpr (NO_DECODE) {
+#pragma unroll
+                            for (int r = 0; r < 4; ++r) A[buf][mt][e][r] = word_of(cw[mt], j);
+                        } else if constexpr (ROT)
+                            rot_decode_word(word_of(cw[mt], j), pair_step(pg[mt][0], pg[mt][1], j),
+                                            pair_step(ph[mt][0], ph[mt][1], j), A[buf][mt][e]);
+                        else if constexpr (PAIRS)
+                            v4_decode_word(word_of(cw[mt], j), pair_step(pg[mt][0], pg[mt][1], j),
+                                           pair_step(ph[mt][0], ph[mt][1], j), A[buf][mt][e]);
+                        else
+                            v4_decode_word(word_of(cw[mt], j), v4_scale(sw_g[mt], j), v4_scale(sw_h[mt], j),
+                                           A[buf][mt][e]);
                     }
                 }
+                wgmma_fence();
 #pragma unroll
-                for (int jg = 0; jg < GPC; ++jg) {
-                    const int gi = c * GPC + jg, buf = gi % NBUF, as = gi % NACC;
-                    if (PROF && tj >= 0 && gi < 16) tl[tj + 3 * gi] = clock_now();
+                for (int e = 0; e < GS; ++e) {
+                    const int off = c * X_ATOM + (jg * GS + e) * 32;  // bytes from the stage's x tile
+                    const uint64_t desc = DESC ? desc_x0 + (uint64_t)(off >> 4) : desc_kmajor_sw128(xb + off);
 #pragma unroll
-                    for (int e = 0; e < GS; ++e) {
-                        const int j = jg * GS + e;
+                    for (int mt = 0; mt < MT; ++mt) wgmma_rs<TOKP>(acc[as][mt], A[buf][mt][e], desc);
+                }
+                wgmma_commit();
+                if constexpr (XPRE) {
+                    if (c == CHUNKS - 1 && jg == 0) {
+                        const int s2 = (i + 1) % STAGES;
+                        if (__shfl_sync(0xffffffffu, mbar_test_wait(full0 + 8 * s2, ((i + 1) / STAGES) & 1), 0)) {
+                            pre_u = unit_of[s2];
+                            if (pre_u >= 0) {
 #pragma unroll
-                        for (int mt = 0; mt < MT; ++mt) {
-                            if constexpr (NO_DECODE) {
-#pragma unroll
-                                for (int r = 0; r < 4; ++r) A[buf][mt][e][r] = word_of(cw[mt], j);
-                            } else if constexpr (ROT)
-                                rot_decode_word(word_of(cw[mt], j), pair_step(pg[mt][0], pg[mt][1], j),
-                                                pair_step(ph[mt][0], ph[mt][1], j), A[buf][mt][e]);
-                            else if constexpr (PAIRS)
-                                v4_decode_word(word_of(cw[mt], j), pair_step(pg[mt][0], pg[mt][1], j),
-                                               pair_step(ph[mt][0], ph[mt][1], j), A[buf][mt][e]);
-                            else
-                                v4_decode_word(word_of(cw[mt], j), v4_scale(sw_g[mt], j), v4_scale(sw_h[mt], j),
-                                               A[buf][mt][e]);
-                        }
-                    }
-                    wgmma_fence();
-#pragma unroll
-                    for (int e = 0; e < GS; ++e) {
-                        const int off = c * X_ATOM + (jg * GS + e) * 32;  // bytes from the stage's x tile
-                        const uint64_t desc = DESC ? desc_x0 + (uint64_t)(off >> 4) : desc_kmajor_sw128(xb + off);
-#pragma unroll
-                        for (int mt = 0; mt < MT; ++mt) wgmma_rs<TOKP>(acc[as][mt], A[buf][mt][e], desc);
-                    }
-                    wgmma_commit();
-                    if constexpr (XPRE) {
-                        if (c == CHUNKS - 1 && jg == 0) {
-                            const int s2 = (i + 1) % STAGES;
-                            if (__shfl_sync(0xffffffffu, mbar_test_wait(full0 + 8 * s2, ((i + 1) / STAGES) & 1), 0)) {
-                                pre_u = unit_of[s2];
-                                if (pre_u >= 0) {
-#pragma unroll
-                                    for (int mt = 0; mt < MT; ++mt)
-                                        load_chunk(w_base + s2 * W_STAGE, 0, mt, cw_next[mt], swg_next[mt], swh_next[mt]);
-                                }
+                                for (int mt = 0; mt < MT; ++mt)
+                                    load_chunk(w_base + s2 * W_STAGE, 0, mt, cw_next[mt], swg_next[mt], swh_next[mt]);
                             }
                         }
                     }
-                    if constexpr (LATE) {  // the next chunk's words, once this chunk's first group is issued
-                        if (jg == 0 && c + 1 < CHUNKS) {
-                            wait_chunk(c + 1);
+                }
+                if constexpr (LATE) {  // the next chunk's words, once this chunk's first group is issued
+                    if (jg == 0 && c + 1 < CHUNKS) {
+                        wait_chunk(c + 1);
 #pragma unroll
-                            for (int mt = 0; mt < MT; ++mt)
-                                load_chunk(wb, c + 1, mt, cw_next[mt], swg_next[mt], swh_next[mt]);
-                        }
-                    }
-                    if (PROF && tj >= 0 && gi < 16) tl[tj + 3 * gi + 1] = clock_now();
-                    wgmma_wait<NBUF - 1>();  // group gi - NBUF + 1 is done: its buffer, (gi + 1) % NBUF, is free
-                    if (PROF && tj >= 0 && gi < 16) tl[tj + 3 * gi + 2] = clock_now();
-                    // the previous unit's stage is released below (a stamp inside that branch made ptxas serialize
-                    // every wgmma of the timeline builds, C7513)
-                    if (stamp && gi == NBUF - 2 && held >= 0 && i - 1 < 16) tl[64 + 64 * wg + 4 * (i - 1) + 3] = clock_now();
-#pragma unroll
-                    for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-                        for (int e = 0; e < GS; ++e)
-#pragma unroll
-                            for (int r = 0; r < 4; ++r) keep(A[(gi + 1) % NBUF][mt][e][r]);
-                    if (gi == NBUF - 2 && held >= 0) {  // every group of the previous unit is retired
-                        if (lane == 0) mbar_arrive(empty0 + 8 * held);
-                        held = -1;
+                        for (int mt = 0; mt < MT; ++mt)
+                            load_chunk(wb, c + 1, mt, cw_next[mt], swg_next[mt], swh_next[mt]);
                     }
                 }
+                if (PROF && tj >= 0 && gi < 16) tl[tj + 3 * gi + 1] = clock_now();
+                wgmma_wait<NBUF - 1>();  // group gi - NBUF + 1 is done: its buffer, (gi + 1) % NBUF, is free
+                if (PROF && tj >= 0 && gi < 16) tl[tj + 3 * gi + 2] = clock_now();
+                // the previous unit's stage is released below (a stamp inside that branch made ptxas serialize
+                // every wgmma of the timeline builds, C7513)
+                if (stamp && gi == NBUF - 2 && held >= 0 && i - 1 < 16) tl[64 + 64 * wg + 4 * (i - 1) + 3] = clock_now();
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                    for (int e = 0; e < GS; ++e)
+#pragma unroll
+                        for (int r = 0; r < 4; ++r) keep(A[(gi + 1) % NBUF][mt][e][r]);
+                if (gi == NBUF - 2 && held >= 0) {  // every group of the previous unit is retired
+                    if (lane == 0) mbar_arrive(empty0 + 8 * held);
+                    held = -1;
+                }
             }
-        };
-        if (FRAC && (c0 > 0 || c1 < CHUNKS)) unit_chunks(true);
-        else unit_chunks(false);
+        }
         if (stamp && i < 16) tl[64 + 64 * wg + 4 * i + 2] = clock_now();
         if constexpr (EARLY) {  // diagnostic: released before the wgmma reading its x retire
             __syncwarp();
@@ -714,12 +683,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 1415>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 1415>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 1415>
-// timeline builds of the recorded M = 64 build (lean 1155) and its chunk-share twin (LEAN bit 11)
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 1155, true>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 3203, true>
-// static stream-K in 64-k chunks (LEAN bit 11): reduce only
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 3207>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 3203>
 // cluster builds (CL, SKIP): reduce only
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 135, false, 4, 2>
 // @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, true, 0, 256, true, 135, false, 4, 2>

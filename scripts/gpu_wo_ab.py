@@ -6,7 +6,7 @@ bound (bytes over the measured copy bandwidth) beside each time and writes $OUT/
 
 Run on the device: PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python3 scripts/gpu_wo_ab.py 32:135,647 64:131,643 8:135,647
 (M:lean,lean,...; work as the dispatcher launches each M: static shares at M >= 32, 6 static units then grabs of 1
-below (LEAN with bit 11, the chunk shares: static); LEAN c CTAS, for example 135c128: the static reduce launch on that many CTAs; --rounds R, default 3.)
+below; LEAN c CTAS, for example 135c128: the static reduce launch on that many CTAs; --rounds R, default 3.)
 """
 
 from __future__ import annotations
@@ -57,12 +57,11 @@ def main() -> int:
     for M, leans in pairs.items():
         cfgs = []
         for lean, ctas in leans:
-            work = (True, 0, 0) if M >= 32 or ctas or lean & 2048 else (True, 6, 1)  # chunk shares: static only
-            builds = v5.V5_KERNELS_LEAN + v5.V5_KERNELS_FRAC
-            found = [c for c in builds if c.tokp >= M and c.lean == lean and c.tokp == min(
-                k.tokp for k in builds if k.tokp >= M and k.lean == lean)]
+            work = (True, 0, 0) if M >= 32 or ctas else (True, 6, 1)
+            found = [c for c in v5.V5_KERNELS_LEAN if c.tokp >= M and c.lean == lean and c.tokp == min(
+                k.tokp for k in v5.V5_KERNELS_LEAN if k.tokp >= M and k.lean == lean)]
             if not found:
-                raise SystemExit(f"M={M}: no v5 lean build with LEAN {lean} (V5_KERNELS_LEAN, V5_KERNELS_FRAC)")
+                raise SystemExit(f"M={M}: no v5 lean build with LEAN {lean} (V5_KERNELS_LEAN)")
             cfgs += [c.with_work(*work).with_ctas(ctas) for c in found]
         x = wo.make_activations(M, K, seed=400 + M)
         ref = wo.reference(x, wref)

@@ -153,9 +153,6 @@ def test_v5_configs_instantiated_and_fit():
         assert c.expr in inst and c.smem <= v5.MAX_DYNAMIC_SMEM and c.red and c.grouped, c.expr
         assert 7168 % c.rows == 0 and c.grid(7168, 132) <= 132 and (16384 // c.kc) % c.cl == 0, c
         v5.check_cluster(c, 16384)
-    for c in v5.V5_KERNELS_FRAC:  # reduce-only static launches over the grouped 256-k stream
-        assert c.expr in inst and c.smem <= v5.MAX_DYNAMIC_SMEM and c.frac and c.expr.endswith(f", {c.lean}>"), c.expr
-        v5.check_frac(c, 7168, 16384)
     for M in (1, 8, 9, 16, 17, 32, 33, 64):
         assert v5.v5_candidates(M) and all(c.tokp >= M for c in v5.v5_candidates(M))
 
@@ -175,8 +172,7 @@ def test_v5_compiles_without_spills():
     ck = compile_kernel("wo_gemm_v5")
     names = {low: e for e, low in ck.lowered.items()}
     assert len(ck.resources) == (2 * len(v5.V5_KERNELS + v5.V5_KERNELS_BK128 + v5.V5_KERNELS_GROUPED + v5.V5_KERNELS_LEAN)
-                                 + len(v5.V5_DIAGNOSTICS) + len(v5.V5_TIMELINES) + len(v5.V5_KERNELS_CLUSTER)
-                                 + len(v5.V5_KERNELS_FRAC))
+                                 + len(v5.V5_DIAGNOSTICS) + len(v5.V5_TIMELINES) + len(v5.V5_KERNELS_CLUSTER))
     for low, r in ck.resources.items():
         assert r.spill_stores == 0 and r.spill_loads == 0, (names.get(low, low), r)
     # ptxas C7512: builds whose wgmma it serializes (register pressure); V5_SERIALIZED above must stay exact.
@@ -215,31 +211,6 @@ def test_v5_bad_input():
         v5.check_ctas(v5.V5_KERNELS_LEAN[0].with_ctas(133), 132)
     with pytest.raises(InputError, match="ctas"):
         v5.check_ctas(v5.V5_KERNELS_CLUSTER[0].with_ctas(100), 132)
-    f = v5.V5_KERNELS_FRAC[0]  # chunk shares: static reduce launches only
-    for bad in (f.with_work(False), f.with_work(True, 1, 1), f.with_fin()):
-        with pytest.raises(InputError, match="LEAN bit 11"):
-            v5.check_frac(bad, 7168, 16384)
-    with pytest.raises(InputError, match="2\\^24"):
-        v5.check_frac(f, 256 * 65536, 256 * 256)
-
-
-def test_chunk_shares_cover_every_chunk_once():
-    # produce_ring_frac's split, emulated: CTA b takes chunks [b T / G, (b + 1) T / G); every chunk of every unit is
-    # taken exactly once, the shares differ by at most one chunk, and each unit's mark round-trips
-    for units, G in ((1792, 132), (3584, 132), (48, 132), (5, 3), (1, 132)):
-        T, seen, sizes = units * 4, [0] * (units * 4), []
-        for b in range(G):
-            k0, k1 = b * T // G, (b + 1) * T // G
-            sizes.append(k1 - k0)
-            u = k0 // 4
-            while k0 < k1 and u * 4 < k1:  # (an empty share takes no unit)
-                c0, c1 = max(k0 - 4 * u, 0), min(k1 - 4 * u, 4)
-                mark = u | c0 << 24 | (4 - c1) << 27
-                assert mark & 0xffffff == u and (mark >> 24) & 7 == c0 and 4 - ((mark >> 27) & 7) == c1 and c0 < c1
-                for c in range(c0, c1):
-                    seen[4 * u + c] += 1
-                u += 1
-        assert seen == [1] * T and max(sizes) - min(sizes) <= 1
 
 
 def test_row_group_multiply_high_is_exact():
@@ -270,7 +241,7 @@ def test_even_ctas():
                             + v5.V5_KERNELS_LEAN for s0, g in ((0, 0), (1, 1))]
                          + v5.V5_KERNELS_BK128 + v5.V5_KERNELS_GROUPED + v5.V5_KERNELS_LEAN
                          + [k.with_work(True, s0, g).with_fin() for k in v5.V5_KERNELS_LEAN for s0, g in ((0, 0), (1, 1))]
-                         + v5.V5_KERNELS_CLUSTER + v5.V5_KERNELS_FRAC
+                         + v5.V5_KERNELS_CLUSTER
                          + [k.with_work(True).with_ctas(128) for k in v5.V5_KERNELS_LEAN if k.lean & 128],
                          ids=str)
 def test_gpu_w4a16_v5_matches_fp32_of_dequantized(cfg):
@@ -286,7 +257,7 @@ def test_gpu_w4a16_v5_all_codes_and_scales():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("family,cfg", [("v5", c) for c in v5.V5_KERNELS_LEAN if c.tokp in (8, 32)]
-                         + [("v5", v5.V5_KERNELS_LEAN[0].with_work(True, 1, 1))] + [("v5", c) for c in v5.V5_KERNELS_FRAC]
+                         + [("v5", v5.V5_KERNELS_LEAN[0].with_work(True, 1, 1))]
                          + [("v5", c.with_work(True, s0, g).with_fin()) for c in v5.V5_KERNELS_LEAN if c.tokp in (8, 32)
                             for s0, g in ((0, 0), (1, 1))]
                          + [("v6", k) for k in wo.v6_candidates(8) if k.red][:3], ids=str)

@@ -115,54 +115,6 @@ WB_DEVICE void produce_ring(int units, int s0, int grab, unsigned int* work, int
     });
 }
 
-// The producer of a grouped 256-k ring with static stream-K in 64-k chunks (kernels/wo_gemm_v5.cu, LEAN bit 11),
-// all lanes. With whole units, 132 CTAs over the wo shape's 1792 (or 3584) units leave 76 CTAs one unit more than
-// the other 56, and each SM streams at the rate its own copies in flight allow, so the kernel ends a whole unit
-// after the short shares. Here CTA b takes chunks [b T / G, (b + 1) T / G) of the T = units * CHUNKS chunks (the
-// shares differ by at most one chunk). A unit the share cuts is marked in unit_of as u | c0 << 24 |
-// (CHUNKS - c1) << 27: only chunks [c0, c1) of it are copied (each tile's code bytes of those chunks and its whole
-// scale table, at the offsets a whole unit has) and only their x boxes; the stage's barrier is armed for those
-// bytes. frac_unit / frac_chunks below read the mark back. Unit u is TILES tiles of TILE_BYTES at
-// wp + u * TILES * TILE_BYTES, each CHUNKS * CODE_BYTES of codes, then the scale table.
-// PDL: the first unit's weight goes out before pdl_wait, its x after it. issued(u): as produce_ring_chunked.
-template <int STAGES, int CHUNKS, int X_ATOM, int TILES, int TILE_BYTES, int CODE_BYTES, typename Issued>
-WB_DEVICE void produce_ring_frac(int units, int lane, uint32_t full0, uint32_t empty0, int* unit_of, uint8_t* wsm,
-                                 const uint8_t* wp, uint8_t* xs, int x_stage, const TmaDescriptor* x_map, int n_kc,
-                                 int kc, Issued&& issued) {
-    static_assert(CHUNKS <= 7 && 2 * TILES <= 32, "the unit mark holds c0 and CHUNKS - c1 in 3 bits; a lane per copy");
-    constexpr int SCALE_BYTES = TILE_BYTES - CHUNKS * CODE_BYTES;
-    const long long T = (long long)units * CHUNKS;
-    const long long k0 = blockIdx.x * T / gridDim.x, k1 = (blockIdx.x + 1) * T / gridDim.x;
-    int i = 0;
-    for (long long u = k0 / CHUNKS; k0 < k1 && u * CHUNKS < k1; ++u) {  // (an empty share: no unit)
-        const int c0 = (int)max(k0 - u * CHUNKS, 0ll), c1 = (int)min(k1 - u * CHUNKS, (long long)CHUNKS);
-        const int tile_bytes = c1 == CHUNKS ? TILE_BYTES - c0 * CODE_BYTES : (c1 - c0) * CODE_BYTES + SCALE_BYTES;
-        const int s = ring_claim<STAGES>(i++, (int)u | c0 << 24 | (CHUNKS - c1) << 27,
-                                         TILES * tile_bytes + (c1 - c0) * X_ATOM, full0, empty0, unit_of, lane);
-        const uint8_t* src = wp + u * TILES * TILE_BYTES;
-        const uint32_t dst = smem_addr(wsm + s * TILES * TILE_BYTES);
-        if (lane < TILES) {  // the codes of chunks c0.. (and, for c1 == CHUNKS, the scale table after them)
-            const int off = lane * TILE_BYTES + c0 * CODE_BYTES;
-            bulk_load(dst + off, src + off, c1 == CHUNKS ? TILE_BYTES - c0 * CODE_BYTES : (c1 - c0) * CODE_BYTES,
-                      full0 + 8 * s);
-        } else if (lane < 2 * TILES && c1 < CHUNKS) {  // the scale table of a unit cut before its end
-            const int off = (lane - TILES) * TILE_BYTES + CHUNKS * CODE_BYTES;
-            bulk_load(dst + off, src + off, SCALE_BYTES, full0 + 8 * s);
-        }
-        if (i == 1) pdl_wait();  // the previous kernel may write x until it completes
-        if (lane >= c0 && lane < c1)
-            tma_load_2d(smem_addr(xs + s * x_stage + lane * X_ATOM), x_map, (int)(u % n_kc) * kc + 64 * lane, 0,
-                        full0 + 8 * s);
-        issued((int)u);
-    }
-    ring_claim<STAGES>(i, -1, 0, full0, empty0, unit_of, lane);
-}
-// The unit and chunk range [c0, c1) of a ring mark from produce_ring_frac (mark >= 0).
-WB_DEVICE int frac_unit(int mark) { return mark & 0xffffff; }
-WB_DEVICE int frac_c0(int mark) { return (mark >> 24) & 7; }
-template <int CHUNKS>
-WB_DEVICE int frac_c1(int mark) { return CHUNKS - ((mark >> 27) & 7); }
-
 // The producer of a chunk-major ring (kernels/wo_gemm_v5.cu, LEAN bit 5), all lanes: stage s has one full barrier
 // per 64-k chunk, full0 + 8 (s * CHUNKS + c), armed for chunk_bytes of weight and one X_ATOM x box; chunk c of unit
 // u (one contiguous run at unit_base(u) + c * chunk_bytes) goes out as COPIES equal copies from lanes

@@ -283,8 +283,7 @@ class V5Config:
     # (with bit 5): each chunk copied in 4-tile pieces; bit 7 (with bit 1): the rotate word layout (word_layout "rot");
     # bit 8 (with bit 2): the next stage's barrier tested and its first words loaded during a unit's last chunk;
     # bit 9: one full barrier per stage and warpgroup (each warpgroup waits for its own tiles and the stage's x);
-    # bit 10: the consumers' row-group test by a multiply-high instead of a division at every unit's start; bit 11
-    # (red, grouped, kc 256): static stream-K in 64-k chunks, so the CTAs' shares differ by a chunk, not a unit
+    # bit 10: the consumers' row-group test by a multiply-high instead of a division at every unit's start
     fin: bool = False  # launch choice (red only): the in-kernel finalize (a grid barrier, then each CTA converts
     # its share of the workspace) instead of wo_finalize after the kernel
     prof: bool = False  # timeline build (PROF): clock stamps after the counters (launch with v5_timeline)
@@ -305,10 +304,6 @@ class V5Config:
     @property
     def split(self) -> bool:  # LEAN bit 9: one full barrier per stage and warpgroup
         return bool(self.lean & 512)
-
-    @property
-    def frac(self) -> bool:  # LEAN bit 11: static shares of 64-k chunks (a launch with static work only)
-        return bool(self.lean & 2048)
 
     @property
     def word_layout(self) -> str:  # LEAN bit 7: the rotate layout
@@ -482,11 +477,6 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    # ... with the cross-unit prefetch (bit 8), which waited behind the division before
                    V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1415),
                    V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=1415)]
-# Static stream-K in 64-k chunks (LEAN bit 11, reduce only, instantiated once): 1792 units (M = 32) or 3584 (M = 64)
-# on 132 CTAs leave 76 CTAs a unit more than the other 56; the timeline showed the short CTAs ending a whole unit
-# (~2.9k cycles at M = 32) early while the long ones streamed no faster. Chunk shares differ by a quarter unit.
-V5_KERNELS_FRAC = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, grouped=True, lean=1159 | 2048),
-                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, True, grouped=True, lean=1155 | 2048)]
 # Cluster builds (CL, reduce only, instantiated once): 224-row units (the last warpgroup's last SKIP warps decode a
 # copy of the last tile), 32 row groups x cl CTAs = 128 CTAs, each a 1/cl slice of k for one row group, summed over
 # distributed shared memory: every output written once as bf16, no fp32 workspace, no red.add flush, no wo_finalize.
@@ -525,8 +515,7 @@ V5_TIMELINES = [V5Config(32, 1, 4, 256, 4, gs, 2 if d == 0 else 1, 2, True, diag
     V5Config(64, 1, 2, 256, 4, 2, 2, 2, True, grouped=True, lean=35, prof=True)] + [
     V5Config(m, 1, nwg, 256, 4, 2, 2, 2, True, grouped=True, lean=lean, prof=True)
     for m, nwg, lean in ((32, 4, 519), (64, 2, 515), (32, 4, 1031), (64, 2, 1027))] + [
-    V5Config(64, 1, 2, 256, 4, 2, 2, 2, True, diag=d, grouped=True, lean=3, prof=True) for d in (0, 7)] + [
-    V5Config(64, 1, 2, 256, 4, 2, 2, 2, True, grouped=True, lean=lean, prof=True) for lean in (1155, 3203)]
+    V5Config(64, 1, 2, 256, 4, 2, 2, 2, True, diag=d, grouped=True, lean=3, prof=True) for d in (0, 7)]
 PROF_SLOTS = 512  # u64 stamps per CTA
 
 
@@ -578,7 +567,7 @@ def v5_candidates(M: int, sms: int = 132) -> list[V5Config]:
     # static reduce launches of the rotate-layout lean builds on a CTA count that divides their units (even shares)
     out += [k.with_work(True).with_ctas(even_ctas(k.units, sms)) for k in V5_KERNELS_LEAN
             if k.tokp == n and k.lean & 128 and even_ctas(k.units, sms) not in (0, sms)]
-    out += [k for k in V5_KERNELS_CLUSTER + V5_KERNELS_FRAC if k.tokp == n]
+    out += [k for k in V5_KERNELS_CLUSTER if k.tokp == n]
     # (with_fin(), the in-kernel finalize, is not a candidate: 0.9-1.1 us slower per call at M = 8, 32 and 64
     # on an H100, commit 8bfe00d; docs/notes_wo_gemm.md, eighth pass)
     return out
@@ -596,19 +585,6 @@ def check_ctas(cfg: V5Config, sms: int) -> None:
     if cfg.ctas and (cfg.cl or not 0 < cfg.ctas <= sms):
         raise InputError(f"config {cfg}: ctas must be 1..{sms} (the SMs of this GPU, one CTA each) and not with a "
                          f"cluster build, got ctas = {cfg.ctas}")
-
-
-def check_frac(cfg: V5Config, N: int, K: int) -> None:
-    """A chunk-share build (LEAN bit 11) is a static reduce launch (no grabs, no in-kernel finalize) over the grouped
-    256-k stream; its ring marks hold a unit index below 2^24."""
-    if not cfg.frac:
-        return
-    if not (cfg.red and cfg.grouped and cfg.kc == 256 and not cfg.grab and not cfg.s0 and not cfg.fin and not cfg.cl):
-        raise InputError(f"config {cfg}: LEAN bit 11 (chunk shares) needs red=True, grouped=True, kc=256 and static "
-                         f"work (no grab, s0, fin or cl)")
-    if (N // cfg.rows) * (K // cfg.kc) >= 2**24:
-        raise InputError(f"w.shape: config {cfg} marks units below 2^24, got {(N // cfg.rows) * (K // cfg.kc)} units "
-                         f"for N, K = {N}, {K}")
 
 
 def check_cluster(cfg: V5Config, K: int) -> None:
@@ -647,7 +623,6 @@ def w4a16_gemm_v5(x: torch.Tensor, pw: PreparedWeight, config: V5Config | None =
     out = gemm_output(out, x, M, N)
     check_work(cfg)
     check_cluster(cfg, K)
-    check_frac(cfg, N, K)
     fresh = not v5_stream_ready(pw, *cfg.stream_args())
     stream = v5_stream(pw, *cfg.stream_args())
     enable_pdl = enable_pdl and not fresh  # a stream built just now is not safe to read before the PDL wait
