@@ -91,9 +91,7 @@ WB_DEVICE unsigned long long clock_now() {
 // (2304 B, as many copies per stage as the grouped builds issue) instead of one copy per chunk; bit 7 (with bit 1) =
 // the rotate word layout (the stream built with word_layout="rot"; rot_decode_word: 8 integer instructions per
 // code word instead of 11); bit 8 (with bit 2) = the cross-unit prefetch (XPRE below); bit 9 = one full barrier
-// per stage and warpgroup (SPLIT below); bit 10 = the consumers' row-group test without a division (FASTRG below);
-// bit 12 = the consumers compute their static units (OWNU below; bit 11 is unused: two meanings of it were measured
-// and reverted, docs/notes_wo_gemm.md).
+// per stage and warpgroup (SPLIT below); bit 10 = the consumers' row-group test without a division (FASTRG below).
 template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0,
           int BK = 256, bool GROUPED = false, int LEAN = 0, bool PROF = false, int CL = 0, int SKIP = 0>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
@@ -366,22 +364,13 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     // and the first shared-memory loads (~120 cycles per unit in the timeline's ask -> full).
     constexpr bool XPRE = (LEAN & 256) != 0;
     static_assert(!XPRE || (PREFETCH && !LATE && !CHUNKED && DIAG == 0), "LEAN bit 8 extends bit 2's prefetch");
-    // OWNU (LEAN bit 12, static launches: grab 0): each consumer computes its units, the CTA's static share
-    // [own0, own1) as produce_units splits it, instead of reading unit_of after the stage is full, so the unit's
-    // row-group test runs before the wait for the stage instead of after a shared-memory load that follows it.
-    constexpr bool OWNU = (LEAN & 4096) != 0;
-    static_assert(!OWNU || (!CHUNKED && !SPLIT && !XPRE && CL == 0 && !PROF && DIAG != 1 && DIAG != 2),
-                  "LEAN bit 12: not with bits 5, 8 or 9, cluster, timeline or DIAG 1 / 2 builds");
-    const int own0 = OWNU ? (int)((long long)blockIdx.x * units / gridDim.x) : 0;
-    const int own1 = OWNU ? (int)((long long)(blockIdx.x + 1) * units / gridDim.x) : 0;
     int pre_u = -2;  // the next unit (-1: the end) once its stage was found full early, else -2
     u32x4 cw_next[MT];  // PREFETCH: the next chunk's words (XPRE: across units too)
     uint32_t swg_next[MT], swh_next[MT];
     for (int i = 0;; ++i) {
         if (stamp && i < 16) tl[64 + 64 * wg + 4 * i] = clock_now();
         const bool took = XPRE && pre_u != -2;
-        const int s = i % STAGES, u = OWNU ? (own0 + i < own1 ? own0 + i : -1)
-                                    : took ? pre_u
+        const int s = i % STAGES, u = took ? pre_u
                                            : (CHUNKED || SPLIT) ? (mbar_wait(full_bar(s, 0), (i / STAGES) & 1), unit_of[s])
                                                                 : ring_take<STAGES>(i, full0, unit_of);
         pre_u = -2;
@@ -417,9 +406,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
             continue;
         }
         const int urg = row_group(u);
-        // OWNU: the wait for the stage sits here, before the flush: with the flush (which reads the accumulators)
-        // ahead of the wait, ptxas serialized every wgmma of the build (C7514)
-        if constexpr (OWNU) mbar_wait(full0 + 8 * s, (i / STAGES) & 1);  // the unit was known before its data
         if (cur >= 0 && urg != cur_rg) drain_and_flush(cur);
         cur = u;
         cur_rg = urg;
@@ -697,9 +683,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 1415>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 1415>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 1415>
-// the consumers' own static units (LEAN bit 12): reduce only, static launches
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 5255>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 5251>
 // cluster builds (CL, SKIP): reduce only
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 135, false, 4, 2>
 // @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, true, 0, 256, true, 135, false, 4, 2>

@@ -283,9 +283,7 @@ class V5Config:
     # (with bit 5): each chunk copied in 4-tile pieces; bit 7 (with bit 1): the rotate word layout (word_layout "rot");
     # bit 8 (with bit 2): the next stage's barrier tested and its first words loaded during a unit's last chunk;
     # bit 9: one full barrier per stage and warpgroup (each warpgroup waits for its own tiles and the stage's x);
-    # bit 10: the consumers' row-group test by a multiply-high instead of a division at every unit's start; bit 12
-    # (static launches): the consumers compute their units instead of reading each from shared memory once its stage
-    # is full, so the row-group test and a flush run before the wait (bit 11: unused)
+    # bit 10: the consumers' row-group test by a multiply-high instead of a division at every unit's start
     fin: bool = False  # launch choice (red only): the in-kernel finalize (a grid barrier, then each CTA converts
     # its share of the workspace) instead of wo_finalize after the kernel
     prof: bool = False  # timeline build (PROF): clock stamps after the counters (launch with v5_timeline)
@@ -479,10 +477,6 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    # ... with the cross-unit prefetch (bit 8), which waited behind the division before
                    V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1415),
                    V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=1415)]
-# The consumers' own static units (LEAN bit 12, reduce only, static launches; instantiated once): the unit's start
-# work before the wait for its stage, on the recorded M = 32 and 64 builds.
-V5_KERNELS_OWNU = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, grouped=True, lean=1159 | 4096),
-                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, True, grouped=True, lean=1155 | 4096)]
 # Cluster builds (CL, reduce only, instantiated once): 224-row units (the last warpgroup's last SKIP warps decode a
 # copy of the last tile), 32 row groups x cl CTAs = 128 CTAs, each a 1/cl slice of k for one row group, summed over
 # distributed shared memory: every output written once as bf16, no fp32 workspace, no red.add flush, no wo_finalize.
@@ -573,7 +567,7 @@ def v5_candidates(M: int, sms: int = 132) -> list[V5Config]:
     # static reduce launches of the rotate-layout lean builds on a CTA count that divides their units (even shares)
     out += [k.with_work(True).with_ctas(even_ctas(k.units, sms)) for k in V5_KERNELS_LEAN
             if k.tokp == n and k.lean & 128 and even_ctas(k.units, sms) not in (0, sms)]
-    out += [k for k in V5_KERNELS_CLUSTER + V5_KERNELS_OWNU if k.tokp == n]
+    out += [k for k in V5_KERNELS_CLUSTER if k.tokp == n]
     # (with_fin(), the in-kernel finalize, is not a candidate: 0.9-1.1 us slower per call at M = 8, 32 and 64
     # on an H100, commit 8bfe00d; docs/notes_wo_gemm.md, eighth pass)
     return out
@@ -591,13 +585,6 @@ def check_ctas(cfg: V5Config, sms: int) -> None:
     if cfg.ctas and (cfg.cl or not 0 < cfg.ctas <= sms):
         raise InputError(f"config {cfg}: ctas must be 1..{sms} (the SMs of this GPU, one CTA each) and not with a "
                          f"cluster build, got ctas = {cfg.ctas}")
-
-
-def check_own_units(cfg: V5Config) -> None:
-    """LEAN bit 12: the consumers compute the static share themselves, so the launch must have static work."""
-    if cfg.lean & 4096 and (cfg.grab or cfg.cl):
-        raise InputError(f"config {cfg}: LEAN bit 12 (the consumers' own static units) needs static work (grab 0, "
-                         f"no cl), got grab = {cfg.grab}, cl = {cfg.cl}")
 
 
 def check_cluster(cfg: V5Config, K: int) -> None:
@@ -636,7 +623,6 @@ def w4a16_gemm_v5(x: torch.Tensor, pw: PreparedWeight, config: V5Config | None =
     out = gemm_output(out, x, M, N)
     check_work(cfg)
     check_cluster(cfg, K)
-    check_own_units(cfg)
     fresh = not v5_stream_ready(pw, *cfg.stream_args())
     stream = v5_stream(pw, *cfg.stream_args())
     enable_pdl = enable_pdl and not fresh  # a stream built just now is not safe to read before the PDL wait
