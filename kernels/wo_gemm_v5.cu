@@ -91,9 +91,7 @@ WB_DEVICE unsigned long long clock_now() {
 // (2304 B, as many copies per stage as the grouped builds issue) instead of one copy per chunk; bit 7 (with bit 1) =
 // the rotate word layout (the stream built with word_layout="rot"; rot_decode_word: 8 integer instructions per
 // code word instead of 11); bit 8 (with bit 2) = the cross-unit prefetch (XPRE below); bit 9 = one full barrier
-// per stage and warpgroup (SPLIT below); bit 10 = the consumers' row-group test without a division (FASTRG below);
-// bit 13 (GROUPED) = the producer's unit path without a division (PFAST below; bits 11 and 12 are unused: each meaning
-// measured for them was reverted, docs/notes_wo_gemm.md).
+// per stage and warpgroup (SPLIT below); bit 10 = the consumers' row-group test without a division (FASTRG below).
 template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0,
           int BK = 256, bool GROUPED = false, int LEAN = 0, bool PROF = false, int CL = 0, int SKIP = 0>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
@@ -183,18 +181,10 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                 });
             return;
         }
-        // PFAST (LEAN bit 13): the producer's path per unit without a division (the twelfth pass found that path
-        // sensitive: a producer issuing the same copies with a few more instructions refilled released stages later).
-        // Grouped units need none for the weight address; the x box's k block is u - n_kc umulhi(u, ceil(2^32 / n_kc)),
-        // exact under the launcher's FASTRG limit.
-        constexpr bool PFAST = (LEAN & 8192) != 0;
-        static_assert(!PFAST || (GROUPED && (LEAN & 1024) != 0), "LEAN bit 13: the grouped stream, with bit 10");
-        const uint32_t kc_magic = PFAST && n_kc > 1 ? (uint32_t)((0x100000000ull + n_kc - 1) / n_kc) : 0u;
-        produce_ring<STAGES, CHUNKS, X_ATOM, SPLIT ? NWG : 1, PFAST>(
+        produce_ring<STAGES, CHUNKS, X_ATOM, SPLIT ? NWG : 1>(
             units, s0, grab, counters + (N >> 4), lane, W_STAGE + (DIAG == 5 ? 0 : X_STAGE), full0, empty0, unit_of,
             xs, X_STAGE, &x_map, n_kc, KC, DIAG != 5, [&](int s, int u) {
-                // PFAST: a grouped unit u starts at u * TILES tiles (KC == BK), no division for its address
-                const int rg = PFAST ? 0 : u / n_kc, kc = PFAST ? u : u % n_kc;
+                const int rg = u / n_kc, kc = u % n_kc;
                 if constexpr (ONE_COPY) {  // the grouped unit is one contiguous run: one copy, one lane
                     if (lane == 0)
                         bulk_load(smem_addr(wsm + s * W_STAGE), wp + (long long)(rg * (K / BK) + kc) * TILES * BB,
@@ -206,7 +196,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                               W_TILE, full_bar(s, lane / (4 * MT)));
                 if (PROF && lane == 0 && pi < 32) tl[8 + pi] = clock_now();
                 ++pi;
-            }, 4 * MT * W_TILE, kc_magic);
+            }, 4 * MT * W_TILE);
         if constexpr (CL > 0) {  // the consumers' two cluster barriers (partials written; partials read)
             cluster_sync();
             cluster_sync();
@@ -688,9 +678,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 1155>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 1159>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 1159>
-// the producer without a division (LEAN bit 13): reduce only
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 9351>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 9347>
 // with the cross-unit prefetch (LEAN bit 8)
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 1415>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 1415>

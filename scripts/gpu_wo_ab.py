@@ -58,11 +58,10 @@ def main() -> int:
         cfgs = []
         for lean, ctas in leans:
             work = (True, 0, 0) if M >= 32 or ctas else (True, 6, 1)
-            builds = v5.V5_KERNELS_LEAN + v5.V5_KERNELS_PFAST
-            found = [c for c in builds if c.tokp >= M and c.lean == lean and c.tokp == min(
-                k.tokp for k in builds if k.tokp >= M and k.lean == lean)]
+            found = [c for c in v5.V5_KERNELS_LEAN if c.tokp >= M and c.lean == lean and c.tokp == min(
+                k.tokp for k in v5.V5_KERNELS_LEAN if k.tokp >= M and k.lean == lean)]
             if not found:
-                raise SystemExit(f"M={M}: no v5 lean build with LEAN {lean} (V5_KERNELS_LEAN, V5_KERNELS_PFAST)")
+                raise SystemExit(f"M={M}: no v5 lean build with LEAN {lean} (V5_KERNELS_LEAN)")
             cfgs += [c.with_work(*work).with_ctas(ctas) for c in found]
         x = wo.make_activations(M, K, seed=400 + M)
         ref = wo.reference(x, wref)

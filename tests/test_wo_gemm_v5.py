@@ -153,8 +153,6 @@ def test_v5_configs_instantiated_and_fit():
         assert c.expr in inst and c.smem <= v5.MAX_DYNAMIC_SMEM and c.red and c.grouped, c.expr
         assert 7168 % c.rows == 0 and c.grid(7168, 132) <= 132 and (16384 // c.kc) % c.cl == 0, c
         v5.check_cluster(c, 16384)
-    for c in v5.V5_KERNELS_PFAST:  # reduce-only builds over the grouped stream, with bit 10
-        assert c.expr in inst and c.smem <= v5.MAX_DYNAMIC_SMEM and c.red and c.grouped and c.lean & 1024, c.expr
     for M in (1, 8, 9, 16, 17, 32, 33, 64):
         assert v5.v5_candidates(M) and all(c.tokp >= M for c in v5.v5_candidates(M))
 
@@ -174,8 +172,7 @@ def test_v5_compiles_without_spills():
     ck = compile_kernel("wo_gemm_v5")
     names = {low: e for e, low in ck.lowered.items()}
     assert len(ck.resources) == (2 * len(v5.V5_KERNELS + v5.V5_KERNELS_BK128 + v5.V5_KERNELS_GROUPED + v5.V5_KERNELS_LEAN)
-                                 + len(v5.V5_DIAGNOSTICS) + len(v5.V5_TIMELINES) + len(v5.V5_KERNELS_CLUSTER)
-                                 + len(v5.V5_KERNELS_PFAST))
+                                 + len(v5.V5_DIAGNOSTICS) + len(v5.V5_TIMELINES) + len(v5.V5_KERNELS_CLUSTER))
     for low, r in ck.resources.items():
         assert r.spill_stores == 0 and r.spill_loads == 0, (names.get(low, low), r)
     # ptxas C7512: builds whose wgmma it serializes (register pressure); V5_SERIALIZED above must stay exact.
@@ -246,8 +243,7 @@ def test_even_ctas():
                             + v5.V5_KERNELS_LEAN for s0, g in ((0, 0), (1, 1))]
                          + v5.V5_KERNELS_BK128 + v5.V5_KERNELS_GROUPED + v5.V5_KERNELS_LEAN
                          + [k.with_work(True, s0, g).with_fin() for k in v5.V5_KERNELS_LEAN for s0, g in ((0, 0), (1, 1))]
-                         + v5.V5_KERNELS_CLUSTER + v5.V5_KERNELS_PFAST
-                         + [k.with_work(True, 1, 1) for k in v5.V5_KERNELS_PFAST]
+                         + v5.V5_KERNELS_CLUSTER
                          + [k.with_work(True).with_ctas(128) for k in v5.V5_KERNELS_LEAN if k.lean & 128],
                          ids=str)
 def test_gpu_w4a16_v5_matches_fp32_of_dequantized(cfg):
@@ -263,7 +259,7 @@ def test_gpu_w4a16_v5_all_codes_and_scales():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("family,cfg", [("v5", c) for c in v5.V5_KERNELS_LEAN if c.tokp in (8, 32)]
-                         + [("v5", v5.V5_KERNELS_LEAN[0].with_work(True, 1, 1))] + [("v5", c) for c in v5.V5_KERNELS_PFAST]
+                         + [("v5", v5.V5_KERNELS_LEAN[0].with_work(True, 1, 1))]
                          + [("v5", c.with_work(True, s0, g).with_fin()) for c in v5.V5_KERNELS_LEAN if c.tokp in (8, 32)
                             for s0, g in ((0, 0), (1, 1))]
                          + [("v6", k) for k in wo.v6_candidates(8) if k.red][:3], ids=str)

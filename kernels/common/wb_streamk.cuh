@@ -90,20 +90,16 @@ WB_DEVICE void produce_units(int units, int s0, int grab, unsigned int* work, in
 // kernel may write x). Only that unit: deferring the x of every stage behind its weight delayed the first full
 // stage by ~3 us at M = 32 on an H100 (commit d37540c). Without the launch attribute pdl_wait returns at once.
 // NB > 1: NB full barriers per stage (ring_claim); x on barrier 0, copy_weight picks each copy's barrier.
-// KC_MAGIC: the unit's k block as u - n_kc umulhi(u, kc_magic), kc_magic = ceil(2^32 / n_kc) (exact while
-// u n_kc < 2^32; n_kc = 1: 0), instead of u % n_kc.
-template <int STAGES, int CHUNKS, int X_ATOM, int NB = 1, bool KC_MAGIC = false, typename CopyWeight>
+template <int STAGES, int CHUNKS, int X_ATOM, int NB = 1, typename CopyWeight>
 WB_DEVICE void produce_ring(int units, int s0, int grab, unsigned int* work, int lane, uint32_t stage_bytes,
                             uint32_t full0, uint32_t empty0, int* unit_of, uint8_t* xs, int x_stage,
                             const TmaDescriptor* x_map, int n_kc, int kc, bool with_x, CopyWeight&& copy_weight,
-                            uint32_t part_bytes = 0, uint32_t kc_magic = 0) {
+                            uint32_t part_bytes = 0) {
     int i = 0, deferred = 0;
     auto load_x = [&](int s, int u) {
-        if (with_x && lane < CHUNKS) {
-            const int kb = !KC_MAGIC ? u % n_kc : n_kc > 1 ? u - n_kc * (int)__umulhi((uint32_t)u, kc_magic) : 0;
-            tma_load_2d(smem_addr(xs + s * x_stage + lane * X_ATOM), x_map, kb * kc + 64 * lane, 0,
+        if (with_x && lane < CHUNKS)
+            tma_load_2d(smem_addr(xs + s * x_stage + lane * X_ATOM), x_map, (u % n_kc) * kc + 64 * lane, 0,
                         full0 + 8 * s * NB);
-        }
     };
     produce_units(units, s0, grab, work, lane, [&](int u) {
         if ((i == 1 || u < 0) && deferred >= 0) {  // the first unit's x, once the previous kernel is done

@@ -283,8 +283,7 @@ class V5Config:
     # (with bit 5): each chunk copied in 4-tile pieces; bit 7 (with bit 1): the rotate word layout (word_layout "rot");
     # bit 8 (with bit 2): the next stage's barrier tested and its first words loaded during a unit's last chunk;
     # bit 9: one full barrier per stage and warpgroup (each warpgroup waits for its own tiles and the stage's x);
-    # bit 10: the consumers' row-group test by a multiply-high instead of a division at every unit's start; bit 13
-    # (grouped, with bit 10): the producer's path per unit without a division (bits 11 and 12: unused)
+    # bit 10: the consumers' row-group test by a multiply-high instead of a division at every unit's start
     fin: bool = False  # launch choice (red only): the in-kernel finalize (a grid barrier, then each CTA converts
     # its share of the workspace) instead of wo_finalize after the kernel
     prof: bool = False  # timeline build (PROF): clock stamps after the counters (launch with v5_timeline)
@@ -478,9 +477,6 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    # ... with the cross-unit prefetch (bit 8), which waited behind the division before
                    V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1415),
                    V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=1415)]
-# The producer without a division (LEAN bit 13, reduce only, instantiated once) on the recorded M = 32 and 64 builds.
-V5_KERNELS_PFAST = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, grouped=True, lean=1159 | 8192),
-                    V5Config(64, 1, 2, 256, 4, 2, 2, 2, True, grouped=True, lean=1155 | 8192)]
 # Cluster builds (CL, reduce only, instantiated once): 224-row units (the last warpgroup's last SKIP warps decode a
 # copy of the last tile), 32 row groups x cl CTAs = 128 CTAs, each a 1/cl slice of k for one row group, summed over
 # distributed shared memory: every output written once as bf16, no fp32 workspace, no red.add flush, no wo_finalize.
@@ -571,7 +567,7 @@ def v5_candidates(M: int, sms: int = 132) -> list[V5Config]:
     # static reduce launches of the rotate-layout lean builds on a CTA count that divides their units (even shares)
     out += [k.with_work(True).with_ctas(even_ctas(k.units, sms)) for k in V5_KERNELS_LEAN
             if k.tokp == n and k.lean & 128 and even_ctas(k.units, sms) not in (0, sms)]
-    out += [k for k in V5_KERNELS_CLUSTER + V5_KERNELS_PFAST if k.tokp == n]
+    out += [k for k in V5_KERNELS_CLUSTER if k.tokp == n]
     # (with_fin(), the in-kernel finalize, is not a candidate: 0.9-1.1 us slower per call at M = 8, 32 and 64
     # on an H100, commit 8bfe00d; docs/notes_wo_gemm.md, eighth pass)
     return out
