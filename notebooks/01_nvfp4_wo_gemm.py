@@ -443,7 +443,9 @@ if INTERACTIVE:
 #   whole unit more than another) lost 2-3 us even on 128 CTAs, where every share is whole units again: the
 #   producer, issuing the same copies, refilled released stages later. Computing each consumer's units instead of
 #   reading them from shared memory tied at M = 32 and lost at M = 64; its first version was serialized by ptxas
-#   under a code (C7514) the compile test did not yet look for (notes, twelfth pass; `wo_ab_h200.json`).
+#   under a code (C7514) the compile test did not yet look for. A producer with ~30% fewer instructions per unit
+#   lost too (0.5 us at M = 32), so its instruction count is not what matters (notes, twelfth pass;
+#   `wo_ab_h200.json`).
 # - Three bugs that only showed on the full wo shape, each caught by validating every timed variant: a
 #   register A operand indexed at run time lives in local memory, so the registers an in-flight wgmma reads
 #   were reused (NaN); one warp's `wgmma.wait_group` covers only its own rows, so a shared B buffer needs a
