@@ -2,7 +2,8 @@
 lean builds at that M, each validated against the fp32 GEMM of the dequantized weight, then timed as the record
 times the fused path (graph replay per call: kernel + wo_finalize, two weights in turn, so no call finds its weight
 in L2), in interleaved rounds so a clock or thermal drift hits every build alike. Prints a table with the weight-read
-bound (bytes over the measured copy bandwidth) beside each time and writes $OUT/wo_ab.json. Diagnostic: no record.
+bound (bytes over the measured copy bandwidth) beside each time, flags builds whose wgmma ptxas serialized (their time
+measures that), and writes $OUT/wo_ab.json. Diagnostic: no record.
 
 Run on the device: PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python3 scripts/gpu_wo_ab.py 32:135,647 64:131,643 8:135,647
 (M:lean,lean,...; work as the dispatcher launches each M: static shares at M >= 32, 6 static units then grabs of 1
@@ -46,10 +47,12 @@ def main() -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     from workbench.bench.ceilings import measure_copy_TBps
     from workbench.runtime import device_info
+    from workbench.runtime.kernels import compile_kernel
     from workbench.techniques import wo_gemm as wo
     from workbench.techniques import wo_gemm_v5 as v5
 
     log(f"device {device_info()}")
+    serialized = compile_kernel("wo_gemm_v5").serialized_wgmma()  # (cached) a serialized build times ptxas' choice
     K, N = wo.K_IN, wo.N_OUT
     pws, wref = two_wo_weights()
     copy_tbps = measure_copy_TBps()
@@ -70,7 +73,7 @@ def main() -> int:
         fns = {}
         for c in cfgs:
             val = wo.validate(v5.w4a16_gemm_v5(x, pws[0], c), ref)
-            case["builds"][str(c)] = {"validation": val, "times_us": []}
+            case["builds"][str(c)] = {"validation": val, "times_us": [], "wgmma_serialized": c.expr in serialized}
             if val["passed"]:
                 fns[str(c)] = [lambda p=p, c=c, x=x: v5.w4a16_gemm_v5(x, p, c) for p in pws]
             else:
@@ -82,7 +85,8 @@ def main() -> int:
             if b["times_us"]:
                 b["median_us"] = statistics.median(b["times_us"])
                 log(f"M={M:2d} {name:60s} {b['median_us']:7.2f} us (rounds {b['times_us']}), "
-                    f"bound {bound_us:.2f} us ({bound_us / b['median_us']:.0%} of it)")
+                    f"bound {bound_us:.2f} us ({bound_us / b['median_us']:.0%} of it)"
+                    + ("  [ptxas serialized its wgmma]" if b["wgmma_serialized"] else ""))
         result["cases"][f"M{M}"] = case
         (out_dir / "wo_ab.json").write_text(json.dumps(result, indent=1))
     log("done")

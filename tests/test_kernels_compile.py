@@ -20,3 +20,19 @@ def test_kernel_compiles_for_sm90a_without_spills(name):
     if name in ALLOWED_SPILLS:
         return
     assert not spilling, f"{name}: register spills (stores, loads) in {spilling}"
+
+
+def test_serialized_wgmma_reads_every_serialization_notice():
+    # ptxas names the lowered entry point in quotes; every "are serialized" notice counts, other notices do not
+    log = "\n".join([
+        "ptxas info    : (C7512) Potential Performance Loss: wgmma.mma_async instructions are serialized due to "
+        "insufficient register resources for the wgmma pipeline in the function '_Z1ai'",
+        "ptxas info    : (C7514) Potential Performance Loss: wgmma.mma_async instructions are serialized due to non "
+        "wgmma instructions reading accumulator registers of a wgmma between start and end of the pipeline stage in "
+        "the function '_Z1bi'",
+        "ptxas info    : (C7517) warpgroup.wait is injected in around line 10 by compiler to allow use of registers "
+        "defined by GMMA in function '_Z1ci'",
+    ])
+    ck = K.CompiledKernel(name="k", arch="sm_90a", cubin=b"", lowered={"a<1>": "_Z1ai", "c<1>": "_Z1ci"}, log=log,
+                        source_hash="")
+    assert ck.serialized_wgmma() == {"a<1>", "_Z1bi"}

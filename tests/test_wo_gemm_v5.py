@@ -180,7 +180,7 @@ def test_v5_compiles_without_spills():
     # wrong place once serialized every timeline build.
     # Any other serialization notice counts too (C7514: non-wgmma instructions reading the accumulators inside the
     # pipeline, which serialized a twelfth-pass build whose flush sat before its stage wait): every "are serialized" line.
-    serialized = {names.get(line.split("'")[1]) for line in ck.log.splitlines() if "are serialized" in line}
+    serialized = ck.serialized_wgmma()
     assert serialized == V5_SERIALIZED
 
 
