@@ -48,11 +48,12 @@ def main() -> int:
     from workbench.bench.ceilings import measure_copy_TBps
     from workbench.runtime import device_info
     from workbench.runtime.kernels import compile_kernel
+    from workbench.runtime.ptxas_notices import serialized_wgmma
     from workbench.techniques import wo_gemm as wo
     from workbench.techniques import wo_gemm_v5 as v5
 
     log(f"device {device_info()}")
-    serialized = compile_kernel("wo_gemm_v5").serialized_wgmma()  # (cached) a serialized build times ptxas' choice
+    serialized = serialized_wgmma(compile_kernel("wo_gemm_v5"))  # (cached) a serialized build times ptxas' choice
     K, N = wo.K_IN, wo.N_OUT
     pws, wref = two_wo_weights()
     copy_tbps = measure_copy_TBps()

@@ -3,6 +3,7 @@
 import pytest
 
 from workbench.runtime import kernels as K
+from workbench.runtime.ptxas_notices import serialized_wgmma
 
 pytest.importorskip("cuda.bindings.nvrtc", reason="needs cuda-bindings (the compile extra)")
 
@@ -35,4 +36,4 @@ def test_serialized_wgmma_reads_every_serialization_notice():
     ])
     ck = K.CompiledKernel(name="k", arch="sm_90a", cubin=b"", lowered={"a<1>": "_Z1ai", "c<1>": "_Z1ci"}, log=log,
                         source_hash="")
-    assert ck.serialized_wgmma() == {"a<1>", "_Z1bi"}
+    assert serialized_wgmma(ck) == {"a<1>", "_Z1bi"}

@@ -15,6 +15,7 @@ from wo_cases import (
 )
 
 from workbench.runtime import InputError, compile_kernel
+from workbench.runtime.ptxas_notices import serialized_wgmma
 from workbench.techniques import nvfp4 as nv
 from workbench.techniques import wo_gemm as wo
 from workbench.techniques import wo_gemm_v5 as v5
@@ -180,7 +181,7 @@ def test_v5_compiles_without_spills():
     # wrong place once serialized every timeline build.
     # Any other serialization notice counts too (C7514: non-wgmma instructions reading the accumulators inside the
     # pipeline, which serialized a twelfth-pass build whose flush sat before its stage wait): every "are serialized" line.
-    serialized = ck.serialized_wgmma()
+    serialized = serialized_wgmma(ck)
     assert serialized == V5_SERIALIZED
 
 

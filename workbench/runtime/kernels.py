@@ -67,14 +67,6 @@ class CompiledKernel:
         """Resources of an entry point, by its C++ name (`extern "C"` name or template expression)."""
         return self.resources[self.lowered.get(expr, expr)]
 
-    def serialized_wgmma(self) -> set[str]:
-        """Entry points (template expression where known, else lowered name) whose wgmma ptxas serialized: every
-        "... are serialized" notice in the log (C7512 register pressure, C7513 / C7514 non-wgmma instructions writing
-        or reading wgmma registers inside the pipeline). Such a build's time measures the serialization."""
-        names = {low: e for e, low in self.lowered.items()}
-        return {names.get(line.split("'")[1], line.split("'")[1]) for line in self.log.splitlines()
-                if "are serialized" in line and line.count("'") >= 2}
-
 
 def kernel_path(name: str) -> Path:
     """`copy` -> kernels/copy.cu (a path is accepted too)."""
