@@ -40,8 +40,7 @@
 // The PROF builds' stamp table: 512 u64 per CTA after the N/16 + 8 counters (the caller sizes counters for it).
 // Slots: 0 globaltimer at start, 1 clock64 at start, 2 + w: warpgroup w's last clock, 7: warpgroup 0's last
 // globaltimer; 8 + i (i < 32): the producer's clock after issuing unit i's weight copies; 40: the producer's
-// clock at its start; 448 + i (i < 32): the producer's clock when it has claimed unit i's stage (the stage was empty),
-// before its copies; 64 + 64 w + 4 i + {0, 1, 2}
+// clock at its start; 64 + 64 w + 4 i + {0, 1, 2}
 // (i < 16): warpgroup w (warp 0, lane 0) before waiting for its i-th stage, when it is full, after the unit's
 // last group is committed and waited for, when it releases the stage (once the next unit's first group retired);
 // 320 + 48 j + 3 gi + {0, 1, 2} (j = 0, 1 for the units i = 4, 8; gi < 16): warpgroup 0's group gi starts (before
@@ -185,7 +184,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
         produce_ring<STAGES, CHUNKS, X_ATOM, SPLIT ? NWG : 1>(
             units, s0, grab, counters + (N >> 4), lane, W_STAGE + (DIAG == 5 ? 0 : X_STAGE), full0, empty0, unit_of,
             xs, X_STAGE, &x_map, n_kc, KC, DIAG != 5, [&](int s, int u) {
-                if (PROF && lane == 0 && pi < 32) tl[448 + pi] = clock_now();  // the stage is claimed
                 const int rg = u / n_kc, kc = u % n_kc;
                 if constexpr (ONE_COPY) {  // the grouped unit is one contiguous run: one copy, one lane
                     if (lane == 0)

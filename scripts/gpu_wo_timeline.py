@@ -10,9 +10,7 @@ the recorded build's) and summarizes, per build, in SM cycles (medians over CTAs
 - copy latency: the producer issues a unit's copies -> the stage is full, for units the consumer waited on;
 - group: a sampled group's start -> committed (decode and issue) -> its wait returns, and start to the next start
   (units 4 and 8 of warpgroup 0);
-- hold: a unit's end -> its stage released; reissue: the release -> the producer issued the unit reusing it, split
-  into claim (the release -> the producer has claimed the stage) and issue (the claim -> its copies are issued); the
-  producer's idle time (its previous issue -> this claim: waiting for an empty stage);
+- hold: a unit's end -> its stage released; reissue: the release -> the producer issued the unit reusing it;
 - span: the CTA's start -> its last warpgroup's end; the clock rate from globaltimer.
 Every non-diagnostic build is validated against the fp32 reference first. Also times each build's twin without
 stamps as the benchmark does (graph replay, kernel + wo_finalize, two weights in turn).
@@ -44,7 +42,6 @@ def summarize(tab, nwg: int, stages: int) -> dict:
     """tab: int64 [SMs, 512] stamps of one launch (prof_table slots) -> medians in SM cycles."""
     busy, wait, period, lat, ramp, span, gstart, gret, rate = [], [], [], [], [], [], [], [], []
     gdec, gwait, hold, react, pstart, first, spacing = [], [], [], [], [], [], []
-    claim_after, issue_dur, idle = [], [], []
     for row in tab.tolist():
         c0 = row[1]
         ends = [row[2 + w] for w in range(nwg) if row[2 + w]]
@@ -54,12 +51,6 @@ def summarize(tab, nwg: int, stages: int) -> dict:
         if row[7] > row[0]:
             rate.append((row[2] - c0) / (row[7] - row[0]))  # cycles per ns
         issue = [row[8 + i] for i in range(32)]
-        claim = [row[448 + i] for i in range(32)]  # 0 in tables from kernels without this stamp
-        for i in range(32):
-            if claim[i] and issue[i]:
-                issue_dur.append(issue[i] - claim[i])
-                if i and issue[i - 1]:
-                    idle.append(claim[i] - issue[i - 1])
         if row[40] and issue[2]:  # the producer's start, its first issue, and the spacing of the first three
             pstart.append(row[40] - c0)
             first.append(issue[0] - c0)
@@ -81,8 +72,6 @@ def summarize(tab, nwg: int, stages: int) -> dict:
         for i in range(16 - stages):
             if rel[i] and all(row[64 + 64 * w + 4 * i + 3] for w in range(nwg)) and issue[i + stages]:
                 react.append(issue[i + stages] - rel[i])
-                if claim[i + stages]:
-                    claim_after.append(claim[i + stages] - rel[i])
             if rel[i] and row[64 + 4 * i + 2]:
                 hold.append(row[64 + 4 * i + 3] - row[64 + 4 * i + 2])
         for j in range(2):
@@ -100,8 +89,7 @@ def summarize(tab, nwg: int, stages: int) -> dict:
             "group_retire": med(gret), "group_decode_issue": med(gdec), "group_wait": med(gwait),
             "group_to_group": med(gstart), "producer_start": med(pstart), "first_issue": med(first),
             "first_issue_spacing": med(spacing), "hold_after_end": med(hold), "producer_reissue_after_release": med(react),
-            "producer_claim_after_release": med(claim_after), "producer_issue": med(issue_dur),
-            "producer_idle_before_claim": med(idle), "stages": stages}
+            "stages": stages}
 
 
 def main() -> int:
@@ -155,9 +143,7 @@ def main() -> int:
             f"(mean {s['busy_mean']}), wait {s['wait']} (mean {s['wait_mean']}), period {s['period']}, "
             f"copy latency {s['copy_latency_when_waited']} ({s['waited_units']}/{s['units']} waited), "
             f"group: decode+issue {s['group_decode_issue']} wait {s['group_wait']} period {s['group_to_group']}; "
-            f"hold {s['hold_after_end']}, reissue {s['producer_reissue_after_release']} (claim "
-            f"{s['producer_claim_after_release']}, issue {s['producer_issue']}, idle before a claim "
-            f"{s['producer_idle_before_claim']}); twin {times}")
+            f"hold {s['hold_after_end']}, reissue {s['producer_reissue_after_release']}; twin {times}")
         (out_dir / "timeline.json").write_text(json.dumps(result, indent=1))
     torch.save(raw, out_dir / "timeline_stamps.pt")
     log("done")
