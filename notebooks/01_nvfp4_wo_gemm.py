@@ -444,8 +444,9 @@ if INTERACTIVE:
 #   producer, issuing the same copies, refilled released stages later. Computing each consumer's units instead of
 #   reading them from shared memory tied at M = 32 and lost at M = 64; its first version was serialized by ptxas
 #   under a code (C7514) the compile test did not yet look for. A producer with ~30% fewer instructions per unit
-#   lost too (0.5 us at M = 32), so its instruction count is not what matters (notes, twelfth pass;
-#   `wo_ab_h200.json`).
+#   lost too (0.5 us at M = 32), so its instruction count is not what matters: a stamp at each stage claim
+#   showed the producer waiting on the copy engine the whole time at M = 32, each released stage refilled ~4-5k
+#   cycles later (notes, twelfth pass; `wo_ab_h200.json`, `wo_timeline_producer_h100.json`).
 # - Three bugs that only showed on the full wo shape, each caught by validating every timed variant: a
 #   register A operand indexed at run time lives in local memory, so the registers an in-flight wgmma reads
 #   were reused (NaN); one warp's `wgmma.wait_group` covers only its own rows, so a shared B buffer needs a
