@@ -440,13 +440,13 @@ if INTERACTIVE:
 #   stream. A barrier per warpgroup, even shares on 128 CTAs and releasing each stage at its unit's end were
 #   measured and lost (notes, eleventh pass; `data/diagnostics/wo_ab_h100.json`).
 # - Code at a unit's boundary costs more than its instruction count. Shares of 64-k chunks (so no CTA streams a
-#   whole unit more than another) lost 2-3 us even on 128 CTAs, where every share is whole units again: the
-#   producer, issuing the same copies, refilled released stages later. Computing each consumer's units instead of
-#   reading them from shared memory tied at M = 32 and lost at M = 64; its first version was serialized by ptxas
-#   under a code (C7514) the compile test did not yet look for. A producer with ~30% fewer instructions per unit
-#   lost too (0.5 us at M = 32), so its instruction count is not what matters: a stamp at each stage claim
-#   showed the producer waiting on the copy engine the whole time at M = 32, each released stage refilled ~4-5k
-#   cycles later (notes, twelfth pass; `wo_ab_h200.json`, `wo_timeline_producer_h100.json`).
+#   whole unit more than another) lost, even on 128 CTAs where every share is whole units again: the producer,
+#   issuing the same copies, refilled released stages later. Computing each consumer's units instead of reading
+#   them from shared memory did not gain; its first version was serialized by ptxas under a code (C7514) the
+#   compile test did not yet look for. A producer with fewer instructions per unit lost too: a stamp at each
+#   stage claim showed it waiting on the copy engine the whole time at M = 32, so its code is not the limit
+#   (notes, twelfth pass, with the times; `data/diagnostics/wo_ab_h100.json`, `wo_ab_h200.json`,
+#   `wo_timeline_producer_h100.json`).
 # - Three bugs that only showed on the full wo shape, each caught by validating every timed variant: a
 #   register A operand indexed at run time lives in local memory, so the registers an in-flight wgmma reads
 #   were reused (NaN); one warp's `wgmma.wait_group` covers only its own rows, so a shared B buffer needs a

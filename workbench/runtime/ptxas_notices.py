@@ -11,5 +11,5 @@ def serialized_wgmma(ck: CompiledKernel) -> set[str]:
     "... are serialized" notice in the log (C7512 register pressure; C7513 / C7514 non-wgmma instructions writing or
     reading wgmma registers inside the pipeline). Such a build's time measures the serialization, not its design."""
     names = {low: e for e, low in ck.lowered.items()}
-    return {names.get(line.split("'")[1], line.split("'")[1]) for line in ck.log.splitlines()
-            if "are serialized" in line and line.count("'") >= 2}
+    lowered = [line.split("'")[1] for line in ck.log.splitlines() if "are serialized" in line and line.count("'") >= 2]
+    return {names.get(low, low) for low in lowered}
