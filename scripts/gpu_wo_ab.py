@@ -7,7 +7,9 @@ measures that), and writes $OUT/wo_ab.json. Diagnostic: no record.
 
 Run on the device: PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python3 scripts/gpu_wo_ab.py 32:135,647 64:131,643 8:135,647
 (M:lean,lean,...; work as the dispatcher launches each M: static shares at M >= 32, 6 static units then grabs of 1
-below; LEAN c CTAS, for example 135c128: the static reduce launch on that many CTAs; --rounds R, default 3.)
+below; LEAN c CTAS, for example 135c128: the static reduce launch on that many CTAs; --rounds R, default 3; --sets S:
+the calls rotate S weights, default 2, so a build that left part of a weight in L2 shows as faster with fewer sets.)
+Also prints the read-only bandwidth (a torch sum over 1 GiB) beside the copy bandwidth the bound uses.
 """
 
 from __future__ import annotations
@@ -22,12 +24,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_wo_profile import log, two_wo_weights  # noqa: E402
 
 
-def parse(args: list[str]) -> tuple[dict[int, list[tuple[int, int]]], int]:
-    rounds, pairs = 3, {}
+def parse(args: list[str]) -> tuple[dict[int, list[tuple[int, int]]], int, int]:
+    rounds, sets, pairs = 3, 2, {}
     it = iter(args)
     for a in it:
-        if a == "--rounds":
-            rounds = int(next(it))
+        if a in ("--rounds", "--sets"):
+            v = int(next(it))
+            if v < 1 or (a == "--sets" and v < 2):
+                raise SystemExit(f"{a}: expected at least {1 if a == '--rounds' else 2}, got {v}")
+            rounds, sets = (v, sets) if a == "--rounds" else (rounds, v)
             continue
         m, _, leans = a.partition(":")
         try:
@@ -38,11 +43,28 @@ def parse(args: list[str]) -> tuple[dict[int, list[tuple[int, int]]], int]:
             raise SystemExit(f"argument {a!r}: M must be 1..64 (the v5 kernel's range), got {m}")
     if not pairs:
         raise SystemExit(__doc__)
-    return pairs, rounds
+    return pairs, rounds, sets
+
+
+def read_TBps(nbytes: int = 2**30, reps: int = 20) -> float:
+    """Read-only DRAM bandwidth: a torch sum over nbytes of bf16 (fp32 accumulation, memory-bound), best of reps."""
+    import torch
+
+    buf = torch.randn(nbytes // 2, device="cuda", dtype=torch.bfloat16)
+    buf.sum()
+    best = float("inf")
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        buf.sum()
+        b.record()
+        b.synchronize()
+        best = min(best, a.elapsed_time(b) * 1e-3)
+    return nbytes / best / 1e12
 
 
 def main() -> int:
-    pairs, rounds = parse(sys.argv[1:])
+    pairs, rounds, sets = parse(sys.argv[1:])
     out_dir = Path(os.environ.get("OUT", "/tmp/gpu_wo_ab"))
     out_dir.mkdir(parents=True, exist_ok=True)
     from workbench.bench.ceilings import measure_copy_TBps
@@ -55,9 +77,11 @@ def main() -> int:
     log(f"device {device_info()}")
     serialized = serialized_wgmma(compile_kernel("wo_gemm_v5"))  # (cached) a serialized build times ptxas' choice
     K, N = wo.K_IN, wo.N_OUT
-    pws, wref = two_wo_weights()
-    copy_tbps = measure_copy_TBps()
-    result = {"device": device_info(), "copy_TBps": copy_tbps, "rounds": rounds, "cases": {}}
+    pws, wref = two_wo_weights(sets)
+    copy_tbps, read_tbps = measure_copy_TBps(), read_TBps()
+    log(f"copy {copy_tbps:.3f} TB/s, read-only {read_tbps:.3f} TB/s, {sets} weights rotated")
+    result = {"device": device_info(), "copy_TBps": copy_tbps, "read_TBps": round(read_tbps, 3), "sets": sets,
+              "rounds": rounds, "cases": {}}
     for M, leans in pairs.items():
         cfgs = []
         for lean, ctas in leans:

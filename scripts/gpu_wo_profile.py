@@ -23,15 +23,15 @@ def log(msg: str) -> None:
     print(f"[{time.time() - T0:6.1f}s] {msg}", flush=True)
 
 
-def two_wo_weights():
-    """Two wo-shape NVFP4 weights, prepared, for calls that alternate them (so no call finds its weight in L2:
-    each is ~66 MB), and the first one dequantized to fp32 for the reference. Returns (pws, wref)."""
+def two_wo_weights(n: int = 2):
+    """n (default two) wo-shape NVFP4 weights, prepared, for calls that alternate them (so no call finds its weight
+    in L2: each is ~66 MB), and the first one dequantized to fp32 for the reference. Returns (pws, wref)."""
     import torch
 
     from workbench.techniques import nvfp4
     from workbench.techniques import wo_gemm as wo
 
-    wq = [nvfp4.quantize(wo.make_weight(wo.N_OUT, wo.K_IN, seed=7 + i), "tensor") for i in range(2)]
+    wq = [nvfp4.quantize(wo.make_weight(wo.N_OUT, wo.K_IN, seed=7 + i), "tensor") for i in range(n)]
     return [wo.prepare_weight(q) for q in wq], nvfp4.dequantize(wq[0], torch.float32)
 
 
