@@ -93,9 +93,7 @@ WB_DEVICE unsigned long long clock_now() {
 // code word instead of 11); bit 8 (with bit 2) = the cross-unit prefetch (XPRE below); bit 9 = one full barrier
 // per stage and warpgroup (SPLIT below); bit 10 = the consumers' row-group test without a division (FASTRG below);
 // bit 11 = the weight copies with an L2 evict_first policy (read once: keep x, the workspace and the code in L2);
-// bit 12 = the x boxes with an L2 evict_last policy (every SM reads each box again); bits 13-14 = static launches of
-// the grouped stream also prefetch into L2 the weight of the unit 2 (bit 13), 4 (bit 14) or 6 (both) units ahead,
-// more bytes in flight than the ring's stages hold.
+// bit 12 = the x boxes with an L2 evict_last policy (every SM reads each box again).
 template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0,
           int BK = 256, bool GROUPED = false, int LEAN = 0, bool PROF = false, int CL = 0, int SKIP = 0>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
@@ -175,9 +173,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
         constexpr bool W_FIRST = (LEAN & 2048) != 0, X_KEEP = (LEAN & 4096) != 0;
         static_assert(!(W_FIRST || X_KEEP) || (!CHUNKED && !ONE_COPY), "LEAN bits 11, 12: the grouped ring's copies");
         const uint64_t w_policy = W_FIRST ? l2_policy_evict_first() : 0;
-        constexpr int PF_AHEAD = ((LEAN >> 13) & 3) * 2;
-        static_assert(PF_AHEAD == 0 || (GROUPED && !ONE_COPY && !CHUNKED), "LEAN bits 13, 14: the grouped ring");
-        const int pf_end = grab > 0 ? 0 : (int)((long long)(blockIdx.x + 1) * units / gridDim.x);  // static share's end
         static_assert(!ONE_COPY || GROUPED, "LEAN bit 3: one copy per unit needs the grouped stream");
         if constexpr (CHUNKED) {
             // LEAN bit 6: each chunk as copies of 4 tiles (2304 B, the grouped build's copy size), not one copy
@@ -207,11 +202,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                                        full_bar(s, lane / (4 * MT)), w_policy);
                     else
                         bulk_load(smem_addr(wsm + s * W_STAGE + lane * W_TILE), src, W_TILE, full_bar(s, lane / (4 * MT)));
-                }
-                if constexpr (PF_AHEAD > 0) {
-                    const int up = u + PF_AHEAD;
-                    if (lane == 31 && up < pf_end)
-                        bulk_prefetch_l2(wp + (long long)((up / n_kc) * (K / BK) + up % n_kc) * TILES * BB, W_STAGE);
                 }
                 if (PROF && lane == 0 && pi < 32) tl[8 + pi] = clock_now();
                 ++pi;
@@ -715,15 +705,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 3203>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 7299>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 7299>
-// ... and an L2 prefetch of the weight 2 (bit 13) or 4 (bit 14) units ahead
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 14983>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 14983>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 23175>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 23175>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 15491>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 15491>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 23683>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 23683>
 // cluster builds (CL, SKIP): reduce only
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 135, false, 4, 2>
 // @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, true, 0, 256, true, 135, false, 4, 2>

@@ -9,7 +9,10 @@ Run on the device: PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python3 scripts/gpu_wo_ab.
 (M:lean,lean,...; work as the dispatcher launches each M: static shares at M >= 32, 6 static units then grabs of 1
 below; LEAN c CTAS, for example 135c128: the static reduce launch on that many CTAs; --rounds R, default 3; --sets S:
 the calls rotate S weights, default 2, so a build that left part of a weight in L2 shows as faster with fewer sets.)
-Also prints the read-only bandwidth (a torch sum over 1 GiB) beside the copy bandwidth the bound uses.
+Also prints the read-only bandwidth (a torch sum over 1 GiB) beside the copy bandwidth the bound uses. --scrub: before
+every call a scrub reads 2.5x L2 of other data (evicting every line the previous calls left, hinted or not) and
+rewrites x (as the kernel producing x would leave it in L2); each build's time is then reported less the scrub's own
+time (timed alone the same way), so it holds no gain from anything a previous call left in L2.
 """
 
 from __future__ import annotations
@@ -25,9 +28,12 @@ from gpu_wo_profile import log, two_wo_weights  # noqa: E402
 
 
 def parse(args: list[str]) -> tuple[dict[int, list[tuple[int, int]]], int, int]:
-    rounds, sets, pairs = 3, 2, {}
+    rounds, sets, pairs, scrub = 3, 2, {}, False
     it = iter(args)
     for a in it:
+        if a == "--scrub":
+            scrub = True
+            continue
         if a in ("--rounds", "--sets"):
             v = int(next(it))
             if v < 1 or (a == "--sets" and v < 2):
@@ -43,7 +49,7 @@ def parse(args: list[str]) -> tuple[dict[int, list[tuple[int, int]]], int, int]:
             raise SystemExit(f"argument {a!r}: M must be 1..64 (the v5 kernel's range), got {m}")
     if not pairs:
         raise SystemExit(__doc__)
-    return pairs, rounds, sets
+    return pairs, rounds, sets, scrub
 
 
 def read_TBps(nbytes: int = 2**30, reps: int = 20) -> float:
@@ -64,7 +70,8 @@ def read_TBps(nbytes: int = 2**30, reps: int = 20) -> float:
 
 
 def main() -> int:
-    pairs, rounds, sets = parse(sys.argv[1:])
+    pairs, rounds, sets, scrub = parse(sys.argv[1:])
+    import torch
     out_dir = Path(os.environ.get("OUT", "/tmp/gpu_wo_ab"))
     out_dir.mkdir(parents=True, exist_ok=True)
     from workbench.bench.ceilings import measure_copy_TBps
@@ -81,7 +88,9 @@ def main() -> int:
     copy_tbps, read_tbps = measure_copy_TBps(), read_TBps()
     log(f"copy {copy_tbps:.3f} TB/s, read-only {read_tbps:.3f} TB/s, {sets} weights rotated")
     result = {"device": device_info(), "copy_TBps": copy_tbps, "read_TBps": round(read_tbps, 3), "sets": sets,
-              "rounds": rounds, "cases": {}}
+              "scrub": scrub, "rounds": rounds, "cases": {}}
+    l2 = torch.cuda.get_device_properties(0).L2_cache_size
+    junk = torch.randn(int(2.5 * l2) // 2, device="cuda", dtype=torch.bfloat16) if scrub else None
     for M, leans in pairs.items():
         cfgs = []
         for lean, ctas in leans:
@@ -93,6 +102,11 @@ def main() -> int:
             cfgs += [c.with_work(*work).with_ctas(ctas) for c in found]
         x = wo.make_activations(M, K, seed=400 + M)
         ref = wo.reference(x, wref)
+        x_src = x.clone()
+
+        def cold(x=x, x_src=x_src):  # --scrub: evict everything, then x written as its producer would
+            junk.sum()
+            x.copy_(x_src)
         bound_us = wo.case_bytes(M, "nvfp4", N, K) / (copy_tbps * 1e12) * 1e6  # the record's bytes (weight, x, out)
         case = {"bound_us": round(bound_us, 2), "builds": {}}
         fns = {}
@@ -100,12 +114,20 @@ def main() -> int:
             val = wo.validate(v5.w4a16_gemm_v5(x, pws[0], c), ref)
             case["builds"][str(c)] = {"validation": val, "times_us": [], "wgmma_serialized": c.expr in serialized}
             if val["passed"]:
-                fns[str(c)] = [lambda p=p, c=c, x=x: v5.w4a16_gemm_v5(x, p, c) for p in pws]
+                fns[str(c)] = [(lambda p=p, c=c, x=x: (cold(), v5.w4a16_gemm_v5(x, p, c))) if scrub
+                               else (lambda p=p, c=c, x=x: v5.w4a16_gemm_v5(x, p, c)) for p in pws]
             else:
                 log(f"M={M} {c}: REJECTED {val}")
+        scrub_us = []
         for _ in range(rounds):
+            if scrub:
+                scrub_us.append(wo._time([cold]).median_us)
             for name, f in fns.items():
-                case["builds"][name]["times_us"].append(round(wo._time(f).median_us, 2))
+                t = wo._time(f).median_us - (scrub_us[-1] if scrub else 0.0)
+                case["builds"][name]["times_us"].append(round(t, 2))
+        if scrub:
+            case["scrub_us"] = [round(t, 2) for t in scrub_us]
+            log(f"M={M:2d} scrub alone {statistics.median(scrub_us):.2f} us (subtracted round by round)")
         for name, b in case["builds"].items():
             if b["times_us"]:
                 b["median_us"] = statistics.median(b["times_us"])

@@ -80,10 +80,6 @@ WB_DEVICE void bulk_load_hint(uint32_t dst, const void* src, uint32_t bytes, uin
         "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, [%3], %4;"
         ::"r"(dst), "l"(src), "r"(bytes), "r"(bar), "l"(policy) : "memory");
 }
-// Fetch a contiguous global range into L2 (no shared memory, no barrier): a later copy of it hits L2.
-WB_DEVICE void bulk_prefetch_l2(const void* src, uint32_t bytes) {
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src), "r"(bytes) : "memory");
-}
 // One box of a 2-D tensor map (c0 = innermost coordinate) -> shared, counted on `bar`.
 WB_DEVICE void tma_load_2d(uint32_t dst, const TmaDescriptor* map, int c0, int c1, uint32_t bar) {
     asm volatile(
