@@ -3,7 +3,7 @@
 The record times each fused build over weights used in turn (each ~66 MB, L2 ~50 MB), assuming the other weights'
 streams evict it. A build whose copies carry an L2 evict_first policy (LEAN bit 11) changes which lines L2 evicts, so
 the assumption needs a measurement. For each named v5 build at M: calls on weights 0, 1, ..., S-1 in turn (S sets),
-then a plain torch read (a sum, normal policy) of one weight's stream, timed with CUDA events: weight 0 (the next one
+then a plain torch read (an fp32 sum of its bytes, normal policy) of one weight's stream, timed with CUDA events: weight 0 (the next one
 the rotation would use), weight S-1 (the one just used) and an untouched buffer of the same size (the DRAM time).
 A read of weight 0 faster than the untouched one means part of it was still in L2 when its next call would start.
 
@@ -67,8 +67,8 @@ def main() -> int:
                 continue
             for p in pws:  # every stream built before the trials
                 v5.w4a16_gemm_v5(x, p, c)
-            streams = [p.data_v5[c.stream_args()].view(torch.int32) for p in pws]
-            untouched = torch.empty_like(streams[0]).random_(0, 1 << 20)
+            streams = [p.data_v5[c.stream_args()].view(torch.float32) for p in pws]  # a float sum runs at DRAM speed
+            untouched = torch.randn_like(streams[0])
             times = {"next (weight 0)": [], "just used (weight S-1)": [], "untouched": []}
             for _ in range(trials):
                 for key, t in (("next (weight 0)", streams[0]), ("just used (weight S-1)", streams[-1]),
