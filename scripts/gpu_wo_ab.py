@@ -12,7 +12,9 @@ the calls rotate S weights, default 2, so a build that left part of a weight in 
 Also prints the read-only bandwidth (a torch sum over 1 GiB) beside the copy bandwidth the bound uses. --scrub: before
 every call a scrub reads 2.5x L2 of other data (evicting every line the previous calls left, hinted or not) and
 rewrites x (as the kernel producing x would leave it in L2); each build's time is then reported less the scrub's own
-time (timed alone the same way), so it holds no gain from anything a previous call left in L2.
+time (timed alone the same way), so it holds no gain from anything a previous call left in L2. --baselines: also time
+cuBLAS bf16 (one bf16 copy of weight 0, 235 MB) and torch fp8 per-tensor (two fp8 weights in turn) the same way, so
+the ratios under either protocol come from one run.
 """
 
 from __future__ import annotations
@@ -27,12 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_wo_profile import log, two_wo_weights  # noqa: E402
 
 
-def parse(args: list[str]) -> tuple[dict[int, list[tuple[int, int]]], int, int]:
-    rounds, sets, pairs, scrub = 3, 2, {}, False
+def parse(args: list[str]) -> tuple[dict[int, list[tuple[int, int]]], int, int, set[str]]:
+    rounds, sets, pairs, flags = 3, 2, {}, set()
     it = iter(args)
     for a in it:
-        if a == "--scrub":
-            scrub = True
+        if a in ("--scrub", "--baselines"):
+            flags.add(a[2:])
             continue
         if a in ("--rounds", "--sets"):
             v = int(next(it))
@@ -49,7 +51,7 @@ def parse(args: list[str]) -> tuple[dict[int, list[tuple[int, int]]], int, int]:
             raise SystemExit(f"argument {a!r}: M must be 1..64 (the v5 kernel's range), got {m}")
     if not pairs:
         raise SystemExit(__doc__)
-    return pairs, rounds, sets, scrub
+    return pairs, rounds, sets, flags
 
 
 def read_TBps(nbytes: int = 2**30, reps: int = 20) -> float:
@@ -70,7 +72,8 @@ def read_TBps(nbytes: int = 2**30, reps: int = 20) -> float:
 
 
 def main() -> int:
-    pairs, rounds, sets, scrub = parse(sys.argv[1:])
+    pairs, rounds, sets, flags = parse(sys.argv[1:])
+    scrub = "scrub" in flags
     import torch
     out_dir = Path(os.environ.get("OUT", "/tmp/gpu_wo_ab"))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -91,6 +94,9 @@ def main() -> int:
               "scrub": scrub, "rounds": rounds, "cases": {}}
     l2 = torch.cuda.get_device_properties(0).L2_cache_size
     junk = torch.randn(int(2.5 * l2) // 2, device="cuda", dtype=torch.bfloat16) if scrub else None
+    if "baselines" in flags:
+        w_bf = wref.to(torch.bfloat16)  # the dequantized weight 0: exact in bf16 (e2m1 times an e4m3 scale over g)
+        fp8w = [wo.fp8_prepare_weight(wo.make_weight(N, K, seed=7 + i)) for i in range(2)]
     for M, leans in pairs.items():
         cfgs = []
         for lean, ctas in leans:
@@ -102,11 +108,12 @@ def main() -> int:
             cfgs += [c.with_work(*work).with_ctas(ctas) for c in found]
         x = wo.make_activations(M, K, seed=400 + M)
         ref = wo.reference(x, wref)
-        x_src = x.clone()
+        rewrite = [(x, x.clone())]  # (tensor, its values): what --scrub writes back after evicting everything
 
-        def cold(x=x, x_src=x_src):  # --scrub: evict everything, then x written as its producer would
+        def cold(rewrite=rewrite):  # --scrub: evict everything, then the inputs written as their producer would
             junk.sum()
-            x.copy_(x_src)
+            for t, src in rewrite:
+                t.copy_(src)
         bound_us = wo.case_bytes(M, "nvfp4", N, K) / (copy_tbps * 1e12) * 1e6  # the record's bytes (weight, x, out)
         case = {"bound_us": round(bound_us, 2), "builds": {}}
         fns = {}
@@ -118,6 +125,19 @@ def main() -> int:
                                else (lambda p=p, c=c, x=x: v5.w4a16_gemm_v5(x, p, c)) for p in pws]
             else:
                 log(f"M={M} {c}: REJECTED {val}")
+        if "baselines" in flags:
+            x8, sx = wo.fp8_per_tensor(wo.pad_rows(x, 16))
+            rewrite.append((x8, x8.clone()))
+            base = {"cublas_bf16": [lambda x=x: x @ w_bf.t()],
+                    "torch_fp8": [lambda w=w, x8=x8, sx=sx: wo.fp8_scaled_mm(x8, sx, w[0], w[1]) for w in fp8w]}
+            o8, w0 = wo.fp8_scaled_mm(x8, sx, *fp8w[0]), fp8w[0]
+            vals = {"cublas_bf16": wo.validate(x @ w_bf.t(), ref, 5e-3),  # cuBLAS may reduce split-k in bf16
+                    "torch_fp8": wo.validate(o8[:M], ((x8.float() * sx) @ (w0[0].float() * w0[1]))[:M])}
+            for name, f in base.items():
+                case["builds"][name] = {"validation": vals[name], "times_us": [], "wgmma_serialized": False}
+                if not vals[name]["passed"]:
+                    raise SystemExit(f"M={M} {name}: failed validation {vals[name]}")
+                fns[name] = [(lambda g=g: (cold(), g())) if scrub else g for g in f]
         scrub_us = []
         for _ in range(rounds):
             if scrub:
@@ -134,6 +154,13 @@ def main() -> int:
                 log(f"M={M:2d} {name:60s} {b['median_us']:7.2f} us (rounds {b['times_us']}), "
                     f"bound {bound_us:.2f} us ({bound_us / b['median_us']:.0%} of it)"
                     + ("  [ptxas serialized its wgmma]" if b["wgmma_serialized"] else ""))
+        b = case["builds"]
+        if "baselines" in flags:
+            for name, v in b.items():
+                if v.get("median_us") and name not in ("cublas_bf16", "torch_fp8"):
+                    v["vs_cublas_bf16"] = round(b["cublas_bf16"]["median_us"] / v["median_us"], 3)
+                    v["vs_torch_fp8"] = round(b["torch_fp8"]["median_us"] / v["median_us"], 3)
+                    log(f"M={M:2d} {name:60s} {v['vs_cublas_bf16']:.2f}x cuBLAS bf16, {v['vs_torch_fp8']:.2f}x fp8")
         result["cases"][f"M{M}"] = case
         (out_dir / "wo_ab.json").write_text(json.dumps(result, indent=1))
     log("done")
