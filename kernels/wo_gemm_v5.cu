@@ -91,9 +91,7 @@ WB_DEVICE unsigned long long clock_now() {
 // (2304 B, as many copies per stage as the grouped builds issue) instead of one copy per chunk; bit 7 (with bit 1) =
 // the rotate word layout (the stream built with word_layout="rot"; rot_decode_word: 8 integer instructions per
 // code word instead of 11); bit 8 (with bit 2) = the cross-unit prefetch (XPRE below); bit 9 = one full barrier
-// per stage and warpgroup (SPLIT below); bit 10 = the consumers' row-group test without a division (FASTRG below);
-// bit 11 = the weight copies with an L2 evict_first policy (read once: keep x, the workspace and the code in L2);
-// bit 12 = the x boxes with an L2 evict_last policy (every SM reads each box again).
+// per stage and warpgroup (SPLIT below); bit 10 = the consumers' row-group test without a division (FASTRG below).
 template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0,
           int BK = 256, bool GROUPED = false, int LEAN = 0, bool PROF = false, int CL = 0, int SKIP = 0>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
@@ -170,9 +168,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
         int pi = 0;  // PROF: units issued
         if (PROF && lane == 0) tl[40] = clock_now();
         constexpr bool ONE_COPY = (LEAN & 8) != 0;
-        constexpr bool W_FIRST = (LEAN & 2048) != 0, X_KEEP = (LEAN & 4096) != 0;
-        static_assert(!(W_FIRST || X_KEEP) || (!CHUNKED && !ONE_COPY), "LEAN bits 11, 12: the grouped ring's copies");
-        const uint64_t w_policy = W_FIRST ? l2_policy_evict_first() : 0;
         static_assert(!ONE_COPY || GROUPED, "LEAN bit 3: one copy per unit needs the grouped stream");
         if constexpr (CHUNKED) {
             // LEAN bit 6: each chunk as copies of 4 tiles (2304 B, the grouped build's copy size), not one copy
@@ -186,7 +181,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                 });
             return;
         }
-        produce_ring<STAGES, CHUNKS, X_ATOM, SPLIT ? NWG : 1, X_KEEP>(
+        produce_ring<STAGES, CHUNKS, X_ATOM, SPLIT ? NWG : 1>(
             units, s0, grab, counters + (N >> 4), lane, W_STAGE + (DIAG == 5 ? 0 : X_STAGE), full0, empty0, unit_of,
             xs, X_STAGE, &x_map, n_kc, KC, DIAG != 5, [&](int s, int u) {
                 const int rg = u / n_kc, kc = u % n_kc;
@@ -194,15 +189,11 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                     if (lane == 0)
                         bulk_load(smem_addr(wsm + s * W_STAGE), wp + (long long)(rg * (K / BK) + kc) * TILES * BB,
                                   W_STAGE, full0 + 8 * s);
-                } else if (lane < TILES) {  // (SPLIT: tile lane belongs to warpgroup lane / (4 MT))
-                    const uint8_t* src = wp + (GROUPED ? ((long long)(rg * (K / BK) + kc) * TILES + lane) * BB
-                                                       : ((long long)(rg * TILES + lane) * (K / BK) + kc * KB) * BB);
-                    if constexpr (W_FIRST)
-                        bulk_load_hint(smem_addr(wsm + s * W_STAGE + lane * W_TILE), src, W_TILE,
-                                       full_bar(s, lane / (4 * MT)), w_policy);
-                    else
-                        bulk_load(smem_addr(wsm + s * W_STAGE + lane * W_TILE), src, W_TILE, full_bar(s, lane / (4 * MT)));
-                }
+                } else if (lane < TILES)  // (SPLIT: tile lane belongs to warpgroup lane / (4 MT))
+                    bulk_load(smem_addr(wsm + s * W_STAGE + lane * W_TILE),
+                              wp + (GROUPED ? ((long long)(rg * (K / BK) + kc) * TILES + lane) * BB
+                                            : ((long long)(rg * TILES + lane) * (K / BK) + kc * KB) * BB),
+                              W_TILE, full_bar(s, lane / (4 * MT)));
                 if (PROF && lane == 0 && pi < 32) tl[8 + pi] = clock_now();
                 ++pi;
             }, 4 * MT * W_TILE);
@@ -692,19 +683,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 1415>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 1415>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 1415>
-// L2 cache policies: the weight evict_first (LEAN bit 11), and x evict_last too (bit 12)
-// @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 2, 2, false, 0, 256, false, 2695>
-// @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 2, 2, true, 0, 256, false, 2695>
-// @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 2, 2, false, 0, 256, false, 6791>
-// @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 2, 2, true, 0, 256, false, 6791>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 2695>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 2695>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 6791>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 6791>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 3203>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 3203>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 7299>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 7299>
 // cluster builds (CL, SKIP): reduce only
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 135, false, 4, 2>
 // @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, true, 0, 256, true, 135, false, 4, 2>

@@ -90,23 +90,16 @@ WB_DEVICE void produce_units(int units, int s0, int grab, unsigned int* work, in
 // kernel may write x). Only that unit: deferring the x of every stage behind its weight delayed the first full
 // stage by ~3 us at M = 32 on an H100 (commit d37540c). Without the launch attribute pdl_wait returns at once.
 // NB > 1: NB full barriers per stage (ring_claim); x on barrier 0, copy_weight picks each copy's barrier.
-// X_KEEP: the x boxes with an L2 evict_last policy (every SM reads each x box again).
-template <int STAGES, int CHUNKS, int X_ATOM, int NB = 1, bool X_KEEP = false, typename CopyWeight>
+template <int STAGES, int CHUNKS, int X_ATOM, int NB = 1, typename CopyWeight>
 WB_DEVICE void produce_ring(int units, int s0, int grab, unsigned int* work, int lane, uint32_t stage_bytes,
                             uint32_t full0, uint32_t empty0, int* unit_of, uint8_t* xs, int x_stage,
                             const TmaDescriptor* x_map, int n_kc, int kc, bool with_x, CopyWeight&& copy_weight,
                             uint32_t part_bytes = 0) {
     int i = 0, deferred = 0;
-    const uint64_t x_policy = X_KEEP ? l2_policy_evict_last() : 0;
     auto load_x = [&](int s, int u) {
-        if (with_x && lane < CHUNKS) {
-            if constexpr (X_KEEP)
-                tma_load_2d_hint(smem_addr(xs + s * x_stage + lane * X_ATOM), x_map, (u % n_kc) * kc + 64 * lane, 0,
-                                 full0 + 8 * s * NB, x_policy);
-            else
-                tma_load_2d(smem_addr(xs + s * x_stage + lane * X_ATOM), x_map, (u % n_kc) * kc + 64 * lane, 0,
-                            full0 + 8 * s * NB);
-        }
+        if (with_x && lane < CHUNKS)
+            tma_load_2d(smem_addr(xs + s * x_stage + lane * X_ATOM), x_map, (u % n_kc) * kc + 64 * lane, 0,
+                        full0 + 8 * s * NB);
     };
     produce_units(units, s0, grab, work, lane, [&](int u) {
         if ((i == 1 || u < 0) && deferred >= 0) {  // the first unit's x, once the previous kernel is done

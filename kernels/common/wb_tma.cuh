@@ -61,35 +61,10 @@ WB_DEVICE void bulk_load(uint32_t dst, const void* src, uint32_t bytes, uint32_t
     asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
                  ::"r"(dst), "l"(src), "r"(bytes), "r"(bar) : "memory");
 }
-// An L2 cache policy for the .L2::cache_hint copies below: evict_first for bytes read once (a weight stream
-// larger than L2 would otherwise push out what is reused: x, the workspace, the kernel's own code), evict_last
-// for bytes every SM reads again (x).
-WB_DEVICE uint64_t l2_policy_evict_first() {
-    uint64_t p;
-    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(p));
-    return p;
-}
-WB_DEVICE uint64_t l2_policy_evict_last() {
-    uint64_t p;
-    asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;" : "=l"(p));
-    return p;
-}
-// bulk_load with an L2 cache policy.
-WB_DEVICE void bulk_load_hint(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar, uint64_t policy) {
-    asm volatile(
-        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, [%3], %4;"
-        ::"r"(dst), "l"(src), "r"(bytes), "r"(bar), "l"(policy) : "memory");
-}
 // One box of a 2-D tensor map (c0 = innermost coordinate) -> shared, counted on `bar`.
 WB_DEVICE void tma_load_2d(uint32_t dst, const TmaDescriptor* map, int c0, int c1, uint32_t bar) {
     asm volatile(
         "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];"
         ::"r"(dst), "l"(map), "r"(c0), "r"(c1), "r"(bar) : "memory");
 }
-// tma_load_2d with an L2 cache policy.
-WB_DEVICE void tma_load_2d_hint(uint32_t dst, const TmaDescriptor* map, int c0, int c1, uint32_t bar, uint64_t policy) {
-    asm volatile(
-        "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.L2::cache_hint"
-        " [%0], [%1, {%2, %3}], [%4], %5;"
-        ::"r"(dst), "l"(map), "r"(c0), "r"(c1), "r"(bar), "l"(policy) : "memory");
-}
+
