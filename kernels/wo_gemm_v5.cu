@@ -91,8 +91,7 @@ WB_DEVICE unsigned long long clock_now() {
 // (2304 B, as many copies per stage as the grouped builds issue) instead of one copy per chunk; bit 7 (with bit 1) =
 // the rotate word layout (the stream built with word_layout="rot"; rot_decode_word: 8 integer instructions per
 // code word instead of 11); bit 8 (with bit 2) = the cross-unit prefetch (XPRE below); bit 9 = one full barrier
-// per stage and warpgroup (SPLIT below); bit 10 = the consumers' row-group test without a division (FASTRG below);
-// bit 11 = the producer prefetches into L2, at its start, the workspace rows of its static units (WS_PF below).
+// per stage and warpgroup (SPLIT below); bit 10 = the consumers' row-group test without a division (FASTRG below).
 template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0,
           int BK = 256, bool GROUPED = false, int LEAN = 0, bool PROF = false, int CL = 0, int SKIP = 0>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
@@ -181,17 +180,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                     ++pi;
                 });
             return;
-        }
-        // WS_PF (LEAN bit 11): the workspace rows this CTA's static units add into, prefetched into L2 now. A call
-        // that finds the workspace out of L2 (a cold start: other kernels ran since the last call zeroed it)
-        // otherwise fetches each line from DRAM under its first red.add, at the flush (~1.4 us at M = 64 on an H100).
-        constexpr bool WS_PF = (LEAN & 2048) != 0 && RED;  // (the non-reduce builds have no workspace)
-        static_assert(!WS_PF || CL == 0, "LEAN bit 11: builds with a workspace");
-        if (WS_PF && lane == 0) {
-            const int u0 = grab > 0 ? blockIdx.x * s0 : (int)((long long)blockIdx.x * units / gridDim.x);
-            const int u1 = grab > 0 ? min(u0 + s0, units) : (int)((long long)(blockIdx.x + 1) * units / gridDim.x);
-            for (int rg = u0 / n_kc; u1 > u0 && rg <= (u1 - 1) / n_kc; ++rg)
-                bulk_prefetch_l2(ws + (long long)rg * ROWS * TOKP, ROWS * TOKP * 4);
         }
         produce_ring<STAGES, CHUNKS, X_ATOM, SPLIT ? NWG : 1>(
             units, s0, grab, counters + (N >> 4), lane, W_STAGE + (DIAG == 5 ? 0 : X_STAGE), full0, empty0, unit_of,
@@ -695,13 +683,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 1415>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 1415>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 1415>
-// the workspace rows prefetched into L2 at the start (LEAN bit 11; a no-op without the workspace)
-// @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 2, 2, false, 0, 256, false, 2695>
-// @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 2, 2, true, 0, 256, false, 2695>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 2695>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 2695>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 3203>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 3203>
 // cluster builds (CL, SKIP): reduce only
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 135, false, 4, 2>
 // @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, true, 0, 256, true, 135, false, 4, 2>

@@ -61,11 +61,6 @@ WB_DEVICE void bulk_load(uint32_t dst, const void* src, uint32_t bytes, uint32_t
     asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
                  ::"r"(dst), "l"(src), "r"(bytes), "r"(bar) : "memory");
 }
-// Fetch a contiguous global range (16-byte aligned, a multiple of 16 bytes) into L2, asynchronously: no shared
-// memory, no barrier; a later access finds it in L2.
-WB_DEVICE void bulk_prefetch_l2(const void* src, uint32_t bytes) {
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src), "r"(bytes) : "memory");
-}
 // One box of a 2-D tensor map (c0 = innermost coordinate) -> shared, counted on `bar`.
 WB_DEVICE void tma_load_2d(uint32_t dst, const TmaDescriptor* map, int c0, int c1, uint32_t bar) {
     asm volatile(

@@ -283,8 +283,7 @@ class V5Config:
     # (with bit 5): each chunk copied in 4-tile pieces; bit 7 (with bit 1): the rotate word layout (word_layout "rot");
     # bit 8 (with bit 2): the next stage's barrier tested and its first words loaded during a unit's last chunk;
     # bit 9: one full barrier per stage and warpgroup (each warpgroup waits for its own tiles and the stage's x);
-    # bit 10: the consumers' row-group test by a multiply-high instead of a division at every unit's start; bit 11
-    # (reduce builds): the producer prefetches the workspace rows of its static units into L2 at its start
+    # bit 10: the consumers' row-group test by a multiply-high instead of a division at every unit's start
     fin: bool = False  # launch choice (red only): the in-kernel finalize (a grid barrier, then each CTA converts
     # its share of the workspace) instead of wo_finalize after the kernel
     prof: bool = False  # timeline build (PROF): clock stamps after the counters (launch with v5_timeline)
@@ -477,11 +476,7 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=1159),
                    # ... with the cross-unit prefetch (bit 8), which waited behind the division before
                    V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1415),
-                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=1415),
-                   # the workspace rows prefetched into L2 at the start (bit 11): a cold start's workspace
-                   V5Config(8, 1, 2, 512, 4, 2, 2, 2, lean=2695),
-                   V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=2695),
-                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3203)]
+                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=1415)]
 # Cluster builds (CL, reduce only, instantiated once): 224-row units (the last warpgroup's last SKIP warps decode a
 # copy of the last tile), 32 row groups x cl CTAs = 128 CTAs, each a 1/cl slice of k for one row group, summed over
 # distributed shared memory: every output written once as bf16, no fp32 workspace, no red.add flush, no wo_finalize.
