@@ -17,7 +17,8 @@ stamps as the benchmark does (graph replay, kernel + wo_finalize, two weights in
 Writes $OUT/timeline.json (summaries) and $OUT/timeline_stamps.pt (raw tables). Diagnostic only.
 
 Run on the device: PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python3 scripts/gpu_wo_timeline.py [--only 7,35]
-(--only: the full builds of those LEAN values only.)
+(--only: the full builds of those LEAN values only; --scrub: before every launch, evict L2 (a read of 2.5x L2 of other
+data) and rewrite x, so each launch starts cold as after other kernels: kernel code, workspace and counters from DRAM.)
 """
 
 from __future__ import annotations
@@ -108,6 +109,10 @@ def main() -> int:
     result, raw = {"device": device_info(), "builds": {}}, {}
     built = set(name_expressions("wo_gemm_v5"))
     only = sys.argv[sys.argv.index("--only") + 1].split(",") if "--only" in sys.argv else None
+    scrub = "--scrub" in sys.argv
+    junk = torch.randn(int(2.5 * torch.cuda.get_device_properties(0).L2_cache_size) // 2, device="cuda",
+                       dtype=torch.bfloat16) if scrub else None
+    result["scrub"] = scrub
     for cfg in v5.V5_TIMELINES:
         if only and not any(f"lean{o}_" in str(cfg) and "diag" not in str(cfg) for o in only):
             continue
@@ -124,7 +129,11 @@ def main() -> int:
                 result["builds"][str(cfg)] = entry
                 continue
         tabs = []
+        x_src = x.clone()
         for r in range(6):
+            if scrub:
+                junk.sum()
+                x.copy_(x_src)
             tabs.append(v5.v5_timeline(x, pws[r % 2], cfg)[1].cpu())
         raw[str(cfg)] = tabs[-1]
         entry["runs"] = [summarize(t, cfg.nwg, cfg.stages) for t in tabs[1:]]
