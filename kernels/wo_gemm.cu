@@ -1070,9 +1070,12 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, MINB) w4a16_v6(
 // that is resident while the GEMM runs (8.4 KB of shared memory fits beside the GEMM's ring), so the
 // tail after the GEMM is one round trip to L2. (The first version, a thread per element storing
 // out[tok, n] directly, scattered 2-byte stores over M rows: ~7 us at M = 64 on an H100.)
+// frag = 1: ws in the fragment-major order of v5's LEAN bit 11 (red_add_frag_major in wb_streamk.cuh): each
+// 16-row tile's 16 x ldw block as [ldw / 8][32 lanes][4]; the float4 of lane (g, t) in block j holds rows g and
+// g + 8 of the tile at cols 8j + 2t, + 1. Same bytes per CTA, same reads; only the tile placement differs.
 extern "C" __global__ void __launch_bounds__(256) wo_finalize(float* __restrict__ ws, const float* __restrict__ g_w,
                                                    uint16_t* __restrict__ out, int M, int N, int ldw,
-                                                   float unit) {
+                                                   float unit, int frag) {
     constexpr int ROWS = 64, PITCH = 66;  // bf16 per tile row (ldw <= 64, + 2: fewer bank conflicts)
     __shared__ __align__(16) uint16_t tile[ROWS * PITCH];
     pdl_wait();
@@ -1093,12 +1096,19 @@ extern "C" __global__ void __launch_bounds__(256) wo_finalize(float* __restrict_
         const int v = threadIdx.x + 256 * k;
         if (v < nvec) {
             __stcg(src + v, make_float4(0.0f, 0.0f, 0.0f, 0.0f));
-            const int r = (4 * v) / ldw, c = 4 * v - r * ldw;
             const uint32_t lo = f32x2_to_bf16x2(a[k].x * alpha, a[k].y * alpha);
             const uint32_t hi = f32x2_to_bf16x2(a[k].z * alpha, a[k].w * alpha);
-            uint32_t* t = reinterpret_cast<uint32_t*>(tile + r * PITCH + c);  // 4-byte aligned: c is even
-            t[0] = lo;
-            t[1] = hi;
+            if (frag) {  // float4 v: tile v / (4 ldw), block j, lane (g, t): rows g, g + 8 at cols 8j + 2t, + 1
+                const int tl = v / (4 * ldw), w = v - tl * 4 * ldw, j = w >> 5, lane = w & 31;
+                const int r = 16 * tl + (lane >> 2), c = 8 * j + 2 * (lane & 3);
+                *reinterpret_cast<uint32_t*>(tile + r * PITCH + c) = lo;  // 4-byte aligned: c is even
+                *reinterpret_cast<uint32_t*>(tile + (r + 8) * PITCH + c) = hi;
+            } else {
+                const int r = (4 * v) / ldw, c = 4 * v - r * ldw;
+                uint32_t* t = reinterpret_cast<uint32_t*>(tile + r * PITCH + c);  // 4-byte aligned: c is even
+                t[0] = lo;
+                t[1] = hi;
+            }
         }
     }
     __syncthreads();

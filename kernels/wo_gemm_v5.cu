@@ -91,7 +91,8 @@ WB_DEVICE unsigned long long clock_now() {
 // (2304 B, as many copies per stage as the grouped builds issue) instead of one copy per chunk; bit 7 (with bit 1) =
 // the rotate word layout (the stream built with word_layout="rot"; rot_decode_word: 8 integer instructions per
 // code word instead of 11); bit 8 (with bit 2) = the cross-unit prefetch (XPRE below); bit 9 = one full barrier
-// per stage and warpgroup (SPLIT below); bit 10 = the consumers' row-group test without a division (FASTRG below).
+// per stage and warpgroup (SPLIT below); bit 10 = the consumers' row-group test without a division (FASTRG below);
+// bit 11 (reduce builds) = the fragment-major workspace (FRAG_WS below; wo_finalize reads it with frag = 1).
 template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0,
           int BK = 256, bool GROUPED = false, int LEAN = 0, bool PROF = false, int CL = 0, int SKIP = 0>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
@@ -223,6 +224,13 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     uint32_t A[NBUF][MT][GS][4];
     int sa_done = 0, held = -1;  // held: the stage whose release waits for the wgmma still reading it
 
+    // FRAG_WS (LEAN bit 11, reduce builds): the workspace in fragment-major order (red_add_frag_major): each warp's
+    // red.add covers whole lines, a quarter of the line transactions of the row-major layout. The flush after a
+    // CTA's last unit is on the kernel's tail (timeline: ~1.96k cycles from the last unit to the warpgroup's end at
+    // M = 32 on an H100, for 32 KB of partials per CTA). The in-kernel finalize (fin) reads the row-major layout:
+    // the launcher refuses fin with this bit.
+    constexpr bool FRAG_WS = (LEAN & 2048) != 0 && RED;
+    static_assert(!FRAG_WS || CL == 0, "LEAN bit 11: builds with a workspace");
     // Partial sums of this warp's tiles -> workspace; the last contributor of a tile writes bf16 out.
     auto flush = [&](int u) {
         pdl_wait();  // the workspace, counters and out belong to the previous kernel until it completes
@@ -240,8 +248,12 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
             }
 #pragma unroll
             for (int j = 0; j < TOKP / 8; ++j) {
-                red_add_frag(ws, TOKP, tile * 16 + g, 8 * j, acc[0][i][4 * j], acc[0][i][4 * j + 1],
-                             acc[0][i][4 * j + 2], acc[0][i][4 * j + 3], t, 8 * j + 2 * (t & ~1) < M);
+                if constexpr (FRAG_WS)
+                    red_add_frag_major(ws, TOKP, tile, j, acc[0][i][4 * j], acc[0][i][4 * j + 1], acc[0][i][4 * j + 2],
+                                       acc[0][i][4 * j + 3], lane, 8 * j + 2 * t < M);
+                else
+                    red_add_frag(ws, TOKP, tile * 16 + g, 8 * j, acc[0][i][4 * j], acc[0][i][4 * j + 1],
+                                 acc[0][i][4 * j + 2], acc[0][i][4 * j + 3], t, 8 * j + 2 * (t & ~1) < M);
 #pragma unroll
                 for (int e = 0; e < 4; ++e) acc[0][i][4 * j + e] = 0.0f;
             }
@@ -683,6 +695,13 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 1415>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 1415>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 1415>
+// the fragment-major workspace (LEAN bit 11; the non-reduce builds are the base builds)
+// @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 2, 2, false, 0, 256, false, 2695>
+// @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 2, 2, true, 0, 256, false, 2695>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 2695>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 2695>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 3203>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 3203>
 // cluster builds (CL, SKIP): reduce only
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 135, false, 4, 2>
 // @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, true, 0, 256, true, 135, false, 4, 2>

@@ -120,7 +120,8 @@ def main() -> int:
                             == (c.tokp, c.mt, c.nwg, c.kc, c.stages, c.gs, c.nacc, c.nbuf) and k.grouped == c.grouped
                             for c in lean)]
             names += [str(c) for c in twins + lean if str(c) not in names]
-        if "--fin" in sys.argv and best[M] in known and known[best[M]].red and hasattr(known[best[M]], "fin"):
+        if ("--fin" in sys.argv and best[M] in known and known[best[M]].red and hasattr(known[best[M]], "fin")
+                and not getattr(known[best[M]], "frag_ws", False)):  # (no in-kernel finalize for that layout)
             names.append(str(known[best[M]].with_fin()))
         case = {"best_recorded": best[M], "variants": {}, "rejected": {}}
         for name in names:

@@ -240,7 +240,8 @@ def test_even_ctas():
                          + [k.with_work(True, s0, g) for k in v5.V5_KERNELS_BK128 + v5.V5_KERNELS_GROUPED
                             + v5.V5_KERNELS_LEAN for s0, g in ((0, 0), (1, 1))]
                          + v5.V5_KERNELS_BK128 + v5.V5_KERNELS_GROUPED + v5.V5_KERNELS_LEAN
-                         + [k.with_work(True, s0, g).with_fin() for k in v5.V5_KERNELS_LEAN for s0, g in ((0, 0), (1, 1))]
+                         + [k.with_work(True, s0, g).with_fin() for k in v5.V5_KERNELS_LEAN for s0, g in ((0, 0), (1, 1))
+                            if not k.lean & 2048]
                          + v5.V5_KERNELS_CLUSTER
                          + [k.with_work(True).with_ctas(128) for k in v5.V5_KERNELS_LEAN if k.lean & 128],
                          ids=str)
@@ -259,7 +260,7 @@ def test_gpu_w4a16_v5_all_codes_and_scales():
 @pytest.mark.parametrize("family,cfg", [("v5", c) for c in v5.V5_KERNELS_LEAN if c.tokp in (8, 32)]
                          + [("v5", v5.V5_KERNELS_LEAN[0].with_work(True, 1, 1))]
                          + [("v5", c.with_work(True, s0, g).with_fin()) for c in v5.V5_KERNELS_LEAN if c.tokp in (8, 32)
-                            for s0, g in ((0, 0), (1, 1))]
+                            and not c.lean & 2048 for s0, g in ((0, 0), (1, 1))]
                          + [("v6", k) for k in wo.v6_candidates(8) if k.red][:3], ids=str)
 def test_gpu_pdl_back_to_back(family, cfg):
     """enable_pdl: 8 back-to-back launches on the wo shape, each GEMM overlapping the previous call's

@@ -174,6 +174,19 @@ WB_DEVICE void red_add_frag(float* __restrict__ ws, long long ld, int row_g, int
                      : "memory");
 }
 
+// The fragment-major workspace (v5 LEAN bit 11): 16-row tile `tile` holds its 16 x ld partials as [ld / 8][32 lanes]
+// [4] fp32, lane (g, t)'s four being rows g, g, g+8, g+8 at cols 8j + 2t, + 1 (the wgmma / mma accumulator fragment
+// as it is held), so a warp's red.add of one 8-column block is 512 contiguous bytes: four whole 128-byte lines,
+// where the row-major [N, ld] layout spreads it over 16 rows (red_add_frag above). Adding zero columns (tokens >= M)
+// is harmless; `valid` only skips them.
+WB_DEVICE void red_add_frag_major(float* __restrict__ ws, long long ld, int tile, int j, float d0, float d1, float d2,
+                                  float d3, int lane, bool valid) {
+    float* p = ws + (long long)tile * 16 * ld + 128 * j + 4 * lane;
+    if (valid)
+        asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(p), "f"(d0), "f"(d1), "f"(d2), "f"(d3)
+                     : "memory");
+}
+
 // One warp, after its red.add partials of 16-row tile `tile` and a __threadfence: count `done` k slices
 // on the tile's counter; the contributor that completes all `total` converts the tile's workspace rows
 // (ws[(16 tile + r) * ld + tok], tok in [tok0, tok0 + n_tok)) to bf16 out[tok, 16 tile + r] (tok < M),

@@ -558,9 +558,11 @@ WS_UNIT = 2.0**63  # the power of two the decoded weights carry (wb_nvfp4_decode
 WS_UNIT_PAIRS = 2.0**19
 
 
-def finalize(ws: torch.Tensor, global_scale: torch.Tensor, out: torch.Tensor, ldw: int, unit: float = WS_UNIT) -> None:
+def finalize(ws: torch.Tensor, global_scale: torch.Tensor, out: torch.Tensor, ldw: int, unit: float = WS_UNIT,
+             frag: bool = False) -> None:
     """wo_finalize after a reduce-only (red) GEMM launch: out[tok, n] = bf16(ws[n, tok] * unit / g), ws
-    zeroed (unit: WS_UNIT, or WS_UNIT_PAIRS after a scale-pairs build). Launched with programmatic dependent
+    zeroed (unit: WS_UNIT, or WS_UNIT_PAIRS after a scale-pairs build; frag: ws in the fragment-major order of
+    v5's LEAN bit 11, each 16-row tile as [ldw / 8][32 lanes][4]). Launched with programmatic dependent
     launch: it may start while the GEMM runs and waits for it in griddepcontrol.wait."""
     from ..runtime import get_kernel, launch
 
@@ -568,8 +570,11 @@ def finalize(ws: torch.Tensor, global_scale: torch.Tensor, out: torch.Tensor, ld
     if ldw > 64 or ldw % 4 or N % 2 or M > ldw:
         raise InputError(f"finalize: expected ldw <= 64, a multiple of 4, >= M and N even, got ldw={ldw}, "
                          f"M={M}, N={N}")
+    if frag and (ldw % 8 or N % 16):
+        raise InputError(f"finalize: the fragment-major workspace needs ldw % 8 == 0 and N % 16 == 0, got ldw={ldw}, "
+                         f"N={N}")
     launch(get_kernel("wo_gemm", "wo_finalize"), (math.ceil(N / 64), 1, 1), 256,
-           (ws, global_scale, out, M, N, ldw, float(unit)), enable_pdl=True)
+           (ws, global_scale, out, M, N, ldw, float(unit), int(frag)), enable_pdl=True)
 
 
 def cached_bf16_weight(pw: PreparedWeight) -> torch.Tensor:

@@ -283,7 +283,8 @@ class V5Config:
     # (with bit 5): each chunk copied in 4-tile pieces; bit 7 (with bit 1): the rotate word layout (word_layout "rot");
     # bit 8 (with bit 2): the next stage's barrier tested and its first words loaded during a unit's last chunk;
     # bit 9: one full barrier per stage and warpgroup (each warpgroup waits for its own tiles and the stage's x);
-    # bit 10: the consumers' row-group test by a multiply-high instead of a division at every unit's start
+    # bit 10: the consumers' row-group test by a multiply-high instead of a division at every unit's start; bit 11
+    # (reduce builds): the workspace in fragment-major order, each warp's red.add on whole lines (no fin)
     fin: bool = False  # launch choice (red only): the in-kernel finalize (a grid barrier, then each CTA converts
     # its share of the workspace) instead of wo_finalize after the kernel
     prof: bool = False  # timeline build (PROF): clock stamps after the counters (launch with v5_timeline)
@@ -300,6 +301,10 @@ class V5Config:
     @property
     def chunked(self) -> bool:  # LEAN bit 5: the chunk-major stream, one full barrier per 64-k chunk
         return bool(self.lean & 32)  # (bit 6 changes only the copies)
+
+    @property
+    def frag_ws(self) -> bool:  # LEAN bit 11 (reduce builds): the fragment-major workspace
+        return bool(self.lean & 2048) and self.red
 
     @property
     def split(self) -> bool:  # LEAN bit 9: one full barrier per stage and warpgroup
@@ -476,7 +481,11 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=1159),
                    # ... with the cross-unit prefetch (bit 8), which waited behind the division before
                    V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1415),
-                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=1415)]
+                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=1415),
+                   # the fragment-major workspace (bit 11): each warp's red.add on whole lines
+                   V5Config(8, 1, 2, 512, 4, 2, 2, 2, lean=2695),
+                   V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=2695),
+                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3203)]
 # Cluster builds (CL, reduce only, instantiated once): 224-row units (the last warpgroup's last SKIP warps decode a
 # copy of the last tile), 32 row groups x cl CTAs = 128 CTAs, each a 1/cl slice of k for one row group, summed over
 # distributed shared memory: every output written once as bf16, no fp32 workspace, no red.add flush, no wo_finalize.
@@ -623,6 +632,8 @@ def w4a16_gemm_v5(x: torch.Tensor, pw: PreparedWeight, config: V5Config | None =
     out = gemm_output(out, x, M, N)
     check_work(cfg)
     check_cluster(cfg, K)
+    if cfg.frag_ws and cfg.fin:
+        raise InputError(f"config {cfg}: the fragment-major workspace (LEAN bit 11) has no in-kernel finalize (fin)")
     fresh = not v5_stream_ready(pw, *cfg.stream_args())
     stream = v5_stream(pw, *cfg.stream_args())
     enable_pdl = enable_pdl and not fresh  # a stream built just now is not safe to read before the PDL wait
@@ -640,5 +651,5 @@ def w4a16_gemm_v5(x: torch.Tensor, pw: PreparedWeight, config: V5Config | None =
                     (tensor_map_2d(x, cfg.tokp, 64), stream, pw.global_scale, out, ws, cnt, M, N, K, cfg.s0,
                      cfg.grab, int(cfg.fin)), shared_mem=cfg.smem, enable_pdl=enable_pdl, cluster=cfg.cl)
     if cfg.red and not cfg.fin and not cfg.cl:
-        finalize(ws, pw.global_scale, out, cfg.tokp, WS_UNIT_PAIRS if cfg.scale_pairs else WS_UNIT)
+        finalize(ws, pw.global_scale, out, cfg.tokp, WS_UNIT_PAIRS if cfg.scale_pairs else WS_UNIT, frag=cfg.frag_ws)
     return out
