@@ -92,8 +92,7 @@ WB_DEVICE unsigned long long clock_now() {
 // the rotate word layout (the stream built with word_layout="rot"; rot_decode_word: 8 integer instructions per
 // code word instead of 11); bit 8 (with bit 2) = the cross-unit prefetch (XPRE below); bit 9 = one full barrier
 // per stage and warpgroup (SPLIT below); bit 10 = the consumers' row-group test without a division (FASTRG below);
-// bit 11 (reduce builds) = the fragment-major workspace (FRAG_WS below; wo_finalize reads it with frag = 1);
-// bit 12 (grouped) = a unit's weight copied as TILES / 4 copies of 4 tiles (QUAD below).
+// bit 11 (reduce builds) = the fragment-major workspace (FRAG_WS below; wo_finalize reads it with frag = 1).
 template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0,
           int BK = 256, bool GROUPED = false, int LEAN = 0, bool PROF = false, int CL = 0, int SKIP = 0>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
@@ -170,11 +169,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
         int pi = 0;  // PROF: units issued
         if (PROF && lane == 0) tl[40] = clock_now();
         constexpr bool ONE_COPY = (LEAN & 8) != 0;
-        // QUAD (LEAN bit 12, grouped): a unit's weight as TILES / 4 copies of 4 tiles instead of TILES copies of one.
-        // Each copy costs the producer ~90 cycles to issue (ptxas loops over the lanes for cp.async.bulk's uniform
-        // operands), so 16 copies put the first stage's last copy ~1.4k cycles after the first at M = 32.
-        constexpr bool QUAD = (LEAN & 4096) != 0;
-        static_assert(!QUAD || (GROUPED && !ONE_COPY && TILES % 4 == 0), "LEAN bit 12: the grouped stream, 4-tile copies");
         static_assert(!ONE_COPY || GROUPED, "LEAN bit 3: one copy per unit needs the grouped stream");
         if constexpr (CHUNKED) {
             // LEAN bit 6: each chunk as copies of 4 tiles (2304 B, the grouped build's copy size), not one copy
@@ -196,11 +190,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                     if (lane == 0)
                         bulk_load(smem_addr(wsm + s * W_STAGE), wp + (long long)(rg * (K / BK) + kc) * TILES * BB,
                                   W_STAGE, full0 + 8 * s);
-                } else if constexpr (QUAD) {  // copies of 4 tiles (one warp's rows of 4 warps: one warpgroup's)
-                    if (lane < TILES / 4)
-                        bulk_load(smem_addr(wsm + s * W_STAGE + lane * 4 * W_TILE),
-                                  wp + ((long long)(rg * (K / BK) + kc) * TILES + 4 * lane) * BB, 4 * W_TILE,
-                                  full_bar(s, lane / MT));
                 } else if (lane < TILES)  // (SPLIT: tile lane belongs to warpgroup lane / (4 MT))
                     bulk_load(smem_addr(wsm + s * W_STAGE + lane * W_TILE),
                               wp + (GROUPED ? ((long long)(rg * (K / BK) + kc) * TILES + lane) * BB
@@ -713,11 +702,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 2695>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 3203>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 3203>
-// ... and the weight as 4-tile copies (LEAN bit 12)
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 6791>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 6791>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 7299>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 7299>
 // cluster builds (CL, SKIP): reduce only
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 135, false, 4, 2>
 // @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, true, 0, 256, true, 135, false, 4, 2>
