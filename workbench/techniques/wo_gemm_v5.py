@@ -523,7 +523,7 @@ V5_TIMELINES = [V5Config(32, 1, 4, 256, 4, gs, 2 if d == 0 else 1, 2, True, diag
     V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, grouped=True, lean=35, prof=True),
     V5Config(64, 1, 2, 256, 4, 2, 2, 2, True, grouped=True, lean=35, prof=True)] + [
     V5Config(m, 1, nwg, 256, 4, 2, 2, 2, True, grouped=True, lean=lean, prof=True)
-    for m, nwg, lean in ((32, 4, 519), (64, 2, 515), (32, 4, 1031), (64, 2, 1027), (32, 4, 3079), (64, 2, 3075))] + [
+    for m, nwg, lean in ((32, 4, 519), (64, 2, 515), (32, 4, 1031), (64, 2, 1027))] + [
     V5Config(64, 1, 2, 256, 4, 2, 2, 2, True, diag=d, grouped=True, lean=3, prof=True) for d in (0, 7)]
 PROF_SLOTS = 512  # u64 stamps per CTA
 
@@ -547,8 +547,7 @@ def v5_timeline(x: torch.Tensor, pw: PreparedWeight, config: V5Config, out: torc
     launch_by_value(get_kernel("wo_gemm_v5", config.expr), sms, config.threads,
                     (tensor_map_2d(x, config.tokp, 64), stream, pw.global_scale, out, ws, table, M, N, K, 0, 0, 0),
                     shared_mem=config.smem)
-    finalize(ws, pw.global_scale, out, config.tokp, WS_UNIT_PAIRS if config.scale_pairs else WS_UNIT,
-             frag=config.frag_ws)
+    finalize(ws, pw.global_scale, out, config.tokp, WS_UNIT_PAIRS if config.scale_pairs else WS_UNIT)
     return out, table[off:].view(sms, PROF_SLOTS)
 
 
