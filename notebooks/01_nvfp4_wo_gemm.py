@@ -193,7 +193,10 @@ if rec_q:
 #    without the fp32 workspace: the n CTAs of a cluster hold one row group over n slices of k and sum them
 #    through distributed shared memory (`params.rejected_configs` lists the ones this GPU cannot run in one
 #    wave of clusters); 256, the cross-unit prefetch (the next stage's barrier tested during a unit's last
-#    chunk, its first words read then).
+#    chunk, its first words read then); 512, one full barrier per stage and warpgroup; 1024, the row-group
+#    test by a multiply-high; 2048 (`_red` builds), the fragment-major workspace: each 16-row tile's partials
+#    in the order the lanes hold them, so one warp's `red.add.v4` covers 512 contiguous bytes (four whole
+#    lines) instead of 16 rows, and `wo_finalize` reads that order.
 # 9. `nvfp4_cached_bf16`: cuBLAS on an exact `e2m1 * sf` bf16 weight cached at load time, `1/g` as
 #    cuBLAS's alpha: cuBLAS speed at every M, at the cost of keeping the bf16 weight too
 #    (`params.cached_bf16_extra_bytes`).
@@ -483,6 +486,12 @@ if INTERACTIVE:
 #   of one GEMM, so the policy was reverted; the table above shows the record's ratios hold under a scrubbed L2
 #   within ~0.1. An L2 prefetch of the weight ahead of the ring lost too: the read bandwidth is the copy bandwidth
 #   (notes, thirteenth pass).
+# - The layout of a write can cost as much as its bytes. Each CTA ends with a flush of its fp32 partials
+#   (32 KB at M = 32 and 64); into the row-major workspace one warp's `red.add` touches 16 rows, and the
+#   drain plus flush took ~1.95k cycles at the end of every CTA. Storing each tile's partials in the order the
+#   lanes already hold them (LEAN bit 2048) makes each warp's adds four whole lines: ~0.57k cycles, 0.6-0.8 us
+#   per call at M = 32 and 64, with a scrubbed L2 too (notes, thirteenth pass;
+#   `data/diagnostics/wo_timeline_fragws_h100.json`).
 # - Three bugs that only showed on the full wo shape, each caught by validating every timed variant: a
 #   register A operand indexed at run time lives in local memory, so the registers an in-flight wgmma reads
 #   were reused (NaN); one warp's `wgmma.wait_group` covers only its own rows, so a shared B buffer needs a
