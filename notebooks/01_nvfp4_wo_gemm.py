@@ -489,7 +489,7 @@ if INTERACTIVE:
 # - The layout of a write can cost as much as its bytes. Each CTA ends with a flush of its fp32 partials
 #   (32 KB at M = 32 and 64); into the row-major workspace one warp's `red.add` touches 16 rows, and the
 #   drain plus flush took ~1.95k cycles at the end of every CTA. Storing each tile's partials in the order the
-#   lanes already hold them (LEAN bit 2048) makes each warp's adds four whole lines: ~0.57k cycles, 0.6-0.8 us
+#   lanes already hold them (LEAN bit 2048) makes each warp's adds four whole lines: ~0.57k cycles, 0.5-0.8 us
 #   per call at M = 32 and 64, with a scrubbed L2 too (notes, thirteenth pass;
 #   `data/diagnostics/wo_timeline_fragws_h100.json`).
 # - Three bugs that only showed on the full wo shape, each caught by validating every timed variant: a
