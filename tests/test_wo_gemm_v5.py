@@ -12,6 +12,7 @@ from wo_cases import (
     check_fused_shapes,
     check_gemm_rejects_bad_input,
     check_pdl_back_to_back,
+    small_problem,
 )
 
 from workbench.runtime import InputError, compile_kernel
@@ -269,3 +270,14 @@ def test_gpu_pdl_back_to_back(family, cfg):
         check_pdl_back_to_back(v5.w4a16_gemm_v5, cfg.with_work(True, cfg.s0, cfg.grab), min(cfg.tokp, 32))
     else:
         check_pdl_back_to_back(wo.w4a16_gemm_v6, cfg, 8)
+
+
+@pytest.mark.gpu
+def test_gpu_fragment_major_workspace_refuses_fin():
+    """LEAN bit 11 keeps the workspace in fragment-major order, which the in-kernel finalize does not read: the
+    launcher names the conflict instead of writing a wrong output."""
+    cfg = next(c for c in v5.V5_KERNELS_LEAN if c.lean & 2048).with_work(True).with_fin()
+    assert cfg.frag_ws and cfg.fin
+    x, q, _ = small_problem(cfg.tokp, N=2 * cfg.rows, K=2048, seed=3)
+    with pytest.raises(InputError, match="fin"):
+        v5.w4a16_gemm_v5(x, wo.prepare_weight(q), cfg)
