@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_wo_profile import log, two_wo_weights  # noqa: E402
+from gpu_wo_profile import log, wo_weights  # noqa: E402
 
 
 def main() -> int:
@@ -40,10 +40,10 @@ def main() -> int:
 
     out_dir = Path(os.environ.get("OUT", "/tmp/gpu_l2_survival"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    pws, wref = two_wo_weights(sets)
+    pws, wref = wo_weights(sets)
     result = {"device": device_info(), "sets": sets, "trials": trials, "cases": {}}
 
-    def read_us(t: torch.Tensor) -> float:
+    def read_us(t: torch.Tensor) -> float:  # one read, right after the rotation (time_cuda's warm-up would re-read)
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         a.record()
         t.sum()

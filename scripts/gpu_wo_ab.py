@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_wo_profile import log, two_wo_weights  # noqa: E402
+from gpu_wo_profile import l2_scrubber, log, wo_weights  # noqa: E402
 
 
 def parse(args: list[str]) -> tuple[dict[int, list[tuple[int, int]]], int, int, set[str]]:
@@ -56,20 +56,14 @@ def parse(args: list[str]) -> tuple[dict[int, list[tuple[int, int]]], int, int, 
 
 
 def read_TBps(nbytes: int = 2**30, reps: int = 20) -> float:
-    """Read-only DRAM bandwidth: a torch sum over nbytes of bf16 (fp32 accumulation, memory-bound), best of reps."""
+    """Read-only DRAM bandwidth: a torch sum over nbytes of bf16 (fp32 accumulation, memory-bound), median."""
     import torch
 
+    from workbench.bench.timing import time_cuda
+
     buf = torch.randn(nbytes // 2, device="cuda", dtype=torch.bfloat16)
-    buf.sum()
-    best = float("inf")
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        buf.sum()
-        b.record()
-        b.synchronize()
-        best = min(best, a.elapsed_time(b) * 1e-3)
-    return nbytes / best / 1e12
+    t = time_cuda(lambda: buf.sum(), reps=reps, l2="warm")  # 1 GiB >> L2: warm is cold anyway
+    return nbytes / (t.median_us * 1e-6) / 1e12
 
 
 def main() -> int:
@@ -88,13 +82,12 @@ def main() -> int:
     log(f"device {device_info()}")
     serialized = serialized_wgmma(compile_kernel("wo_gemm_v5"))  # (cached) a serialized build times ptxas' choice
     K, N = wo.K_IN, wo.N_OUT
-    pws, wref = two_wo_weights(sets)
+    pws, wref = wo_weights(sets)
     copy_tbps, read_tbps = measure_copy_TBps(), read_TBps()
     log(f"copy {copy_tbps:.3f} TB/s, read-only {read_tbps:.3f} TB/s, {sets} weights rotated")
     result = {"device": device_info(), "copy_TBps": copy_tbps, "read_TBps": round(read_tbps, 3), "sets": sets,
               "scrub": scrub, "rounds": rounds, "cases": {}}
-    l2 = torch.cuda.get_device_properties(0).L2_cache_size
-    junk = torch.randn(int(2.5 * l2) // 2, device="cuda", dtype=torch.bfloat16) if scrub else None
+    evict_l2 = l2_scrubber() if scrub else None
     if "baselines" in flags:
         w_bf = wref.to(torch.bfloat16)  # the dequantized weight 0: exact in bf16 (e2m1 times an e4m3 scale over g)
         fp8w = [wo.fp8_prepare_weight(wo.make_weight(N, K, seed=7 + i)) for i in range(2)]
@@ -112,7 +105,7 @@ def main() -> int:
         rewrite = [(x, x.clone())]  # (tensor, its values): what --scrub writes back after evicting everything
 
         def cold(rewrite=rewrite):  # --scrub: evict everything, then the inputs written as their producer would
-            junk.sum()
+            evict_l2()
             for t, src in rewrite:
                 t.copy_(src)
         bound_us = wo.case_bytes(M, "nvfp4", N, K) / (copy_tbps * 1e12) * 1e6  # the record's bytes (weight, x, out)

@@ -23,9 +23,9 @@ def log(msg: str) -> None:
     print(f"[{time.time() - T0:6.1f}s] {msg}", flush=True)
 
 
-def two_wo_weights(n: int = 2):
-    """n (default two) wo-shape NVFP4 weights, prepared, for calls that alternate them (so no call finds its weight
-    in L2: each is ~66 MB), and the first one dequantized to fp32 for the reference. Returns (pws, wref)."""
+def wo_weights(n: int = 2):
+    """n wo-shape NVFP4 weights, prepared, for calls that use them in turn (so no call finds its weight in L2: each
+    is ~66 MB), and the first one dequantized to fp32 for the reference. Returns (pws, wref)."""
     import torch
 
     from workbench.techniques import nvfp4
@@ -33,6 +33,16 @@ def two_wo_weights(n: int = 2):
 
     wq = [nvfp4.quantize(wo.make_weight(wo.N_OUT, wo.K_IN, seed=7 + i), "tensor") for i in range(n)]
     return [wo.prepare_weight(q) for q in wq], nvfp4.dequantize(wq[0], torch.float32)
+
+
+def l2_scrubber():
+    """A callable that evicts L2 by reading 2.5x L2 of other data. A read, not timing.l2_flush_buffer's zeroing: the
+    lines it leaves are clean, so no write-back of the scrub's own data lands inside the call timed after it."""
+    import torch
+
+    junk = torch.randn(int(2.5 * torch.cuda.get_device_properties(0).L2_cache_size) // 2, device="cuda",
+                       dtype=torch.bfloat16)
+    return lambda: junk.sum()
 
 
 def wo_weight_sets():

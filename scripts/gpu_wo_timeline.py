@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_wo_profile import log, two_wo_weights  # noqa: E402
+from gpu_wo_profile import l2_scrubber, log, wo_weights  # noqa: E402
 
 
 def med(v):
@@ -105,13 +105,12 @@ def main() -> int:
 
     log(f"device {device_info()}")
     K = wo.K_IN
-    pws, wref = two_wo_weights()  # two weights used in turn, so no launch finds the previous one's weight in L2
+    pws, wref = wo_weights()  # two weights used in turn, so no launch finds the previous one's weight in L2
     result, raw = {"device": device_info(), "builds": {}}, {}
     built = set(name_expressions("wo_gemm_v5"))
     only = sys.argv[sys.argv.index("--only") + 1].split(",") if "--only" in sys.argv else None
     scrub = "--scrub" in sys.argv
-    junk = torch.randn(int(2.5 * torch.cuda.get_device_properties(0).L2_cache_size) // 2, device="cuda",
-                       dtype=torch.bfloat16) if scrub else None
+    evict_l2 = l2_scrubber() if scrub else None
     result["scrub"] = scrub
     for cfg in v5.V5_TIMELINES:
         if only and not any(f"lean{o}_" in str(cfg) and "diag" not in str(cfg) for o in only):
@@ -132,7 +131,7 @@ def main() -> int:
         x_src = x.clone()
         for r in range(6):
             if scrub:
-                junk.sum()
+                evict_l2()
                 x.copy_(x_src)
             tabs.append(v5.v5_timeline(x, pws[r % 2], cfg)[1].cpu())
         raw[str(cfg)] = tabs[-1]
