@@ -92,8 +92,7 @@ WB_DEVICE unsigned long long clock_now() {
 // the rotate word layout (the stream built with word_layout="rot"; rot_decode_word: 8 integer instructions per
 // code word instead of 11); bit 8 (with bit 2) = the cross-unit prefetch (XPRE below); bit 9 = one full barrier
 // per stage and warpgroup (SPLIT below); bit 10 = the consumers' row-group test without a division (FASTRG below);
-// bit 11 (reduce builds) = the fragment-major workspace (FRAG_WS below; wo_finalize reads it with frag = 1);
-// bit 12 = every chunk's code and scale words of a unit loaded once the stage is full (UNITLOAD below).
+// bit 11 (reduce builds) = the fragment-major workspace (FRAG_WS below; wo_finalize reads it with frag = 1).
 template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0,
           int BK = 256, bool GROUPED = false, int LEAN = 0, bool PROF = false, int CL = 0, int SKIP = 0>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
@@ -378,35 +377,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     constexpr bool XPRE = (LEAN & 256) != 0;
     static_assert(!XPRE || (PREFETCH && !LATE && !CHUNKED && DIAG == 0), "LEAN bit 8 extends bit 2's prefetch");
     int pre_u = -2;  // the next unit (-1: the end) once its stage was found full early, else -2
-    // UNITLOAD (LEAN bit 12): all CHUNKS chunks' words of a unit are loaded as soon as its stage is full, before the
-    // unit word is read and the row group tested, so only the unit's first wgmma.fence waits for shared memory.
-    // (WARPGROUP.ARRIVE waits for every pending register write: a load issued a chunk ahead, bit 2, is waited for at
-    // the next group's fence; the M = 64 timelines show each chunk's start ~50 cycles slower than a group inside it.)
-    constexpr bool UNITLOAD = (LEAN & 4096) != 0;
-    static_assert(!UNITLOAD || (!PREFETCH && !CHUNKED && DIAG == 0), "LEAN bit 12: not with bits 2 or 5, no DIAG");
-    constexpr int UC = UNITLOAD ? CHUNKS : 1;
-    u32x4 cw_unit[UC][MT];
-    uint32_t swg_unit[UC][MT], swh_unit[UC][MT];
-    // the words of every chunk of the unit in stage s: one 16-byte code load per chunk and one scale load per pair of
-    // chunks (load_chunk's addressing; a stream block holds CB chunks, CB even, so a pair never straddles blocks)
-    auto load_unit = [&](uint32_t wb) {
-#pragma unroll
-        for (int mt = 0; mt < MT; ++mt) {
-            const uint32_t tb0 = wb + min((wg * MT + mt) * 4 + q, TILES - 1) * W_TILE;
-#pragma unroll
-            for (int c = 0; c < UC; ++c) cw_unit[c][mt] = lds16(tb0 + (c / CB) * BB + ((c % CB) * 32 + lane) * 16);
-#pragma unroll
-            for (int c = 0; c < UC; c += 2) {
-                const u32x4 sc = lds16(tb0 + (c / CB) * BB + 8 * BK + (((c % CB) / 2) * 8 + g) * 16);
-                swg_unit[c][mt] = sc.x;
-                swh_unit[c][mt] = sc.z;
-                if (c + 1 < UC) {
-                    swg_unit[c + 1][mt] = sc.y;
-                    swh_unit[c + 1][mt] = sc.w;
-                }
-            }
-        }
-    };
     u32x4 cw_next[MT];  // PREFETCH: the next chunk's words (XPRE: across units too)
     uint32_t swg_next[MT], swh_next[MT];
     for (int i = 0;; ++i) {
@@ -417,7 +387,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                                                                 : ring_take<STAGES>(i, full0, unit_of);
         pre_u = -2;
         if (SPLIT && wg > 0 && u >= 0) mbar_wait(full_bar(s, wg), (i / STAGES) & 1);  // this warpgroup's tiles
-        if constexpr (UNITLOAD) load_unit(w_base + s * W_STAGE);  // (after the last unit: reads, never used)
         // CHUNKED: chunk c of this stage is in once its barrier's phase completes (chunk 0's: above)
         auto wait_chunk = [&](int c) {
             if constexpr (CHUNKED) {
@@ -478,10 +447,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                         if (mt == 0) wait_chunk(c + 1);
                         load_chunk(wb, c + 1, mt, cw_next[mt], swg_next[mt], swh_next[mt]);
                     }
-                } else if constexpr (UNITLOAD) {
-                    cw[mt] = cw_unit[c][mt];
-                    sw_g[mt] = swg_unit[c][mt];
-                    sw_h[mt] = swh_unit[c][mt];
                 } else {
                     if (mt == 0) wait_chunk(c);
                     load_chunk(wb, c, mt, cw[mt], sw_g[mt], sw_h[mt]);
@@ -737,13 +702,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 2695>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 3203>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 3203>
-// every chunk's words loaded at the unit's start (LEAN bit 12) on the recorded M = 8, 32 and 64 builds (bit 2 off)
-// @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 2, 2, false, 0, 256, false, 6787>
-// @instantiate w4a16_v5<8, 1, 2, 512, 4, 2, 2, 2, true, 0, 256, false, 6787>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 6787>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 6787>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 7299>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 7299>
 // cluster builds (CL, SKIP): reduce only
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 135, false, 4, 2>
 // @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, true, 0, 256, true, 135, false, 4, 2>
@@ -800,6 +758,5 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 515, true>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 1031, true>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 1027, true>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 5123, true>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 35, true>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 35, true>

@@ -284,8 +284,7 @@ class V5Config:
     # bit 8 (with bit 2): the next stage's barrier tested and its first words loaded during a unit's last chunk;
     # bit 9: one full barrier per stage and warpgroup (each warpgroup waits for its own tiles and the stage's x);
     # bit 10: the consumers' row-group test by a multiply-high instead of a division at every unit's start; bit 11
-    # (reduce builds): the workspace in fragment-major order, each warp's red.add on whole lines (no fin); bit 12
-    # (not with bits 2 or 5): every chunk's words of a unit loaded from shared memory once the stage is full
+    # (reduce builds): the workspace in fragment-major order, each warp's red.add on whole lines (no fin)
     fin: bool = False  # launch choice (red only): the in-kernel finalize (a grid barrier, then each CTA converts
     # its share of the workspace) instead of wo_finalize after the kernel
     prof: bool = False  # timeline build (PROF): clock stamps after the counters (launch with v5_timeline)
@@ -486,11 +485,7 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    # the fragment-major workspace (bit 11): each warp's red.add on whole lines
                    V5Config(8, 1, 2, 512, 4, 2, 2, 2, lean=2695),
                    V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=2695),
-                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3203),
-                   # every chunk's words loaded at the unit's start (bit 12, in place of bit 2's chunk-ahead prefetch)
-                   V5Config(8, 1, 2, 512, 4, 2, 2, 2, lean=6787),
-                   V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=6787),
-                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=7299)]
+                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3203)]
 # Cluster builds (CL, reduce only, instantiated once): 224-row units (the last warpgroup's last SKIP warps decode a
 # copy of the last tile), 32 row groups x cl CTAs = 128 CTAs, each a 1/cl slice of k for one row group, summed over
 # distributed shared memory: every output written once as bf16, no fp32 workspace, no red.add flush, no wo_finalize.
@@ -528,7 +523,7 @@ V5_TIMELINES = [V5Config(32, 1, 4, 256, 4, gs, 2 if d == 0 else 1, 2, True, diag
     V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, grouped=True, lean=35, prof=True),
     V5Config(64, 1, 2, 256, 4, 2, 2, 2, True, grouped=True, lean=35, prof=True)] + [
     V5Config(m, 1, nwg, 256, 4, 2, 2, 2, True, grouped=True, lean=lean, prof=True)
-    for m, nwg, lean in ((32, 4, 519), (64, 2, 515), (32, 4, 1031), (64, 2, 1027), (64, 2, 5123))] + [
+    for m, nwg, lean in ((32, 4, 519), (64, 2, 515), (32, 4, 1031), (64, 2, 1027))] + [
     V5Config(64, 1, 2, 256, 4, 2, 2, 2, True, diag=d, grouped=True, lean=3, prof=True) for d in (0, 7)]
 PROF_SLOTS = 512  # u64 stamps per CTA
 
