@@ -284,7 +284,8 @@ class V5Config:
     # bit 8 (with bit 2): the next stage's barrier tested and its first words loaded during a unit's last chunk;
     # bit 9: one full barrier per stage and warpgroup (each warpgroup waits for its own tiles and the stage's x);
     # bit 10: the consumers' row-group test by a multiply-high instead of a division at every unit's start; bit 11
-    # (reduce builds): the workspace in fragment-major order, each warp's red.add on whole lines (no fin)
+    # (reduce builds): the workspace in fragment-major order, each warp's red.add on whole lines (no fin); bit 12
+    # (reduce builds, static shares): each warp's workspace lines prefetched into L2 in the last units before a flush
     fin: bool = False  # launch choice (red only): the in-kernel finalize (a grid barrier, then each CTA converts
     # its share of the workspace) instead of wo_finalize after the kernel
     prof: bool = False  # timeline build (PROF): clock stamps after the counters (launch with v5_timeline)
@@ -370,7 +371,8 @@ class V5Config:
         wk += f"_cl{self.cl}" + (f"_skip{self.skip}" if self.skip else "") if self.cl else ""
         wk += f"_ctas{self.ctas}" if self.ctas else ""
         wk += {0: "", 1: "_diag_stream", 2: "_diag_decode", 5: "_diag_no_x", 6: "_diag_early_release",
-               7: "_diag_no_decode", 8: "_diag_no_decode_fixed_b", 9: "_diag_no_decode_early_release"}[self.diag] + (f"_bk{self.bk}" if self.bk != 256 else "") + (
+               7: "_diag_no_decode", 8: "_diag_no_decode_fixed_b", 9: "_diag_no_decode_early_release",
+               10: "_diag_plain_stores", 11: "_diag_no_partials"}[self.diag] + (f"_bk{self.bk}" if self.bk != 256 else "") + (
             "_grp" if self.grouped else "") + (f"_lean{self.lean}" if self.lean else "") + ("_fin" if self.fin else "") + (
             "_prof" if self.prof else "")
         return (f"v5_n{self.tokp}_mt{self.mt}_wg{self.nwg}_kc{self.kc}_s{self.stages}_gs{self.gs}"
@@ -485,7 +487,10 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    # the fragment-major workspace (bit 11): each warp's red.add on whole lines
                    V5Config(8, 1, 2, 512, 4, 2, 2, 2, lean=2695),
                    V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=2695),
-                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3203)]
+                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3203),
+                   # the workspace lines prefetched into L2 during the last units before each flush (bit 12)
+                   V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=6791),
+                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=7299)]
 # Cluster builds (CL, reduce only, instantiated once): 224-row units (the last warpgroup's last SKIP warps decode a
 # copy of the last tile), 32 row groups x cl CTAs = 128 CTAs, each a 1/cl slice of k for one row group, summed over
 # distributed shared memory: every output written once as bf16, no fp32 workspace, no red.add flush, no wo_finalize.
@@ -506,7 +511,10 @@ V5_DIAGNOSTICS = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, diag=d) for d in (1,
     V5Config(32, 1, 4, 256, st, 2, 2, 2, True, diag=d, grouped=True, lean=3) for d, st in ((1, 4), (1, 3), (1, 2), (5, 4),
                                                                                           (6, 4))] + [
     V5Config(64, 1, 2, 256, 4, 2, 2, 2, True, diag=d, grouped=True, lean=3) for d in (1, 2, 5, 7)] + [
-    V5Config(32, 1, 4, 256, 4, 2, 1, 2, True, diag=7, grouped=True, lean=7)]
+    V5Config(32, 1, 4, 256, 4, 2, 1, 2, True, diag=7, grouped=True, lean=7)] + [
+    # the recorded M = 32 / 64 builds with the partials stored plainly (10) or not at all (11): the red.add's cost
+    V5Config(m, 1, nwg, 256, 4, 2, 2, 2, True, diag=d, grouped=True, lean=lean)
+    for m, nwg, lean in ((32, 4, 2695), (64, 2, 3203)) for d in (10, 11)]
 
 # Timeline builds (PROF; kernels/wo_gemm_v5.cu prof_table): the recorded M = 32 / 64 builds, groups of 4 at M = 32,
 # no-decode builds (DIAG 7 as in the ring, 8 with B from one fixed tile, 9 with stages released at issue; one
