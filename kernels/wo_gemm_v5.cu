@@ -69,7 +69,8 @@ WB_DEVICE unsigned long long clock_now() {
 // (each code word itself is the wgmma A operand: the stream, shared-memory reads and wgmma alone); 7 with one
 // more thing changed: 8 = every wgmma reads its B operand from stage 0's x tile (not the stage just filled),
 // 9 = stages released as in 6; with the fragment-major workspace (LEAN bit 11), the partials' writes changed (wrong
-// output): 10 = plain 16-byte stores instead of red.add (what the atomics cost in L2), 11 = no writes at all.
+// output): 10 = plain 16-byte stores instead of red.add (what the atomics cost in L2), 11 = no writes (the partials
+// summed into one register never stored: a flush that only keeps its values, so ptxas keeps every wgmma).
 // PROF (timeline builds, diagnostic; the math is unchanged): clock64 stamps into a table the caller places after
 // the counters (prof_table below): per unit the producer's copy issue and each consumer warpgroup's wait for
 // the stage, data arrival and unit end, and per group of two sample units the group's start and retire.
@@ -93,9 +94,7 @@ WB_DEVICE unsigned long long clock_now() {
 // the rotate word layout (the stream built with word_layout="rot"; rot_decode_word: 8 integer instructions per
 // code word instead of 11); bit 8 (with bit 2) = the cross-unit prefetch (XPRE below); bit 9 = one full barrier
 // per stage and warpgroup (SPLIT below); bit 10 = the consumers' row-group test without a division (FASTRG below);
-// bit 11 (reduce builds) = the fragment-major workspace (FRAG_WS below; wo_finalize reads it with frag = 1);
-// bit 12 (reduce builds, static shares) = each warp's workspace lines prefetched into L2 during the last units before
-// a flush (WSPF below).
+// bit 11 (reduce builds) = the fragment-major workspace (FRAG_WS below; wo_finalize reads it with frag = 1).
 template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0,
           int BK = 256, bool GROUPED = false, int LEAN = 0, bool PROF = false, int CL = 0, int SKIP = 0>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
@@ -368,23 +367,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
         sw_h = (c & 1) ? sc.w : sc.z;
     };
     int cur = -1, cur_rg = -1;  // the last unit accumulated and its row group (the one held in the accumulators)
-    // WSPF (LEAN bit 12): the weight stream evicts the workspace from L2 long before a flush, so each red.add of the
-    // flush first waits for its line to come from DRAM, behind the stream (with plain stores instead of red.add, DIAG
-    // 10, the recorded M = 32 call is 0.5 us faster). During the last WSPF_UNITS units before a flush (the end of a
-    // row group in this CTA's static share) each warp prefetches its tiles' workspace lines into L2 (16 rows x TOKP
-    // fp32, contiguous in either layout: TOKP / 2 lines of 128 bytes), so the flush's red.adds find them there.
-    constexpr bool WSPF = (LEAN & 4096) != 0 && RED;
-    static_assert(!WSPF || CL == 0, "LEAN bit 12: builds with a workspace");
-    constexpr int WSPF_UNITS = 2;
-    const int share_end = WSPF && grab <= 0 ? (int)((long long)(blockIdx.x + 1) * units / gridDim.x) : 0;
-    auto prefetch_ws = [&](int u, int rg) {
-        if (grab > 0 || min(share_end, (rg + 1) * n_kc) - u > WSPF_UNITS || lane >= TOKP / 2) return;
-#pragma unroll
-        for (int i = 0; i < MT; ++i) {
-            const int tile = rg * TILES + (wg * MT + i) * 4 + q;
-            asm volatile("prefetch.global.L2 [%0];" ::"l"(ws + (long long)tile * 16 * TOKP + 32 * lane));
-        }
-    };
     // FASTRG (LEAN bit 10): the row group of unit u as umulhi(u, ceil(2^32 / n_kc)), exact while u n_kc < 2^32 (the
     // launcher checks units n_kc < 2^32). The division it replaces is ~45 instructions with a MUFU.RCP chain at
     // every unit's start, where a timeline showed ~450 (M = 64) to ~700 (M = 32) cycles from a stage's arrival to
@@ -448,7 +430,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
         if (cur >= 0 && urg != cur_rg) drain_and_flush(cur);
         cur = u;
         cur_rg = urg;
-        if constexpr (WSPF) prefetch_ws(u, urg);
         const uint32_t xb = x_base + (DIAG == 8 ? 0 : s * X_STAGE), wb = w_base + s * W_STAGE;
         const int tj = (stamp && (i == 4 || i == 8)) ? 320 + 48 * (i == 8) : -1;  // sampled units' group stamps
         // DESC: the start-address field (bits 0-13, address / 16) cannot carry into bit 14: shared memory
@@ -731,11 +712,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 2695>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 3203>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 3203>
-// the workspace lines prefetched into L2 before each flush (LEAN bit 12; reduce builds, static shares)
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 6791>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 6791>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 7299>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 7299>
 // cluster builds (CL, SKIP): reduce only
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 135, false, 4, 2>
 // @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, true, 0, 256, true, 135, false, 4, 2>
