@@ -94,9 +94,7 @@ WB_DEVICE unsigned long long clock_now() {
 // the rotate word layout (the stream built with word_layout="rot"; rot_decode_word: 8 integer instructions per
 // code word instead of 11); bit 8 (with bit 2) = the cross-unit prefetch (XPRE below); bit 9 = one full barrier
 // per stage and warpgroup (SPLIT below); bit 10 = the consumers' row-group test without a division (FASTRG below);
-// bit 11 (reduce builds) = the fragment-major workspace (FRAG_WS below; wo_finalize reads it with frag = 1);
-// bit 12 (reduce builds over the grouped 256-k stream) = the last unit of a static share as two half units (HALVES
-// below).
+// bit 11 (reduce builds) = the fragment-major workspace (FRAG_WS below; wo_finalize reads it with frag = 1).
 template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0,
           int BK = 256, bool GROUPED = false, int LEAN = 0, bool PROF = false, int CL = 0, int SKIP = 0>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
@@ -169,17 +167,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     }
     __syncthreads();
 
-    // HALVES (LEAN bit 12, static shares): the consumers end a CTA's work one unit's decode and wgmma after its last
-    // unit is in (a timeline at M = 32: the last unit full ~150 cycles after it is asked for, then ~2.5k cycles of
-    // work). The producer sends the share's last unit as two stages of half a unit each (k chunks 0 .. CHUNKS / 2 - 1,
-    // then the rest: per tile its code bytes of those chunks and its whole scale block, and their x boxes), so the
-    // first half is worked on while the second streams in and the tail after the last byte is half as long.
-    constexpr bool HALVES = (LEAN & 4096) != 0 && RED;
-    static_assert(!HALVES || (GROUPED && KC == BK && BK == 256 && (LEAN & 8) == 0 && (LEAN & 32) == 0 &&
-                              (LEAN & 256) == 0 && CL == 0 && DIAG == 0 && 2 * TILES <= 32 &&
-                              ((CHUNKS / 2) * GPC) % NBUF == 0 && ((CHUNKS / 2) * GPC) % NACC == 0),
-                  "LEAN bit 12: the grouped 256-k stream, not with bits 3, 5 or 8, no cluster or DIAG builds");
-    constexpr uint32_t HALF_TILE = 4 * BK + BK;  // a tile's code bytes of half the chunks, and its scale block
     if (warp == NWG * 4) {  // producer warp: lane 0 claims a stage, lanes issue its copies in parallel
         int pi = 0;  // PROF: units issued
         if (PROF && lane == 0) tl[40] = clock_now();
@@ -197,22 +184,14 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                 });
             return;
         }
-        produce_ring<STAGES, CHUNKS, X_ATOM, SPLIT ? NWG : 1, HALVES>(
+        produce_ring<STAGES, CHUNKS, X_ATOM, SPLIT ? NWG : 1>(
             units, s0, grab, counters + (N >> 4), lane, W_STAGE + (DIAG == 5 ? 0 : X_STAGE), full0, empty0, unit_of,
-            xs, X_STAGE, &x_map, n_kc, KC, DIAG != 5, [&](int s, int uw) {
-                const int u = HALVES ? uw & UNIT_MASK : uw, rg = u / n_kc, kc = u % n_kc;
+            xs, X_STAGE, &x_map, n_kc, KC, DIAG != 5, [&](int s, int u) {
+                const int rg = u / n_kc, kc = u % n_kc;
                 if constexpr (ONE_COPY) {  // the grouped unit is one contiguous run: one copy, one lane
                     if (lane == 0)
                         bulk_load(smem_addr(wsm + s * W_STAGE), wp + (long long)(rg * (K / BK) + kc) * TILES * BB,
                                   W_STAGE, full0 + 8 * s);
-                } else if (HALVES && uw >= UNIT_HALF1) {  // half h: lane L < TILES copies tile L's code bytes of
-                    // chunks h CHUNKS / 2 .., lane TILES + L its scale block, each to its place in the stage
-                    const int tile = lane % TILES, h = (uw >> UNIT_HALF_SHIFT) - 1;
-                    const uint32_t off = lane < TILES ? h * 4 * BK : 8 * BK;
-                    if (lane < 2 * TILES)
-                        bulk_load(smem_addr(wsm + s * W_STAGE + tile * W_TILE + off),
-                                  wp + ((long long)(rg * (K / BK) + kc) * TILES + tile) * BB + off,
-                                  lane < TILES ? 4 * BK : BK, full_bar(s, tile / (4 * MT)));
                 } else if (lane < TILES)  // (SPLIT: tile lane belongs to warpgroup lane / (4 MT))
                     bulk_load(smem_addr(wsm + s * W_STAGE + lane * W_TILE),
                               wp + (GROUPED ? ((long long)(rg * (K / BK) + kc) * TILES + lane) * BB
@@ -220,7 +199,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                               W_TILE, full_bar(s, lane / (4 * MT)));
                 if (PROF && lane == 0 && pi < 32) tl[8 + pi] = clock_now();
                 ++pi;
-            }, 4 * MT * W_TILE, HALVES ? TILES * HALF_TILE + (CHUNKS / 2) * X_ATOM : 0, 4 * MT * HALF_TILE);
+            }, 4 * MT * W_TILE);
         if constexpr (CL > 0) {  // the consumers' two cluster barriers (partials written; partials read)
             cluster_sync();
             cluster_sync();
@@ -412,13 +391,10 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     for (int i = 0;; ++i) {
         if (stamp && i < 16) tl[64 + 64 * wg + 4 * i] = clock_now();
         const bool took = XPRE && pre_u != -2;
-        const int s = i % STAGES, uw = took ? pre_u
-                                            : (CHUNKED || SPLIT) ? (mbar_wait(full_bar(s, 0), (i / STAGES) & 1), unit_of[s])
-                                                                 : ring_take<STAGES>(i, full0, unit_of);
+        const int s = i % STAGES, u = took ? pre_u
+                                           : (CHUNKED || SPLIT) ? (mbar_wait(full_bar(s, 0), (i / STAGES) & 1), unit_of[s])
+                                                                : ring_take<STAGES>(i, full0, unit_of);
         pre_u = -2;
-        // HALVES: a half unit (its unit word's half bits) runs the chunks of its half only; hv: 0 whole, 1 or 2
-        const int hv = HALVES && uw >= UNIT_HALF1 ? uw >> UNIT_HALF_SHIFT : 0, u = HALVES && uw >= 0 ? uw & UNIT_MASK : uw;
-        const int c0 = hv == 2 ? CHUNKS / 2 : 0, gi0 = c0 * GPC;  // the first chunk and group it runs
         if (SPLIT && wg > 0 && u >= 0) mbar_wait(full_bar(s, wg), (i / STAGES) & 1);  // this warpgroup's tiles
         // CHUNKED: chunk c of this stage is in once its barrier's phase completes (chunk 0's: above)
         auto wait_chunk = [&](int c) {
@@ -463,11 +439,10 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
         // sets), so the decode waits for shared memory once per unit instead of once per chunk.
         if (PREFETCH && !took) {
 #pragma unroll
-            for (int mt = 0; mt < MT; ++mt) load_chunk(wb, c0, mt, cw_next[mt], swg_next[mt], swh_next[mt]);
+            for (int mt = 0; mt < MT; ++mt) load_chunk(wb, 0, mt, cw_next[mt], swg_next[mt], swh_next[mt]);
         }
 #pragma unroll
         for (int c = 0; c < CHUNKS; ++c) {
-            if (HALVES && hv != 0 && c / (CHUNKS / 2) != hv - 1) continue;  // the other half's chunk
             u32x4 cw[MT];
             uint32_t sw_g[MT], sw_h[MT];
             uint32_t pg[MT][2], ph[MT][2];  // scale pairs (PAIRS): (s0, s2), (s1, s3) of rows g and g + 8
@@ -548,14 +523,14 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                 if (PROF && tj >= 0 && gi < 16) tl[tj + 3 * gi + 2] = clock_now();
                 // the previous unit's stage is released below (a stamp inside that branch made ptxas serialize
                 // every wgmma of the timeline builds, C7513)
-                if (stamp && gi == gi0 + NBUF - 2 && held >= 0 && i - 1 < 16) tl[64 + 64 * wg + 4 * (i - 1) + 3] = clock_now();
+                if (stamp && gi == NBUF - 2 && held >= 0 && i - 1 < 16) tl[64 + 64 * wg + 4 * (i - 1) + 3] = clock_now();
 #pragma unroll
                 for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
                     for (int e = 0; e < GS; ++e)
 #pragma unroll
                         for (int r = 0; r < 4; ++r) keep(A[(gi + 1) % NBUF][mt][e][r]);
-                if (gi == gi0 + NBUF - 2 && held >= 0) {  // every group of the previous unit is retired
+                if (gi == NBUF - 2 && held >= 0) {  // every group of the previous unit is retired
                     if (lane == 0) mbar_arrive(empty0 + 8 * held);
                     held = -1;
                 }
@@ -737,11 +712,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 2695>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 3203>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 3203>
-// the last unit of each static share as two half units (LEAN bit 12) on the recorded M = 32 and 64 builds
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 6791>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 6791>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 7299>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 7299>
 // cluster builds (CL, SKIP): reduce only
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 135, false, 4, 2>
 // @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, true, 0, 256, true, 135, false, 4, 2>

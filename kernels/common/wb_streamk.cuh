@@ -58,24 +58,12 @@ WB_DEVICE int ring_take(int i, uint32_t full0, const int* unit_of) {
 // share of [0, units); grab > 0: the first s0 units of a contiguous share, then `grab` units at a time
 // from the counter work[0] (lane 0 fetches the next grab while the current one is issued; the last
 // producer out puts work[0] and work[1] back to zero for the next launch).
-// halve_last (static shares only; kernels/wo_gemm_v5.cu LEAN bit 12): the share's last unit u is emitted as its two
-// halves, u | UNIT_HALF1 and u | UNIT_HALF2 (the first and the last half of its k chunks), so that the CTA's last
-// stage holds half a unit.
-constexpr int UNIT_HALF_SHIFT = 28, UNIT_HALF1 = 1 << UNIT_HALF_SHIFT, UNIT_HALF2 = 2 << UNIT_HALF_SHIFT;
-constexpr int UNIT_MASK = UNIT_HALF1 - 1;  // the unit of a unit word (units < 2^28; the launcher checks)
 template <typename Emit>
-WB_DEVICE void produce_units(int units, int s0, int grab, unsigned int* work, int lane, Emit&& emit,
-                             bool halve_last = false) {
+WB_DEVICE void produce_units(int units, int s0, int grab, unsigned int* work, int lane, Emit&& emit) {
     if (grab <= 0) {
         const int u0 = (int)((long long)blockIdx.x * units / gridDim.x);
         const int u1 = (int)((long long)(blockIdx.x + 1) * units / gridDim.x);
-        // (one call of emit: a second inlined copy of the producer's per-unit path made the kernel's code half again
-        // as large)
-        if (!halve_last) {
-            for (int u = u0; u < u1; ++u) emit(u);
-        } else {
-            for (int u = u0; u < u1 + (u1 > u0); ++u) emit(u < u1 - 1 ? u : u == u1 - 1 ? u | UNIT_HALF1 : (u1 - 1) | UNIT_HALF2);
-        }
+        for (int u = u0; u < u1; ++u) emit(u);
     } else {
         pdl_wait();  // the counter is reset by the previous launch's last producer (PDL: it may still run)
         int next = lane == 0 ? (int)atomicAdd(work, (unsigned)grab) : 0;  // in flight during the static part
@@ -102,19 +90,14 @@ WB_DEVICE void produce_units(int units, int s0, int grab, unsigned int* work, in
 // kernel may write x). Only that unit: deferring the x of every stage behind its weight delayed the first full
 // stage by ~3 us at M = 32 on an H100 (commit d37540c). Without the launch attribute pdl_wait returns at once.
 // NB > 1: NB full barriers per stage (ring_claim); x on barrier 0, copy_weight picks each copy's barrier.
-// HALVES (static shares): the share's last unit goes out as two half units (produce_units' halve_last; a unit word
-// with UNIT_HALF1 / UNIT_HALF2 set), each stage armed for half_bytes (half_part_bytes on barriers 1 .. NB - 1) and
-// given the x boxes of its half of the chunks; copy_weight gets the unit word.
-template <int STAGES, int CHUNKS, int X_ATOM, int NB = 1, bool HALVES = false, typename CopyWeight>
+template <int STAGES, int CHUNKS, int X_ATOM, int NB = 1, typename CopyWeight>
 WB_DEVICE void produce_ring(int units, int s0, int grab, unsigned int* work, int lane, uint32_t stage_bytes,
                             uint32_t full0, uint32_t empty0, int* unit_of, uint8_t* xs, int x_stage,
                             const TmaDescriptor* x_map, int n_kc, int kc, bool with_x, CopyWeight&& copy_weight,
-                            uint32_t part_bytes = 0, uint32_t half_bytes = 0, uint32_t half_part_bytes = 0) {
+                            uint32_t part_bytes = 0) {
     int i = 0, deferred = 0;
-    auto load_x = [&](int s, int uw) {
-        // (HALVES: a half unit loads its own chunks' boxes only)
-        const int half = HALVES ? uw >> UNIT_HALF_SHIFT : 0, u = HALVES ? uw & UNIT_MASK : uw;
-        if (with_x && lane < CHUNKS && (!HALVES || half == 0 || lane / (CHUNKS / 2) == half - 1))
+    auto load_x = [&](int s, int u) {
+        if (with_x && lane < CHUNKS)
             tma_load_2d(smem_addr(xs + s * x_stage + lane * X_ATOM), x_map, (u % n_kc) * kc + 64 * lane, 0,
                         full0 + 8 * s * NB);
     };
@@ -124,14 +107,12 @@ WB_DEVICE void produce_ring(int units, int s0, int grab, unsigned int* work, int
             for (int s = 0; s < deferred; ++s) load_x(s, unit_of[s]);
             deferred = -1;
         }
-        const bool half = HALVES && u >= UNIT_HALF1;
-        const int s = ring_claim<STAGES, NB>(i++, u, half ? half_bytes : stage_bytes, full0, empty0, unit_of, lane,
-                                             half ? half_part_bytes : part_bytes);
+        const int s = ring_claim<STAGES, NB>(i++, u, stage_bytes, full0, empty0, unit_of, lane, part_bytes);
         if (u < 0) return;
         copy_weight(s, u);
         if (deferred >= 0) ++deferred;
         else load_x(s, u);
-    }, HALVES);
+    });
 }
 
 // The producer of a chunk-major ring (kernels/wo_gemm_v5.cu, LEAN bit 5), all lanes: stage s has one full barrier

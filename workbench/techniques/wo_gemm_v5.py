@@ -284,8 +284,7 @@ class V5Config:
     # bit 8 (with bit 2): the next stage's barrier tested and its first words loaded during a unit's last chunk;
     # bit 9: one full barrier per stage and warpgroup (each warpgroup waits for its own tiles and the stage's x);
     # bit 10: the consumers' row-group test by a multiply-high instead of a division at every unit's start; bit 11
-    # (reduce builds): the workspace in fragment-major order, each warp's red.add on whole lines (no fin); bit 12
-    # (reduce builds, grouped 256-k stream): the last unit of a static share sent and worked on as two half units
+    # (reduce builds): the workspace in fragment-major order, each warp's red.add on whole lines (no fin)
     fin: bool = False  # launch choice (red only): the in-kernel finalize (a grid barrier, then each CTA converts
     # its share of the workspace) instead of wo_finalize after the kernel
     prof: bool = False  # timeline build (PROF): clock stamps after the counters (launch with v5_timeline)
@@ -487,10 +486,7 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    # the fragment-major workspace (bit 11): each warp's red.add on whole lines
                    V5Config(8, 1, 2, 512, 4, 2, 2, 2, lean=2695),
                    V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=2695),
-                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3203),
-                   # the last unit of each static share as two half units (bit 12): half the tail after the last byte
-                   V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=6791),
-                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=7299)]
+                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3203)]
 # Cluster builds (CL, reduce only, instantiated once): 224-row units (the last warpgroup's last SKIP warps decode a
 # copy of the last tile), 32 row groups x cl CTAs = 128 CTAs, each a 1/cl slice of k for one row group, summed over
 # distributed shared memory: every output written once as bf16, no fp32 workspace, no red.add flush, no wo_finalize.
@@ -651,8 +647,6 @@ def w4a16_gemm_v5(x: torch.Tensor, pw: PreparedWeight, config: V5Config | None =
     check_ctas(cfg, sms)
     if cfg.lean & 1024 and (N // cfg.rows) * (K // cfg.kc) ** 2 >= 2**32:  # FASTRG's multiply-high row group
         raise InputError(f"w.shape: config {cfg} needs (N / {cfg.rows}) (K / {cfg.kc})^2 < 2^32, got N, K = {N}, {K}")
-    if cfg.lean & 4096 and (N // cfg.rows) * (K // cfg.kc) >= 2**28:  # the half bits of a unit word (HALVES)
-        raise InputError(f"w.shape: config {cfg} needs (N / {cfg.rows}) (K / {cfg.kc}) < 2^28 units, got N, K = {N}, {K}")
     grid = cfg.grid(N, sms)
     if cfg.cl and grid > cfg.cl * max_active_clusters(func, cfg.cl, cfg.threads, cfg.smem):
         raise InputError(f"config {cfg}: {grid // cfg.cl} clusters of {cfg.cl} CTAs must run at once on this GPU; "
