@@ -94,8 +94,7 @@ WB_DEVICE unsigned long long clock_now() {
 // the rotate word layout (the stream built with word_layout="rot"; rot_decode_word: 8 integer instructions per
 // code word instead of 11); bit 8 (with bit 2) = the cross-unit prefetch (XPRE below); bit 9 = one full barrier
 // per stage and warpgroup (SPLIT below); bit 10 = the consumers' row-group test without a division (FASTRG below);
-// bit 11 (reduce builds) = the fragment-major workspace (FRAG_WS below; wo_finalize reads it with frag = 1);
-// bit 12 (with bit 11) = the last flush as bulk reductions by the copy engine (BULKRED below).
+// bit 11 (reduce builds) = the fragment-major workspace (FRAG_WS below; wo_finalize reads it with frag = 1).
 template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0,
           int BK = 256, bool GROUPED = false, int LEAN = 0, bool PROF = false, int CL = 0, int SKIP = 0>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
@@ -550,44 +549,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
         cluster_epilogue(cur);
         return;
     }
-    // BULKRED (LEAN bit 12, with bit 11): the flush after the last unit, the one every CTA ends on at once, leaves
-    // red.add: with plain stores instead (DIAG 10) the recorded M = 32 call took 0.5 us less, so the atomics of 132
-    // CTAs' 32 KB at the end cost that much in L2. Here each warp puts its tiles' partials in fragment-major order
-    // into the drained ring and the copy engine adds each tile (one contiguous 64 TOKP bytes in the workspace) with
-    // one cp.reduce.async.bulk: the same additions, line-sized requests instead of a 16-byte one per lane and block.
-    // Mid-kernel flushes (the ring still in use) keep red.add; the two kinds may add into the same tile, each
-    // element's add being atomic either way.
-    constexpr bool BULKRED = (LEAN & 4096) != 0 && RED;
-    static_assert(!BULKRED || (FRAG_WS && CL == 0 && TILES * 64 * TOKP <= STAGES * (X_STAGE + W_STAGE)),
-                  "LEAN bit 12: with bit 11 (the fragment-major workspace), the tiles fit in the ring");
-    if (BULKRED && DIAG != 1 && DIAG != 2 && cur >= 0) {
-        retire_all();
-        held = -1;  // (the producer has stopped: no stage needs releasing)
-        pdl_wait();  // the workspace belongs to the previous kernel until it completes
-        asm volatile("bar.sync 1, %0;" ::"n"(NWG * 128) : "memory");  // every consumer is done with the ring
-        const int rg = row_group(cur);
-#pragma unroll
-        for (int i = 0; i < MT; ++i) {
-            const int lt = (wg * MT + i) * 4 + q;  // the tile within the unit's rows
-            float* part = reinterpret_cast<float*>(smem) + lt * 16 * TOKP;
-#pragma unroll
-            for (int j = 0; j < TOKP / 8; ++j) {
-#pragma unroll
-                for (int e = 0; e < 4; ++e)
-#pragma unroll
-                    for (int a = 1; a < NACC; ++a) acc[0][i][4 * j + e] += acc[a][i][4 * j + e];
-                // (tokens >= M hold zeros: x's rows past M are zero-filled, so adding them is harmless)
-                *reinterpret_cast<float4*>(part + 128 * j + 4 * lane) =
-                    make_float4(acc[0][i][4 * j], acc[0][i][4 * j + 1], acc[0][i][4 * j + 2], acc[0][i][4 * j + 3]);
-            }
-            asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // the stores, visible to the copy engine
-            __syncwarp();
-            if (lane == 0)
-                bulk_reduce_add_f32(ws + (long long)(rg * TILES + lt) * 16 * TOKP, smem_addr(part), 64 * TOKP);
-        }
-    } else if (DIAG != 1 && DIAG != 2 && cur >= 0) {
-        drain_and_flush(cur);
-    }
+    if (DIAG != 1 && DIAG != 2 && cur >= 0) drain_and_flush(cur);
     if (stamp) tl[2 + wg] = clock_now();
     if (stamp && wg == 0) {
         unsigned long long gt;
@@ -750,11 +712,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 2695>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 3203>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 3203>
-// the last flush as bulk reductions (LEAN bit 12) on the recorded M = 32 and 64 builds
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 6791>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 6791>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 7299>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 7299>
 // cluster builds (CL, SKIP): reduce only
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 135, false, 4, 2>
 // @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, true, 0, 256, true, 135, false, 4, 2>

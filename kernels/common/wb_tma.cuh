@@ -56,16 +56,6 @@ WB_DEVICE void mbar_wait(uint32_t bar, uint32_t parity) {
     while (!mbar_try_wait(bar, parity)) {
     }
 }
-// An asynchronous bulk add of `bytes` (a multiple of 16) of fp32 from shared memory at src into global memory at dst
-// (16-byte aligned), element by element and atomically, by the copy engine (one bulk group per call: commit, then
-// wait until the source has been read, so the caller may exit or reuse it). The caller fences its own shared-memory
-// writes of src to the async proxy first (fence.proxy.async.shared::cta).
-WB_DEVICE void bulk_reduce_add_f32(void* dst, uint32_t src, uint32_t bytes) {
-    asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;" ::"l"(dst), "r"(src),
-                 "r"(bytes) : "memory");
-    asm volatile("cp.async.bulk.commit_group;" ::: "memory");
-    asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
-}
 // One contiguous global -> shared copy by the bulk-copy engine, counted on `bar` in bytes.
 WB_DEVICE void bulk_load(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar) {
     asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"

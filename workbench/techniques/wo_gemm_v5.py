@@ -284,8 +284,7 @@ class V5Config:
     # bit 8 (with bit 2): the next stage's barrier tested and its first words loaded during a unit's last chunk;
     # bit 9: one full barrier per stage and warpgroup (each warpgroup waits for its own tiles and the stage's x);
     # bit 10: the consumers' row-group test by a multiply-high instead of a division at every unit's start; bit 11
-    # (reduce builds): the workspace in fragment-major order, each warp's red.add on whole lines (no fin); bit 12
-    # (with bit 11): the last flush as bulk reductions (cp.reduce.async.bulk) from the drained ring
+    # (reduce builds): the workspace in fragment-major order, each warp's red.add on whole lines (no fin)
     fin: bool = False  # launch choice (red only): the in-kernel finalize (a grid barrier, then each CTA converts
     # its share of the workspace) instead of wo_finalize after the kernel
     prof: bool = False  # timeline build (PROF): clock stamps after the counters (launch with v5_timeline)
@@ -487,10 +486,7 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    # the fragment-major workspace (bit 11): each warp's red.add on whole lines
                    V5Config(8, 1, 2, 512, 4, 2, 2, 2, lean=2695),
                    V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=2695),
-                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3203),
-                   # the last flush as bulk reductions by the copy engine (bit 12)
-                   V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=6791),
-                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=7299)]
+                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3203)]
 # Cluster builds (CL, reduce only, instantiated once): 224-row units (the last warpgroup's last SKIP warps decode a
 # copy of the last tile), 32 row groups x cl CTAs = 128 CTAs, each a 1/cl slice of k for one row group, summed over
 # distributed shared memory: every output written once as bf16, no fp32 workspace, no red.add flush, no wo_finalize.
