@@ -1073,13 +1073,10 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, MINB) w4a16_v6(
 // frag = 1: ws in the fragment-major order of v5's LEAN bit 11 (red_add_frag_major in wb_streamk.cuh): each
 // 16-row tile's 16 x ldw block as [ldw / 8][32 lanes][4]; the float4 of lane (g, t) in block j holds rows g and
 // g + 8 of the tile at cols 8j + 2t, + 1. Same bytes per CTA, same reads; only the tile placement differs.
-// wo_finalize_r32: 32 rows per CTA of 128 threads (224 CTAs for wo, two beside the GEMM's ring on most SMs): half
-// the bytes per SM on the call's tail.
-template <int ROWS, int THREADS>
-__device__ __forceinline__ void finalize_rows(float* __restrict__ ws, const float* __restrict__ g_w,
-                                              uint16_t* __restrict__ out, int M, int N, int ldw, float unit, int frag) {
-    constexpr int PITCH = 66;  // bf16 per tile row (ldw <= 64, + 2: fewer bank conflicts)
-    static_assert(ROWS % 16 == 0 && (ROWS * 64 / 4) % THREADS == 0, "whole 16-row tiles, float4s per thread");
+extern "C" __global__ void __launch_bounds__(256) wo_finalize(float* __restrict__ ws, const float* __restrict__ g_w,
+                                                   uint16_t* __restrict__ out, int M, int N, int ldw,
+                                                   float unit, int frag) {
+    constexpr int ROWS = 64, PITCH = 66;  // bf16 per tile row (ldw <= 64, + 2: fewer bank conflicts)
     __shared__ __align__(16) uint16_t tile[ROWS * PITCH];
     pdl_wait();
     // The next kernel may be scheduled now (not earlier: a GEMM launched with PDL after us must not start
@@ -1088,16 +1085,15 @@ __device__ __forceinline__ void finalize_rows(float* __restrict__ ws, const floa
     const int n0 = blockIdx.x * ROWS, rows = min(ROWS, N - n0), nvec = rows * ldw / 4;
     const float alpha = (1.0f / g_w[0]) * unit;
     float4* src = reinterpret_cast<float4*>(ws + (long long)n0 * ldw);
-    constexpr int PER = ROWS * 64 / 4 / THREADS;
-    float4 a[PER];  // up to PER float4 per thread
+    float4 a[ROWS * 64 / 4 / 256];  // up to 4 float4 per thread
 #pragma unroll
-    for (int k = 0; k < PER; ++k) {
-        const int v = threadIdx.x + THREADS * k;
+    for (int k = 0; k < ROWS * 64 / 4 / 256; ++k) {
+        const int v = threadIdx.x + 256 * k;
         if (v < nvec) a[k] = __ldcg(src + v);
     }
 #pragma unroll
-    for (int k = 0; k < PER; ++k) {
-        const int v = threadIdx.x + THREADS * k;
+    for (int k = 0; k < ROWS * 64 / 4 / 256; ++k) {
+        const int v = threadIdx.x + 256 * k;
         if (v < nvec) {
             __stcg(src + v, make_float4(0.0f, 0.0f, 0.0f, 0.0f));
             const uint32_t lo = f32x2_to_bf16x2(a[k].x * alpha, a[k].y * alpha);
@@ -1117,20 +1113,10 @@ __device__ __forceinline__ void finalize_rows(float* __restrict__ ws, const floa
     }
     __syncthreads();
     uint32_t* o = reinterpret_cast<uint32_t*>(out);
-    for (int w = threadIdx.x; w < M * (ROWS / 2); w += THREADS) {
+    for (int w = threadIdx.x; w < M * (ROWS / 2); w += blockDim.x) {
         const int tok = w / (ROWS / 2), p = w % (ROWS / 2);
         if (2 * p < rows)
             o[((long long)tok * N + n0) / 2 + p] =
                 (uint32_t)tile[2 * p * PITCH + tok] | ((uint32_t)tile[(2 * p + 1) * PITCH + tok] << 16);
     }
-}
-extern "C" __global__ void __launch_bounds__(256) wo_finalize(float* __restrict__ ws, const float* __restrict__ g_w,
-                                                   uint16_t* __restrict__ out, int M, int N, int ldw,
-                                                   float unit, int frag) {
-    finalize_rows<64, 256>(ws, g_w, out, M, N, ldw, unit, frag);
-}
-extern "C" __global__ void __launch_bounds__(128) wo_finalize_r32(float* __restrict__ ws, const float* __restrict__ g_w,
-                                                       uint16_t* __restrict__ out, int M, int N, int ldw,
-                                                       float unit, int frag) {
-    finalize_rows<32, 128>(ws, g_w, out, M, N, ldw, unit, frag);
 }

@@ -15,9 +15,7 @@ rewrites x (as the kernel producing x would leave it in L2); each build's time i
 time (timed alone the same way), so it holds no gain from anything a previous call left in L2. --baselines: also time
 cuBLAS bf16 (one bf16 copy of weight 0, 235 MB) and torch fp8 per-tensor (two fp8 weights in turn) the same way, so
 the ratios under either protocol come from one run. --scrub-ws: --scrub, then the build's fp32 workspace and counters
-rewritten too (as if a previous call had just zeroed them), to split a cold start into its parts. --fin-rows R,R: each
-build timed (and validated) with wo_finalize at each of these workspace rows per CTA (64: the default, 32:
-wo_finalize_r32), named build@finR.
+rewritten too (as if a previous call had just zeroed them), to split a cold start into its parts.
 """
 
 from __future__ import annotations
@@ -32,15 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_wo_profile import l2_scrubber, log, wo_weights  # noqa: E402
 
 
-def parse(args: list[str]) -> tuple[dict[int, list[tuple[int, int]]], int, int, set[str], list[int]]:
-    rounds, sets, pairs, flags, fin_rows = 3, 2, {}, set(), [64]
+def parse(args: list[str]) -> tuple[dict[int, list[tuple[int, int]]], int, int, set[str]]:
+    rounds, sets, pairs, flags = 3, 2, {}, set()
     it = iter(args)
     for a in it:
-        if a == "--fin-rows":
-            fin_rows = [int(v) for v in next(it).split(",")]
-            if any(r not in (32, 64) for r in fin_rows):
-                raise SystemExit(f"--fin-rows: expected 32 and / or 64, got {fin_rows}")
-            continue
         if a in ("--scrub", "--scrub-ws", "--baselines"):
             flags |= {a[2:], "scrub"} if a.startswith("--scrub") else {a[2:]}
             continue
@@ -59,7 +52,7 @@ def parse(args: list[str]) -> tuple[dict[int, list[tuple[int, int]]], int, int, 
             raise SystemExit(f"argument {a!r}: M must be 1..64 (the v5 kernel's range), got {m}")
     if not pairs:
         raise SystemExit(__doc__)
-    return pairs, rounds, sets, flags, fin_rows
+    return pairs, rounds, sets, flags
 
 
 def read_TBps(nbytes: int = 2**30, reps: int = 20) -> float:
@@ -74,7 +67,7 @@ def read_TBps(nbytes: int = 2**30, reps: int = 20) -> float:
 
 
 def main() -> int:
-    pairs, rounds, sets, flags, fin_rows = parse(sys.argv[1:])
+    pairs, rounds, sets, flags = parse(sys.argv[1:])
     scrub = "scrub" in flags
     import torch
     out_dir = Path(os.environ.get("OUT", "/tmp/gpu_wo_ab"))
@@ -118,26 +111,18 @@ def main() -> int:
         bound_us = wo.case_bytes(M, "nvfp4", N, K) / (copy_tbps * 1e12) * 1e6  # the record's bytes (weight, x, out)
         case = {"bound_us": round(bound_us, 2), "builds": {}}
         fns = {}
-        def gemm(x, p, c, rows):  # one call with wo_finalize at `rows` rows per CTA
-            wo.FINALIZE_ROWS = rows
-            try:
-                return v5.w4a16_gemm_v5(x, p, c)
-            finally:
-                wo.FINALIZE_ROWS = 64
-
-        for c, rows in [(c, r) for c in cfgs for r in fin_rows]:
-            name = str(c) + (f"@fin{rows}" if len(fin_rows) > 1 else "")
-            val = wo.validate(gemm(x, pws[0], c, rows), ref)
-            case["builds"][name] = {"validation": val, "times_us": [], "wgmma_serialized": c.expr in serialized}
+        for c in cfgs:
+            val = wo.validate(v5.w4a16_gemm_v5(x, pws[0], c), ref)
+            case["builds"][str(c)] = {"validation": val, "times_us": [], "wgmma_serialized": c.expr in serialized}
             if "scrub-ws" in flags:
                 for t in v5._workspace(x.device, N, c.tokp, N // 16 + 4):
                     if all(t.data_ptr() != r.data_ptr() for r, _ in rewrite):
                         rewrite.append((t, t.clone()))
             if val["passed"]:
-                fns[name] = [(lambda p=p, c=c, x=x, r=rows: (cold(), gemm(x, p, c, r))) if scrub
-                             else (lambda p=p, c=c, x=x, r=rows: gemm(x, p, c, r)) for p in pws]
+                fns[str(c)] = [(lambda p=p, c=c, x=x: (cold(), v5.w4a16_gemm_v5(x, p, c))) if scrub
+                               else (lambda p=p, c=c, x=x: v5.w4a16_gemm_v5(x, p, c)) for p in pws]
             else:
-                log(f"M={M} {name}: REJECTED {val}")
+                log(f"M={M} {c}: REJECTED {val}")
         if "baselines" in flags:
             x8, sx = wo.fp8_per_tensor(wo.pad_rows(x, 16))
             rewrite.append((x8, x8.clone()))

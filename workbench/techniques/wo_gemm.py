@@ -558,21 +558,14 @@ WS_UNIT = 2.0**63  # the power of two the decoded weights carry (wb_nvfp4_decode
 WS_UNIT_PAIRS = 2.0**19
 
 
-FINALIZE_ROWS = 64  # workspace rows per wo_finalize CTA: 64 (256 threads) or 32 (wo_finalize_r32, 128 threads)
-
-
 def finalize(ws: torch.Tensor, global_scale: torch.Tensor, out: torch.Tensor, ldw: int, unit: float = WS_UNIT,
-             frag: bool = False, rows: int | None = None) -> None:
+             frag: bool = False) -> None:
     """wo_finalize after a reduce-only (red) GEMM launch: out[tok, n] = bf16(ws[n, tok] * unit / g), ws
     zeroed (unit: WS_UNIT, or WS_UNIT_PAIRS after a scale-pairs build; frag: ws in the fragment-major order of
-    v5's LEAN bit 11, each 16-row tile as [ldw / 8][32 lanes][4]; rows: workspace rows per CTA, 64 or 32,
-    default FINALIZE_ROWS). Launched with programmatic dependent launch: it may start while the GEMM runs and
-    waits for it in griddepcontrol.wait."""
+    v5's LEAN bit 11, each 16-row tile as [ldw / 8][32 lanes][4]). Launched with programmatic dependent
+    launch: it may start while the GEMM runs and waits for it in griddepcontrol.wait."""
     from ..runtime import get_kernel, launch
 
-    rows = FINALIZE_ROWS if rows is None else rows
-    if rows not in (32, 64):
-        raise InputError(f"finalize: rows must be 32 or 64, got {rows}")
     M, N = out.shape
     if ldw > 64 or ldw % 4 or N % 2 or M > ldw:
         raise InputError(f"finalize: expected ldw <= 64, a multiple of 4, >= M and N even, got ldw={ldw}, "
@@ -580,8 +573,8 @@ def finalize(ws: torch.Tensor, global_scale: torch.Tensor, out: torch.Tensor, ld
     if frag and (ldw % 8 or N % 16):
         raise InputError(f"finalize: the fragment-major workspace needs ldw % 8 == 0 and N % 16 == 0, got ldw={ldw}, "
                          f"N={N}")
-    launch(get_kernel("wo_gemm", "wo_finalize" if rows == 64 else "wo_finalize_r32"), (math.ceil(N / rows), 1, 1),
-           128 if rows == 32 else 256, (ws, global_scale, out, M, N, ldw, float(unit), int(frag)), enable_pdl=True)
+    launch(get_kernel("wo_gemm", "wo_finalize"), (math.ceil(N / 64), 1, 1), 256,
+           (ws, global_scale, out, M, N, ldw, float(unit), int(frag)), enable_pdl=True)
 
 
 def cached_bf16_weight(pw: PreparedWeight) -> torch.Tensor:
