@@ -270,13 +270,19 @@ if rec_wo:
 # hide behind the register-A wgmma the way the issue slots and the tensor pipe would allow; at N = 64 each part
 # alone nearly does (notes, tenth pass). Its `with_stream` rows run the same loops beside a copy-engine stream into
 # the same shared memory (v5's M = 32 stages), B read from a fixed tile or from the ring: the lines after the table.
+# `data/diagnostics/wo_trace_flush_h100.json` (fourteenth pass, the same script) adds the recorded builds' twins whose
+# last step, the flush of the fp32 partials, uses plain stores (`_diag_plain_stores`) or writes nothing
+# (`_diag_no_partials`): what the flush and its atomics cost, beside the stream alone (`_diag_stream`).
 
 # %%
 trace, rate = nbutil.diagnostic("wo_trace_diag_h100"), nbutil.diagnostic("wgmma_rate_h100")
+flush = nbutil.diagnostic("wo_trace_flush_h100")
 bounds = {c["params"]["M"]: c["bound_us"] for c in rec_wo["cases"]} if rec_wo else {}
-if trace:
+for label, tr in (("", trace), (" (fourteenth pass: the flush)", flush)):
+    if not tr:
+        continue
     diag_rows = []
-    for m, case in trace["cases"].items():
+    for m, case in tr["cases"].items():
         for name, e in case["variants"].items():
             if name.startswith("cublas"):
                 continue
@@ -284,7 +290,7 @@ if trace:
             gemm = next((t["median_us"] for kn, t in k.items() if "w4a16" in kn), None)
             diag_rows.append({"M": int(m), "build": name, "GEMM kernel us": round(gemm, 2) if gemm else None,
                               "call us": round(e["replay_us"], 2), "bound us": round(bounds.get(int(m), float("nan")), 2)})
-    viz.table(diag_rows, title=f"v5 diagnostic builds ({trace['device']['name']})").show()
+    viz.table(diag_rows, title=f"v5 diagnostic builds{label} ({tr['device']['name']})").show()
 if rate:
     viz.table([{**r, "FMA cycles at peak": 64 * r["N"] * 16 // 2048} for r in rate["rows"]],
               title=f"wgmma.m64nNk16 alone: SM cycles per instruction ({rate['device']['name']})").show()
@@ -492,6 +498,14 @@ if INTERACTIVE:
 #   lanes already hold them (LEAN bit 2048) makes each warp's adds four whole lines: ~0.57k cycles, 0.5-0.8 us
 #   per call at M = 32 and 64, with a scrubbed L2 too (notes, thirteenth pass;
 #   `data/diagnostics/wo_timeline_fragws_h100.json`).
+# - Remove a part before you optimize it, and check that the compiler removed only that. Twins of the recorded builds
+#   whose flush stores its partials plainly or not at all (the table of the flush above) showed the flush costing
+#   ~0.5 us at M = 32, all of it the red.add atomics, and nothing at M = 64, where the consumer costs 4.6 us over the
+#   stream alone. A first "no writes" twin kept one value, and ptxas dropped the wgmma whose results were now unused:
+#   count the HGMMA in the SASS of every diagnostic build. Four changes at the kernel's tail then lost: all of a
+#   unit's shared-memory words loaded at once (the consumer 2% faster, the stream slower), the workspace prefetched
+#   into L2, the last unit sent as two halves, and the last flush as copy-engine bulk reductions; a finalize with
+#   twice the CTAs tied (notes, fourteenth pass; `data/diagnostics/wo_ab_h100.json`).
 # - Three bugs that only showed on the full wo shape, each caught by validating every timed variant: a
 #   register A operand indexed at run time lives in local memory, so the registers an in-flight wgmma reads
 #   were reused (NaN); one warp's `wgmma.wait_group` covers only its own rows, so a shared B buffer needs a
