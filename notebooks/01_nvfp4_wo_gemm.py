@@ -288,7 +288,11 @@ for label, tr in (("", trace), (" (fourteenth pass: the flush)", flush)):
                 continue
             k = e["trace"]["kernels"] if isinstance(e.get("trace"), dict) else {}
             gemm = next((t["median_us"] for kn, t in k.items() if "w4a16" in kn), None)
+            # wo_finalize starts early (PDL); its end after the GEMM's end = its gap before it + its duration
+            gap = e["trace"].get("gap_before_us", {}).get("wo_finalize") if isinstance(e.get("trace"), dict) else None
+            tail = gap + k["wo_finalize"]["median_us"] if gap is not None and "wo_finalize" in k else None
             diag_rows.append({"M": int(m), "build": name, "GEMM kernel us": round(gemm, 2) if gemm else None,
+                              "finalize tail us": round(tail, 2) if tail is not None else None,
                               "call us": round(e["replay_us"], 2), "bound us": round(bounds.get(int(m), float("nan")), 2)})
     viz.table(diag_rows, title=f"v5 diagnostic builds{label} ({tr['device']['name']})").show()
 if rate:

@@ -161,9 +161,14 @@ def main() -> int:
                 entry["trace"] = repr(e)[:300]
             if "--clocks" in sys.argv:
                 entry["clocks"] = sample_clocks(1.5, g.replay)
-            case["variants"][name] = entry
             tr = entry["trace"]
+            if isinstance(tr, dict) and "wo_finalize" in tr["kernels"] and "wo_finalize" in tr["gap_before_us"]:
+                # wo_finalize starts early (PDL): its end after the GEMM's end is its gap before it plus its duration
+                entry["finalize_tail_us"] = tr["gap_before_us"]["wo_finalize"] + tr["kernels"]["wo_finalize"]["median_us"]
+            case["variants"][name] = entry
             kern = tr["kernels"] if isinstance(tr, dict) else tr
+            if "finalize_tail_us" in entry:
+                log(f"M={M} {name}: finalize ends {entry['finalize_tail_us']:.2f} us after the GEMM")
             log(f"M={M} {name}: replay {t.median_us:.2f} us/call; kernels {kern}; "
                 f"gaps {tr.get('gap_before_us') if isinstance(tr, dict) else ''}; clocks {entry.get('clocks')}")
             del g
