@@ -506,10 +506,11 @@ if INTERACTIVE:
 #   whose flush stores its partials plainly or not at all (the table of the flush above) showed the flush costing
 #   ~0.5 us at M = 32, all of it the red.add atomics, and nothing at M = 64, where the consumer costs 4.6 us over the
 #   stream alone. A first "no writes" twin kept one value, and ptxas dropped the wgmma whose results were now unused:
-#   count the HGMMA in the SASS of every diagnostic build. Four changes at the kernel's tail then lost: all of a
+#   count the HGMMA in the SASS of every diagnostic build. Five changes at the kernel's tail then lost: all of a
 #   unit's shared-memory words loaded at once (the consumer 2% faster, the stream slower), the workspace prefetched
-#   into L2, the last unit sent as two halves, and the last flush as copy-engine bulk reductions; a finalize with
-#   twice the CTAs tied (notes, fourteenth pass; `data/diagnostics/wo_ab_h100.json`).
+#   into L2, the last unit sent as two halves, the last flush as copy-engine bulk reductions, and per-CTA workspace
+#   slots with plain stores summed by the finalize (no atomics, and far slower); a finalize with twice the CTAs tied
+#   (notes, fourteenth pass; `data/diagnostics/wo_ab_h100.json`).
 # - Three bugs that only showed on the full wo shape, each caught by validating every timed variant: a
 #   register A operand indexed at run time lives in local memory, so the registers an in-flight wgmma reads
 #   were reused (NaN); one warp's `wgmma.wait_group` covers only its own rows, so a shared B buffer needs a
