@@ -1073,23 +1073,10 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, MINB) w4a16_v6(
 // frag = 1: ws in the fragment-major order of v5's LEAN bit 11 (red_add_frag_major in wb_streamk.cuh): each
 // 16-row tile's 16 x ldw block as [ldw / 8][32 lanes][4]; the float4 of lane (g, t) in block j holds rows g and
 // g + 8 of the tile at cols 8j + 2t, + 1. Same bytes per CTA, same reads; only the tile placement differs.
-//
-// SEG (wo_finalize_seg, after v5's LEAN bit 12): ws holds plain per-CTA slots instead of one red.add sum: slot (b, s)
-// = [rows_unit / 16][16 ldw] fp32, fragment-major, the partials of CTA b's s-th row group (s = 0 for the row group of
-// the first unit of its static share [b units / grid, (b + 1) units / grid), 1 for the next). A CTA's 64 rows lie in
-// one row group (rows_unit a multiple of 64); its contributors are the CTAs owning the group's n_kc units (CTAs with
-// empty shares own none), at most SEG_MAX (the launcher checks): the first owns the group's first unit, each next one
-// the unit after the previous one's share. All their loads are issued before any sum; the sum runs in CTA order, so
-// the output does not depend on timing; nothing is zeroed (every slot read was written by this call).
-// CMAX: the contributors one CTA can sum (its loads all in flight at once: CMAX x PER float4 per thread); the entry
-// points trade threads for registers so that the finalize stays resident beside the GEMM's CTAs (M = 32: 544 GEMM
-// threads leave ~17k registers, hence 128 threads; the launcher picks the entry by ldw and the contributor count).
-template <bool SEG, int CMAX = 1, int THREADS = 256, int LDW = 64>
-__device__ __forceinline__ void finalize_tile_rows(float* __restrict__ ws, const float* __restrict__ g_w,
-                                                   uint16_t* __restrict__ out, int M, int N, int ldw, float unit,
-                                                   int frag, int rows_unit, int units, int n_kc, int grid) {
+extern "C" __global__ void __launch_bounds__(256) wo_finalize(float* __restrict__ ws, const float* __restrict__ g_w,
+                                                   uint16_t* __restrict__ out, int M, int N, int ldw,
+                                                   float unit, int frag) {
     constexpr int ROWS = 64, PITCH = 66;  // bf16 per tile row (ldw <= 64, + 2: fewer bank conflicts)
-    constexpr int PER = ROWS * LDW / 4 / THREADS;  // float4 per thread at ldw = LDW (the most it serves)
     __shared__ __align__(16) uint16_t tile[ROWS * PITCH];
     pdl_wait();
     // The next kernel may be scheduled now (not earlier: a GEMM launched with PDL after us must not start
@@ -1098,49 +1085,17 @@ __device__ __forceinline__ void finalize_tile_rows(float* __restrict__ ws, const
     const int n0 = blockIdx.x * ROWS, rows = min(ROWS, N - n0), nvec = rows * ldw / 4;
     const float alpha = (1.0f / g_w[0]) * unit;
     float4* src = reinterpret_cast<float4*>(ws + (long long)n0 * ldw);
-    float4 a[PER];
-    if constexpr (SEG) {
-        const int rg = n0 / rows_unit, u_end = (rg + 1) * n_kc;
-        auto cta_of = [&](int u) { return (int)(((long long)(u + 1) * grid - 1) / units); };  // the share holding u
-        auto share0 = [&](int b) { return (int)((long long)b * units / grid); };              // its first unit
-        float4 p[CMAX][PER];
-        int u = rg * n_kc;  // the first unit of the next contributor
+    float4 a[ROWS * 64 / 4 / 256];  // up to 4 float4 per thread
 #pragma unroll
-        for (int c = 0; c < CMAX; ++c) {
-            const bool in = u < u_end;
-            const int b = cta_of(in ? u : 0), s = share0(b) / n_kc == rg ? 0 : 1;
-            const float4* slot = reinterpret_cast<const float4*>(
-                ws + ((long long)(2 * b + s) * (rows_unit / 16)) * 16 * ldw + (long long)(n0 % rows_unit) * ldw);
-#pragma unroll
-            for (int k = 0; k < PER; ++k) {
-                const int v = threadIdx.x + THREADS * k;
-                p[c][k] = in && v < nvec ? __ldcg(slot + v) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            }
-            u = in ? share0(b + 1) : u;
-        }
-#pragma unroll
-        for (int k = 0; k < PER; ++k) {
-            a[k] = p[0][k];
-#pragma unroll
-            for (int c = 1; c < CMAX; ++c) {
-                a[k].x += p[c][k].x;
-                a[k].y += p[c][k].y;
-                a[k].z += p[c][k].z;
-                a[k].w += p[c][k].w;
-            }
-        }
-    } else {
-#pragma unroll
-        for (int k = 0; k < PER; ++k) {
-            const int v = threadIdx.x + THREADS * k;
-            if (v < nvec) a[k] = __ldcg(src + v);
-        }
+    for (int k = 0; k < ROWS * 64 / 4 / 256; ++k) {
+        const int v = threadIdx.x + 256 * k;
+        if (v < nvec) a[k] = __ldcg(src + v);
     }
 #pragma unroll
-    for (int k = 0; k < PER; ++k) {
-        const int v = threadIdx.x + THREADS * k;
+    for (int k = 0; k < ROWS * 64 / 4 / 256; ++k) {
+        const int v = threadIdx.x + 256 * k;
         if (v < nvec) {
-            if (!SEG) __stcg(src + v, make_float4(0.0f, 0.0f, 0.0f, 0.0f));
+            __stcg(src + v, make_float4(0.0f, 0.0f, 0.0f, 0.0f));
             const uint32_t lo = f32x2_to_bf16x2(a[k].x * alpha, a[k].y * alpha);
             const uint32_t hi = f32x2_to_bf16x2(a[k].z * alpha, a[k].w * alpha);
             if (frag) {  // float4 v: tile v / (4 ldw), block j, lane (g, t): rows g, g + 8 at cols 8j + 2t, + 1
@@ -1165,18 +1120,3 @@ __device__ __forceinline__ void finalize_tile_rows(float* __restrict__ ws, const
                 (uint32_t)tile[2 * p * PITCH + tok] | ((uint32_t)tile[(2 * p + 1) * PITCH + tok] << 16);
     }
 }
-extern "C" __global__ void __launch_bounds__(256) wo_finalize(float* __restrict__ ws, const float* __restrict__ g_w,
-                                                   uint16_t* __restrict__ out, int M, int N, int ldw,
-                                                   float unit, int frag) {
-    finalize_tile_rows<false>(ws, g_w, out, M, N, ldw, unit, frag, 0, 0, 0, 0);
-}
-#define WB_FINALIZE_SEG(NAME, CMAX, THREADS, LDW)                                                                   \
-    extern "C" __global__ void __launch_bounds__(THREADS) NAME(float* __restrict__ ws, const float* __restrict__ g_w, \
-                                                               uint16_t* __restrict__ out, int M, int N, int ldw,      \
-                                                               float unit, int rows_unit, int units, int n_kc,         \
-                                                               int grid) {                                             \
-        finalize_tile_rows<true, CMAX, THREADS, LDW>(ws, g_w, out, M, N, ldw, unit, 1, rows_unit, units, n_kc, grid); \
-    }
-WB_FINALIZE_SEG(wo_finalize_seg_c6_t128, 6, 128, 32)  // ldw <= 32, up to 6 contributors (wo at M = 32: 6)
-WB_FINALIZE_SEG(wo_finalize_seg_c4_t256, 4, 256, 64)  // up to 4 contributors (wo at M = 64: 4)
-WB_FINALIZE_SEG(wo_finalize_seg_c8_t256, 8, 256, 64)  // up to 8 (SEG_MAX, the launcher's limit)

@@ -94,9 +94,7 @@ WB_DEVICE unsigned long long clock_now() {
 // the rotate word layout (the stream built with word_layout="rot"; rot_decode_word: 8 integer instructions per
 // code word instead of 11); bit 8 (with bit 2) = the cross-unit prefetch (XPRE below); bit 9 = one full barrier
 // per stage and warpgroup (SPLIT below); bit 10 = the consumers' row-group test without a division (FASTRG below);
-// bit 11 (reduce builds) = the fragment-major workspace (FRAG_WS below; wo_finalize reads it with frag = 1);
-// bit 12 (with bit 11, static shares) = each CTA's partials stored plainly in its own slots (SEGWS below; summed by
-// wo_finalize_seg).
+// bit 11 (reduce builds) = the fragment-major workspace (FRAG_WS below; wo_finalize reads it with frag = 1).
 template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0,
           int BK = 256, bool GROUPED = false, int LEAN = 0, bool PROF = false, int CL = 0, int SKIP = 0>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
@@ -236,14 +234,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     constexpr bool FRAG_WS = (LEAN & 2048) != 0 && RED;
     static_assert(!FRAG_WS || CL == 0, "LEAN bit 11: builds with a workspace");
     static_assert((DIAG != 10 && DIAG != 11) || FRAG_WS, "DIAG 10, 11: the fragment-major workspace's writes");
-    // SEGWS (LEAN bit 12, with bit 11; static shares only, the launcher checks): the red.add atomics of the flushes cost
-    // ~0.5 us of the M = 32 call (DIAG 10: plain stores cost what no writes cost). A static share spans at most two row
-    // groups (the launcher checks), so each CTA stores each flush's partials plainly, fragment-major, into its own slot
-    // (CTA b, segment 0 for its first row group, 1 for the next): [grid][2][TILES][16 TOKP] fp32. No atomics, nothing to
-    // zero; wo_finalize_seg sums the slots of each row group's CTAs (kernels/wo_gemm.cu), in a fixed order.
-    constexpr bool SEGWS = (LEAN & 4096) != 0 && RED;
-    static_assert(!SEGWS || (FRAG_WS && DIAG == 0), "LEAN bit 12: with bit 11, no DIAG builds");
-    const int seg_rg0 = SEGWS ? (int)((long long)blockIdx.x * units / gridDim.x) / n_kc : 0;  // the share's first group
     float psink = 0.0f;  // DIAG 11: the partials summed here instead of written (keeps every wgmma alive)
     // Partial sums of this warp's tiles -> workspace; the last contributor of a tile writes bf16 out.
     auto flush = [&](int u) {
@@ -262,11 +252,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
             }
 #pragma unroll
             for (int j = 0; j < TOKP / 8; ++j) {
-                if constexpr (SEGWS)
-                    *reinterpret_cast<float4*>(ws + ((long long)(blockIdx.x * 2 + (rg == seg_rg0 ? 0 : 1)) * TILES +
-                                                     (wg * MT + i) * 4 + q) * 16 * TOKP + 128 * j + 4 * lane) =
-                        make_float4(acc[0][i][4 * j], acc[0][i][4 * j + 1], acc[0][i][4 * j + 2], acc[0][i][4 * j + 3]);
-                else if constexpr (FRAG_WS && DIAG == 10)
+                if constexpr (FRAG_WS && DIAG == 10)
                     *reinterpret_cast<float4*>(ws + (long long)tile * 16 * TOKP + 128 * j + 4 * lane) =
                         make_float4(acc[0][i][4 * j], acc[0][i][4 * j + 1], acc[0][i][4 * j + 2], acc[0][i][4 * j + 3]);
                 else if constexpr (FRAG_WS && DIAG == 11)
@@ -726,11 +712,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 2695>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 3203>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 3203>
-// each CTA's partials in its own workspace slots, no atomics (LEAN bit 12) on the recorded M = 32 and 64 builds
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 6791>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 6791>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 7299>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 7299>
 // cluster builds (CL, SKIP): reduce only
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 135, false, 4, 2>
 // @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, true, 0, 256, true, 135, false, 4, 2>

@@ -239,7 +239,7 @@ def test_even_ctas():
 @pytest.mark.parametrize("cfg", v5.V5_KERNELS + [k.with_work(True, s0, g) for k in v5.V5_KERNELS for s0, g in
                                                  ((0, 0), (1, 1), (0, 2))]
                          + [k.with_work(True, s0, g) for k in v5.V5_KERNELS_BK128 + v5.V5_KERNELS_GROUPED
-                            + v5.V5_KERNELS_LEAN for s0, g in ((0, 0), (1, 1)) if not (g and k.lean & 4096)]
+                            + v5.V5_KERNELS_LEAN for s0, g in ((0, 0), (1, 1))]
                          + v5.V5_KERNELS_BK128 + v5.V5_KERNELS_GROUPED + v5.V5_KERNELS_LEAN
                          + [k.with_work(True, s0, g).with_fin() for k in v5.V5_KERNELS_LEAN for s0, g in ((0, 0), (1, 1))
                             if not k.lean & 2048]
@@ -254,9 +254,7 @@ def test_gpu_w4a16_v5_matches_fp32_of_dequantized(cfg):
 @pytest.mark.gpu
 def test_gpu_w4a16_v5_all_codes_and_scales():
     check_all_codes(v5.w4a16_gemm_v5, [c for c in v5.V5_KERNELS + [k.with_work(True, 1, 1) for k in v5.V5_KERNELS
-                                                                    + v5.V5_KERNELS_LEAN if not k.lean & 4096]
-                                       + [k.with_work(True) for k in v5.V5_KERNELS_LEAN if k.lean & 4096]
-                                       if 256 % c.rows == 0], 8)
+                                                                    + v5.V5_KERNELS_LEAN] if 256 % c.rows == 0], 8)
 
 
 @pytest.mark.gpu
@@ -283,35 +281,3 @@ def test_gpu_fragment_major_workspace_refuses_fin():
     x, q, _ = small_problem(cfg.tokp, N=2 * cfg.rows, K=2048, seed=3)
     with pytest.raises(InputError, match="fin"):
         v5.w4a16_gemm_v5(x, wo.prepare_weight(q), cfg)
-
-
-@pytest.mark.gpu
-def test_gpu_segment_slots_refuse_grabs():
-    """LEAN bit 12 gives each CTA slots for its static share's row groups: a dynamic-grab launch is refused by name."""
-    cfg = next(c for c in v5.V5_KERNELS_LEAN if c.lean & 4096).with_work(True, 1, 1)
-    x, q, _ = small_problem(cfg.tokp, N=2 * cfg.rows, K=2048, seed=3)
-    with pytest.raises(InputError, match="static shares"):
-        v5.w4a16_gemm_v5(x, wo.prepare_weight(q), cfg)
-
-
-def test_seg_slots_match_the_static_shares():
-    """LEAN bit 12: the CTA wo_finalize_seg assigns each unit (seg_cta_of, mirrored in kernels/wo_gemm.cu) is the one
-    whose static share holds it, and seg_contributors counts the shares meeting a row group; too many is refused."""
-    # the wo shape at M = 32 / 64, the GPU tests' small shapes (most CTAs own no unit), the all-codes weight
-    for units, n_kc, grid in ((1792, 64, 132), (3584, 64, 132), (48, 8, 132), (1792, 64, 128), (4, 4, 132),
-                              (224, 8, 132)):
-        share = {u: b for b in range(grid) for u in range(b * units // grid, (b + 1) * units // grid)}
-        assert all(v5.seg_cta_of(u, units, grid) == share[u] for u in range(units))
-        owners = [sorted({share[u] for u in range(rg * n_kc, (rg + 1) * n_kc)}) for rg in range(units // n_kc)]
-        assert v5.seg_contributors(units, n_kc, grid) == max(len(o) for o in owners)
-        for rg, o in enumerate(owners):  # the finalize's walk: from the group's first unit, share after share
-            walk, u = [], rg * n_kc
-            while u < (rg + 1) * n_kc:
-                walk.append(v5.seg_cta_of(u, units, grid))
-                u = (walk[-1] + 1) * units // grid
-            assert walk == o
-    assert v5.seg_contributors(1792, 64, 132) == 6 and v5.seg_contributors(3584, 64, 132) == 4
-    with pytest.raises(InputError, match="more than two row groups"):
-        v5.seg_contributors(96, 8, 7)  # shares of 13-14 units over groups of 8
-    with pytest.raises(InputError, match="more than 8"):
-        v5.seg_contributors(640, 64, 100)  # 6-7 unit shares: 11 own units of a group of 64

@@ -577,33 +577,6 @@ def finalize(ws: torch.Tensor, global_scale: torch.Tensor, out: torch.Tensor, ld
            (ws, global_scale, out, M, N, ldw, float(unit), int(frag)), enable_pdl=True)
 
 
-SEG_MAX = 8  # kernels/wo_gemm.cu: the most CTA slots wo_finalize_seg sums for one row group
-
-
-def finalize_seg(ws: torch.Tensor, global_scale: torch.Tensor, out: torch.Tensor, ldw: int, unit: float,
-                 rows_unit: int, units: int, n_kc: int, grid: int, contributors: int) -> None:
-    """wo_finalize_seg after a v5 LEAN bit 12 launch: out[tok, n] = bf16(sum of the slots of the CTAs whose static
-    shares meet n's row group * unit / g). ws: [grid][2][rows_unit / 16][16 ldw] fp32 slots, fragment-major (see
-    kernels/wo_gemm.cu); rows_unit: rows per unit (a multiple of 64); units, n_kc: the GEMM's units and units per row
-    group; grid: its CTAs; contributors: the most CTAs owning units of one row group (seg_contributors in
-    wo_gemm_v5). Launched with programmatic dependent launch, as finalize."""
-    from ..runtime import get_kernel, launch
-
-    M, N = out.shape
-    if ldw > 64 or ldw % 8 or N % 64 or M > ldw or rows_unit % 64 or N % rows_unit:
-        raise InputError(f"finalize_seg: expected ldw <= 64 and a multiple of 8, >= M, N a multiple of 64 and of "
-                         f"rows_unit (a multiple of 64), got ldw={ldw}, M={M}, N={N}, rows_unit={rows_unit}")
-    if ws.numel() < grid * 2 * rows_unit * ldw:
-        raise InputError(f"ws: expected at least {grid * 2 * rows_unit * ldw} fp32 (grid x 2 slots), got {ws.numel()}")
-    if contributors > SEG_MAX:
-        raise InputError(f"finalize_seg: at most {SEG_MAX} contributors per row group, got {contributors}")
-    # the entry with the fewest registers that holds every contributor's loads (kernels/wo_gemm.cu, CMAX)
-    name, threads = (("wo_finalize_seg_c6_t128", 128) if ldw <= 32 and contributors <= 6 else
-                     ("wo_finalize_seg_c4_t256", 256) if contributors <= 4 else ("wo_finalize_seg_c8_t256", 256))
-    launch(get_kernel("wo_gemm", name), (N // 64, 1, 1), threads,
-           (ws, global_scale, out, M, N, ldw, float(unit), rows_unit, units, n_kc, grid), enable_pdl=True)
-
-
 def cached_bf16_weight(pw: PreparedWeight) -> torch.Tensor:
     """The exact e2m1 * sf weight in bf16 [N, K] (at most 6 significant bits: exact), cached on pw.
     Memory: 2NK bytes (235 MB for wo) on top of the NVFP4 weight; alpha = 1/g goes to cuBLAS."""

@@ -38,7 +38,6 @@ from .wo_gemm import (
     check_work,
     decode_reencoded_scales,
     finalize,
-    finalize_seg,
     gemm_output,
 )
 
@@ -285,8 +284,7 @@ class V5Config:
     # bit 8 (with bit 2): the next stage's barrier tested and its first words loaded during a unit's last chunk;
     # bit 9: one full barrier per stage and warpgroup (each warpgroup waits for its own tiles and the stage's x);
     # bit 10: the consumers' row-group test by a multiply-high instead of a division at every unit's start; bit 11
-    # (reduce builds): the workspace in fragment-major order, each warp's red.add on whole lines (no fin); bit 12
-    # (with bit 11, static shares): each CTA's partials stored plainly in its own slots, wo_finalize_seg sums them
+    # (reduce builds): the workspace in fragment-major order, each warp's red.add on whole lines (no fin)
     fin: bool = False  # launch choice (red only): the in-kernel finalize (a grid barrier, then each CTA converts
     # its share of the workspace) instead of wo_finalize after the kernel
     prof: bool = False  # timeline build (PROF): clock stamps after the counters (launch with v5_timeline)
@@ -488,10 +486,7 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    # the fragment-major workspace (bit 11): each warp's red.add on whole lines
                    V5Config(8, 1, 2, 512, 4, 2, 2, 2, lean=2695),
                    V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=2695),
-                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3203),
-                   # each CTA's partials stored plainly in its own slots, summed by wo_finalize_seg (bit 12)
-                   V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=6791),
-                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=7299)]
+                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3203)]
 # Cluster builds (CL, reduce only, instantiated once): 224-row units (the last warpgroup's last SKIP warps decode a
 # copy of the last tile), 32 row groups x cl CTAs = 128 CTAs, each a 1/cl slice of k for one row group, summed over
 # distributed shared memory: every output written once as bf16, no fp32 workspace, no red.add flush, no wo_finalize.
@@ -653,55 +648,12 @@ def w4a16_gemm_v5(x: torch.Tensor, pw: PreparedWeight, config: V5Config | None =
     if cfg.lean & 1024 and (N // cfg.rows) * (K // cfg.kc) ** 2 >= 2**32:  # FASTRG's multiply-high row group
         raise InputError(f"w.shape: config {cfg} needs (N / {cfg.rows}) (K / {cfg.kc})^2 < 2^32, got N, K = {N}, {K}")
     grid = cfg.grid(N, sms)
-    seg = cfg.red and bool(cfg.lean & 4096)  # LEAN bit 12: plain stores into per-CTA slots, wo_finalize_seg sums
-    if seg:
-        if cfg.grab:
-            raise InputError(f"config {cfg}: LEAN bit 12 (per-CTA workspace slots) needs static shares (grab = 0)")
-        contributors = seg_contributors((N // cfg.rows) * (K // cfg.kc), K // cfg.kc, grid)  # (raises if too many)
-        ws = _seg_workspace(x.device, grid * 2 * cfg.rows * cfg.tokp)
     if cfg.cl and grid > cfg.cl * max_active_clusters(func, cfg.cl, cfg.threads, cfg.smem):
         raise InputError(f"config {cfg}: {grid // cfg.cl} clusters of {cfg.cl} CTAs must run at once on this GPU; "
                          f"it runs {max_active_clusters(func, cfg.cl, cfg.threads, cfg.smem)}")
     launch_by_value(func, grid, cfg.threads,
                     (tensor_map_2d(x, cfg.tokp, 64), stream, pw.global_scale, out, ws, cnt, M, N, K, cfg.s0,
                      cfg.grab, int(cfg.fin)), shared_mem=cfg.smem, enable_pdl=enable_pdl, cluster=cfg.cl)
-    if seg:
-        finalize_seg(ws, pw.global_scale, out, cfg.tokp, WS_UNIT_PAIRS if cfg.scale_pairs else WS_UNIT, cfg.rows,
-                     (N // cfg.rows) * (K // cfg.kc), K // cfg.kc, grid, contributors)
-    elif cfg.red and not cfg.fin and not cfg.cl:
+    if cfg.red and not cfg.fin and not cfg.cl:
         finalize(ws, pw.global_scale, out, cfg.tokp, WS_UNIT_PAIRS if cfg.scale_pairs else WS_UNIT, frag=cfg.frag_ws)
     return out
-
-
-_SEG_WORKSPACE: dict = {}
-
-
-def _seg_workspace(device, n: int) -> torch.Tensor:
-    """fp32 per-CTA workspace slots (LEAN bit 12), reused; never zeroed: every slot read was written by the call."""
-    ws = _SEG_WORKSPACE.get(str(device))
-    if ws is None or ws.numel() < n:
-        ws = torch.empty(n, dtype=torch.float32, device=device)
-        _SEG_WORKSPACE[str(device)] = ws
-    return ws
-
-
-def seg_cta_of(u: int, units: int, grid: int) -> int:
-    """The CTA whose static share [b units / grid, (b + 1) units / grid) holds unit u (wo_finalize_seg's cta_of)."""
-    return ((u + 1) * grid - 1) // units
-
-
-def seg_contributors(units: int, n_kc: int, grid: int) -> int:
-    """The most CTAs owning units of one row group of n_kc units: the slots wo_finalize_seg sums. Raises if a share
-    meets more than two row groups (a CTA has two slots) or a row group more than SEG_MAX owners."""
-    from .wo_gemm import SEG_MAX
-
-    for b in range(grid):
-        u0, u1 = b * units // grid, (b + 1) * units // grid
-        if u1 > u0 and (u1 - 1) // n_kc - u0 // n_kc > 1:
-            raise InputError(f"LEAN bit 12: CTA {b}'s static share (units {u0}..{u1 - 1}) meets more than two row "
-                             f"groups of {n_kc} units")
-    most = max(len({seg_cta_of(u, units, grid) for u in range(rg * n_kc, (rg + 1) * n_kc)})
-               for rg in range(units // n_kc))
-    if most > SEG_MAX:
-        raise InputError(f"LEAN bit 12: a row group of {n_kc} units meets {most} CTA shares, more than {SEG_MAX}")
-    return most
