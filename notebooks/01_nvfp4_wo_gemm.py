@@ -288,9 +288,7 @@ for label, tr in (("", trace), (" (fourteenth pass: the flush)", flush)):
                 continue
             k = e["trace"]["kernels"] if isinstance(e.get("trace"), dict) else {}
             gemm = next((t["median_us"] for kn, t in k.items() if "w4a16" in kn), None)
-            # wo_finalize starts early (PDL); its end after the GEMM's end = its gap before it + its duration
-            gap = e["trace"].get("gap_before_us", {}).get("wo_finalize") if isinstance(e.get("trace"), dict) else None
-            tail = gap + k["wo_finalize"]["median_us"] if gap is not None and "wo_finalize" in k else None
+            tail = nbutil.finalize_tail_us(e.get("trace"))  # wo_finalize's end after the GEMM's end
             diag_rows.append({"M": int(m), "build": name, "GEMM kernel us": round(gemm, 2) if gemm else None,
                               "finalize tail us": round(tail, 2) if tail is not None else None,
                               "call us": round(e["replay_us"], 2), "bound us": round(bounds.get(int(m), float("nan")), 2)})
@@ -353,14 +351,20 @@ if timeline:
 # L2. Everything small (kernel code, workspace, counters) may still be left by the previous call. `scripts/gpu_wo_ab.py
 # --baselines` times the recorded builds, cuBLAS bf16 and torch fp8 in the same rounds; with `--scrub` L2 is evicted
 # before every call (x rewritten, as its producer would leave it) and the scrub's own time subtracted. The table puts
-# both protocols of one device call side by side (`data/diagnostics/wo_ab_h100.json`; the builds with LEAN bits 11 /
-# 12 carry the L2 cache policies the thirteenth pass measured and reverted).
+# both protocols of one device call side by side (`data/diagnostics/wo_ab_h100.json`). A LEAN value means what it
+# meant at its run's commit (the column): at 270d96e bits 11 / 12 were the L2 cache policies the thirteenth pass
+# measured and reverted, from af54ec5 on bit 11 is the fragment-major workspace and bit 12 a measured-and-reverted
+# step of each pass (the notes say which).
 
 # %%
 ab = nbutil.diagnostic("wo_ab_h100")
 if ab:
-    proto_rows = []
-    for run in ab["runs"]:
+    import re
+
+    proto_rows, commit = [], None
+    for run in ab["runs"]:  # a run without a commit in its note is "the same call as the run above"
+        found = re.search(r"commit ([0-9a-f]{7})", run.get("what", ""))
+        commit = found[1] if found else commit
         for m, case in run.get("cases", {}).items():
             b = case["builds"]
             if "cublas_bf16" not in b:
@@ -368,12 +372,13 @@ if ab:
             for name, e in b.items():
                 if name in ("cublas_bf16", "torch_fp8") or "median_us" not in e:
                     continue
-                proto_rows.append({"M": int(m[1:]), "build": name, "protocol": "scrubbed" if run.get("scrub") else "record",
+                proto_rows.append({"M": int(m[1:]), "build": name, "commit": commit,
+                                   "protocol": "scrubbed" if run.get("scrub") else "record",
                                    "us": e["median_us"], "bound us": case["bound_us"],
                                    "% of bound": round(100 * case["bound_us"] / e["median_us"]),
                                    "cuBLAS bf16 us": b["cublas_bf16"]["median_us"],
                                    "vs cuBLAS bf16": e["vs_cublas_bf16"], "vs fp8": e["vs_torch_fp8"]})
-    proto_rows.sort(key=lambda r: (r["M"], r["build"], r["protocol"]))
+    proto_rows.sort(key=lambda r: (r["M"], r["build"], r["commit"] or "", r["protocol"]))
     viz.table(proto_rows, title=f"Ratios with and without a scrubbed L2 ({ab['device']['name']})").show()
 
 # %% [markdown]

@@ -1,13 +1,14 @@
 """Does a weight survive in L2 from one wo call to the next time it is used? (issue 3, thirteenth pass)
 
 The record times each fused build over weights used in turn (each ~66 MB, L2 ~50 MB), assuming the other weights'
-streams evict it. A build whose copies carry an L2 evict_first policy (LEAN bit 11) changes which lines L2 evicts, so
-the assumption needs a measurement. For each named v5 build at M: calls on weights 0, 1, ..., S-1 in turn (S sets),
+streams evict it. A build whose copies carry an L2 cache policy changes which lines L2 evicts, so the assumption needs
+a measurement (written for the thirteenth pass's evict_first builds, commit 8a66b42, since reverted; it runs any
+build of V5_KERNELS_LEAN). For each named v5 build at M: calls on weights 0, 1, ..., S-1 in turn (S sets),
 then a plain torch read (an fp32 sum of its bytes, normal policy) of one weight's stream, timed with CUDA events: weight 0 (the next one
 the rotation would use), weight S-1 (the one just used) and an untouched buffer of the same size (the DRAM time).
 A read of weight 0 faster than the untouched one means part of it was still in L2 when its next call would start.
 
-Run on the device: PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python3 scripts/gpu_l2_survival.py 32:647,6791 --sets 3
+Run on the device: PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python3 scripts/gpu_l2_survival.py 32:647,2695 --sets 3
 Writes $OUT/l2_survival.json. Diagnostic: no record.
 """
 

@@ -89,6 +89,7 @@ def main() -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     import torch
 
+    from workbench.nbutil import finalize_tail_us
     from workbench.runtime import device_info
     from workbench.techniques import nvfp4
     from workbench.techniques import wo_gemm as wo
@@ -162,9 +163,8 @@ def main() -> int:
             if "--clocks" in sys.argv:
                 entry["clocks"] = sample_clocks(1.5, g.replay)
             tr = entry["trace"]
-            if isinstance(tr, dict) and "wo_finalize" in tr["kernels"] and "wo_finalize" in tr["gap_before_us"]:
-                # wo_finalize starts early (PDL): its end after the GEMM's end is its gap before it plus its duration
-                entry["finalize_tail_us"] = tr["gap_before_us"]["wo_finalize"] + tr["kernels"]["wo_finalize"]["median_us"]
+            if finalize_tail_us(tr) is not None:
+                entry["finalize_tail_us"] = finalize_tail_us(tr)
             case["variants"][name] = entry
             kern = tr["kernels"] if isinstance(tr, dict) else tr
             if "finalize_tail_us" in entry:

@@ -72,3 +72,17 @@ def test_committed_diagnostics_load():
     assert any(r["build"] == "v5_n32_mt1_wg4_kc256_s4_gs2_a2_b2_red_grp_lean7" and r["twin us / call"] for r in rows)
     assert len(vnv.fig_cta_timeline(tl).data) == 3
     assert nbutil.diagnostic("no_such_measurement") is None
+
+
+def test_finalize_tail_from_a_trace():
+    """nbutil.finalize_tail_us: wo_finalize's end after the GEMM's = its (negative, PDL) gap plus its duration."""
+    from workbench import nbutil
+
+    trace = {"kernels": {"void w4a16_v5": {"median_us": 27.9}, "wo_finalize": {"median_us": 28.0}},
+             "gap_before_us": {"wo_finalize": -26.2, "void w4a16_v5": 0.3}}
+    assert abs(nbutil.finalize_tail_us(trace) - 1.8) < 1e-9
+    assert nbutil.finalize_tail_us({"kernels": {"nvjet": {"median_us": 84.0}}, "gap_before_us": {}}) is None
+    assert nbutil.finalize_tail_us("RuntimeError(...)") is None  # a variant whose trace failed
+    flush = nbutil.diagnostic("wo_trace_flush_h100")  # the committed flush trace: the recorded M = 32 build's tail
+    rec = flush["cases"]["32"]["variants"]["v5_n32_mt1_wg4_kc256_s4_gs2_a2_b2_red_grp_lean2695"]
+    assert 0 < nbutil.finalize_tail_us(rec["trace"]) < rec["replay_us"]

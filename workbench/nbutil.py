@@ -54,6 +54,16 @@ def diagnostic(name: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def finalize_tail_us(trace: dict | str) -> float | None:
+    """How long wo_finalize ends after the GEMM in one traced variant of scripts/gpu_wo_trace.py (its `trace` entry:
+    kernels' median durations and the idle gap before each). wo_finalize starts early (PDL), so its gap is negative:
+    its end after the GEMM's end is that gap plus its duration. None when the variant has no wo_finalize."""
+    if not isinstance(trace, dict) or "wo_finalize" not in trace.get("kernels", {}):
+        return None
+    gap = trace.get("gap_before_us", {}).get("wo_finalize")
+    return None if gap is None else gap + trace["kernels"]["wo_finalize"]["median_us"]
+
+
 def describe(rec: dict | None, name: str = "") -> str:
     """A line saying where the numbers come from."""
     if rec is None:
