@@ -235,3 +235,76 @@ def test_gpu_finalize_converts_and_zeroes_the_workspace(M, ldw, N):
     assert int(torch.count_nonzero(ws)) == 0
     with pytest.raises(InputError, match="ldw"):
         wo.finalize(ws, g, out, 6)
+
+
+# --- the per-GPU tuning table (data/tuning/wo_gemm.json) and the dispatcher's default -----------------------
+
+def test_tuning_table_matches_its_records():
+    """Each device's entry names a committed wo_gemm record of that device, holds that run's fused_tuning, and
+    every config in it is still a candidate (wo_nvfp4 resolves them on first use)."""
+    import json
+
+    table = json.loads(wo.TUNING_PATH.read_text())["devices"]
+    assert table, "no device in the tuning table"
+    for name, entry in table.items():
+        rec = json.loads((wo.REPO_ROOT / entry["record"]).read_text())
+        assert rec["device"]["name"] == name, entry["record"]
+        assert (rec["git_commit"], rec["fused_tuning"]) == (entry["git_commit"], entry["fused"]), name
+        tuned = wo.table_tuning(name)
+        assert sorted(tuned) == sorted(int(m) for m in entry["fused"])
+        assert all(str(c) == entry["fused"][str(m)] for m, c in tuned.items())
+    assert wo.table_tuning("no such GPU") == {}
+
+
+def test_the_committed_record_device_has_a_table_entry():
+    import json
+
+    rec = json.loads((wo.REPO_ROOT / "data/results/wo_gemm.json").read_text())
+    assert wo.table_tuning(rec["device"]["name"]) == {
+        int(m): wo.resolve_fused_config(int(m), s) for m, s in rec["fused_tuning"].items()}
+
+
+def test_resolve_unknown_config_names_it():
+    with pytest.raises(InputError, match="'v5_nothing' at M = 8: not among"):
+        wo.resolve_fused_config(8, "v5_nothing")
+    with pytest.raises(InputError, match="expected a wo_gemm record"):
+        wo.tuning_entry({"technique": "copy"}, "data/results/copy.json")
+
+
+def test_fused_config_between_measured_m_takes_the_next_larger():
+    a, b, c = (wo.resolve_fused_config(m, s) for m, s in (
+        (8, str(wo.fused_candidates(8)[0])), (32, str(wo.fused_candidates(32)[0])), (64, str(wo.fused_candidates(64)[0]))))
+    tuning = {8: a, 32: b, 64: c}
+    assert wo._fused_config(1, tuning) is a and wo._fused_config(8, tuning) is a
+    assert wo._fused_config(9, tuning) is b and wo._fused_config(16, tuning) is b
+    assert wo._fused_config(33, tuning) is c and wo._fused_config(64, tuning) is c
+    assert wo._fused_config(65, tuning) is None  # above every measured M: cached-bf16 cuBLAS
+    assert wo._fused_config(4, {}) == wo.default_v4_config(4)  # no tuning: the untuned defaults
+
+
+def test_active_tuning_order(monkeypatch):
+    mine = {8: wo.default_v4_config(8)}
+    assert wo._active_tuning(mine, (wo.N_OUT, wo.K_IN)) is mine
+    assert wo._active_tuning(None, (512, 1024)) == {}  # the tables hold the wo shape's configs only
+    monkeypatch.setattr(wo, "FUSED_TUNING", {1: wo.default_v4_config(1)})
+    assert wo._active_tuning(None, (wo.N_OUT, wo.K_IN)) is wo.FUSED_TUNING  # the benchmark's run wins
+
+
+@pytest.mark.gpu
+def test_gpu_default_dispatch_uses_the_device_table():
+    """At the wo shape with no tuning given, wo_nvfp4 runs this GPU's tuned fused kernels (also at M between the
+    measured ones) and matches the fp32 GEMM of the dequantized operands within 1e-3."""
+    table = wo.table_tuning(torch.cuda.get_device_name())
+    if not table:
+        pytest.skip("this GPU model has no entry in data/tuning/wo_gemm.json")
+    saved = dict(wo.FUSED_TUNING)
+    wo.FUSED_TUNING.clear()
+    try:
+        x, q, ref = small_problem(64, N=wo.N_OUT, K=wo.K_IN, seed=11)
+        pw = wo.prepare_weight(q)
+        for M in (1, 5, 8, 16, 32, 48, 64):
+            assert wo.dispatch_path(M) == "fused_" + str(wo._fused_config(M, table)).split("_")[0]
+            assert wo._fused_config(M, wo._active_tuning(None, pw.shape)) is wo._fused_config(M, table)
+            assert wo.validate(wo.wo_nvfp4(x[:M].contiguous(), pw), ref[:M])["passed"], M
+    finally:
+        wo.FUSED_TUNING.update(saved)

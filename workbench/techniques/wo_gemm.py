@@ -19,12 +19,15 @@ dispatcher: the fused kernel where it beat dequantize-then-cuBLAS in the run, el
 
 from __future__ import annotations
 
+import json
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
 
 from ..runtime import InputError, check_tensor
+from ..runtime.kernels import REPO_ROOT
 from . import nvfp4
 from .nvfp4 import NVFP4Tensor
 
@@ -615,10 +618,14 @@ _SCRATCH: dict = {}
 
 def wo_nvfp4(x: torch.Tensor, w: PreparedWeight | NVFP4Tensor, tuning: dict | None = None,
              enable_pdl: bool = False) -> torch.Tensor:
-    """The dispatcher (`optimized`): by M, the fused kernel measured fastest in the GPU run where it beat
-    the cached-bf16 cuBLAS path (`tuning`: {M: V4Config | V5Config | V6Config}, default FUSED_TUNING
-    filled by the benchmark), else cuBLAS bf16 on the cached exact weight with alpha = 1/g
-    (cached_bf16_gemm). Without any tuning: v4 for M <= 8, v5 (wgmma) for M <= 64, else cuBLAS.
+    """The dispatcher (`optimized`): by M, the fused kernel measured fastest where it beat the cached-bf16
+    cuBLAS path, else cuBLAS bf16 on the cached exact weight with alpha = 1/g (cached_bf16_gemm).
+
+    tuning: {M: V4Config | V5Config | V6Config | V7Config | V8Config}. None (default): FUSED_TUNING once the
+        GPU benchmark has filled it in this process, else this GPU model's table (device_tuning, at the wo
+        shape only). An M between measured ones takes the config of the next larger measured M; above the
+        largest, cuBLAS. {} (or a GPU model without a table): untuned defaults, v4 for M <= 8, v5 (wgmma)
+        for M <= 64, else cuBLAS.
 
     w: a PreparedWeight (prepare once at load time), or an NVFP4Tensor (prepared on every call: slow).
     enable_pdl: launch the v5 / v6 GEMM with programmatic dependent launch (its first weight copies
@@ -630,7 +637,7 @@ def wo_nvfp4(x: torch.Tensor, w: PreparedWeight | NVFP4Tensor, tuning: dict | No
 
     pw = w if isinstance(w, PreparedWeight) else prepare_weight(w)
     M = x.shape[0]
-    cfg = _fused_config(M, FUSED_TUNING if tuning is None else tuning)
+    cfg = _fused_config(M, _active_tuning(tuning, pw.shape, x.device))
     if cfg is None:
         return cached_bf16_gemm(x, pw)
     if isinstance(cfg, V6Config):
@@ -644,19 +651,100 @@ def wo_nvfp4(x: torch.Tensor, w: PreparedWeight | NVFP4Tensor, tuning: dict | No
     return w4a16_gemm_v4(x, pw, cfg)
 
 
+# The fused configs measured fastest per GPU model at the wo shape, written from the GPU runs' records
+# (scripts/wo_tuning_from_record.py); wo_nvfp4 uses them when no tuning is given and the benchmark has not run.
+TUNING_PATH = REPO_ROOT / "data" / "tuning" / "wo_gemm.json"
+_DEVICE_TUNING: dict[str, dict] = {}  # device name -> {M: config}, resolved once per process
+
+
+def fused_candidates(M: int) -> list:
+    """Every fused config the GPU benchmark validates and times at this M on a 132-SM Hopper (its families
+    in the benchmark's order: v4, v6, v5, v7, v8)."""
+    from . import wo_gemm_v5 as v5
+    from . import wo_gemm_v7 as v7
+    from . import wo_gemm_v8 as v8
+
+    out = []
+    if M <= FUSED_MAX_M:
+        out += v4_candidates(M) if M <= 64 else [default_v4_config(M)]
+    if M <= 32:
+        out += v6_candidates(M)
+    if M <= v5.V5_MAX_M:
+        out += v5.v5_candidates(M)
+    if 32 <= M <= v7.V7_MAX_M:
+        out += v7.v7_candidates(M) + v8.v8_candidates(M)
+    return out
+
+
+def resolve_fused_config(M: int, name: str):
+    """The fused config called `name` (str(config), as records name them) among the candidates at M."""
+    for c in fused_candidates(M):
+        if str(c) == name:
+            return c
+    raise InputError(f"fused config {name!r} at M = {M}: not among this version's candidates at that M "
+                     f"(a config removed since it was recorded? re-run the benchmark on the GPU)")
+
+
+def device_tuning(device: torch.device | int | None = None) -> dict:
+    """{M: fused config} measured fastest at the wo shape on this GPU model (TUNING_PATH, by
+    torch.cuda.get_device_name); {} with a warning for a model the table does not have."""
+    name = torch.cuda.get_device_name(device)
+    if name not in _DEVICE_TUNING:
+        _DEVICE_TUNING[name] = table_tuning(name)
+        if not _DEVICE_TUNING[name]:
+            warnings.warn(f"wo_nvfp4: {TUNING_PATH.relative_to(REPO_ROOT)} has no tuned configs for {name!r}; "
+                          "using the untuned defaults (v4 at M <= 8, v5 at M <= 64). To measure them: "
+                          "python scripts/gpu_nvfp4.py --only wo_gemm, then scripts/wo_tuning_from_record.py",
+                          stacklevel=3)
+    return _DEVICE_TUNING[name]
+
+
+def table_tuning(device_name: str) -> dict:
+    """{M: fused config} of TUNING_PATH's entry for this GPU model name; {} if it has none."""
+    entry = json.loads(TUNING_PATH.read_text())["devices"].get(device_name)
+    return {} if entry is None else {int(m): resolve_fused_config(int(m), s) for m, s in entry["fused"].items()}
+
+
+def tuning_entry(record: dict, record_path: str) -> tuple[str, dict]:
+    """(device name, table entry) from a wo_gemm record: its fused_tuning with where and when it was measured."""
+    if record.get("technique") != "wo_gemm" or "fused_tuning" not in record:
+        raise InputError(f"record {record_path}: expected a wo_gemm record with fused_tuning, got technique "
+                         f"{record.get('technique')!r} with keys {sorted(record)}")
+    for m, name in record["fused_tuning"].items():
+        resolve_fused_config(int(m), name)  # every name still a candidate: fails before the table is written
+    return record["device"]["name"], {"record": record_path, "git_commit": record["git_commit"],
+                                      "recorded_utc": record["recorded_utc"], "fused": record["fused_tuning"]}
+
+
+def _active_tuning(tuning: dict | None, shape: tuple[int, int], device=None) -> dict:
+    """The tuning wo_nvfp4 uses: the caller's, else the benchmark's FUSED_TUNING once it has run, else (at the
+    wo shape, which the tables were measured on) the device's table; {} means the untuned defaults."""
+    if tuning is not None:
+        return tuning
+    if FUSED_TUNING:
+        return FUSED_TUNING
+    return device_tuning(device) if tuple(shape) == (N_OUT, K_IN) else {}
+
+
 def _fused_config(M: int, tuning: dict):
+    """The fused config for M: the tuned one at M, else the one tuned at the next larger measured M (a kernel
+    for M' tokens serves fewer), else None (cached-bf16 cuBLAS); with no tuning the untuned defaults."""
     from . import wo_gemm_v5 as v5
 
     if tuning:
-        return tuning.get(M)
+        if M in tuning:
+            return tuning[M]
+        above = [m for m in tuning if m > M]
+        return tuning[min(above)] if above else None
     if M <= 8:
         return default_v4_config(M)
     return v5.default_v5_config(M) if M <= v5.V5_MAX_M else None
 
 
-def dispatch_path(M: int, tuning: dict | None = None) -> str:
-    """Which path wo_nvfp4 takes at this M: 'fused_v4', 'fused_v5', 'fused_v6' or 'cached_bf16_cublas'."""
-    cfg = _fused_config(M, FUSED_TUNING if tuning is None else tuning)
+def dispatch_path(M: int, tuning: dict | None = None, shape: tuple[int, int] = (N_OUT, K_IN)) -> str:
+    """Which path wo_nvfp4 takes at this M (weight `shape` (N, K)): 'fused_v4', 'fused_v5', 'fused_v6',
+    'fused_v7', 'fused_v8' or 'cached_bf16_cublas'."""
+    cfg = _fused_config(M, _active_tuning(tuning, shape))
     if cfg is None:
         return "cached_bf16_cublas"
     return "fused_" + str(cfg).split("_")[0]
