@@ -486,7 +486,17 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    # the fragment-major workspace (bit 11): each warp's red.add on whole lines
                    V5Config(8, 1, 2, 512, 4, 2, 2, 2, lean=2695),
                    V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=2695),
-                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3203)]
+                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3203),
+                   # H200 (fifteenth pass): the builds its run chose (lean 1159 at M <= 8, 15 at M = 32, 3203 at
+                   # M = 64) with the bits the H100's choices add: the fragment-major workspace (bit 11), the
+                   # row-group multiply-high (10), the rotate layout (7), one copy per unit (3), the prefetch (2)
+                   V5Config(8, 1, 2, 512, 4, 2, 2, 2, lean=3207),
+                   V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=2063),
+                   V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=3087),
+                   V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=143),
+                   V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=2191),
+                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3211),
+                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3207)]
 # Cluster builds (CL, reduce only, instantiated once): 224-row units (the last warpgroup's last SKIP warps decode a
 # copy of the last tile), 32 row groups x cl CTAs = 128 CTAs, each a 1/cl slice of k for one row group, summed over
 # distributed shared memory: every output written once as bf16, no fp32 workspace, no red.add flush, no wo_finalize.
