@@ -489,12 +489,15 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3203),
                    # H200 (fifteenth pass): the builds its run chose (lean 1159 at M <= 8, 15 at M = 32, 3203 at
                    # M = 64) with the bits the H100's choices add: the fragment-major workspace (bit 11), the
-                   # row-group multiply-high (10), the rotate layout (7), one copy per unit (3), the prefetch (2)
+                   # row-group multiply-high (10), the rotate layout (7), one copy per unit (3), the prefetch (2).
+                   # A/B on an H200 (commit 46868e8, 5 rounds): M = 32 lean 2191 25.07 us, 3087 25.16, 143 25.66,
+                   # 2063 26.30 against 26.89 for lean 15 (2695 28.55); M = 64 3211 34.93, 3207 36.48 against 34.99
                    V5Config(8, 1, 2, 512, 4, 2, 2, 2, lean=3207),
                    V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=2063),
                    V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=3087),
                    V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=143),
                    V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=2191),
+                   V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=3215),
                    V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3211),
                    V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3207)]
 # Cluster builds (CL, reduce only, instantiated once): 224-row units (the last warpgroup's last SKIP warps decode a
