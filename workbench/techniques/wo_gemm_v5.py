@@ -498,6 +498,10 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=143),
                    V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=2191),
                    V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=3215),
+                   # ... and at M <= 8 on the grouped 256-k stream (one copy per unit needs it): 2 warpgroups with
+                   # 8 stages, 4 with 5
+                   V5Config(8, 1, 2, 256, 8, 2, 2, 2, grouped=True, lean=3215),
+                   V5Config(8, 1, 4, 256, 5, 2, 2, 2, grouped=True, lean=3215),
                    V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3211),
                    V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3207)]
 # Cluster builds (CL, reduce only, instantiated once): 224-row units (the last warpgroup's last SKIP warps decode a
