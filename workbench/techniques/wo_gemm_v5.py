@@ -502,6 +502,14 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    # 8 stages, 4 with 5
                    V5Config(8, 1, 2, 256, 8, 2, 2, 2, grouped=True, lean=3215),
                    V5Config(8, 1, 4, 256, 5, 2, 2, 2, grouped=True, lean=3215),
+                   # A/B on an H200 (commit b8569d9, static on 132 CTAs): M = 8 21.64 us (4 warpgroups) and 22.80 (2)
+                   # against 22.09 for lean 1159; M = 1 21.77 and 23.01 against 22.09.
+                   # Neighbours of lean 3215: the cross-unit prefetch (bit 8) and the late prefetch (bit 4) at
+                   # M = 32; at M = 64 on 2 warpgroups and on 4 (256-row units: half the x bytes per weight byte)
+                   V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=3471),
+                   V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=3231),
+                   V5Config(64, 1, 4, 256, 3, 2, 1, 2, grouped=True, lean=3215),
+                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3215),
                    V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3211),
                    V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3207)]
 # Cluster builds (CL, reduce only, instantiated once): 224-row units (the last warpgroup's last SKIP warps decode a
