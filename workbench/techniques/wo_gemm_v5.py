@@ -510,6 +510,17 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=3231),
                    V5Config(64, 1, 4, 256, 3, 2, 1, 2, grouped=True, lean=3215),
                    V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3215),
+                   # record run on an H200 (commit 08c271f): lean 3215 chosen at every M <= 64 (M = 64 31.84 us against
+                   # 34.24 for 3211; M = 32 24.01 against 24.75 for 3471 and 26.43 for 3231; 4 warpgroups at M = 64
+                   # 35.70). Its neighbours in the other parameters: groups of 4, one accumulator set, 3 stages, the
+                   # cross-unit prefetch at M = 64 and 8 (groups of 4 at M = 8 are serialized by ptxas, C7512: not kept)
+                   V5Config(32, 1, 4, 256, 4, 4, 2, 2, grouped=True, lean=3215),
+                   V5Config(32, 1, 4, 256, 4, 2, 1, 2, grouped=True, lean=3215),
+                   V5Config(32, 1, 4, 256, 3, 2, 2, 2, grouped=True, lean=3215),
+                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3471),
+                   V5Config(64, 1, 2, 256, 4, 2, 1, 2, grouped=True, lean=3215),
+                   V5Config(8, 1, 4, 256, 5, 2, 2, 2, grouped=True, lean=3471),
+                   V5Config(8, 1, 4, 256, 5, 2, 1, 2, grouped=True, lean=3215),
                    V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3211),
                    V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3207)]
 # Cluster builds (CL, reduce only, instantiated once): 224-row units (the last warpgroup's last SKIP warps decode a
