@@ -258,6 +258,25 @@ if rec_wo:
     viz.table(fused, title="fused W4A16 steps: best validated config per M, time beside the bound").show()
 
 # %% [markdown]
+# ### The same kernels on two cards
+# The record above comes from one card; the committed runs of other cards (`data/diagnostics/wo_gemm_record_*.json`,
+# full records of their own commit) sit beside it here, each with the ratios of its own run. The H200 reads HBM
+# about 1.4x faster than the H100, so cuBLAS bf16, which streams 235 MB, gains about that much (the line under the
+# table); the fused kernel streams 66 MB but also pays a fixed ramp, its decode and wgmma, and `wo_finalize`'s tail,
+# which a faster memory does not shorten, so its ratios are lower on the H200. The configs differ too: each run
+# tunes its own (`fused config`), and `wo_nvfp4` uses the table of the card it runs on (`data/tuning/wo_gemm.json`).
+
+# %%
+wo_recs = nbutil.wo_records(rec_wo)
+if wo_recs:
+    card_rows = vnv.wo_card_rows(wo_recs)
+    viz.table(card_rows, title="wo GEMM at M <= 64 on each card (each row's ratios from its own run)").show()
+    for M in (1, 64):
+        per_card = [r for r in card_rows if r["M"] == M]
+        print(f"M = {M}: " + "; ".join(f"{r['card']}: cuBLAS bf16 {r['cuBLAS bf16 us']} us, fused {r['optimized us']} us "
+                                       f"(bound {r['bound us']} us)" for r in per_card))
+
+# %% [markdown]
 # ### What bounds v5 at M = 32 and 64 (diagnostic measurements, not records)
 # `data/diagnostics/wo_trace_diag_h100.json` (scripts/gpu_wo_trace.py --diag --fin): v5's diagnostic builds
 # beside the recorded one, each one's GEMM kernel alone (CUPTI trace) and the call (graph replay). `_diag_stream`
@@ -273,14 +292,18 @@ if rec_wo:
 # `data/diagnostics/wo_trace_flush_h100.json` (fourteenth pass, the same script) adds the recorded builds' twins whose
 # last step, the flush of the fp32 partials, uses plain stores (`_diag_plain_stores`) or writes nothing
 # (`_diag_no_partials`): what the flush and its atomics cost, beside the stream alone (`_diag_stream`).
+# `data/diagnostics/wo_trace_diag_h200.json` (fifteenth pass) is the same measurement on an H200 with the H200
+# record's builds (lean 3215). There the stream alone (`_diag_stream`), with `wo_finalize`'s tail, already takes
+# longer at M = 64 than 3x cuBLAS bf16 allows (the line under the tables compares them). Each row's bound is its own
+# card's.
 
 # %%
 trace, rate = nbutil.diagnostic("wo_trace_diag_h100"), nbutil.diagnostic("wgmma_rate_h100")
-flush = nbutil.diagnostic("wo_trace_flush_h100")
-bounds = {c["params"]["M"]: c["bound_us"] for c in rec_wo["cases"]} if rec_wo else {}
-for label, tr in (("", trace), (" (fourteenth pass: the flush)", flush)):
+flush, trace200 = nbutil.diagnostic("wo_trace_flush_h100"), nbutil.diagnostic("wo_trace_diag_h200")
+for label, tr in (("", trace), (" (fourteenth pass: the flush)", flush), (" (fifteenth pass)", trace200)):
     if not tr:
         continue
+    bounds = nbutil.wo_bounds(wo_recs, tr["device"]["name"])  # the weight-read bounds of the card it ran on
     diag_rows = []
     for m, case in tr["cases"].items():
         for name, e in case["variants"].items():
@@ -293,6 +316,13 @@ for label, tr in (("", trace), (" (fourteenth pass: the flush)", flush)):
                               "finalize tail us": round(tail, 2) if tail is not None else None,
                               "call us": round(e["replay_us"], 2), "bound us": round(bounds.get(int(m), float("nan")), 2)})
     viz.table(diag_rows, title=f"v5 diagnostic builds{label} ({tr['device']['name']})").show()
+    if tr is trace200 and wo_recs:  # the stream-only floor of this design against what 3x cuBLAS bf16 allows
+        need = {r["M"]: r["3x bf16 needs us"] for r in vnv.wo_card_rows(wo_recs) if r["card"] == tr["device"]["name"]}
+        for r in diag_rows:
+            if r["build"].endswith("_s4_gs2_a2_b2_red_diag_stream_grp_lean3") and r["M"] in need:
+                print(f"{tr['device']['name']} M = {r['M']}: the stream alone {r['GEMM kernel us']} us of GEMM kernel, "
+                      f"its call {r['call us']} us with wo_finalize's tail {r['finalize tail us']} us; 3x cuBLAS bf16 "
+                      f"needs a call of {need[r['M']]} us or less")
 if rate:
     viz.table([{**r, "FMA cycles at peak": 64 * r["N"] * 16 // 2048} for r in rate["rows"]],
               title=f"wgmma.m64nNk16 alone: SM cycles per instruction ({rate['device']['name']})").show()
@@ -337,7 +367,7 @@ if rate:
 # %%
 timeline = nbutil.diagnostic("wo_timeline_h100")
 if timeline:
-    tl_rows = vnv.timeline_rows(timeline, bounds)  # bounds: the record's weight-read bound per M (above)
+    tl_rows = vnv.timeline_rows(timeline, nbutil.wo_bounds(wo_recs, timeline["device"]["name"]))  # its card's bounds
     viz.table(tl_rows, title=f"v5 timeline builds, SM cycles ({timeline['device']['name']})").show()
     vnv.fig_cta_timeline(timeline).show()
     r32 = next(r for r in tl_rows if r["build"] == timeline["sample_ctas"]["build"].removesuffix("_prof"))
@@ -438,7 +468,8 @@ if INTERACTIVE:
 #   fused kernels back at M <= 8 was the end of the kernel: under a saturated memory system SMs finish
 #   an equal static share at different times, and a split-K fixup inside the kernel (fence, counter,
 #   re-read) makes every dynamic grab expensive. Moving the fixup to a PDL-launched finalize kernel and
-#   handing out the last part of the work dynamically is what brought M = 1 and 8 past 3x cuBLAS bf16.
+#   handing out the last part of the work dynamically is what brought M = 1 and 8 past 3x cuBLAS bf16 on the H100
+#   (its record in the two-card table); on the H200 the static split measured faster again.
 # - At M >= 32 the mma.sync kernel with tokens as the n8 operand pays for every extra token tile (x
 #   fragments re-read per weight tile) and loses to cuBLAS. The wgmma kernel v5 reads x once per CTA and
 #   unit and beats both v4 and cuBLAS bf16 there; it does not reach 3x cuBLAS bf16 yet (the table above).
@@ -516,6 +547,14 @@ if INTERACTIVE:
 #   into L2, the last unit sent as two halves, the last flush as copy-engine bulk reductions, and per-CTA workspace
 #   slots with plain stores summed by the finalize (no atomics, and far slower); a finalize with twice the CTAs tied
 #   (notes, fourteenth pass; `data/diagnostics/wo_ab_h100.json`).
+# - Tune on the card you report. The H200's run chose other builds than the H100's at every M: one bulk copy per
+#   unit (LEAN bit 3), which lost on the H100, is in all of them, and combined with the H100's choices (the
+#   fragment-major workspace, the rotate layout, the multiply-high, the prefetch) it made the fastest build at every
+#   M <= 64 on the H200 (lean 3215; the `v5_tuning_us` tables of the record hold every candidate's time). Only the
+#   combination won at M = 64: one copy per unit alone and the prefetch alone tied or lost. So `wo_nvfp4` takes its
+#   configs from a table per GPU model, written from each card's record, not from one card's tuning. What a faster
+#   memory does not buy is shown by the two-card table: the fixed costs (ramp, decode and wgmma beside the stream,
+#   the finalize's tail) stay, so the ratios to cuBLAS bf16 fall on the H200 (notes, fifteenth pass).
 # - Three bugs that only showed on the full wo shape, each caught by validating every timed variant: a
 #   register A operand indexed at run time lives in local memory, so the registers an in-flight wgmma reads
 #   were reused (NaN); one warp's `wgmma.wait_group` covers only its own rows, so a shared B buffer needs a

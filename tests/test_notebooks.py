@@ -86,3 +86,31 @@ def test_finalize_tail_from_a_trace():
     flush = nbutil.diagnostic("wo_trace_flush_h100")  # the committed flush trace: the recorded M = 32 build's tail
     rec = flush["cases"]["32"]["variants"]["v5_n32_mt1_wg4_kc256_s4_gs2_a2_b2_red_grp_lean2695"]
     assert 0 < nbutil.finalize_tail_us(rec["trace"]) < rec["replay_us"]
+
+
+def test_wo_records_of_two_cards():
+    """nbutil.wo_records: the main record first, then one committed run per other GPU model; wo_bounds picks a card's
+    bounds; vnv.wo_card_rows puts each card's ratios from its own run beside its bound."""
+    import json
+
+    from workbench import nbutil
+    from workbench.runtime.kernels import REPO_ROOT
+    from workbench.viz import nvfp4 as vnv
+
+    main = json.loads((REPO_ROOT / "data/results/wo_gemm.json").read_text())
+    recs = nbutil.wo_records(main)
+    names = [r["device"]["name"] for r in recs]
+    assert recs[0] is main and len(set(names)) == len(names) == 2
+    assert nbutil.wo_records(None)  # without a main record: the committed runs of the other cards
+    for rec in recs:
+        bounds = nbutil.wo_bounds(recs, rec["device"]["name"])
+        assert bounds == {c["params"]["M"]: c["bound_us"] for c in rec["cases"]}
+    assert nbutil.wo_bounds(recs, "no such GPU") == {}
+    rows = vnv.wo_card_rows(recs)
+    assert sorted((r["card"], r["M"]) for r in rows) == sorted((n, m) for n in names for m in (1, 8, 32, 64))
+    for r in rows:
+        case = next(c for c in next(x for x in recs if x["device"]["name"] == r["card"])["cases"]
+                    if c["params"]["M"] == r["M"])
+        v = case["variants"]
+        assert r["vs bf16"] == round(v["cublas_bf16"]["median_us"] / v["optimized"]["median_us"], 2)
+        assert r["bound us"] == round(case["bound_us"], 2) and r["% of bound"] <= 100

@@ -64,6 +64,29 @@ def finalize_tail_us(trace: dict | str) -> float | None:
     return None if gap is None else gap + trace["kernels"]["wo_finalize"]["median_us"]
 
 
+def wo_records(primary: dict | None = None) -> list[dict]:
+    """wo_gemm records, one per GPU model: `primary` (the notebook's record, committed or live) first, then the
+    committed runs of other cards (data/diagnostics/wo_gemm_record_*.json: records kept when the main record moved
+    to another card)."""
+    import json
+
+    from .runtime.kernels import REPO_ROOT
+
+    recs = [primary] if primary else []
+    for path in sorted((REPO_ROOT / "data" / "diagnostics").glob("wo_gemm_record_*.json")):
+        rec = json.loads(path.read_text())
+        if all(r["device"]["name"] != rec["device"]["name"] for r in recs):
+            recs.append(rec)
+    return recs
+
+
+def wo_bounds(records: list[dict], device_name: str) -> dict[int, float]:
+    """{M: weight-read bound in us} from the wo_gemm record of that GPU model ({} if none is among `records`): a
+    diagnostic measured on one card is held against that card's bounds."""
+    rec = next((r for r in records if r["device"]["name"] == device_name), None)
+    return {c["params"]["M"]: c["bound_us"] for c in rec["cases"]} if rec else {}
+
+
 def describe(rec: dict | None, name: str = "") -> str:
     """A line saying where the numbers come from."""
     if rec is None:

@@ -118,6 +118,29 @@ def fig_accuracy(rows: list[dict], metric: str = "rel_l2") -> go.Figure:
     return fig
 
 
+def wo_card_rows(records: list[dict], ms: tuple[int, ...] = (1, 8, 32, 64)) -> list[dict]:
+    """One row per record (GPU model) and M of the fused range: the dispatcher's time beside its weight-read bound and
+    the two baselines of the same run, the ratios (ordinary launch and PDL), and the time 3x cuBLAS bf16 needs."""
+    rows = []
+    for rec in records:
+        for c in sorted(rec["cases"], key=lambda c: c["params"]["M"]):
+            M = c["params"]["M"]
+            if M not in ms:
+                continue
+            v = c["variants"]
+            opt, bf16, fp8 = v["optimized"]["median_us"], v["cublas_bf16"]["median_us"], v["torch_fp8"]["median_us"]
+            pdl = v.get("optimized_pdl", {}).get("median_us")
+            rows.append({"card": rec["device"]["name"], "commit": rec["git_commit"], "M": M,
+                         "optimized us": round(opt, 2), "bound us": round(c["bound_us"], 2),
+                         "% of bound": round(100 * c["bound_us"] / opt), "cuBLAS bf16 us": round(bf16, 2),
+                         "vs bf16": round(bf16 / opt, 2), "vs fp8": round(fp8 / opt, 2),
+                         "PDL us": round(pdl, 2) if pdl else None,
+                         "PDL vs bf16": round(bf16 / pdl, 2) if pdl else None,
+                         "PDL vs fp8": round(fp8 / pdl, 2) if pdl else None,
+                         "3x bf16 needs us": round(bf16 / 3, 2), "fused config": rec.get("fused_tuning", {}).get(str(M))})
+    return rows
+
+
 def timeline_rows(diag: dict, bounds_us: dict | None = None) -> list[dict]:
     """Rows of the v5 timeline diagnostic (data/diagnostics/wo_timeline_h100.json, scripts/gpu_wo_timeline.py): per
     timeline build, the last run's medians in SM cycles and the stamp-free twin's graph-replay time. bounds_us
