@@ -293,7 +293,7 @@ if wo_recs:
 # last step, the flush of the fp32 partials, uses plain stores (`_diag_plain_stores`) or writes nothing
 # (`_diag_no_partials`): what the flush and its atomics cost, beside the stream alone (`_diag_stream`).
 # `data/diagnostics/wo_trace_diag_h200.json` (fifteenth pass) is the same measurement on an H200 with the H200
-# record's builds (lean 3215). There the stream alone (`_diag_stream`), with `wo_finalize`'s tail, already takes
+# record's builds (lean 3215) and their twins. There the stream alone (`_diag_stream`), with `wo_finalize`'s tail, already takes
 # longer at M = 64 than 3x cuBLAS bf16 allows (the line under the tables compares them). Each row's bound is its own
 # card's.
 
@@ -319,7 +319,7 @@ for label, tr in (("", trace), (" (fourteenth pass: the flush)", flush), (" (fif
     if tr is trace200 and wo_recs:  # the stream-only floor of this design against what 3x cuBLAS bf16 allows
         need = {r["M"]: r["3x bf16 needs us"] for r in vnv.wo_card_rows(wo_recs) if r["card"] == tr["device"]["name"]}
         for r in diag_rows:
-            if r["build"].endswith("_s4_gs2_a2_b2_red_diag_stream_grp_lean3") and r["M"] in need:
+            if r["build"].endswith("_red_diag_stream_grp_lean3215") and r["M"] in need:  # the recorded builds' streams
                 print(f"{tr['device']['name']} M = {r['M']}: the stream alone {r['GEMM kernel us']} us of GEMM kernel, "
                       f"its call {r['call us']} us with wo_finalize's tail {r['finalize tail us']} us; 3x cuBLAS bf16 "
                       f"needs a call of {need[r['M']]} us or less")
