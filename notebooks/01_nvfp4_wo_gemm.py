@@ -264,7 +264,7 @@ if rec_wo:
 # about 1.4x faster than the H100, so cuBLAS bf16, which streams 235 MB, gains about that much (the line under the
 # table); the fused kernel streams 66 MB but also pays a fixed ramp, its decode and wgmma, and `wo_finalize`'s tail,
 # which a faster memory does not shorten, so its ratios are lower on the H200. The configs differ too: each run
-# tunes its own (`fused config`), and `wo_nvfp4` uses the table of the card it runs on (`data/tuning/wo_gemm.json`).
+# tunes its own (`fused config`), and `wo_nvfp4` uses the table of the card it runs on (`data/tuned/wo_gemm.json`).
 
 # %%
 wo_recs = nbutil.wo_records(rec_wo)

@@ -1,4 +1,4 @@
-"""Write the wo GEMM's per-GPU tuning table (data/tuning/wo_gemm.json) from wo_gemm records (issue 3).
+"""Write the wo GEMM's per-GPU tuning table (data/tuned/wo_gemm.json) from wo_gemm records (issue 3).
 
 Each record's device gets the fused configs its run measured fastest (the record's `fused_tuning`), with the
 record's path, commit and date; the entries of other devices stay. `wo_nvfp4` uses the table of the GPU it

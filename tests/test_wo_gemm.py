@@ -237,7 +237,7 @@ def test_gpu_finalize_converts_and_zeroes_the_workspace(M, ldw, N):
         wo.finalize(ws, g, out, 6)
 
 
-# --- the per-GPU tuning table (data/tuning/wo_gemm.json) and the dispatcher's default -----------------------
+# --- the per-GPU tuning table (data/tuned/wo_gemm.json) and the dispatcher's default -----------------------
 
 def test_tuning_table_matches_its_records():
     """Each device's entry names a committed wo_gemm record of that device, holds that run's fused_tuning, and
@@ -296,7 +296,7 @@ def test_gpu_default_dispatch_uses_the_device_table():
     measured ones) and matches the fp32 GEMM of the dequantized operands within 1e-3."""
     table = wo.table_tuning(torch.cuda.get_device_name())
     if not table:
-        pytest.skip("this GPU model has no entry in data/tuning/wo_gemm.json")
+        pytest.skip("this GPU model has no entry in data/tuned/wo_gemm.json")
     saved = dict(wo.FUSED_TUNING)
     wo.FUSED_TUNING.clear()
     try:

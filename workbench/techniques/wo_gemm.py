@@ -653,7 +653,7 @@ def wo_nvfp4(x: torch.Tensor, w: PreparedWeight | NVFP4Tensor, tuning: dict | No
 
 # The fused configs measured fastest per GPU model at the wo shape, written from the GPU runs' records
 # (scripts/wo_tuning_from_record.py); wo_nvfp4 uses them when no tuning is given and the benchmark has not run.
-TUNING_PATH = REPO_ROOT / "data" / "tuning" / "wo_gemm.json"
+TUNING_PATH = REPO_ROOT / "data" / "tuned" / "wo_gemm.json"
 _DEVICE_TUNING: dict[str, dict] = {}  # device name -> {M: config}, resolved once per process
 
 
