@@ -6,8 +6,8 @@ bound (bytes over the measured copy bandwidth) beside each time, flags builds wh
 measures that), and writes $OUT/wo_ab.json. Diagnostic: no record.
 
 Run on the device: PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python3 scripts/gpu_wo_ab.py 32:135,647 64:131,643 8:135,647
-(M:lean,lean,...; work as the dispatcher launches each M: static shares at M >= 32, 6 static units then grabs of 1
-below; LEAN c CTAS, for example 135c128: the static reduce launch on that many CTAs; --rounds R, default 3; --sets S:
+(M:lean,lean,...; work as this GPU model's tuned config at that M launches it (data/tuned/wo_gemm.json: static
+shares, or a static part then grabs), else static shares at M >= 32 and 6 static units then grabs of 1 below; LEAN c CTAS, for example 135c128: the static reduce launch on that many CTAs; --rounds R, default 3; --sets S:
 the calls rotate S weights, default 2, so a build that left part of a weight in L2 shows as faster with fewer sets.)
 Also prints the read-only bandwidth (a torch sum over 1 GiB) beside the copy bandwidth the bound uses. --scrub: before
 every call a scrub reads 2.5x L2 of other data (evicting every line the previous calls left, hinted or not) and
@@ -91,10 +91,16 @@ def main() -> int:
     if "baselines" in flags:
         w_bf = wref.to(torch.bfloat16)  # the dequantized weight 0: exact in bf16 (e2m1 times an e4m3 scale over g)
         fp8w = [wo.fp8_prepare_weight(wo.make_weight(N, K, seed=7 + i)) for i in range(2)]
+    tuned = wo.table_tuning(torch.cuda.get_device_name())
     for M, leans in pairs.items():
         cfgs = []
+        t = wo._fused_config(M, tuned) if tuned else None
+        default_work = (t.red, t.s0, t.grab) if isinstance(t, v5.V5Config) else (True, 0, 0) if M >= 32 else (True, 6, 1)
+        red, s0, grab = default_work
+        how = f"{s0} static units, then grabs of {grab}" if grab else "static shares"
+        log(f"M={M}: {how}" + (" (this GPU model's tuned launch)" if isinstance(t, v5.V5Config) else ""))
         for lean, ctas in leans:
-            work = (True, 0, 0) if M >= 32 or ctas else (True, 6, 1)
+            work = (True, 0, 0) if ctas else default_work
             found = [c for c in v5.V5_KERNELS_LEAN if c.tokp >= M and c.lean == lean and c.tokp == min(
                 k.tokp for k in v5.V5_KERNELS_LEAN if k.tokp >= M and k.lean == lean)]
             if not found:
