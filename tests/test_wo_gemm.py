@@ -290,6 +290,27 @@ def test_active_tuning_order(monkeypatch):
     assert wo._active_tuning(None, (wo.N_OUT, wo.K_IN)) is wo.FUSED_TUNING  # the benchmark's run wins
 
 
+def test_device_tuning_by_model_name(monkeypatch):
+    """device_tuning picks the table entry by torch.cuda.get_device_name, once per model; a model without an entry
+    warns once and gets the untuned defaults (checked on CPU with the name faked)."""
+    import json
+    import warnings
+
+    monkeypatch.setattr(wo, "_DEVICE_TUNING", {})
+    monkeypatch.setattr(wo, "FUSED_TUNING", {})
+    monkeypatch.setattr(wo.torch.cuda, "get_device_name", lambda device=None: "Imaginary GPU")
+    with pytest.warns(UserWarning, match="no tuned configs for 'Imaginary GPU'"):
+        assert wo.device_tuning() == {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert wo.dispatch_path(8) == "fused_v4" and wo.dispatch_path(200) == "cached_bf16_cublas"  # defaults
+    name = next(iter(json.loads(wo.TUNING_PATH.read_text())["devices"]))
+    monkeypatch.setattr(wo.torch.cuda, "get_device_name", lambda device=None: name)
+    assert wo.device_tuning() == wo.table_tuning(name) and wo.dispatch_path(32) == "fused_v5"
+    assert wo.dispatch_path(32, shape=(512, 1024)) == "fused_v5"  # other shapes: the untuned v5 default
+    assert wo._fused_config(32, wo._active_tuning(None, (512, 1024))) == wo._fused_config(32, {})
+
+
 @pytest.mark.gpu
 def test_gpu_default_dispatch_uses_the_device_table():
     """At the wo shape with no tuning given, wo_nvfp4 runs this GPU's tuned fused kernels (also at M between the
