@@ -412,6 +412,19 @@ if ab:
     viz.table(proto_rows, title=f"Ratios with and without a scrubbed L2 ({ab['device']['name']})").show()
 
 # %% [markdown]
+# ### The H200's own tuning (fifteenth pass)
+# The A/B runs behind the H200's builds (`data/diagnostics/wo_ab_h200.json`, scripts/gpu_wo_ab.py, every build validated):
+# the builds the H200's first record chose (lean 1159 at M <= 8, 15 at M = 32, 3203 at M = 64) beside the same builds
+# with the bits the H100's choices add, each beside the weight-read bound (the A/B's; at M = 64 the record's bound is
+# the bf16 flops one). Compare rows within one commit only (one device call each). The record's
+# `v5_tuning_us` tables then timed all of them again, with lean 3215 (all the bits) fastest at every M <= 64.
+
+# %%
+ab200 = nbutil.diagnostic("wo_ab_h200")
+if ab200:
+    viz.table(vnv.ab_rows(ab200, "Fifteenth pass"), title=f"A/B of v5 builds ({ab200['device']['name']})").show()
+
+# %% [markdown]
 # ## Accuracy
 # Output error of the wo GEMM against an fp32 reference (the "true" weight in fp32, activations as
 # given in bf16): bf16 weight, fp8 per-tensor (weight and activations), fp8 with 128x128 weight blocks

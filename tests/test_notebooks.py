@@ -114,3 +114,18 @@ def test_wo_records_of_two_cards():
         v = case["variants"]
         assert r["vs bf16"] == round(v["cublas_bf16"]["median_us"] / v["optimized"]["median_us"], 2)
         assert r["bound us"] == round(case["bound_us"], 2) and r["% of bound"] <= 100
+
+
+def test_ab_rows_of_the_h200_runs():
+    """vnv.ab_rows: the fifteenth pass's A/B runs, each row with its commit, bound and validation; one fastest per run
+    and M."""
+    from workbench import nbutil
+    from workbench.viz import nvfp4 as vnv
+
+    ab = nbutil.diagnostic("wo_ab_h200")
+    rows = vnv.ab_rows(ab, "Fifteenth pass")
+    assert rows and all(r["commit"] and r["validated"] and r["us"] >= r["bound us"] for r in rows)
+    per_run_m = {(r["commit"], r["M"]) for r in rows}
+    assert sum(r["fastest in its run"] for r in rows) == len(per_run_m)
+    assert {r["commit"] for r in rows} == {"46868e8", "b8569d9", "74717ef"}
+    assert vnv.ab_rows(ab, "no such run") == []

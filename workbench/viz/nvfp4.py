@@ -141,6 +141,29 @@ def wo_card_rows(records: list[dict], ms: tuple[int, ...] = (1, 8, 32, 64)) -> l
     return rows
 
 
+def ab_rows(ab: dict, what: str = "") -> list[dict]:
+    """Rows of an A/B diagnostic (data/diagnostics/wo_ab_*.json, scripts/gpu_wo_ab.py): per run whose note contains
+    `what`, per M and build, the median time beside the weight-read bound and whether the build validated; each run's
+    commit (from its note) and its fastest build per M are named, so the rows read within one device call."""
+    import re
+
+    rows = []
+    for run in ab["runs"]:
+        if what not in run.get("what", ""):
+            continue
+        found = re.search(r"commit ([0-9a-f]{7})", run.get("what", ""))
+        for m, case in run["cases"].items():
+            timed = {n: b for n, b in case["builds"].items() if "median_us" in b}
+            best = min(timed, key=lambda n: timed[n]["median_us"]) if timed else None
+            for name, b in timed.items():
+                rows.append({"commit": found[1] if found else None, "M": int(m.lstrip("M")), "build": name,
+                             "us": b["median_us"], "bound us": case["bound_us"],
+                             "% of bound": round(100 * case["bound_us"] / b["median_us"]),
+                             "fastest in its run": name == best,
+                             "validated": b.get("validation", {}).get("passed")})
+    return rows
+
+
 def timeline_rows(diag: dict, bounds_us: dict | None = None) -> list[dict]:
     """Rows of the v5 timeline diagnostic (data/diagnostics/wo_timeline_h100.json, scripts/gpu_wo_timeline.py): per
     timeline build, the last run's medians in SM cycles and the stamp-free twin's graph-replay time. bounds_us
