@@ -187,16 +187,19 @@ if rec_q:
 #    otherwise rebuilds each one from its address); 2, the stream's scales read as "scale pairs" (one LOP3
 #    turns a row's scale word into the bf16x2 scales of two k16 steps, and HMUL2's half swizzle picks one,
 #    where the plain stream spends a PRMT and a LEA per step and row); 4, the next 64-k chunk's words loaded
-#    from shared memory one chunk ahead; 128, the rotate word layout (each code's bits placed so that three
-#    fragment registers come out of one rotate and one mask, the fourth out of a mask, one multiply by
-#    2^2 + 2^7 + 2^12 and a mask: 8 integer instructions per code word instead of 11). `_cl{n}` builds end
-#    without the fp32 workspace: the n CTAs of a cluster hold one row group over n slices of k and sum them
-#    through distributed shared memory (`params.rejected_configs` lists the ones this GPU cannot run in one
-#    wave of clusters); 256, the cross-unit prefetch (the next stage's barrier tested during a unit's last
-#    chunk, its first words read then); 512, one full barrier per stage and warpgroup; 1024, the row-group
-#    test by a multiply-high; 2048 (`_red` builds), the fragment-major workspace: each 16-row tile's partials
-#    in the order the lanes hold them, so one warp's `red.add.v4` covers 512 contiguous bytes (four whole
-#    lines) instead of 16 rows, and `wo_finalize` reads that order.
+#    from shared memory one chunk ahead; 8 (`_grp` builds), a unit's weight as one bulk copy instead of one
+#    per 16-row tile; 16, that prefetch issued after the chunk's first wgmma group; 32, a full barrier per
+#    64-k chunk (64: each chunk copied in 4-tile pieces); 128, the rotate word layout (each code's bits placed
+#    so that three fragment registers come out of one rotate and one mask, the fourth out of a mask, one
+#    multiply by 2^2 + 2^7 + 2^12 and a mask: 8 integer instructions per code word instead of 11); 256, the
+#    cross-unit prefetch (the next stage's barrier tested during a unit's last chunk, its first words read
+#    then); 512, one full barrier per stage and warpgroup; 1024, the row-group test by a multiply-high; 2048
+#    (`_red` builds), the fragment-major workspace: each 16-row tile's partials in the order the lanes hold
+#    them, so one warp's `red.add.v4` covers 512 contiguous bytes (four whole lines) instead of 16 rows, and
+#    `wo_finalize` reads that order. The H200 record's builds are lean 3215 = 2048 + 1024 + 128 + 8 + 4 + 2 + 1.
+#    `_cl{n}` builds end without the fp32 workspace: the n CTAs of a cluster hold one row group over n slices
+#    of k and sum them through distributed shared memory (`params.rejected_configs` lists the ones this GPU
+#    cannot run in one wave of clusters).
 # 9. `nvfp4_cached_bf16`: cuBLAS on an exact `e2m1 * sf` bf16 weight cached at load time, `1/g` as
 #    cuBLAS's alpha: cuBLAS speed at every M, at the cost of keeping the bf16 weight too
 #    (`params.cached_bf16_extra_bytes`).
@@ -230,23 +233,8 @@ if rec_wo:
     viz.table(viz.speedup_table(rec_wo), title="wo GEMM: cuBLAS bf16 vs the NVFP4 dispatcher").show()
     vnv.fig_time_vs_bound(rec_wo).show()
     vnv.fig_speedup_vs_m(rec_wo).show()
-    rows = []
-    for c in sorted(rec_wo["cases"], key=lambda c: c["params"]["M"]):
-        v = c["variants"]
-        opt = v["optimized"]["median_us"]
-        pdl = v.get("optimized_pdl", {}).get("median_us")
-        rows.append({"M": c["params"]["M"], "optimized us": round(opt, 1), "bound us": round(c["bound_us"], 1),
-                     "% of bound": round(100 * c["bound_us"] / opt), "vs cuBLAS bf16": round(
-                         v["cublas_bf16"]["median_us"] / opt, 2),
-                     "vs fp8 _scaled_mm": round(v["torch_fp8"]["median_us"] / opt, 2),
-                     "with PDL us": round(pdl, 1) if pdl else None,
-                     "PDL % of bound": round(100 * c["bound_us"] / pdl) if pdl else None,
-                     "PDL vs cuBLAS bf16": round(v["cublas_bf16"]["median_us"] / pdl, 2) if pdl else None,
-                     "PDL vs fp8": round(v["torch_fp8"]["median_us"] / pdl, 2) if pdl else None,
-                     "path": c["params"].get("dispatch"),
-                     "fused config": c["params"].get(c["params"].get("dispatch", "").replace("fused_", "") + "_config"),
-                     "validated": c["validation"]["passed"]})
-    viz.table(rows, title="wo GEMM per M (ratios > 1: the NVFP4 dispatcher is faster)").show()
+    rows = vnv.wo_card_rows([rec_wo], ms=None)  # every M of the record, its time beside its bound and both baselines
+    viz.table(rows, title=f"wo GEMM per M on {rec_wo['device']['name']} (ratios > 1: the NVFP4 dispatcher is faster)").show()
     fused = []  # each fused step's best validated config at each M, beside the same bound
     for c in sorted(rec_wo["cases"], key=lambda c: c["params"]["M"]):
         for fam in ("v4", "v6", "v5", "v7", "v8"):
@@ -389,27 +377,7 @@ if timeline:
 # %%
 ab = nbutil.diagnostic("wo_ab_h100")
 if ab:
-    import re
-
-    proto_rows, commit = [], None
-    for run in ab["runs"]:  # a run without a commit in its note is "the same call as the run above"
-        found = re.search(r"commit ([0-9a-f]{7})", run.get("what", ""))
-        commit = found[1] if found else commit
-        for m, case in run.get("cases", {}).items():
-            b = case["builds"]
-            if "cublas_bf16" not in b:
-                continue
-            for name, e in b.items():
-                if name in ("cublas_bf16", "torch_fp8") or "median_us" not in e:
-                    continue
-                proto_rows.append({"M": int(m[1:]), "build": name, "commit": commit,
-                                   "protocol": "scrubbed" if run.get("scrub") else "record",
-                                   "us": e["median_us"], "bound us": case["bound_us"],
-                                   "% of bound": round(100 * case["bound_us"] / e["median_us"]),
-                                   "cuBLAS bf16 us": b["cublas_bf16"]["median_us"],
-                                   "vs cuBLAS bf16": e["vs_cublas_bf16"], "vs fp8": e["vs_torch_fp8"]})
-    proto_rows.sort(key=lambda r: (r["M"], r["build"], r["commit"] or "", r["protocol"]))
-    viz.table(proto_rows, title=f"Ratios with and without a scrubbed L2 ({ab['device']['name']})").show()
+    viz.table(vnv.ab_protocol_rows(ab), title=f"Ratios with and without a scrubbed L2 ({ab['device']['name']})").show()
 
 # %% [markdown]
 # ### The H200's own tuning (fifteenth pass)

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_wo_profile import log, wo_weights  # noqa: E402
+from gpu_wo_profile import launch_work, lean_builds, log, wo_weights  # noqa: E402
 
 
 def main() -> int:
@@ -58,10 +58,7 @@ def main() -> int:
         x = wo.make_activations(M, wo.K_IN, seed=400 + M)
         ref = wo.reference(x, wref)
         for lean in (int(v) for v in leans.split(",")):
-            found = [c for c in v5.V5_KERNELS_LEAN if c.tokp >= M and c.lean == lean]
-            if not found:
-                raise SystemExit(f"M={M}: no v5 lean build with LEAN {lean}")
-            c = min(found, key=lambda k: k.tokp).with_work(*((True, 0, 0) if M >= 32 else (True, 6, 1)))
+            c = lean_builds(M, lean)[0].with_work(*launch_work(M)[0])
             val = wo.validate(v5.w4a16_gemm_v5(x, pws[0], c), ref)
             if not val["passed"]:
                 log(f"M={M} {c}: REJECTED {val}")

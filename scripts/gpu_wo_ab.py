@@ -7,7 +7,8 @@ measures that), and writes $OUT/wo_ab.json. Diagnostic: no record.
 
 Run on the device: PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python3 scripts/gpu_wo_ab.py 32:135,647 64:131,643 8:135,647
 (M:lean,lean,...; work as this GPU model's tuned config at that M launches it (data/tuned/wo_gemm.json: static
-shares, or a static part then grabs), else static shares at M >= 32 and 6 static units then grabs of 1 below; LEAN c CTAS, for example 135c128: the static reduce launch on that many CTAs; --rounds R, default 3; --sets S:
+shares, or a static part then grabs), else static shares at M >= 32 and 6 static units then grabs of 1 below;
+LEAN c CTAS, for example 135c128: the static reduce launch on that many CTAs; --rounds R, default 3; --sets S:
 the calls rotate S weights, default 2, so a build that left part of a weight in L2 shows as faster with fewer sets.)
 Also prints the read-only bandwidth (a torch sum over 1 GiB) beside the copy bandwidth the bound uses. --scrub: before
 every call a scrub reads 2.5x L2 of other data (evicting every line the previous calls left, hinted or not) and
@@ -27,7 +28,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_wo_profile import l2_scrubber, log, wo_weights  # noqa: E402
+from gpu_wo_profile import l2_scrubber, launch_work, lean_builds, log, wo_weights  # noqa: E402
 
 
 def parse(args: list[str]) -> tuple[dict[int, list[tuple[int, int]]], int, int, set[str]]:
@@ -91,21 +92,15 @@ def main() -> int:
     if "baselines" in flags:
         w_bf = wref.to(torch.bfloat16)  # the dequantized weight 0: exact in bf16 (e2m1 times an e4m3 scale over g)
         fp8w = [wo.fp8_prepare_weight(wo.make_weight(N, K, seed=7 + i)) for i in range(2)]
-    tuned = wo.table_tuning(torch.cuda.get_device_name())
     for M, leans in pairs.items():
         cfgs = []
-        t = wo._fused_config(M, tuned) if tuned else None
-        default_work = (t.red, t.s0, t.grab) if isinstance(t, v5.V5Config) else (True, 0, 0) if M >= 32 else (True, 6, 1)
-        red, s0, grab = default_work
+        default_work, tuned = launch_work(M)
+        _, s0, grab = default_work
         how = f"{s0} static units, then grabs of {grab}" if grab else "static shares"
-        log(f"M={M}: {how}" + (" (this GPU model's tuned launch)" if isinstance(t, v5.V5Config) else ""))
+        log(f"M={M}: {how}" + (" (this GPU model's tuned launch)" if tuned else ""))
         for lean, ctas in leans:
             work = (True, 0, 0) if ctas else default_work
-            found = [c for c in v5.V5_KERNELS_LEAN if c.tokp >= M and c.lean == lean and c.tokp == min(
-                k.tokp for k in v5.V5_KERNELS_LEAN if k.tokp >= M and k.lean == lean)]
-            if not found:
-                raise SystemExit(f"M={M}: no v5 lean build with LEAN {lean} (V5_KERNELS_LEAN)")
-            cfgs += [c.with_work(*work).with_ctas(ctas) for c in found]
+            cfgs += [c.with_work(*work).with_ctas(ctas) for c in lean_builds(M, lean)]
         x = wo.make_activations(M, K, seed=400 + M)
         ref = wo.reference(x, wref)
         rewrite = [(x, x.clone())]  # (tensor, its values): what --scrub writes back after evicting everything

@@ -45,6 +45,32 @@ def l2_scrubber():
     return lambda: junk.sum()
 
 
+def lean_builds(M: int, lean: int) -> list:
+    """The v5 lean builds (V5_KERNELS_LEAN) with LEAN value `lean` at the smallest token tile that serves M."""
+    from workbench.techniques import wo_gemm_v5 as v5
+
+    tokps = [k.tokp for k in v5.V5_KERNELS_LEAN if k.tokp >= M and k.lean == lean]
+    if not tokps:
+        raise SystemExit(f"M={M}: no v5 lean build with LEAN {lean} (V5_KERNELS_LEAN)")
+    return [c for c in v5.V5_KERNELS_LEAN if c.lean == lean and c.tokp == min(tokps)]
+
+
+def launch_work(M: int) -> tuple[tuple[bool, int, int], bool]:
+    """((red, s0, grab), tuned): how this GPU model's tuned config at M launches its work (data/tuned/wo_gemm.json:
+    static shares, or s0 static units then grabs), else the H100 rule (static at M >= 32, 6 static units then grabs
+    of 1 below); tuned says which."""
+    import torch
+
+    from workbench.techniques import wo_gemm as wo
+    from workbench.techniques import wo_gemm_v5 as v5
+
+    table = wo.table_tuning(torch.cuda.get_device_name())
+    t = wo._fused_config(M, table) if table else None
+    if isinstance(t, v5.V5Config):
+        return (t.red, t.s0, t.grab), True
+    return ((True, 0, 0) if M >= 32 else (True, 6, 1)), False
+
+
 def wo_weight_sets():
     """The wo-shape weights of a sweep, enough copies that rotating them keeps the weight out of L2
     (more than 3x L2 each kind): NVFP4 sets (quantized and prepared), one bf16 dequantized copy for cuBLAS,

@@ -129,3 +129,18 @@ def test_ab_rows_of_the_h200_runs():
     assert sum(r["fastest in its run"] for r in rows) == len(per_run_m)
     assert {r["commit"] for r in rows} == {"46868e8", "b8569d9", "74717ef"}
     assert vnv.ab_rows(ab, "no such run") == []
+
+
+def test_ab_protocol_rows_and_run_commits():
+    """vnv.run_commits: a run without a commit in its note takes the one before; ab_protocol_rows: only runs timed with
+    their baselines, each build's record and scrubbed rows together, with the bound and both ratios."""
+    from workbench import nbutil
+    from workbench.viz import nvfp4 as vnv
+
+    runs = [{"what": "a, commit abcdef0"}, {"what": "the same call, scrubbed"}, {"what": "b, commit 1234567"}, {}]
+    assert vnv.run_commits(runs) == ["abcdef0", "abcdef0", "1234567", "1234567"]
+    rows = vnv.ab_protocol_rows(nbutil.diagnostic("wo_ab_h100"))
+    assert rows and {r["protocol"] for r in rows} == {"record", "scrubbed"}
+    assert all(r["commit"] and r["us"] >= r["bound us"] and r["vs cuBLAS bf16"] > 1 for r in rows)
+    keys = [(r["M"], r["build"], r["commit"], r["protocol"]) for r in rows]
+    assert keys == sorted(keys)

@@ -118,14 +118,15 @@ def fig_accuracy(rows: list[dict], metric: str = "rel_l2") -> go.Figure:
     return fig
 
 
-def wo_card_rows(records: list[dict], ms: tuple[int, ...] = (1, 8, 32, 64)) -> list[dict]:
-    """One row per record (GPU model) and M of the fused range: the dispatcher's time beside its weight-read bound and
-    the two baselines of the same run, the ratios (ordinary launch and PDL), and the time 3x cuBLAS bf16 needs."""
+def wo_card_rows(records: list[dict], ms: tuple[int, ...] | None = (1, 8, 32, 64)) -> list[dict]:
+    """One row per record (GPU model) and M (`ms`; None: every M of the record): the dispatcher's time beside its
+    bound and the two baselines of the same run, the ratios (ordinary launch and PDL), the time 3x cuBLAS bf16 needs,
+    the path and fused config the dispatcher took, and whether the case validated."""
     rows = []
     for rec in records:
         for c in sorted(rec["cases"], key=lambda c: c["params"]["M"]):
-            M = c["params"]["M"]
-            if M not in ms:
+            M, p = c["params"]["M"], c["params"]
+            if ms is not None and M not in ms:
                 continue
             v = c["variants"]
             opt, bf16, fp8 = v["optimized"]["median_us"], v["cublas_bf16"]["median_us"], v["torch_fp8"]["median_us"]
@@ -135,32 +136,68 @@ def wo_card_rows(records: list[dict], ms: tuple[int, ...] = (1, 8, 32, 64)) -> l
                          "% of bound": round(100 * c["bound_us"] / opt), "cuBLAS bf16 us": round(bf16, 2),
                          "vs bf16": round(bf16 / opt, 2), "vs fp8": round(fp8 / opt, 2),
                          "PDL us": round(pdl, 2) if pdl else None,
+                         "PDL % of bound": round(100 * c["bound_us"] / pdl) if pdl else None,
                          "PDL vs bf16": round(bf16 / pdl, 2) if pdl else None,
                          "PDL vs fp8": round(fp8 / pdl, 2) if pdl else None,
-                         "3x bf16 needs us": round(bf16 / 3, 2), "fused config": rec.get("fused_tuning", {}).get(str(M))})
+                         "3x bf16 needs us": round(bf16 / 3, 2), "path": p.get("dispatch"),
+                         "fused config": p.get(p.get("dispatch", "").replace("fused_", "") + "_config"),
+                         "validated": c["validation"]["passed"]})
     return rows
+
+
+def run_commits(runs: list[dict]) -> list[str | None]:
+    """The commit of each A/B run (data/diagnostics/wo_ab_*.json), from "commit abcdef0" in its note; a run whose
+    note names none is the same device call as the run before it."""
+    import re
+
+    out, commit = [], None
+    for run in runs:
+        found = re.search(r"commit ([0-9a-f]{7})", run.get("what", ""))
+        commit = found[1] if found else commit
+        out.append(commit)
+    return out
 
 
 def ab_rows(ab: dict, what: str = "") -> list[dict]:
     """Rows of an A/B diagnostic (data/diagnostics/wo_ab_*.json, scripts/gpu_wo_ab.py): per run whose note contains
     `what`, per M and build, the median time beside the weight-read bound and whether the build validated; each run's
-    commit (from its note) and its fastest build per M are named, so the rows read within one device call."""
-    import re
-
+    commit and its fastest build per M are named, so the rows read within one device call."""
     rows = []
-    for run in ab["runs"]:
+    for run, commit in zip(ab["runs"], run_commits(ab["runs"])):
         if what not in run.get("what", ""):
             continue
-        found = re.search(r"commit ([0-9a-f]{7})", run.get("what", ""))
         for m, case in run["cases"].items():
             timed = {n: b for n, b in case["builds"].items() if "median_us" in b}
             best = min(timed, key=lambda n: timed[n]["median_us"]) if timed else None
             for name, b in timed.items():
-                rows.append({"commit": found[1] if found else None, "M": int(m.lstrip("M")), "build": name,
+                rows.append({"commit": commit, "M": int(m.lstrip("M")), "build": name,
                              "us": b["median_us"], "bound us": case["bound_us"],
                              "% of bound": round(100 * case["bound_us"] / b["median_us"]),
                              "fastest in its run": name == best,
                              "validated": b.get("validation", {}).get("passed")})
+    return rows
+
+
+def ab_protocol_rows(ab: dict) -> list[dict]:
+    """The A/B runs timed with their baselines (`--baselines`): per M and build, the time beside the bound and the
+    ratios to cuBLAS bf16 and torch fp8 of the same rounds, under the record's protocol or with L2 scrubbed
+    (`--scrub`), sorted so each build's two protocols sit together."""
+    rows = []
+    for run, commit in zip(ab["runs"], run_commits(ab["runs"])):
+        for m, case in run.get("cases", {}).items():
+            b = case["builds"]
+            if "cublas_bf16" not in b:
+                continue
+            for name, e in b.items():
+                if name in ("cublas_bf16", "torch_fp8") or "median_us" not in e:
+                    continue
+                rows.append({"M": int(m[1:]), "build": name, "commit": commit,
+                             "protocol": "scrubbed" if run.get("scrub") else "record",
+                             "us": e["median_us"], "bound us": case["bound_us"],
+                             "% of bound": round(100 * case["bound_us"] / e["median_us"]),
+                             "cuBLAS bf16 us": b["cublas_bf16"]["median_us"],
+                             "vs cuBLAS bf16": e["vs_cublas_bf16"], "vs fp8": e["vs_torch_fp8"]})
+    rows.sort(key=lambda r: (r["M"], r["build"], r["commit"] or "", r["protocol"]))
     return rows
 
 
