@@ -70,7 +70,8 @@ WB_DEVICE unsigned long long clock_now() {
 // more thing changed: 8 = every wgmma reads its B operand from stage 0's x tile (not the stage just filled),
 // 9 = stages released as in 6; with the fragment-major workspace (LEAN bit 11), the partials' writes changed (wrong
 // output): 10 = plain 16-byte stores instead of red.add (what the atomics cost in L2), 11 = no writes (the partials
-// summed into one register never stored: a flush that only keeps its values, so ptxas keeps every wgmma).
+// summed into one register never stored: a flush that only keeps its values, so ptxas keeps every wgmma);
+// 12 = 1 without the x loads (the weight stream alone: what x's copies cost the stream).
 // PROF (timeline builds, diagnostic; the math is unchanged): clock64 stamps into a table the caller places after
 // the counters (prof_table below): per unit the producer's copy issue and each consumer warpgroup's wait for
 // the stage, data arrival and unit end, and per group of two sample units the group's start and retire.
@@ -110,6 +111,8 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     constexpr int CHUNKS = KC / 64;  // 64-k chunks per unit: one 16-byte code load per lane, one x atom
     constexpr int GPC = 4 / GS;      // wgmma groups per chunk
     constexpr int ND = TOKP / 2;
+    // DIAG 1, 2, 12: the consumers take and release the ring only; DIAG 5, 12: no x copies
+    constexpr bool STREAM_ONLY = DIAG == 1 || DIAG == 2 || DIAG == 12, NO_X = DIAG == 5 || DIAG == 12;
     static_assert(TOKP == 8 || TOKP == 16 || TOKP == 32 || TOKP == 64, "TOKP: a wgmma N of 8..64");
     static_assert(NWG * 128 + 32 <= 1024, "NWG: at most 7 consumer warpgroups (1024 threads per CTA)");
     static_assert((BK == 256 || BK == 128) && KC % BK == 0 && TILES <= 32 && CHUNKS <= 32, "BK, KC, ROWS");
@@ -185,8 +188,8 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
             return;
         }
         produce_ring<STAGES, CHUNKS, X_ATOM, SPLIT ? NWG : 1>(
-            units, s0, grab, counters + (N >> 4), lane, W_STAGE + (DIAG == 5 ? 0 : X_STAGE), full0, empty0, unit_of,
-            xs, X_STAGE, &x_map, n_kc, KC, DIAG != 5, [&](int s, int u) {
+            units, s0, grab, counters + (N >> 4), lane, W_STAGE + (NO_X ? 0 : X_STAGE), full0, empty0, unit_of,
+            xs, X_STAGE, &x_map, n_kc, KC, !NO_X, [&](int s, int u) {
                 const int rg = u / n_kc, kc = u % n_kc;
                 if constexpr (ONE_COPY) {  // the grouped unit is one contiguous run: one copy, one lane
                     if (lane == 0)
@@ -404,7 +407,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
         };
         if (stamp && i < 16) tl[64 + 64 * wg + 4 * i + 1] = clock_now();
         if (u < 0) break;
-        if constexpr (DIAG == 1 || DIAG == 2) {
+        if constexpr (STREAM_ONLY) {
             if constexpr (DIAG == 2) {
                 const uint32_t wb = w_base + s * W_STAGE;
 #pragma unroll
@@ -549,7 +552,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
         cluster_epilogue(cur);
         return;
     }
-    if (DIAG != 1 && DIAG != 2 && cur >= 0) drain_and_flush(cur);
+    if (!STREAM_ONLY && cur >= 0) drain_and_flush(cur);
     if (stamp) tl[2 + wg] = clock_now();
     if (stamp && wg == 0) {
         unsigned long long gt;
@@ -558,7 +561,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     }
     // fin: every CTA's partials are in the workspace after a grid barrier; each CTA converts its share.
     if (RED && fin) grid_finalize<TOKP>(ws, counters + (N >> 4) + 2, out, M, N, alpha, NWG * 128);
-    if ((DIAG == 1 || DIAG == 2) && sink == 0x9e3779b9u && M < 0) out[0] = 0;  // never true: keeps the diagnostic work alive
+    if (STREAM_ONLY && sink == 0x9e3779b9u && M < 0) out[0] = 0;  // never true: keeps the diagnostic work alive
     if (DIAG == 11 && psink == 1.25e-30f && M < 0) out[0] = 0;  // never true, as above
 }
 // v5<TOKP, MT, NWG, KC, STAGES, GS, NACC, NBUF, RED>
@@ -792,11 +795,14 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 10, 256, true, 3203>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 11, 256, true, 3203>
 // @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, true, 1, 256, true, 3215>
+// @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, true, 12, 256, true, 3215>
 // @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, true, 1, 256, true, 3>
 // @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, true, 11, 256, true, 3215>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 1, 256, true, 3215>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 12, 256, true, 3215>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 11, 256, true, 3215>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 1, 2, true, 1, 256, true, 3215>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 1, 2, true, 12, 256, true, 3215>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 1, 2, true, 11, 256, true, 3215>
 // timeline builds (PROF): the recorded M = 32 and 64 builds, groups of 4 at M = 32, and no-decode builds (DIAG 7:
 // as read from the ring; 8: B from one fixed tile; 9: stages released at issue; one accumulator set at M = 32,

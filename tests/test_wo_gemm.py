@@ -298,6 +298,7 @@ def test_device_tuning_by_model_name(monkeypatch):
 
     monkeypatch.setattr(wo, "_DEVICE_TUNING", {})
     monkeypatch.setattr(wo, "FUSED_TUNING", {})
+    monkeypatch.setattr(wo.torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(wo.torch.cuda, "get_device_name", lambda device=None: "Imaginary GPU")
     with pytest.warns(UserWarning, match="no tuned configs for 'Imaginary GPU'"):
         assert wo.device_tuning() == {}
@@ -309,6 +310,40 @@ def test_device_tuning_by_model_name(monkeypatch):
     assert wo.device_tuning() == wo.table_tuning(name) and wo.dispatch_path(32) == "fused_v5"
     assert wo.dispatch_path(32, shape=(512, 1024)) == "fused_v5"  # other shapes: the untuned v5 default
     assert wo._fused_config(32, wo._active_tuning(None, (512, 1024))) == wo._fused_config(32, {})
+
+
+def test_dispatch_path_without_a_gpu(monkeypatch):
+    """On a host without CUDA, dispatch_path answers for a GPU model named by `device`, and without one it says
+    what it needs instead of torch's "not compiled with CUDA"."""
+    import json
+
+    monkeypatch.setattr(wo, "_DEVICE_TUNING", {})
+    monkeypatch.setattr(wo, "FUSED_TUNING", {})
+    monkeypatch.setattr(wo.torch.cuda, "is_available", lambda: False)
+    models = sorted(json.loads(wo.TUNING_PATH.read_text())["devices"])
+    with pytest.raises(InputError, match=r"device: expected a CUDA device or a GPU model name .*is_available\(\) is False"):
+        wo.dispatch_path(8)
+    for name in models:
+        table = wo.table_tuning(name)
+        assert wo.device_tuning(name) == table
+        for m in (1, 8, 32, 64, 4096):
+            want = wo._fused_config(m, table)
+            assert wo.dispatch_path(m, device=name) == (
+                "cached_bf16_cublas" if want is None else "fused_" + str(want).split("_")[0])
+    assert wo.dispatch_path(8, tuning={}) == "fused_v4"  # an explicit tuning needs no device
+
+
+def test_fused_families_are_the_candidates():
+    """The benchmark's families and fused_candidates (which names the records' configs) are one list."""
+    for m in (1, 8, 32, 64, 128, 256, 1024):
+        fams = wo.fused_families(m)
+        assert [c for _, cands, _ in fams for c in cands] == wo.fused_candidates(m)
+        names = [f for f, _, _ in fams]
+        assert names == [f for f in ("v4", "v6", "v5", "v7", "v8") if f in names]  # the benchmark's order
+        assert ("v6" in names) == (m <= 32) and ("v5" in names) == (m <= 64) and ("v7" in names) == (32 <= m <= 64)
+        untuned = wo.fused_families(m, tune=False)
+        assert all(len(cands) == 1 for _, cands, _ in untuned) and "v7" not in [f for f, _, _ in untuned]
+    assert wo.fused_families(4096) == []
 
 
 @pytest.mark.gpu

@@ -657,23 +657,30 @@ TUNING_PATH = REPO_ROOT / "data" / "tuned" / "wo_gemm.json"
 _DEVICE_TUNING: dict[str, dict] = {}  # device name -> {M: config}, resolved once per process
 
 
-def fused_candidates(M: int) -> list:
-    """Every fused config the GPU benchmark validates and times at this M on a 132-SM Hopper (its families
-    in the benchmark's order: v4, v6, v5, v7, v8)."""
+def fused_families(M: int, tune: bool = True) -> list:
+    """[(family, configs, kernel fn)] the GPU benchmark validates and times at this M on a 132-SM Hopper, in its
+    order (v4, v6, v5, v7, v8). tune=False: one default config per family, and no v7 / v8 (measured steps only)."""
     from . import wo_gemm_v5 as v5
     from . import wo_gemm_v7 as v7
     from . import wo_gemm_v8 as v8
 
-    out = []
+    fams = []
     if M <= FUSED_MAX_M:
-        out += v4_candidates(M) if M <= 64 else [default_v4_config(M)]
+        fams.append(("v4", v4_candidates(M) if (tune and M <= 64) else [default_v4_config(M)], w4a16_gemm_v4))
     if M <= 32:
-        out += v6_candidates(M)
+        fams.append(("v6", v6_candidates(M) if tune else [V6_KERNELS[1] if M <= 8 else v6_candidates(M)[0]],
+                     w4a16_gemm_v6))
     if M <= v5.V5_MAX_M:
-        out += v5.v5_candidates(M)
-    if 32 <= M <= v7.V7_MAX_M:
-        out += v7.v7_candidates(M) + v8.v8_candidates(M)
-    return out
+        fams.append(("v5", v5.v5_candidates(M) if tune else [v5.default_v5_config(M)], v5.w4a16_gemm_v5))
+    if 32 <= M <= v7.V7_MAX_M and tune:  # the weight as the wgmma B operand: measured steps (slower, see notes)
+        fams.append(("v7", v7.v7_candidates(M), v7.w4a16_gemm_v7))
+        fams.append(("v8", v8.v8_candidates(M), v8.w4a16_gemm_v8))
+    return fams
+
+
+def fused_candidates(M: int) -> list:
+    """Every fused config the tuned GPU benchmark validates and times at this M (fused_families, flattened)."""
+    return [c for _, cands, _ in fused_families(M) for c in cands]
 
 
 def resolve_fused_config(M: int, name: str):
@@ -685,10 +692,18 @@ def resolve_fused_config(M: int, name: str):
                      f"(a config removed since it was recorded? re-run the benchmark on the GPU)")
 
 
-def device_tuning(device: torch.device | int | None = None) -> dict:
-    """{M: fused config} measured fastest at the wo shape on this GPU model (TUNING_PATH, by
-    torch.cuda.get_device_name); {} with a warning for a model the table does not have."""
-    name = torch.cuda.get_device_name(device)
+def device_tuning(device: torch.device | int | str | None = None) -> dict:
+    """{M: fused config} measured fastest at the wo shape on a GPU model (TUNING_PATH): the model of this CUDA
+    device (torch.cuda.get_device_name), or a model given by name as a str (e.g. "NVIDIA H200": no GPU needed);
+    {} with a warning for a model the table does not have."""
+    if isinstance(device, str) and not device.startswith("cuda"):
+        name = device
+    elif not torch.cuda.is_available():
+        models = sorted(json.loads(TUNING_PATH.read_text())["devices"])
+        raise InputError(f"device: expected a CUDA device or a GPU model name (one of {models}) to look up the "
+                         f"tuned wo configs, got {device!r} on a host where torch.cuda.is_available() is False")
+    else:
+        name = torch.cuda.get_device_name(device)
     if name not in _DEVICE_TUNING:
         _DEVICE_TUNING[name] = table_tuning(name)
         if not _DEVICE_TUNING[name]:
@@ -741,10 +756,12 @@ def _fused_config(M: int, tuning: dict):
     return v5.default_v5_config(M) if M <= v5.V5_MAX_M else None
 
 
-def dispatch_path(M: int, tuning: dict | None = None, shape: tuple[int, int] = (N_OUT, K_IN)) -> str:
+def dispatch_path(M: int, tuning: dict | None = None, shape: tuple[int, int] = (N_OUT, K_IN),
+                  device: torch.device | int | str | None = None) -> str:
     """Which path wo_nvfp4 takes at this M (weight `shape` (N, K)): 'fused_v4', 'fused_v5', 'fused_v6',
-    'fused_v7', 'fused_v8' or 'cached_bf16_cublas'."""
-    cfg = _fused_config(M, _active_tuning(tuning, shape))
+    'fused_v7', 'fused_v8' or 'cached_bf16_cublas'. device: as in device_tuning (a model name such as
+    "NVIDIA H100 80GB HBM3" answers for that card on any host)."""
+    cfg = _fused_config(M, _active_tuning(tuning, shape, device))
     if cfg is None:
         return "cached_bf16_cublas"
     return "fused_" + str(cfg).split("_")[0]
@@ -952,23 +969,9 @@ def _bench_wo_case(M, N, K, ceil, ctx, progress, tune):
             out = torch.full((M, N), float("nan"), dtype=torch.bfloat16, device="cuda")
             check(name, w4a16_gemm(x, wq[0], c, s_, out=out))
             variants[name] = _time([lambda i=i, c=c, s_=s_: w4a16_gemm(x, wq[i], c, s_) for i in range(n_sets_nv)])
-    # fused v4 / v5 / v6 on the prepared weight: every candidate validated, then timed; the best of each
-    # family is its variant, the best overall goes to the dispatcher if it beats the cached-bf16 path
-    from . import wo_gemm_v5 as v5
-    from . import wo_gemm_v7 as v7
-    from . import wo_gemm_v8 as v8
-
-    families = []
-    if M <= FUSED_MAX_M:
-        families.append(("v4", v4_candidates(M) if (tune and M <= 64) else [default_v4_config(M)], w4a16_gemm_v4))
-    if M <= 32:
-        families.append(("v6", v6_candidates(M) if tune else [V6_KERNELS[1] if M <= 8 else v6_candidates(M)[0]],
-                         w4a16_gemm_v6))
-    if M <= v5.V5_MAX_M:
-        families.append(("v5", v5.v5_candidates(M) if tune else [v5.default_v5_config(M)], v5.w4a16_gemm_v5))
-    if 32 <= M <= v7.V7_MAX_M and tune:  # the weight as the wgmma B operand: measured steps (slower, see notes)
-        families.append(("v7", v7.v7_candidates(M), v7.w4a16_gemm_v7))
-        families.append(("v8", v8.v8_candidates(M), v8.w4a16_gemm_v8))
+    # fused v4 / v5 / v6 (and the v7 / v8 steps) on the prepared weight: every candidate validated, then timed;
+    # the best of each family is its variant, the best overall goes to the dispatcher if it beats the cached-bf16 path
+    families = fused_families(M, tune)
     best_all = None
     for fam, cands, fn in families:
         best = None

@@ -371,7 +371,7 @@ class V5Config:
         wk += f"_ctas{self.ctas}" if self.ctas else ""
         wk += {0: "", 1: "_diag_stream", 2: "_diag_decode", 5: "_diag_no_x", 6: "_diag_early_release",
                7: "_diag_no_decode", 8: "_diag_no_decode_fixed_b", 9: "_diag_no_decode_early_release",
-               10: "_diag_plain_stores", 11: "_diag_no_partials"}[self.diag] + (f"_bk{self.bk}" if self.bk != 256 else "") + (
+               10: "_diag_plain_stores", 11: "_diag_no_partials", 12: "_diag_stream_no_x"}[self.diag] + (f"_bk{self.bk}" if self.bk != 256 else "") + (
             "_grp" if self.grouped else "") + (f"_lean{self.lean}" if self.lean else "") + ("_fin" if self.fin else "") + (
             "_prof" if self.prof else "")
         return (f"v5_n{self.tokp}_mt{self.mt}_wg{self.nwg}_kc{self.kc}_s{self.stages}_gs{self.gs}"
@@ -547,12 +547,11 @@ V5_DIAGNOSTICS = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, diag=d) for d in (1,
     # the recorded M = 32 / 64 builds with the partials stored plainly (10) or not at all (11): the red.add's cost
     V5Config(m, 1, nwg, 256, 4, 2, 2, 2, True, diag=d, grouped=True, lean=lean)
     for m, nwg, lean in ((32, 4, 2695), (64, 2, 3203)) for d in (10, 11)] + [
-    # the H200 record's builds (lean 3215, one copy per unit) streaming only (1) and without their partials (11); at
-    # M = 8 also the same stream with 4 copies per unit (lean 3)
+    # the H200 record's builds (lean 3215, one copy per unit) streaming only (1), streaming only without x (12) and
+    # without their partials (11); at M = 8 also the same stream with 4 copies per unit (lean 3)
     V5Config(m, 1, nwg, 256, st, 2, nacc, 2, True, diag=d, grouped=True, lean=lean)
-    for m, nwg, st, nacc, d, lean in ((8, 4, 5, 2, 1, 3215), (8, 4, 5, 2, 1, 3), (8, 4, 5, 2, 11, 3215),
-                                      (32, 4, 4, 2, 1, 3215), (32, 4, 4, 2, 11, 3215),
-                                      (64, 2, 4, 1, 1, 3215), (64, 2, 4, 1, 11, 3215))]
+    for m, nwg, st, nacc in ((8, 4, 5, 2), (32, 4, 4, 2), (64, 2, 4, 1)) for d in (1, 12, 11) for lean in (3215,)] + [
+    V5Config(8, 1, 4, 256, 5, 2, 2, 2, True, diag=1, grouped=True, lean=3)]
 
 # Timeline builds (PROF; kernels/wo_gemm_v5.cu prof_table): the recorded M = 32 / 64 builds, groups of 4 at M = 32,
 # no-decode builds (DIAG 7 as in the ring, 8 with B from one fixed tile, 9 with stages released at issue; one
