@@ -796,13 +796,16 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 11, 256, true, 3203>
 // @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, true, 1, 256, true, 3215>
 // @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, true, 12, 256, true, 3215>
+// @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, true, 5, 256, true, 3215>
 // @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, true, 1, 256, true, 3>
 // @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, true, 11, 256, true, 3215>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 1, 256, true, 3215>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 12, 256, true, 3215>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 5, 256, true, 3215>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 11, 256, true, 3215>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 1, 2, true, 1, 256, true, 3215>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 1, 2, true, 12, 256, true, 3215>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 1, 2, true, 5, 256, true, 3215>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 1, 2, true, 11, 256, true, 3215>
 // timeline builds (PROF): the recorded M = 32 and 64 builds, groups of 4 at M = 32, and no-decode builds (DIAG 7:
 // as read from the ring; 8: B from one fixed tile; 9: stages released at issue; one accumulator set at M = 32,

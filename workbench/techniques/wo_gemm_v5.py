@@ -547,10 +547,11 @@ V5_DIAGNOSTICS = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, diag=d) for d in (1,
     # the recorded M = 32 / 64 builds with the partials stored plainly (10) or not at all (11): the red.add's cost
     V5Config(m, 1, nwg, 256, 4, 2, 2, 2, True, diag=d, grouped=True, lean=lean)
     for m, nwg, lean in ((32, 4, 2695), (64, 2, 3203)) for d in (10, 11)] + [
-    # the H200 record's builds (lean 3215, one copy per unit) streaming only (1), streaming only without x (12) and
-    # without their partials (11); at M = 8 also the same stream with 4 copies per unit (lean 3)
+    # the H200 record's builds (lean 3215, one copy per unit) streaming only (1), streaming only without x (12),
+    # without x in the full kernel (5) and without their partials (11); at M = 8 also the same stream with 4 copies
+    # per unit (lean 3)
     V5Config(m, 1, nwg, 256, st, 2, nacc, 2, True, diag=d, grouped=True, lean=lean)
-    for m, nwg, st, nacc in ((8, 4, 5, 2), (32, 4, 4, 2), (64, 2, 4, 1)) for d in (1, 12, 11) for lean in (3215,)] + [
+    for m, nwg, st, nacc in ((8, 4, 5, 2), (32, 4, 4, 2), (64, 2, 4, 1)) for d in (1, 12, 5, 11) for lean in (3215,)] + [
     V5Config(8, 1, 4, 256, 5, 2, 2, 2, True, diag=1, grouped=True, lean=3)]
 
 # Timeline builds (PROF; kernels/wo_gemm_v5.cu prof_table): the recorded M = 32 / 64 builds, groups of 4 at M = 32,
