@@ -95,7 +95,9 @@ WB_DEVICE unsigned long long clock_now() {
 // the rotate word layout (the stream built with word_layout="rot"; rot_decode_word: 8 integer instructions per
 // code word instead of 11); bit 8 (with bit 2) = the cross-unit prefetch (XPRE below); bit 9 = one full barrier
 // per stage and warpgroup (SPLIT below); bit 10 = the consumers' row-group test without a division (FASTRG below);
-// bit 11 (reduce builds) = the fragment-major workspace (FRAG_WS below; wo_finalize reads it with frag = 1).
+// bit 11 (reduce builds) = the fragment-major workspace (FRAG_WS below; wo_finalize reads it with frag = 1);
+// bits 12-13 = RAMP (1-3): the producer issues the first RAMP units, then waits until stage 0 is full before it
+// issues more (produce_ring), so the consumers' first stage lands before the rest of the ring's bytes.
 template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0,
           int BK = 256, bool GROUPED = false, int LEAN = 0, bool PROF = false, int CL = 0, int SKIP = 0>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
@@ -141,6 +143,9 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     // (barrier 0 also the stage's x); warpgroup w waits for barriers 0 and w only, so at the start of the kernel
     // the first warpgroups begin while the rest of the first stage is still in flight (the ramp: ~3 us at M = 32).
     constexpr bool SPLIT = (LEAN & 512) != 0;
+    // LEAN bits 12-13: RAMP = the units issued before the producer waits for the first stage (produce_ring)
+    constexpr int RAMP = (LEAN >> 12) & 3;
+    static_assert(RAMP == 0 || (!CHUNKED && !PROF), "RAMP: the ring producer (produce_ring) only");
     static_assert(!SPLIT || (!CHUNKED && (LEAN & 8) == 0 && (LEAN & 256) == 0 && CL == 0 && SKIP == 0),
                   "LEAN bit 9: not with bits 3, 5 or 8, nor cluster builds");
     constexpr int NFULL = CHUNKED ? STAGES * CHUNKS : SPLIT ? STAGES * NWG : STAGES, CHUNK_W = TILES * 576;
@@ -187,7 +192,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                 });
             return;
         }
-        produce_ring<STAGES, CHUNKS, X_ATOM, SPLIT ? NWG : 1>(
+        produce_ring<STAGES, CHUNKS, X_ATOM, SPLIT ? NWG : 1, RAMP>(
             units, s0, grab, counters + (N >> 4), lane, W_STAGE + (NO_X ? 0 : X_STAGE), full0, empty0, unit_of,
             xs, X_STAGE, &x_map, n_kc, KC, !NO_X, [&](int s, int u) {
                 const int rg = u / n_kc, kc = u % n_kc;
@@ -757,6 +762,18 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 3211>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 3207>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 3207>
+// @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, false, 0, 256, true, 7311>
+// @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, true, 0, 256, true, 7311>
+// @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, false, 0, 256, true, 11407>
+// @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, true, 0, 256, true, 11407>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 7311>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 7311>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 11407>
+// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 11407>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 7311>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 7311>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 11407>
+// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 11407>
 // cluster builds (CL, SKIP): reduce only
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 135, false, 4, 2>
 // @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, true, 0, 256, true, 135, false, 4, 2>

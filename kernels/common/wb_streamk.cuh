@@ -90,11 +90,14 @@ WB_DEVICE void produce_units(int units, int s0, int grab, unsigned int* work, in
 // kernel may write x). Only that unit: deferring the x of every stage behind its weight delayed the first full
 // stage by ~3 us at M = 32 on an H100 (commit d37540c). Without the launch attribute pdl_wait returns at once.
 // NB > 1: NB full barriers per stage (ring_claim); x on barrier 0, copy_weight picks each copy's barrier.
-template <int STAGES, int CHUNKS, int X_ATOM, int NB = 1, typename CopyWeight>
+// RAMP > 0: after the first RAMP units are issued, the producer waits until stage 0 is full before it issues
+// the rest, so the first stage does not share the memory system with every other stage of the ring at the start.
+template <int STAGES, int CHUNKS, int X_ATOM, int NB = 1, int RAMP = 0, typename CopyWeight>
 WB_DEVICE void produce_ring(int units, int s0, int grab, unsigned int* work, int lane, uint32_t stage_bytes,
                             uint32_t full0, uint32_t empty0, int* unit_of, uint8_t* xs, int x_stage,
                             const TmaDescriptor* x_map, int n_kc, int kc, bool with_x, CopyWeight&& copy_weight,
                             uint32_t part_bytes = 0) {
+    static_assert(RAMP >= 0 && RAMP < STAGES, "RAMP: stages issued before waiting for stage 0");
     int i = 0, deferred = 0;
     auto load_x = [&](int s, int u) {
         if (with_x && lane < CHUNKS)
@@ -107,6 +110,7 @@ WB_DEVICE void produce_ring(int units, int s0, int grab, unsigned int* work, int
             for (int s = 0; s < deferred; ++s) load_x(s, unit_of[s]);
             deferred = -1;
         }
+        if (RAMP > 0 && i == RAMP) mbar_wait(full0, 0);  // stage 0 full (its first phase) before the rest go out
         const int s = ring_claim<STAGES, NB>(i++, u, stage_bytes, full0, empty0, unit_of, lane, part_bytes);
         if (u < 0) return;
         copy_weight(s, u);

@@ -284,7 +284,8 @@ class V5Config:
     # bit 8 (with bit 2): the next stage's barrier tested and its first words loaded during a unit's last chunk;
     # bit 9: one full barrier per stage and warpgroup (each warpgroup waits for its own tiles and the stage's x);
     # bit 10: the consumers' row-group test by a multiply-high instead of a division at every unit's start; bit 11
-    # (reduce builds): the workspace in fragment-major order, each warp's red.add on whole lines (no fin)
+    # (reduce builds): the workspace in fragment-major order, each warp's red.add on whole lines (no fin); bits
+    # 12-13: RAMP (1-3 units issued, then the producer waits for stage 0 to fill before it issues more)
     fin: bool = False  # launch choice (red only): the in-kernel finalize (a grid barrier, then each CTA converts
     # its share of the workspace) instead of wo_finalize after the kernel
     prof: bool = False  # timeline build (PROF): clock stamps after the counters (launch with v5_timeline)
@@ -522,7 +523,11 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    V5Config(8, 1, 4, 256, 5, 2, 2, 2, grouped=True, lean=3471),
                    V5Config(8, 1, 4, 256, 5, 2, 1, 2, grouped=True, lean=3215),
                    V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3211),
-                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3207)]
+                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3207),
+                   # sixteenth pass (H200): the recorded builds with the ramp (LEAN bits 12-13: the producer issues
+                   # 1 or 2 units, then waits for stage 0 to fill before it issues the rest)
+                   *[V5Config(m, 1, nwg, 256, st, 2, 2, 2, grouped=True, lean=3215 + 4096 * r)
+                     for m, nwg, st in ((8, 4, 5), (32, 4, 4), (64, 2, 4)) for r in (1, 2)]]
 # Cluster builds (CL, reduce only, instantiated once): 224-row units (the last warpgroup's last SKIP warps decode a
 # copy of the last tile), 32 row groups x cl CTAs = 128 CTAs, each a 1/cl slice of k for one row group, summed over
 # distributed shared memory: every output written once as bf16, no fp32 workspace, no red.add flush, no wo_finalize.
