@@ -762,16 +762,10 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 3211>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 3207>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 3207>
-// @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, false, 0, 256, true, 7311>
-// @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, true, 0, 256, true, 7311>
 // @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, false, 0, 256, true, 11407>
 // @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, true, 0, 256, true, 11407>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 7311>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 7311>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 11407>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 11407>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 7311>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 7311>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 11407>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 11407>
 // cluster builds (CL, SKIP): reduce only

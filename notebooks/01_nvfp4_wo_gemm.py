@@ -393,6 +393,25 @@ if ab200:
     viz.table(vnv.ab_rows(ab200, "Fifteenth pass"), title=f"A/B of v5 builds ({ab200['device']['name']})").show()
 
 # %% [markdown]
+# ### What x costs, and the ramp (sixteenth pass, H200)
+# On the H200 the recorded builds are held by their consumers, not by the weight stream: in the traces the stream
+# alone runs microseconds faster than the full GEMM kernel at every M (the table below has both, from one run). Two
+# questions, each measured in one device call:
+# - **How much of that is x?** At M = 64 every stage carries 32 KB of x beside 18.4 KB of weight. New DIAG twins of the
+#   recorded builds drop x's copies from the stream alone (DIAG 12) and from the full kernel (DIAG 5).
+#   `data/diagnostics/wo_trace_x_h200.json` (scripts/gpu_wo_trace.py --diag): CUPTI time of the GEMM kernel. The
+#   full build at M = 64 keeps two accumulator sets and its twins one (a tie in the record's tuning).
+# - **Does the first stage land sooner alone?** The ramp (LEAN bits 12-13) has the producer issue one or two units,
+#   then wait for stage 0 to fill before it issues the rest. The A/B run below times it against lean 3215.
+
+# %%
+trace_x = nbutil.diagnostic("wo_trace_x_h200")
+if trace_x:
+    viz.table(vnv.x_share_rows(trace_x), title=f"x's copies in the GEMM kernel, lean 3215 ({trace_x['device']['name']})").show()
+if ab200:
+    viz.table(vnv.ab_rows(ab200, "Sixteenth pass"), title=f"The ramp against lean 3215 ({ab200['device']['name']})").show()
+
+# %% [markdown]
 # ## Accuracy
 # Output error of the wo GEMM against an fp32 reference (the "true" weight in fp32, activations as
 # given in bf16): bf16 weight, fp8 per-tensor (weight and activations), fp8 with 128x128 weight blocks

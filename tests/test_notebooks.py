@@ -116,6 +116,26 @@ def test_wo_records_of_two_cards():
         assert r["bound us"] == round(case["bound_us"], 2) and r["% of bound"] <= 100
 
 
+def test_x_share_rows_of_the_h200_trace():
+    """vnv.x_share_rows: per M the four lean 3215 GEMM kernels of the x trace (stream, stream without x, full, full
+    without x) and their differences, read from the trace's CUPTI entries."""
+    from workbench import nbutil
+    from workbench.viz import nvfp4 as vnv
+
+    tr = nbutil.diagnostic("wo_trace_x_h200")
+    rows = vnv.x_share_rows(tr)
+    assert [r["M"] for r in rows] == [8, 32, 64]
+    for r in rows:
+        case = tr["cases"][str(r["M"])]["variants"]
+        full = next(e for n, e in case.items() if n.endswith("_red_grp_lean3215"))
+        assert r["full kernel us"] == round(next(t["median_us"] for k, t in full["trace"]["kernels"].items()
+                                                 if "w4a16" in k), 2)
+        # (differences of the unrounded times: within two roundings of the rounded columns')
+        assert abs(r["x in the stream us"] - (r["stream us"] - r["stream without x us"])) <= 0.011
+        assert abs(r["x in the full kernel us"] - (r["full kernel us"] - r["full without x us"])) <= 0.011
+    assert vnv.x_share_rows(tr, lean=1) == []  # no such builds in the run
+
+
 def test_ab_rows_of_the_h200_runs():
     """vnv.ab_rows: the fifteenth pass's A/B runs, each row with its commit, bound and validation; one fastest per run
     and M."""

@@ -525,9 +525,11 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3211),
                    V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3207),
                    # sixteenth pass (H200): the recorded builds with the ramp (LEAN bits 12-13: the producer issues
-                   # 1 or 2 units, then waits for stage 0 to fill before it issues the rest)
-                   *[V5Config(m, 1, nwg, 256, st, 2, 2, 2, grouped=True, lean=3215 + 4096 * r)
-                     for m, nwg, st in ((8, 4, 5), (32, 4, 4), (64, 2, 4)) for r in (1, 2)]]
+                   # RAMP units, then waits for stage 0 to fill before it issues the rest). A/B on an H200 (commit
+                   # 735408f, 5 rounds), M = 1 / 8 / 32 / 64: RAMP 2 (lean 11407) 21.67 / 21.41 / 24.16 / 31.99 us, a
+                   # tie with lean 3215's 21.81 / 21.44 / 24.18 / 32.03; RAMP 1 (lean 7311, not kept) lost 0.2-0.7 us
+                   *[V5Config(m, 1, nwg, 256, st, 2, 2, 2, grouped=True, lean=11407)
+                     for m, nwg, st in ((8, 4, 5), (32, 4, 4), (64, 2, 4))]]
 # Cluster builds (CL, reduce only, instantiated once): 224-row units (the last warpgroup's last SKIP warps decode a
 # copy of the last tile), 32 row groups x cl CTAs = 128 CTAs, each a 1/cl slice of k for one row group, summed over
 # distributed shared memory: every output written once as bf16, no fp32 workspace, no red.add flush, no wo_finalize.

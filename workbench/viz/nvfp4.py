@@ -178,6 +178,34 @@ def ab_rows(ab: dict, what: str = "") -> list[dict]:
     return rows
 
 
+def x_share_rows(trace: dict, lean: int = 3215) -> list[dict]:
+    """What x's copies cost, from a scripts/gpu_wo_trace.py --diag run with the DIAG 12 and 5 twins
+    (data/diagnostics/wo_trace_x_h200.json): per M, the GEMM kernel's CUPTI time of the stream alone with and
+    without x (DIAG 1, 12) and of the full kernel with and without x (the build, DIAG 5), each for the builds with
+    LEAN `lean`, and the differences. Only the M whose four builds all ran are listed."""
+    def gemm_us(entry: dict) -> float | None:
+        k = entry["trace"].get("kernels", {}) if isinstance(entry.get("trace"), dict) else {}
+        return next((t["median_us"] for name, t in k.items() if "w4a16" in name), None)
+
+    rows = []
+    for m, case in trace["cases"].items():
+        kind = {}
+        for name, e in case["variants"].items():
+            if not name.endswith(f"_grp_lean{lean}") or not name.startswith("v5_"):
+                continue
+            tag = ("stream" if "_diag_stream_grp" in name else "stream_no_x" if "_diag_stream_no_x_grp" in name
+                   else "full_no_x" if "_diag_no_x_grp" in name else "full" if "_diag_" not in name else None)
+            if tag:
+                kind[tag] = gemm_us(e)
+        if len(kind) == 4 and None not in kind.values():
+            rows.append({"M": int(m), "stream us": round(kind["stream"], 2),
+                         "stream without x us": round(kind["stream_no_x"], 2),
+                         "x in the stream us": round(kind["stream"] - kind["stream_no_x"], 2),
+                         "full kernel us": round(kind["full"], 2), "full without x us": round(kind["full_no_x"], 2),
+                         "x in the full kernel us": round(kind["full"] - kind["full_no_x"], 2)})
+    return sorted(rows, key=lambda r: r["M"])
+
+
 def ab_protocol_rows(ab: dict) -> list[dict]:
     """The A/B runs timed with their baselines (`--baselines`): per M and build, the time beside the bound and the
     ratios to cuBLAS bf16 and torch fp8 of the same rounds, under the record's protocol or with L2 scrubbed
