@@ -273,6 +273,20 @@ def test_gpu_pdl_back_to_back(family, cfg):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("cfg", [c for c in v5.V5_TIMELINES if c.diag == 0], ids=str)
+def test_gpu_timeline_builds_keep_the_math(cfg):
+    """A timeline build's stamps change no result: v5_timeline's output (its workspace read in the build's own
+    order, fragment-major with LEAN bit 11) matches the fp32 reference twice, and the stamp table is written."""
+    x, q, ref = small_problem(cfg.tokp, N=4 * cfg.rows, K=2048, seed=5)
+    pw = wo.prepare_weight(q)
+    for _ in range(2):
+        out, stamps = v5.v5_timeline(x, pw, cfg)
+        v = wo.validate(out, ref)
+        assert v["passed"], (cfg, v)
+    assert int((stamps != 0).sum()) > 0
+
+
+@pytest.mark.gpu
 def test_gpu_fragment_major_workspace_refuses_fin():
     """LEAN bit 11 keeps the workspace in fragment-major order, which the in-kernel finalize does not read: the
     launcher names the conflict instead of writing a wrong output."""

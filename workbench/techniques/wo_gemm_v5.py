@@ -603,7 +603,8 @@ def v5_timeline(x: torch.Tensor, pw: PreparedWeight, config: V5Config, out: torc
     launch_by_value(get_kernel("wo_gemm_v5", config.expr), sms, config.threads,
                     (tensor_map_2d(x, config.tokp, 64), stream, pw.global_scale, out, ws, table, M, N, K, 0, 0, 0),
                     shared_mem=config.smem)
-    finalize(ws, pw.global_scale, out, config.tokp, WS_UNIT_PAIRS if config.scale_pairs else WS_UNIT)
+    finalize(ws, pw.global_scale, out, config.tokp, WS_UNIT_PAIRS if config.scale_pairs else WS_UNIT,
+             frag=config.frag_ws)  # the build's own workspace order (LEAN bit 11: fragment-major)
     return out, table[off:].view(sms, PROF_SLOTS)
 
 
