@@ -529,12 +529,7 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    # 735408f, 5 rounds), M = 1 / 8 / 32 / 64: RAMP 2 (lean 11407) 21.67 / 21.41 / 24.16 / 31.99 us, a
                    # tie with lean 3215's 21.81 / 21.44 / 24.18 / 32.03; RAMP 1 (lean 7311, not kept) lost 0.2-0.7 us
                    *[V5Config(m, 1, nwg, 256, st, 2, 2, 2, grouped=True, lean=11407)
-                     for m, nwg, st in ((8, 4, 5), (32, 4, 4), (64, 2, 4))],
-                   # seven consumer warpgroups at M <= 8 (448-row units, 16 row groups): 7 warps per SM
-                   # sub-partition to hide the decode's latency where 4 leave the H200's consumer ~9% slower than the
-                   # stream (the lean 3215 timeline); 3 stages of 68.6 KB (at M = 32 three would not fit)
-                   *[V5Config(8, 1, 7, 256, 3, 2, nacc, 2, grouped=True, lean=lean)
-                     for nacc in (2, 1) for lean in (3215, 11407)]]
+                     for m, nwg, st in ((8, 4, 5), (32, 4, 4), (64, 2, 4))]]
 # Cluster builds (CL, reduce only, instantiated once): 224-row units (the last warpgroup's last SKIP warps decode a
 # copy of the last tile), 32 row groups x cl CTAs = 128 CTAs, each a 1/cl slice of k for one row group, summed over
 # distributed shared memory: every output written once as bf16, no fp32 workspace, no red.add flush, no wo_finalize.
