@@ -285,7 +285,8 @@ class V5Config:
     # bit 9: one full barrier per stage and warpgroup (each warpgroup waits for its own tiles and the stage's x);
     # bit 10: the consumers' row-group test by a multiply-high instead of a division at every unit's start; bit 11
     # (reduce builds): the workspace in fragment-major order, each warp's red.add on whole lines (no fin); bits
-    # 12-13: RAMP (1-3 units issued, then the producer waits for stage 0 to fill before it issues more)
+    # 12-13: RAMP (1-3 units issued, then the producer waits for stage 0 to fill before it issues more); bit 14
+    # (with bit 3, static work): the CTA's first unit issued by thread 0 in the kernel's prologue
     fin: bool = False  # launch choice (red only): the in-kernel finalize (a grid barrier, then each CTA converts
     # its share of the workspace) instead of wo_finalize after the kernel
     prof: bool = False  # timeline build (PROF): clock stamps after the counters (launch with v5_timeline)
@@ -529,7 +530,11 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    # 735408f, 5 rounds), M = 1 / 8 / 32 / 64: RAMP 2 (lean 11407) 21.67 / 21.41 / 24.16 / 31.99 us, a
                    # tie with lean 3215's 21.81 / 21.44 / 24.18 / 32.03; RAMP 1 (lean 7311, not kept) lost 0.2-0.7 us
                    *[V5Config(m, 1, nwg, 256, st, 2, 2, 2, grouped=True, lean=11407)
-                     for m, nwg, st in ((8, 4, 5), (32, 4, 4), (64, 2, 4))]]
+                     for m, nwg, st in ((8, 4, 5), (32, 4, 4), (64, 2, 4))],
+                   # the first unit issued in the prologue (LEAN bit 14): the H200 timeline of lean 3215 has the
+                   # producer's first copy ~1.0k cycles after its start (its code sits after the consumers')
+                   *[V5Config(m, 1, nwg, 256, st, 2, 2, 2, grouped=True, lean=lean + 16384)
+                     for m, nwg, st in ((8, 4, 5), (32, 4, 4), (64, 2, 4)) for lean in (3215, 11407)]]
 # Cluster builds (CL, reduce only, instantiated once): 224-row units (the last warpgroup's last SKIP warps decode a
 # copy of the last tile), 32 row groups x cl CTAs = 128 CTAs, each a 1/cl slice of k for one row group, summed over
 # distributed shared memory: every output written once as bf16, no fp32 workspace, no red.add flush, no wo_finalize.
