@@ -98,9 +98,8 @@ WB_DEVICE unsigned long long clock_now() {
 // bit 11 (reduce builds) = the fragment-major workspace (FRAG_WS below; wo_finalize reads it with frag = 1);
 // bits 12-13 = RAMP (1-3): the producer issues the first RAMP units, then waits until stage 0 is full before it
 // issues more (produce_ring), so the consumers' first stage lands before the rest of the ring's bytes; bit 14 (with
-// bit 3, static work) = the CTA's first unit issued by thread 0 in the prologue (early_first_units), before the
-// producer warp reaches its own code, which sits after the consumers' and is fetched cold in every call; bit 15
-// (with 14) = the first STAGES units so.
+// bit 3, static work) = the CTA's first unit issued by thread 0 in the prologue (early_first_unit), before the
+// producer warp reaches its own code, which sits after the consumers' and is fetched cold in every call.
 template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0,
           int BK = 256, bool GROUPED = false, int LEAN = 0, bool PROF = false, int CL = 0, int SKIP = 0>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
@@ -149,10 +148,8 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     // LEAN bits 12-13: RAMP = the units issued before the producer waits for the first stage (produce_ring)
     constexpr int RAMP = (LEAN >> 12) & 3;
     static_assert(RAMP == 0 || (!CHUNKED && !PROF), "RAMP: the ring producer (produce_ring) only");
-    // LEAN bit 14: the first unit issued in the prologue by thread 0 (early_first_units), bit 15 (with 14): the first
-    // STAGES units; one copy per unit only
-    constexpr int FIRST_IN_PROLOGUE = (LEAN & 16384) ? ((LEAN & 32768) ? STAGES : 1) : 0;
-    static_assert((LEAN & 49152) != 32768, "LEAN bit 15 extends bit 14");
+    // LEAN bit 14: the first unit issued in the prologue by thread 0 (early_first_unit), one copy per unit only
+    constexpr bool FIRST_IN_PROLOGUE = (LEAN & 16384) != 0;
     static_assert(!FIRST_IN_PROLOGUE || ((LEAN & 8) && GROUPED && !CHUNKED && !SPLIT && !PROF && CL == 0),
                   "LEAN bit 14: the one-copy grouped ring (bit 3), not chunked, split, timeline or cluster builds");
     static_assert(!SPLIT || (!CHUNKED && (LEAN & 8) == 0 && (LEAN & 256) == 0 && CL == 0 && SKIP == 0),
@@ -181,10 +178,11 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
         } else {
             ring_init<STAGES>(full0, empty0, NWG * 4);
         }
-        if constexpr (FIRST_IN_PROLOGUE > 0)
-            early_first_units<FIRST_IN_PROLOGUE, CHUNKS, X_ATOM>(
-                units, grab, W_STAGE, X_STAGE, full0, unit_of, smem_addr(wsm), xs, X_STAGE, &x_map, n_kc, KC, !NO_X,
-                [&](int u) { return wp + (long long)((u / n_kc) * (K / BK) + u % n_kc) * TILES * BB; });
+        if constexpr (FIRST_IN_PROLOGUE)
+            early_first_unit<CHUNKS, X_ATOM>(units, grab, W_STAGE, X_STAGE, full0, unit_of, smem_addr(wsm), xs, &x_map,
+                                             n_kc, KC, !NO_X, [&](int u) {
+                                                 return wp + (long long)((u / n_kc) * (K / BK) + u % n_kc) * TILES * BB;
+                                             });
     }
     __syncthreads();
 
@@ -793,12 +791,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 19599>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 27791>
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 27791>
-// @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, false, 0, 256, true, 52367>
-// @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, true, 0, 256, true, 52367>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 52367>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 52367>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 52367>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 52367>
 // cluster builds (CL, SKIP): reduce only
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 135, false, 4, 2>
 // @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, true, 0, 256, true, 135, false, 4, 2>

@@ -82,39 +82,6 @@ WB_DEVICE void produce_units(int units, int s0, int grab, unsigned int* work, in
     emit(-1);
 }
 
-// How many of the CTA's first units (its static share, as produce_units computes it) the prologue issues: FIRST, or
-// fewer when the share is smaller.
-template <int FIRST>
-WB_DEVICE int first_units(int units) {
-    const int u0 = (int)((unsigned)blockIdx.x * (unsigned)units / gridDim.x);
-    const int u1 = (int)((unsigned)(blockIdx.x + 1) * (unsigned)units / gridDim.x);
-    return min(FIRST, max(u1 - u0, 0));
-}
-
-// Thread 0, in the kernel's prologue (after ring_init, before the CTA barrier), static work only (grab <= 0): claim
-// stages 0 .. FIRST - 1 for the CTA's first units and issue their weights, one bulk copy of w_bytes each from
-// weight_of(u), then, after pdl_wait, their x (CHUNKS TMA boxes of 64 k each). The straight-line prologue runs before
-// the producer warp reaches its own code, which sits after the consumers' in the kernel and is fetched cold in every
-// call. produce_ring<..., FIRST> then starts after these stages.
-template <int FIRST, int CHUNKS, int X_ATOM, typename WeightOf>
-WB_DEVICE void early_first_units(int units, int grab, uint32_t w_bytes, uint32_t x_bytes, uint32_t full0,
-                                 int* unit_of, uint32_t wdst, uint8_t* xs, int x_stage, const TmaDescriptor* x_map,
-                                 int n_kc, int kc, bool with_x, WeightOf&& weight_of) {
-    if (grab > 0) return;
-    const int u0 = (int)((unsigned)blockIdx.x * (unsigned)units / gridDim.x), n = first_units<FIRST>(units);
-    for (int j = 0; j < n; ++j) {
-        unit_of[j] = u0 + j;
-        mbar_arrive_expect_tx(full0 + 8 * j, w_bytes + (with_x ? x_bytes : 0));
-        bulk_load(wdst + j * w_bytes, weight_of(u0 + j), w_bytes, full0 + 8 * j);
-    }
-    pdl_wait();  // the previous kernel may write x until it completes
-    if (with_x)
-        for (int j = 0; j < n; ++j)
-            for (int c = 0; c < CHUNKS; ++c)
-                tma_load_2d(smem_addr(xs + j * x_stage + c * X_ATOM), x_map, ((u0 + j) % n_kc) * kc + 64 * c, 0,
-                            full0 + 8 * j);
-}
-
 // The producer warp of the streaming wgmma GEMMs (kernels/wo_gemm_v5.cu, v7, v8), all lanes: for each unit of
 // the CTA's work (produce_units) claim a ring stage, let copy_weight(stage, unit) issue the unit's weight copies
 // and load its x tile: CHUNKS TMA boxes of 64 k (lane L < CHUNKS: k = (unit % n_kc) * kc + 64 L), X_ATOM bytes
@@ -125,25 +92,25 @@ WB_DEVICE void early_first_units(int units, int grab, uint32_t w_bytes, uint32_t
 // NB > 1: NB full barriers per stage (ring_claim); x on barrier 0, copy_weight picks each copy's barrier.
 // RAMP > 0: after the first RAMP units are issued, the producer waits until stage 0 is full before it issues
 // the rest, so the first stage does not share the memory system with every other stage of the ring at the start.
-// FIRST > 0 (static work only, grab <= 0): the kernel's prologue already claimed stages 0 .. FIRST - 1 for the CTA's
-// first units and issued their weight and x (early_first_units); the producer starts after them.
-template <int STAGES, int CHUNKS, int X_ATOM, int NB = 1, int RAMP = 0, int FIRST = 0, typename CopyWeight>
+// FIRST (static work only, grab <= 0): the kernel's prologue already claimed stage 0 for the CTA's first unit and
+// issued its weight and x (early_first_unit); the producer starts at stage 1.
+template <int STAGES, int CHUNKS, int X_ATOM, int NB = 1, int RAMP = 0, bool FIRST = false, typename CopyWeight>
 WB_DEVICE void produce_ring(int units, int s0, int grab, unsigned int* work, int lane, uint32_t stage_bytes,
                             uint32_t full0, uint32_t empty0, int* unit_of, uint8_t* xs, int x_stage,
                             const TmaDescriptor* x_map, int n_kc, int kc, bool with_x, CopyWeight&& copy_weight,
                             uint32_t part_bytes = 0) {
     static_assert(RAMP >= 0 && RAMP < STAGES, "RAMP: stages issued before waiting for stage 0");
-    static_assert(FIRST == 0 || (NB == 1 && FIRST <= STAGES), "FIRST: one full barrier per stage, at most STAGES");
-    const int first_done = FIRST > 0 && grab <= 0 ? first_units<FIRST>(units) : 0;
-    int i = 0, deferred = FIRST > 0 && grab <= 0 ? -1 : 0;
+    static_assert(!FIRST || NB == 1, "FIRST: one full barrier per stage");
+    const bool first_done = FIRST && grab <= 0;
+    int i = 0, deferred = first_done ? -1 : 0;
     auto load_x = [&](int s, int u) {
         if (with_x && lane < CHUNKS)
             tma_load_2d(smem_addr(xs + s * x_stage + lane * X_ATOM), x_map, (u % n_kc) * kc + 64 * lane, 0,
                         full0 + 8 * s * NB);
     };
     produce_units(units, s0, grab, work, lane, [&](int u) {
-        if (i < first_done) {  // the prologue issued this unit into stage i
-            ++i;
+        if (first_done && i == 0 && u >= 0) {  // the prologue issued this unit into stage 0
+            i = 1;
             return;
         }
         if ((i == 1 || u < 0) && deferred >= 0) {  // the first unit's x, once the previous kernel is done
@@ -158,6 +125,31 @@ WB_DEVICE void produce_ring(int units, int s0, int grab, unsigned int* work, int
         if (deferred >= 0) ++deferred;
         else load_x(s, u);
     });
+}
+
+// Thread 0, in the kernel's prologue (after ring_init, before the CTA barrier), static work only (grab <= 0): claim
+// stage 0 for the CTA's first unit (its share as produce_units computes it) and issue that unit's weight, one bulk
+// copy of w_bytes from weight_of(u), then, after pdl_wait, its x (CHUNKS TMA boxes of 64 k), all on full0. The
+// straight-line prologue runs before the producer warp reaches its own code, which sits after the consumers' in the
+// kernel and is fetched cold in every call. produce_ring<..., FIRST = true> then starts at stage 1.
+template <int CHUNKS, int X_ATOM, typename WeightOf>
+WB_DEVICE void early_first_unit(int units, int grab, uint32_t w_bytes, uint32_t x_bytes, uint32_t full0,
+                                int* unit_of, uint32_t wdst, uint8_t* xs, const TmaDescriptor* x_map, int n_kc, int kc,
+                                bool with_x, WeightOf&& weight_of) {
+    if (grab > 0) return;
+    const int u0 = (int)((unsigned)blockIdx.x * (unsigned)units / gridDim.x);
+    const int u1 = (int)((unsigned)(blockIdx.x + 1) * (unsigned)units / gridDim.x);
+    if (u0 >= u1) {
+        pdl_wait();  // (the producer defers nothing then: keep the same wait for every CTA)
+        return;
+    }
+    unit_of[0] = u0;
+    mbar_arrive_expect_tx(full0, w_bytes + (with_x ? x_bytes : 0));
+    bulk_load(wdst, weight_of(u0), w_bytes, full0);
+    pdl_wait();  // the previous kernel may write x until it completes
+    if (with_x)
+        for (int c = 0; c < CHUNKS; ++c)
+            tma_load_2d(smem_addr(xs + c * X_ATOM), x_map, (u0 % n_kc) * kc + 64 * c, 0, full0);
 }
 
 // The producer of a chunk-major ring (kernels/wo_gemm_v5.cu, LEAN bit 5), all lanes: stage s has one full barrier

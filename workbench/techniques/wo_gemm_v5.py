@@ -286,8 +286,7 @@ class V5Config:
     # bit 10: the consumers' row-group test by a multiply-high instead of a division at every unit's start; bit 11
     # (reduce builds): the workspace in fragment-major order, each warp's red.add on whole lines (no fin); bits
     # 12-13: RAMP (1-3 units issued, then the producer waits for stage 0 to fill before it issues more); bit 14
-    # (with bit 3, static work): the CTA's first unit issued by thread 0 in the kernel's prologue; bit 15 (with 14):
-    # its first `stages` units
+    # (with bit 3, static work): the CTA's first unit issued by thread 0 in the kernel's prologue
     fin: bool = False  # launch choice (red only): the in-kernel finalize (a grid barrier, then each CTA converts
     # its share of the workspace) instead of wo_finalize after the kernel
     prof: bool = False  # timeline build (PROF): clock stamps after the counters (launch with v5_timeline)
@@ -535,10 +534,7 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    # the first unit issued in the prologue (LEAN bit 14): the H200 timeline of lean 3215 has the
                    # producer's first copy ~1.0k cycles after its start (its code sits after the consumers')
                    *[V5Config(m, 1, nwg, 256, st, 2, 2, 2, grouped=True, lean=lean + 16384)
-                     for m, nwg, st in ((8, 4, 5), (32, 4, 4), (64, 2, 4)) for lean in (3215, 11407)],
-                   # ... and the first STAGES units (bit 15)
-                   *[V5Config(m, 1, nwg, 256, st, 2, 2, 2, grouped=True, lean=3215 + 16384 + 32768)
-                     for m, nwg, st in ((8, 4, 5), (32, 4, 4), (64, 2, 4))]]
+                     for m, nwg, st in ((8, 4, 5), (32, 4, 4), (64, 2, 4)) for lean in (3215, 11407)]]
 # Cluster builds (CL, reduce only, instantiated once): 224-row units (the last warpgroup's last SKIP warps decode a
 # copy of the last tile), 32 row groups x cl CTAs = 128 CTAs, each a 1/cl slice of k for one row group, summed over
 # distributed shared memory: every output written once as bf16, no fp32 workspace, no red.add flush, no wo_finalize.
