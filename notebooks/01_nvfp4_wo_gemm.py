@@ -393,23 +393,39 @@ if ab200:
     viz.table(vnv.ab_rows(ab200, "Fifteenth pass"), title=f"A/B of v5 builds ({ab200['device']['name']})").show()
 
 # %% [markdown]
-# ### What x costs, and the ramp (sixteenth pass, H200)
+# ### The H200's consumer, x, and the start of the call (sixteenth pass)
 # On the H200 the recorded builds are held by their consumers, not by the weight stream: in the traces the stream
-# alone runs microseconds faster than the full GEMM kernel at every M (the table below has both, from one run). Two
-# questions, each measured in one device call:
-# - **How much of that is x?** At M = 64 every stage carries 32 KB of x beside 18.4 KB of weight. New DIAG twins of the
-#   recorded builds drop x's copies from the stream alone (DIAG 12) and from the full kernel (DIAG 5).
-#   `data/diagnostics/wo_trace_x_h200.json` (scripts/gpu_wo_trace.py --diag): CUPTI time of the GEMM kernel. The
-#   full build at M = 64 keeps two accumulator sets and its twins one (a tie in the record's tuning).
-# - **Does the first stage land sooner alone?** The ramp (LEAN bits 12-13) has the producer issue one or two units,
-#   then wait for stage 0 to fill before it issues the rest. The A/B run below times it against lean 3215.
+# alone runs microseconds faster than the full GEMM kernel at every M. Each question below was measured in one device
+# call (`data/diagnostics/wo_trace_x_h200.json`, `wo_timeline_h200.json` and the sixteenth-pass runs of
+# `wo_ab_h200.json`):
+# - **How much of that is x?** At M = 64 every stage carries 32 KB of x beside 18.4 KB of weight. DIAG twins of the
+#   recorded builds drop x's copies from the stream alone (DIAG 12) and from the full kernel (DIAG 5); the table gives
+#   the GEMM kernel's CUPTI time. (At M = 64 the full build keeps two accumulator sets and its twins one, a tie in the
+#   record's tuning.) x costs the stream alone a lot at M = 64 but the full kernel much less: the consumer holds it.
+# - **Inside one CTA** (the timeline builds of lean 3215): a consumer period per unit above the weight bound's cycles
+#   per unit means the consumer, not the stream, sets the pace; the ramp is the cycles until the first stage is full.
+#   The lines under the table give when the producer warp starts and when its first copy goes out: its code sits
+#   after the consumers' in the kernel and is fetched cold in every call.
+# - **The A/B runs:** the ramp (LEAN bits 12-13: the producer issues one or two units, then waits for stage 0),
+#   seven consumer warpgroups at M <= 8 (448-row units, 3 stages; reverted), the CTA's first unit issued by thread 0
+#   in the kernel's prologue (LEAN bit 14, lean 19599 on lean 3215 and 27791 on 11407), and its first STAGES units so
+#   (bit 15, lean 52367; reverted). Bit 14 is what the record now runs at every M <= 64; issuing every stage early
+#   instead loses: stage 0 lands first when it goes out alone.
 
 # %%
 trace_x = nbutil.diagnostic("wo_trace_x_h200")
 if trace_x:
     viz.table(vnv.x_share_rows(trace_x), title=f"x's copies in the GEMM kernel, lean 3215 ({trace_x['device']['name']})").show()
+timeline200 = nbutil.diagnostic("wo_timeline_h200")
+if timeline200:
+    viz.table(vnv.timeline_rows(timeline200, nbutil.wo_bounds(wo_recs, timeline200["device"]["name"])),
+              title=f"v5 timeline builds of lean 3215, SM cycles ({timeline200['device']['name']})").show()
+    for b in timeline200["builds"].values():
+        last = b["runs"][-1]
+        print(f"M = {b['M']}: the producer starts {last['producer_start']:.0f} cycles into the CTA and issues its first "
+              f"copy at {last['first_issue']:.0f}; the first stage is full at {last['ramp']:.0f} ({last['ghz']} GHz)")
 if ab200:
-    viz.table(vnv.ab_rows(ab200, "Sixteenth pass"), title=f"The ramp against lean 3215 ({ab200['device']['name']})").show()
+    viz.table(vnv.ab_rows(ab200, "Sixteenth pass"), title=f"A/B of v5 builds, sixteenth pass ({ab200['device']['name']})").show()
 
 # %% [markdown]
 # ## Accuracy
