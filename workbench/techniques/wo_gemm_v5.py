@@ -534,7 +534,10 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    # the first unit issued in the prologue (LEAN bit 14): the H200 timeline of lean 3215 has the
                    # producer's first copy ~1.0k cycles after its start (its code sits after the consumers')
                    *[V5Config(m, 1, nwg, 256, st, 2, 2, 2, grouped=True, lean=lean + 16384)
-                     for m, nwg, st in ((8, 4, 5), (32, 4, 4), (64, 2, 4)) for lean in (3215, 11407)]]
+                     for m, nwg, st in ((8, 4, 5), (32, 4, 4), (64, 2, 4)) for lean in (3215, 11407)],
+                   # ... with three groups in flight (NBUF 4: each group decoded two ahead of the wgmma that waits),
+                   # for the H200's latency-bound consumer (at M = 32 ptxas serializes it, C7512: not kept)
+                   *[V5Config(8, 1, 4, 256, 5, 2, nacc, 4, grouped=True, lean=19599) for nacc in (2, 1)]]
 # Cluster builds (CL, reduce only, instantiated once): 224-row units (the last warpgroup's last SKIP warps decode a
 # copy of the last tile), 32 row groups x cl CTAs = 128 CTAs, each a 1/cl slice of k for one row group, summed over
 # distributed shared memory: every output written once as bf16, no fp32 workspace, no red.add flush, no wo_finalize.
