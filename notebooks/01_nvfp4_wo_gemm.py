@@ -196,7 +196,11 @@ if rec_q:
 #    then); 512, one full barrier per stage and warpgroup; 1024, the row-group test by a multiply-high; 2048
 #    (`_red` builds), the fragment-major workspace: each 16-row tile's partials in the order the lanes hold
 #    them, so one warp's `red.add.v4` covers 512 contiguous bytes (four whole lines) instead of 16 rows, and
-#    `wo_finalize` reads that order. The H200 record's builds are lean 3215 = 2048 + 1024 + 128 + 8 + 4 + 2 + 1.
+#    `wo_finalize` reads that order; 4096 / 8192 (the ramp), the producer issues one / two units, then waits for
+#    stage 0 to fill before it issues the rest; 16384 (with 8, static work), the CTA's first unit issued by thread 0
+#    in the kernel's prologue, before the producer warp reaches its own code (fetched cold after the consumers').
+#    The fifteenth pass's H200 builds are lean 3215 = 2048 + 1024 + 128 + 8 + 4 + 2 + 1; the sixteenth pass's record
+#    runs lean 19599 = 3215 + 16384.
 #    `_cl{n}` builds end without the fp32 workspace: the n CTAs of a cluster hold one row group over n slices
 #    of k and sum them through distributed shared memory (`params.rejected_configs` lists the ones this GPU
 #    cannot run in one wave of clusters).
@@ -571,6 +575,14 @@ if INTERACTIVE:
 #   configs from a table per GPU model, written from each card's record, not from one card's tuning. What a faster
 #   memory does not buy is shown by the two-card table: the fixed costs (ramp, decode and wgmma beside the stream,
 #   the finalize's tail) stay, so the ratios to cuBLAS bf16 fall on the H200 (notes, fifteenth pass).
+# - A kernel's code is memory too. In every call the previous call's weight stream has evicted the kernel's code from
+#   L2, and the producer warp's path sits after the consumers' in the binary, so its first copy went out about a
+#   thousand cycles after the CTA started (the H200 timeline). Issuing the first unit from the straight-line
+#   prologue, before the CTA barrier, won 0.2-0.5 us at every M; issuing every stage there lost 2-3.5 us, because
+#   then stage 0 no longer lands ahead of the rest (notes, sixteenth pass).
+# - Diagnostics are code that can be wrong: the timeline builds of the fragment-major workspace first gave wrong
+#   outputs (their launcher read the workspace in the linear order). Validating every timeline build's output, as
+#   every timed build's, caught it; a GPU test now does it for each.
 # - Three bugs that only showed on the full wo shape, each caught by validating every timed variant: a
 #   register A operand indexed at run time lives in local memory, so the registers an in-flight wgmma reads
 #   were reused (NaN); one warp's `wgmma.wait_group` covers only its own rows, so a shared B buffer needs a
