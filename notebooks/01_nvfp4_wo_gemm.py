@@ -576,10 +576,10 @@ if INTERACTIVE:
 #   memory does not buy is shown by the two-card table: the fixed costs (ramp, decode and wgmma beside the stream,
 #   the finalize's tail) stay, so the ratios to cuBLAS bf16 fall on the H200 (notes, fifteenth pass).
 # - A kernel's code is memory too. In every call the previous call's weight stream has evicted the kernel's code from
-#   L2, and the producer warp's path sits after the consumers' in the binary, so its first copy went out about a
-#   thousand cycles after the CTA started (the H200 timeline). Issuing the first unit from the straight-line
-#   prologue, before the CTA barrier, won 0.2-0.5 us at every M; issuing every stage there lost 2-3.5 us, because
-#   then stage 0 no longer lands ahead of the rest (notes, sixteenth pass).
+#   L2, and the producer warp's path sits after the consumers' in the binary, so its first copy went out long after
+#   the producer started (the lines under the H200 timeline table). Issuing the first unit from the straight-line
+#   prologue, before the CTA barrier, won at every M; issuing every stage there lost by more, because then stage 0
+#   no longer lands ahead of the rest (the sixteenth pass's A/B table; notes, sixteenth pass).
 # - Diagnostics are code that can be wrong: the timeline builds of the fragment-major workspace first gave wrong
 #   outputs (their launcher read the workspace in the linear order). Validating every timeline build's output, as
 #   every timed build's, caught it; a GPU test now does it for each.
