@@ -163,6 +163,8 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     // below the producer branch counts as divergent and ptxas serializes every wgmma (warning C7518).
     const int warp = __shfl_sync(0xffffffffu, threadIdx.x >> 5, 0), lane = threadIdx.x & 31;
     const int n_kc = K / KC, units = (N / ROWS) * n_kc;
+    // GROUPED: the start of unit u's TILES stream blocks, one contiguous run ([row group][k block][tile][block])
+    auto grouped_unit = [&](int u) { return wp + (long long)((u / n_kc) * (K / BK) + u % n_kc) * TILES * BB; };
     unsigned long long* tl = PROF ? prof_table(counters, N) : nullptr;
     if (PROF && threadIdx.x == 0) {
         unsigned long long gt;
@@ -180,9 +182,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
         }
         if constexpr (FIRST_IN_PROLOGUE)
             early_first_unit<CHUNKS, X_ATOM>(units, grab, W_STAGE, X_STAGE, full0, unit_of, smem_addr(wsm), xs, &x_map,
-                                             n_kc, KC, !NO_X, [&](int u) {
-                                                 return wp + (long long)((u / n_kc) * (K / BK) + u % n_kc) * TILES * BB;
-                                             });
+                                             n_kc, KC, !NO_X, grouped_unit);
     }
     __syncthreads();
 
@@ -196,7 +196,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
             constexpr int COPIES = (LEAN & 64) && TILES >= 4 ? TILES / 4 : 1;
             produce_ring_chunked<STAGES, CHUNKS, X_ATOM, COPIES>(
                 units, s0, grab, counters + (N >> 4), lane, CHUNK_W, full0, empty0, unit_of, wsm, W_STAGE, xs, X_STAGE,
-                &x_map, n_kc, KC, [&](int u) { return wp + (long long)((u / n_kc) * (K / BK) + u % n_kc) * TILES * BB; },
+                &x_map, n_kc, KC, grouped_unit,
                 [&](int) {
                     if (PROF && lane == 0 && pi < 32) tl[8 + pi] = clock_now();
                     ++pi;
@@ -208,13 +208,11 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
             xs, X_STAGE, &x_map, n_kc, KC, !NO_X, [&](int s, int u) {
                 const int rg = u / n_kc, kc = u % n_kc;
                 if constexpr (ONE_COPY) {  // the grouped unit is one contiguous run: one copy, one lane
-                    if (lane == 0)
-                        bulk_load(smem_addr(wsm + s * W_STAGE), wp + (long long)(rg * (K / BK) + kc) * TILES * BB,
-                                  W_STAGE, full0 + 8 * s);
+                    if (lane == 0) bulk_load(smem_addr(wsm + s * W_STAGE), grouped_unit(u), W_STAGE, full0 + 8 * s);
                 } else if (lane < TILES)  // (SPLIT: tile lane belongs to warpgroup lane / (4 MT))
                     bulk_load(smem_addr(wsm + s * W_STAGE + lane * W_TILE),
-                              wp + (GROUPED ? ((long long)(rg * (K / BK) + kc) * TILES + lane) * BB
-                                            : ((long long)(rg * TILES + lane) * (K / BK) + kc * KB) * BB),
+                              GROUPED ? grouped_unit(u) + lane * BB
+                                      : wp + ((long long)(rg * TILES + lane) * (K / BK) + kc * KB) * BB,
                               W_TILE, full_bar(s, lane / (4 * MT)));
                 if (PROF && lane == 0 && pi < 32) tl[8 + pi] = clock_now();
                 ++pi;

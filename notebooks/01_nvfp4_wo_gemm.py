@@ -419,7 +419,8 @@ if ab200:
 # %%
 trace_x = nbutil.diagnostic("wo_trace_x_h200")
 if trace_x:
-    viz.table(vnv.x_share_rows(trace_x), title=f"x's copies in the GEMM kernel, lean 3215 ({trace_x['device']['name']})").show()
+    viz.table(vnv.x_share_rows(trace_x, bounds_us=nbutil.wo_bounds(wo_recs, trace_x["device"]["name"])),
+              title=f"x's copies in the GEMM kernel, lean 3215 ({trace_x['device']['name']})").show()
 timeline200 = nbutil.diagnostic("wo_timeline_h200")
 if timeline200:
     viz.table(vnv.timeline_rows(timeline200, nbutil.wo_bounds(wo_recs, timeline200["device"]["name"])),

@@ -123,8 +123,12 @@ def test_x_share_rows_of_the_h200_trace():
     from workbench.viz import nvfp4 as vnv
 
     tr = nbutil.diagnostic("wo_trace_x_h200")
-    rows = vnv.x_share_rows(tr)
+    rec = json.loads((Path(__file__).resolve().parents[1] / "data" / "results" / "wo_gemm.json").read_text())
+    bounds = nbutil.wo_bounds(nbutil.wo_records(rec), tr["device"]["name"])  # the trace's own card's bounds
+    assert bounds
+    rows = vnv.x_share_rows(tr, bounds_us=bounds)
     assert [r["M"] for r in rows] == [8, 32, 64]
+    assert [r["bound us"] for r in rows] == [round(bounds[m], 2) for m in (8, 32, 64)]
     for r in rows:
         case = tr["cases"][str(r["M"])]["variants"]
         full = next(e for n, e in case.items() if n.endswith("_red_grp_lean3215"))

@@ -495,36 +495,27 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    # A/B on an H200 (commit 46868e8, 5 rounds): M = 32 lean 2191 25.07 us, 3087 25.16, 143 25.66,
                    # 2063 26.30 against 26.89 for lean 15 (2695 28.55); M = 64 3211 34.93, 3207 36.48 against 34.99
                    V5Config(8, 1, 2, 512, 4, 2, 2, 2, lean=3207),
-                   V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=2063),
-                   V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=3087),
-                   V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=143),
-                   V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=2191),
-                   V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=3215),
+                   *[V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=n) for n in (2063, 3087, 143, 2191, 3215)],
                    # ... and at M <= 8 on the grouped 256-k stream (one copy per unit needs it): 2 warpgroups with
                    # 8 stages, 4 with 5
-                   V5Config(8, 1, 2, 256, 8, 2, 2, 2, grouped=True, lean=3215),
-                   V5Config(8, 1, 4, 256, 5, 2, 2, 2, grouped=True, lean=3215),
+                   *[V5Config(8, 1, nwg, 256, st, 2, 2, 2, grouped=True, lean=3215) for nwg, st in ((2, 8), (4, 5))],
                    # A/B on an H200 (commit b8569d9, static on 132 CTAs): M = 8 21.64 us (4 warpgroups) and 22.80 (2)
                    # against 22.09 for lean 1159; M = 1 21.77 and 23.01 against 22.09.
                    # Neighbours of lean 3215: the cross-unit prefetch (bit 8) and the late prefetch (bit 4) at
                    # M = 32; at M = 64 on 2 warpgroups and on 4 (256-row units: half the x bytes per weight byte)
-                   V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=3471),
-                   V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=3231),
+                   *[V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=n) for n in (3471, 3231)],
                    V5Config(64, 1, 4, 256, 3, 2, 1, 2, grouped=True, lean=3215),
                    V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3215),
                    # record run on an H200 (commit 08c271f): lean 3215 chosen at every M <= 64 (M = 64 31.84 us against
                    # 34.24 for 3211; M = 32 24.01 against 24.75 for 3471 and 26.43 for 3231; 4 warpgroups at M = 64
                    # 35.70). Its neighbours in the other parameters: groups of 4, one accumulator set, 3 stages, the
                    # cross-unit prefetch at M = 64 and 8 (groups of 4 at M = 8 are serialized by ptxas, C7512: not kept)
-                   V5Config(32, 1, 4, 256, 4, 4, 2, 2, grouped=True, lean=3215),
-                   V5Config(32, 1, 4, 256, 4, 2, 1, 2, grouped=True, lean=3215),
-                   V5Config(32, 1, 4, 256, 3, 2, 2, 2, grouped=True, lean=3215),
+                   *[V5Config(32, 1, 4, 256, st, gs, nacc, 2, grouped=True, lean=3215)
+                     for st, gs, nacc in ((4, 4, 2), (4, 2, 1), (3, 2, 2))],
                    V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3471),
                    V5Config(64, 1, 2, 256, 4, 2, 1, 2, grouped=True, lean=3215),
-                   V5Config(8, 1, 4, 256, 5, 2, 2, 2, grouped=True, lean=3471),
-                   V5Config(8, 1, 4, 256, 5, 2, 1, 2, grouped=True, lean=3215),
-                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3211),
-                   V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=3207),
+                   *[V5Config(8, 1, 4, 256, 5, 2, nacc, 2, grouped=True, lean=n) for nacc, n in ((2, 3471), (1, 3215))],
+                   *[V5Config(64, 1, 2, 256, 4, 2, 2, 2, grouped=True, lean=n) for n in (3211, 3207)],
                    # sixteenth pass (H200): the recorded builds with the ramp (LEAN bits 12-13: the producer issues
                    # RAMP units, then waits for stage 0 to fill before it issues the rest). A/B on an H200 (commit
                    # 735408f, 5 rounds), M = 1 / 8 / 32 / 64: RAMP 2 (lean 11407) 21.67 / 21.41 / 24.16 / 31.99 us, a

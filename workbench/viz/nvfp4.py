@@ -178,11 +178,12 @@ def ab_rows(ab: dict, what: str = "") -> list[dict]:
     return rows
 
 
-def x_share_rows(trace: dict, lean: int = 3215) -> list[dict]:
+def x_share_rows(trace: dict, lean: int = 3215, bounds_us: dict | None = None) -> list[dict]:
     """What x's copies cost, from a scripts/gpu_wo_trace.py --diag run with the DIAG 12 and 5 twins
     (data/diagnostics/wo_trace_x_h200.json): per M, the GEMM kernel's CUPTI time of the stream alone with and
     without x (DIAG 1, 12) and of the full kernel with and without x (the build, DIAG 5), each for the builds with
-    LEAN `lean`, and the differences. Only the M whose four builds all ran are listed."""
+    LEAN `lean`, and the differences; bounds_us ({M: bound in us} of the card, from its wo_gemm record): each row
+    also carries its bound. Only the M whose four builds all ran are listed."""
     def gemm_us(entry: dict) -> float | None:
         k = entry["trace"].get("kernels", {}) if isinstance(entry.get("trace"), dict) else {}
         return next((t["median_us"] for name, t in k.items() if "w4a16" in name), None)
@@ -202,7 +203,8 @@ def x_share_rows(trace: dict, lean: int = 3215) -> list[dict]:
                          "stream without x us": round(kind["stream_no_x"], 2),
                          "x in the stream us": round(kind["stream"] - kind["stream_no_x"], 2),
                          "full kernel us": round(kind["full"], 2), "full without x us": round(kind["full_no_x"], 2),
-                         "x in the full kernel us": round(kind["full"] - kind["full_no_x"], 2)})
+                         "x in the full kernel us": round(kind["full"] - kind["full_no_x"], 2),
+                         "bound us": round((bounds_us or {}).get(int(m), float("nan")), 2)})
     return sorted(rows, key=lambda r: r["M"])
 
 
