@@ -217,10 +217,24 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
             return;
         }
         // BD: lane l stores x[k0 + 8 l .. + 8] (block b = l / 2) times 2^64 at row b % 8 of its 64-k atom (the 128-byte
-        // swizzle: 16-byte chunk c of row r at c ^ r), then the lanes' second arrival on the stage's full barrier.
+        // swizzle: 16-byte chunk c of row r at c ^ r), then the lanes' second arrival on the stage's full barrier. The
+        // loads run XD units ahead in registers (a static share is consecutive units), so no store waits for memory:
+        // loading each unit's x when its stage is claimed held every claim behind a load (the ring filled ~1 us later).
+        constexpr int XD = 4;
+        u32x4 xq[XD];  // x of units xq_u .. xq_u + XD - 1, lane's 16 bytes each
+        int xq_u = -1;
+        auto x_lane = [&](int u) { return ld16(xg + (u % n_kc) * KC + 8 * lane); };  // any u: a valid k block
         auto store_x_diag = [&](int s, int u) {
-            pdl_wait();  // the previous kernel may write x until it completes
-            const u32x4 v = ld16(xg + (u % n_kc) * KC + 8 * lane);
+            if (xq_u < 0) {
+                pdl_wait();  // the previous kernel may write x until it completes
+#pragma unroll
+                for (int d = 0; d < XD; ++d) xq[d] = x_lane(u + d);
+                xq_u = u;
+            }
+            const u32x4 v = xq[0];
+#pragma unroll
+            for (int d = 0; d + 1 < XD; ++d) xq[d] = xq[d + 1];
+            xq[XD - 1] = x_lane(u + XD);
             constexpr uint32_t TWO_POW_64_X2 = 0x5f805f80u;  // bf16x2 of 2^64: exact, products stay normal fp32
             const u32x4 w{bf16x2_fma_zero(v.x, TWO_POW_64_X2), bf16x2_fma_zero(v.y, TWO_POW_64_X2),
                           bf16x2_fma_zero(v.z, TWO_POW_64_X2), bf16x2_fma_zero(v.w, TWO_POW_64_X2)};
