@@ -193,11 +193,41 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
             early_first_unit<CHUNKS, X_ATOM>(units, grab, W_STAGE, X_STAGE, full0, unit_of, smem_addr(wsm), xs, &x_map,
                                              n_kc, KC, !NO_X && !BD, grouped_unit);
     }
-    if constexpr (BD) {  // every x tile zero once: the producer only ever writes the diagonal blocks
+    // BD: lane l holds x[k0 + 8 l .. + 8] of a unit (block b = l / 2) and stores it times 2^64 at row b % 8 of its 64-k
+    // atom (the 128-byte swizzle: 16-byte chunk c of row r at c ^ r). The x of the CTA's first STAGES units goes in
+    // from warp 1 around the CTA barrier (loads before it, stores and the stages' second arrivals after), so the
+    // producer, whose code is fetched cold, only issues their weight; it stores the x of the later units.
+    auto bd_x_lane = [&](int u) { return ld16(xg + (u % n_kc) * KC + 8 * lane); };  // any u: a valid k block
+    auto bd_put = [&](int s, const u32x4& v) {
+        constexpr uint32_t TWO_POW_64_X2 = 0x5f805f80u;  // bf16x2 of 2^64: exact, the products stay normal fp32
+        const u32x4 w{bf16x2_fma_zero(v.x, TWO_POW_64_X2), bf16x2_fma_zero(v.y, TWO_POW_64_X2),
+                      bf16x2_fma_zero(v.z, TWO_POW_64_X2), bf16x2_fma_zero(v.w, TWO_POW_64_X2)};
+        const int b = lane >> 1, r = b & 7, c = 2 * (b & 3) + (lane & 1);
+        st16(xs + s * X_STAGE + (b >> 2) * X_ATOM + 128 * r + 16 * (c ^ r), w);
+    };
+    const int bd_u0 = (int)((unsigned)blockIdx.x * (unsigned)units / gridDim.x);  // the static share (BD: no grabs)
+    const int bd_n = (int)((unsigned)(blockIdx.x + 1) * (unsigned)units / gridDim.x) - bd_u0;
+    u32x4 bd_pre[BD ? STAGES : 1];
+    if constexpr (BD) {  // every x tile zero once: only the diagonal blocks are ever written
         for (int o = 16 * threadIdx.x; o < STAGES * X_STAGE; o += 16 * blockDim.x) st16(xs + o, u32x4{0u, 0u, 0u, 0u});
         asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // seen by the wgmma (async proxy)
+        if (warp == 1) {
+            pdl_wait();  // the previous kernel may write x until it completes
+#pragma unroll
+            for (int d = 0; d < STAGES; ++d)
+                if (d < bd_n) bd_pre[d] = bd_x_lane(bd_u0 + d);
+        }
     }
     __syncthreads();
+    if (BD && warp == 1) {  // (after the barrier: the zeros are written and the full barriers initialised)
+#pragma unroll
+        for (int d = 0; d < STAGES; ++d)
+            if (d < bd_n) bd_put(d, bd_pre[d]);
+        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+        __syncwarp();
+        if (lane == 0)
+            for (int d = 0; d < min(STAGES, bd_n); ++d) mbar_arrive(full0 + 8 * d);
+    }
 
     if (warp == NWG * 4) {  // producer warp: lane 0 claims a stage, lanes issue its copies in parallel
         int pi = 0;  // PROF: units issued
@@ -216,38 +246,29 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                 });
             return;
         }
-        // BD: lane l stores x[k0 + 8 l .. + 8] (block b = l / 2) times 2^64 at row b % 8 of its 64-k atom (the 128-byte
-        // swizzle: 16-byte chunk c of row r at c ^ r), then the lanes' second arrival on the stage's full barrier. The
-        // loads run XD units ahead in registers (a static share is consecutive units), so no store waits for memory:
-        // loading each unit's x when its stage is claimed held every claim behind a load (the ring filled ~1 us later).
+        // BD: the x of unit u (after the CTA's first STAGES, which warp 1 stored) and the stage's second arrival. The
+        // loads run XD units ahead in registers (a static share is consecutive units), so a store does not wait for
+        // memory: loading each unit's x when its stage is claimed held every claim behind a load.
         constexpr int XD = 4;
-        u32x4 xq[XD];  // x of units xq_u .. xq_u + XD - 1, lane's 16 bytes each
+        u32x4 xq[XD];  // x of units xq_u .. xq_u + XD - 1
         int xq_u = -1;
-        auto x_lane = [&](int u) { return ld16(xg + (u % n_kc) * KC + 8 * lane); };  // any u: a valid k block
         auto store_x_diag = [&](int s, int u) {
+            if (u < bd_u0 + STAGES) return;
             if (xq_u < 0) {
-                pdl_wait();  // the previous kernel may write x until it completes
+                pdl_wait();  // (returns at once: warp 1 waited before the CTA barrier)
 #pragma unroll
-                for (int d = 0; d < XD; ++d) xq[d] = x_lane(u + d);
+                for (int d = 0; d < XD; ++d) xq[d] = bd_x_lane(u + d);
                 xq_u = u;
             }
             const u32x4 v = xq[0];
 #pragma unroll
             for (int d = 0; d + 1 < XD; ++d) xq[d] = xq[d + 1];
-            xq[XD - 1] = x_lane(u + XD);
-            constexpr uint32_t TWO_POW_64_X2 = 0x5f805f80u;  // bf16x2 of 2^64: exact, products stay normal fp32
-            const u32x4 w{bf16x2_fma_zero(v.x, TWO_POW_64_X2), bf16x2_fma_zero(v.y, TWO_POW_64_X2),
-                          bf16x2_fma_zero(v.z, TWO_POW_64_X2), bf16x2_fma_zero(v.w, TWO_POW_64_X2)};
-            const int b = lane >> 1, r = b & 7, c = 2 * (b & 3) + (lane & 1);
-            st16(xs + s * X_STAGE + (b >> 2) * X_ATOM + 128 * r + 16 * (c ^ r), w);
+            xq[XD - 1] = bd_x_lane(u + XD);
+            bd_put(s, v);
             asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
             __syncwarp();
             if (lane == 0) mbar_arrive(full0 + 8 * s);
         };
-        if constexpr (BD && FIRST_IN_PROLOGUE) {  // the prologue issued the first unit's weight into stage 0
-            const int u0 = (int)((unsigned)blockIdx.x * (unsigned)units / gridDim.x);
-            if (grab <= 0 && u0 < (int)((unsigned)(blockIdx.x + 1) * (unsigned)units / gridDim.x)) store_x_diag(0, u0);
-        }
         produce_ring<STAGES, CHUNKS, X_ATOM, SPLIT ? NWG : 1, RAMP, FIRST_IN_PROLOGUE, BD ? 2 : 1>(
             units, s0, grab, counters + (N >> 4), lane, W_STAGE + (NO_X || BD ? 0 : X_STAGE), full0, empty0, unit_of,
             xs, X_STAGE, &x_map, n_kc, KC, !NO_X && !BD, [&](int s, int u) {
