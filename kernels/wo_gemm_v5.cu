@@ -105,7 +105,7 @@ template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int N
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     const __grid_constant__ TmaDescriptor x_map, const uint8_t* __restrict__ wp, const float* __restrict__ g_w,
     uint16_t* __restrict__ out, float* __restrict__ ws, unsigned int* __restrict__ counters, int M, int N, int K,
-    int s0, int grab, int fin, const uint16_t* __restrict__ xg) {
+    int s0, int grab, int fin) {
     constexpr int BB = 9 * BK, CB = BK / 64;  // bytes and 64-k chunks per stream block
     // SKIP (cluster builds): the unit has SKIP fewer 16-row tiles than the consumers' m64 blocks cover; the warps
     // past the last tile decode a copy of it and their accumulator rows are never stored.
@@ -163,15 +163,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     // below the producer branch counts as divergent and ptxas serializes every wgmma (warning C7518).
     const int warp = __shfl_sync(0xffffffffu, threadIdx.x >> 5, 0), lane = threadIdx.x & 31;
     const int n_kc = K / KC, units = (N / ROWS) * n_kc;
-    // BD (LEAN bit 15, M = 1; xg: x itself): the block-diagonal x tile. The producer's lanes store x (times 2^64) with
-    // 16-k block b of a unit in token column b % 8 and zeros elsewhere, so the m64n8 wgmma keeps a separate fp32 sum
-    // for each of 8 consecutive blocks, and the consumers decode the weight without its scale (rot_bits_word): the
-    // block scale multiplies those sums once per block and row, instead of every weight pair (4 HMUL2 per code word).
-    constexpr bool BD = (LEAN & 32768) != 0;
-    static_assert(!BD || (TOKP == 8 && MT == 1 && KC == 256 && GS == 2 && NACC == 2 && NBUF == 2 && RED && GROUPED &&
-                          (LEAN & 2048) && (LEAN & 128) && (LEAN & 8) && !CHUNKED && !SPLIT && !PROF && CL == 0 &&
-                          DIAG == 0 && (LEAN & 256) == 0),
-                  "LEAN bit 15: the one-copy grouped reduce build at TOKP 8, KC 256, groups of 2, two sets, NBUF 2");
     // GROUPED: the start of unit u's TILES stream blocks, one contiguous run ([row group][k block][tile][block])
     auto grouped_unit = [&](int u) { return wp + (long long)((u / n_kc) * (K / BK) + u % n_kc) * TILES * BB; };
     unsigned long long* tl = PROF ? prof_table(counters, N) : nullptr;
@@ -187,47 +178,13 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
             for (int b = 0; b < STAGES; ++b) mbar_init(empty0 + 8 * b, NWG * 4);
             asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
         } else {
-            ring_init<STAGES>(full0, empty0, NWG * 4, BD ? 2 : 1);  // BD: the copy's arrival and the x stores'
+            ring_init<STAGES>(full0, empty0, NWG * 4);
         }
         if constexpr (FIRST_IN_PROLOGUE)
             early_first_unit<CHUNKS, X_ATOM>(units, grab, W_STAGE, X_STAGE, full0, unit_of, smem_addr(wsm), xs, &x_map,
-                                             n_kc, KC, !NO_X && !BD, grouped_unit);
-    }
-    // BD: lane l holds x[k0 + 8 l .. + 8] of a unit (block b = l / 2) and stores it times 2^64 at row b % 8 of its 64-k
-    // atom (the 128-byte swizzle: 16-byte chunk c of row r at c ^ r). The x of the CTA's first STAGES units goes in
-    // from warp 1 around the CTA barrier (loads before it, stores and the stages' second arrivals after), so the
-    // producer, whose code is fetched cold, only issues their weight; it stores the x of the later units.
-    auto bd_x_lane = [&](int u) { return ld16(xg + (u % n_kc) * KC + 8 * lane); };  // any u: a valid k block
-    auto bd_put = [&](int s, const u32x4& v) {
-        constexpr uint32_t TWO_POW_64_X2 = 0x5f805f80u;  // bf16x2 of 2^64: exact, the products stay normal fp32
-        const u32x4 w{bf16x2_fma_zero(v.x, TWO_POW_64_X2), bf16x2_fma_zero(v.y, TWO_POW_64_X2),
-                      bf16x2_fma_zero(v.z, TWO_POW_64_X2), bf16x2_fma_zero(v.w, TWO_POW_64_X2)};
-        const int b = lane >> 1, r = b & 7, c = 2 * (b & 3) + (lane & 1);
-        st16(xs + s * X_STAGE + (b >> 2) * X_ATOM + 128 * r + 16 * (c ^ r), w);
-    };
-    const int bd_u0 = (int)((unsigned)blockIdx.x * (unsigned)units / gridDim.x);  // the static share (BD: no grabs)
-    const int bd_n = (int)((unsigned)(blockIdx.x + 1) * (unsigned)units / gridDim.x) - bd_u0;
-    u32x4 bd_pre[BD ? STAGES : 1];
-    if constexpr (BD) {  // every x tile zero once: only the diagonal blocks are ever written
-        for (int o = 16 * threadIdx.x; o < STAGES * X_STAGE; o += 16 * blockDim.x) st16(xs + o, u32x4{0u, 0u, 0u, 0u});
-        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // seen by the wgmma (async proxy)
-        if (warp == 1) {
-            pdl_wait();  // the previous kernel may write x until it completes
-#pragma unroll
-            for (int d = 0; d < STAGES; ++d)
-                if (d < bd_n) bd_pre[d] = bd_x_lane(bd_u0 + d);
-        }
+                                             n_kc, KC, !NO_X, grouped_unit);
     }
     __syncthreads();
-    if (BD && warp == 1) {  // (after the barrier: the zeros are written and the full barriers initialised)
-#pragma unroll
-        for (int d = 0; d < STAGES; ++d)
-            if (d < bd_n) bd_put(d, bd_pre[d]);
-        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-        __syncwarp();
-        if (lane == 0)
-            for (int d = 0; d < min(STAGES, bd_n); ++d) mbar_arrive(full0 + 8 * d);
-    }
 
     if (warp == NWG * 4) {  // producer warp: lane 0 claims a stage, lanes issue its copies in parallel
         int pi = 0;  // PROF: units issued
@@ -246,32 +203,9 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                 });
             return;
         }
-        // BD: the x of unit u (after the CTA's first STAGES, which warp 1 stored) and the stage's second arrival. The
-        // loads run XD units ahead in registers (a static share is consecutive units), so a store does not wait for
-        // memory: loading each unit's x when its stage is claimed held every claim behind a load.
-        constexpr int XD = 4;
-        u32x4 xq[XD];  // x of units xq_u .. xq_u + XD - 1
-        int xq_u = -1;
-        auto store_x_diag = [&](int s, int u) {
-            if (u < bd_u0 + STAGES) return;
-            if (xq_u < 0) {
-                pdl_wait();  // (returns at once: warp 1 waited before the CTA barrier)
-#pragma unroll
-                for (int d = 0; d < XD; ++d) xq[d] = bd_x_lane(u + d);
-                xq_u = u;
-            }
-            const u32x4 v = xq[0];
-#pragma unroll
-            for (int d = 0; d + 1 < XD; ++d) xq[d] = xq[d + 1];
-            xq[XD - 1] = bd_x_lane(u + XD);
-            bd_put(s, v);
-            asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-            __syncwarp();
-            if (lane == 0) mbar_arrive(full0 + 8 * s);
-        };
-        produce_ring<STAGES, CHUNKS, X_ATOM, SPLIT ? NWG : 1, RAMP, FIRST_IN_PROLOGUE, BD ? 2 : 1>(
-            units, s0, grab, counters + (N >> 4), lane, W_STAGE + (NO_X || BD ? 0 : X_STAGE), full0, empty0, unit_of,
-            xs, X_STAGE, &x_map, n_kc, KC, !NO_X && !BD, [&](int s, int u) {
+        produce_ring<STAGES, CHUNKS, X_ATOM, SPLIT ? NWG : 1, RAMP, FIRST_IN_PROLOGUE>(
+            units, s0, grab, counters + (N >> 4), lane, W_STAGE + (NO_X ? 0 : X_STAGE), full0, empty0, unit_of,
+            xs, X_STAGE, &x_map, n_kc, KC, !NO_X, [&](int s, int u) {
                 const int rg = u / n_kc, kc = u % n_kc;
                 if constexpr (ONE_COPY) {  // the grouped unit is one contiguous run: one copy, one lane
                     if (lane == 0) bulk_load(smem_addr(wsm + s * W_STAGE), grouped_unit(u), W_STAGE, full0 + 8 * s);
@@ -280,7 +214,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                               GROUPED ? grouped_unit(u) + lane * BB
                                       : wp + ((long long)(rg * TILES + lane) * (K / BK) + kc * KB) * BB,
                               W_TILE, full_bar(s, lane / (4 * MT)));
-                if constexpr (BD) store_x_diag(s, u);
                 if (PROF && lane == 0 && pi < 32) tl[8 + pi] = clock_now();
                 ++pi;
             }, 4 * MT * W_TILE);
@@ -366,37 +299,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     };
 
     const uint32_t x_base = smem_addr(xs), w_base = smem_addr(wsm);
-    // BD: a unit's 16 k16 steps are two cycles of 8 blocks, cycle h accumulating into set h (its first wgmma with
-    // scale-d off). The lane's D fragment holds rows g, g + 8 at block columns 2t, 2t + 1 of the cycle; once the cycle's
-    // wgmma retire, bd_fold adds them times those blocks' scales (bd_scale: s 2^107 as fp32, from the lane's scale
-    // words) into the rows' fp32 sums bd_row. Set 1 is folded at the next unit's start after a full wait (ptxas
-    // serializes every wgmma when the wait that retires it lies in an earlier iteration, C7514) and at the flush;
-    // a set folded twice was zeroed in between (bd_totals), and the zero scales start it at 0 times 0.
-    float bd_row[2] = {0.0f, 0.0f};
-    uint32_t bd_scale[2][4] = {{0u, 0u, 0u, 0u}, {0u, 0u, 0u, 0u}};
-    const uint32_t bd_sel = (t & 1) ? 0x3244u : 0x1044u;  // PRMT: the high / low bf16 of a pair into an fp32's top half
-    auto bd_fold = [&](int set) {
-        bd_row[0] = fmaf(__uint_as_float(bd_scale[set][0]), acc[set][0][0], bd_row[0]);
-        bd_row[0] = fmaf(__uint_as_float(bd_scale[set][1]), acc[set][0][1], bd_row[0]);
-        bd_row[1] = fmaf(__uint_as_float(bd_scale[set][2]), acc[set][0][2], bd_row[1]);
-        bd_row[1] = fmaf(__uint_as_float(bd_scale[set][3]), acc[set][0][3], bd_row[1]);
-    };
-    // BD, after every wgmma retired: the last cycle folded, the rows' sums over the 4 lanes of a row (s 2^107 times
-    // e2m1 2^-126 times x 2^64: 2^-64 brings them to the workspace's 2^-19) as token 0 of the flushed fragment.
-    auto bd_totals = [&]() {
-        bd_fold(1);
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            bd_row[h] += __shfl_xor_sync(0xffffffffu, bd_row[h], 1);
-            bd_row[h] += __shfl_xor_sync(0xffffffffu, bd_row[h], 2);
-        }
-        acc[0][0][0] = bd_row[0] * 5.421010862427522e-20f;  // 2^-64
-        acc[0][0][2] = bd_row[1] * 5.421010862427522e-20f;
-        acc[0][0][1] = acc[0][0][3] = 0.0f;
-#pragma unroll
-        for (int e = 0; e < 4; ++e) acc[NACC - 1][0][e] = 0.0f;
-        bd_row[0] = bd_row[1] = 0.0f;
-    };
     // Retire every wgmma of this warpgroup; the accumulators are read only after the wait.
     auto retire_all = [&]() {
         wgmma_wait<0>();
@@ -410,7 +312,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     // Retire every wgmma, release the stage they read and flush the accumulators (tile group of unit u).
     auto drain_and_flush = [&](int u) {
         retire_all();
-        if constexpr (BD) bd_totals();
         if (held >= 0 && lane == 0) mbar_arrive(empty0 + 8 * held);
         held = -1;
         flush(u);
@@ -479,9 +380,8 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
         const uint32_t tb = wb + min((wg * MT + mt) * 4 + q, TILES - 1) * W_TILE + (c / CB) * BB;
         cw = lds16(tb + ((c % CB) * 32 + lane) * 16);
         const u32x4 sc = lds16(tb + 8 * BK + (((c % CB) / 2) * 8 + g) * 16);
-        const bool hi = BD ? (t >> 1) != 0 : (c & 1) != 0;  // BD: the chunk of the cycle whose scales the lane folds
-        sw_g = hi ? sc.y : sc.x;
-        sw_h = hi ? sc.w : sc.z;
+        sw_g = (c & 1) ? sc.y : sc.x;
+        sw_h = (c & 1) ? sc.w : sc.z;
     };
     int cur = -1, cur_rg = -1;  // the last unit accumulated and its row group (the one held in the accumulators)
     // FASTRG (LEAN bit 10): the row group of unit u as umulhi(u, ceil(2^32 / n_kc)), exact while u n_kc < 2^32 (the
@@ -577,23 +477,14 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                     if (mt == 0) wait_chunk(c);
                     load_chunk(wb, c, mt, cw[mt], sw_g[mt], sw_h[mt]);
                 }
-                if constexpr (BD) {
-                    if (c % 2 == 0) {  // the cycle's scales: blocks 2t, 2t + 1 of rows g and g + 8
-                        scale_pairs(sw_g[mt], bias_reg, pg[mt][0], pg[mt][1]);
-                        scale_pairs(sw_h[mt], bias_reg, ph[mt][0], ph[mt][1]);
-                        bd_scale[c / 2][0] = prmt(pg[mt][0], 0u, bd_sel);
-                        bd_scale[c / 2][1] = prmt(pg[mt][1], 0u, bd_sel);
-                        bd_scale[c / 2][2] = prmt(ph[mt][0], 0u, bd_sel);
-                        bd_scale[c / 2][3] = prmt(ph[mt][1], 0u, bd_sel);
-                    }
-                } else if constexpr (PAIRS) {
+                if constexpr (PAIRS) {
                     scale_pairs(sw_g[mt], bias_reg, pg[mt][0], pg[mt][1]);
                     scale_pairs(sw_h[mt], bias_reg, ph[mt][0], ph[mt][1]);
                 }
             }
 #pragma unroll
             for (int jg = 0; jg < GPC; ++jg) {
-                const int gi = c * GPC + jg, buf = gi % NBUF, as = BD ? (c / 2) % NACC : gi % NACC;
+                const int gi = c * GPC + jg, buf = gi % NBUF, as = gi % NACC;
                 if (PROF && tj >= 0 && gi < 16) tl[tj + 3 * gi] = clock_now();
 #pragma unroll
                 for (int e = 0; e < GS; ++e) {
@@ -603,9 +494,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                         if constexpr (NO_DECODE) {
 #pragma unroll
                             for (int r = 0; r < 4; ++r) A[buf][mt][e][r] = word_of(cw[mt], j);
-                        } else if constexpr (BD)
-                            rot_bits_word(word_of(cw[mt], j), A[buf][mt][e]);
-                        else if constexpr (ROT)
+                        } else if constexpr (ROT)
                             rot_decode_word(word_of(cw[mt], j), pair_step(pg[mt][0], pg[mt][1], j),
                                             pair_step(ph[mt][0], ph[mt][1], j), A[buf][mt][e]);
                         else if constexpr (PAIRS)
@@ -616,22 +505,13 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                                            A[buf][mt][e]);
                     }
                 }
-                if (BD && c == 0 && jg == 0) {  // the previous unit's cycle 1 (its last group, issued long before)
-                    wgmma_wait<0>();
-                    bd_fold(1);
-                }
                 wgmma_fence();
 #pragma unroll
                 for (int e = 0; e < GS; ++e) {
                     const int off = c * X_ATOM + (jg * GS + e) * 32;  // bytes from the stage's x tile
                     const uint64_t desc = DESC ? desc_x0 + (uint64_t)(off >> 4) : desc_kmajor_sw128(xb + off);
-                    if constexpr (BD) {
-                        if (c % 2 == 0 && jg == 0 && e == 0) wgmma_rs8_fresh(acc[as][0], A[buf][0][e], desc);
-                        else wgmma_rs<TOKP>(acc[as][0], A[buf][0][e], desc);
-                    } else {
 #pragma unroll
-                        for (int mt = 0; mt < MT; ++mt) wgmma_rs<TOKP>(acc[as][mt], A[buf][mt][e], desc);
-                    }
+                    for (int mt = 0; mt < MT; ++mt) wgmma_rs<TOKP>(acc[as][mt], A[buf][mt][e], desc);
                 }
                 wgmma_commit();
                 if constexpr (XPRE) {
@@ -657,7 +537,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                 }
                 if (PROF && tj >= 0 && gi < 16) tl[tj + 3 * gi + 1] = clock_now();
                 wgmma_wait<NBUF - 1>();  // group gi - NBUF + 1 is done: its buffer, (gi + 1) % NBUF, is free
-                if (BD && jg == 0 && c == 2) bd_fold(0);  // cycle 1's first group is issued, cycle 0 has retired
                 if (PROF && tj >= 0 && gi < 16) tl[tj + 3 * gi + 2] = clock_now();
                 // the previous unit's stage is released below (a stamp inside that branch made ptxas serialize
                 // every wgmma of the timeline builds, C7513)
@@ -912,9 +791,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 27791>
 // @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 1, 4, false, 0, 256, true, 19599>
 // @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 1, 4, true, 0, 256, true, 19599>
-// the block-diagonal x tile (LEAN bit 15, M = 1): reduce only
-// @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, true, 0, 256, true, 60559>
-// @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, true, 0, 256, true, 52367>
 // cluster builds (CL, SKIP): reduce only
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 135, false, 4, 2>
 // @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, true, 0, 256, true, 135, false, 4, 2>

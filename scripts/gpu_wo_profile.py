@@ -46,15 +46,13 @@ def l2_scrubber():
 
 
 def lean_builds(M: int, lean: int) -> list:
-    """The v5 lean builds (V5_KERNELS_LEAN, and at M = 1 the block-diagonal V5_KERNELS_BD) with LEAN value `lean` at
-    the smallest token tile that serves M."""
+    """The v5 lean builds (V5_KERNELS_LEAN) with LEAN value `lean` at the smallest token tile that serves M."""
     from workbench.techniques import wo_gemm_v5 as v5
 
-    builds = v5.V5_KERNELS_LEAN + (v5.V5_KERNELS_BD if M == 1 else [])
-    tokps = [k.tokp for k in builds if k.tokp >= M and k.lean == lean]
+    tokps = [k.tokp for k in v5.V5_KERNELS_LEAN if k.tokp >= M and k.lean == lean]
     if not tokps:
-        raise SystemExit(f"M={M}: no v5 lean build with LEAN {lean} (V5_KERNELS_LEAN, V5_KERNELS_BD at M = 1)")
-    return [c for c in builds if c.lean == lean and c.tokp == min(tokps)]
+        raise SystemExit(f"M={M}: no v5 lean build with LEAN {lean} (V5_KERNELS_LEAN)")
+    return [c for c in v5.V5_KERNELS_LEAN if c.lean == lean and c.tokp == min(tokps)]
 
 
 def launch_work(M: int) -> tuple[tuple[bool, int, int], bool]:

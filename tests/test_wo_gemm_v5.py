@@ -151,8 +151,6 @@ def test_v5_configs_instantiated_and_fit():
         assert 7168 % c.rows == 0 and 16384 % c.kc == 0
     for c in v5.V5_TIMELINES:
         assert c.expr in inst and c.smem <= v5.MAX_DYNAMIC_SMEM, c.expr
-    for c in v5.V5_KERNELS_BD:
-        assert c.expr in inst and c.smem <= v5.MAX_DYNAMIC_SMEM and c.red and c.block_diag, c.expr
     for c in v5.V5_KERNELS_CLUSTER:  # one grid wave of whole clusters on a 132-SM H100, each CTA one row group
         assert c.expr in inst and c.smem <= v5.MAX_DYNAMIC_SMEM and c.red and c.grouped, c.expr
         assert 7168 % c.rows == 0 and c.grid(7168, 132) <= 132 and (16384 // c.kc) % c.cl == 0, c
@@ -176,8 +174,7 @@ def test_v5_compiles_without_spills():
     ck = compile_kernel("wo_gemm_v5")
     names = {low: e for e, low in ck.lowered.items()}
     assert len(ck.resources) == (2 * len(v5.V5_KERNELS + v5.V5_KERNELS_BK128 + v5.V5_KERNELS_GROUPED + v5.V5_KERNELS_LEAN)
-                                 + len(v5.V5_DIAGNOSTICS) + len(v5.V5_TIMELINES) + len(v5.V5_KERNELS_CLUSTER)
-                                 + len(v5.V5_KERNELS_BD))
+                                 + len(v5.V5_DIAGNOSTICS) + len(v5.V5_TIMELINES) + len(v5.V5_KERNELS_CLUSTER))
     for low, r in ck.resources.items():
         assert r.spill_stores == 0 and r.spill_loads == 0, (names.get(low, low), r)
     # Every ptxas serialization notice: C7512 (register pressure) only in the builds of V5_SERIALIZED, which must stay
@@ -298,31 +295,3 @@ def test_gpu_fragment_major_workspace_refuses_fin():
     x, q, _ = small_problem(cfg.tokp, N=2 * cfg.rows, K=2048, seed=3)
     with pytest.raises(InputError, match="fin"):
         v5.w4a16_gemm_v5(x, wo.prepare_weight(q), cfg)
-
-
-BD_BUILDS = v5.V5_KERNELS_BD + [c.with_ctas(128) for c in v5.V5_KERNELS_BD]
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("cfg", BD_BUILDS, ids=str)
-def test_gpu_block_diagonal_builds_match_fp32_of_dequantized(cfg):
-    """LEAN bit 15 (M = 1): the block scales applied to per-block fp32 sums give the fp32 GEMM of the dequantized
-    operands, on several row groups with uneven stream-K shares, on the wo shape, and on the all-codes weight (every
-    code, the e2m1 subnormal +-0.5 included, zero, smallest and largest block scales)."""
-    check_fused_shapes(v5.w4a16_gemm_v5, cfg, (1,), [(2 * cfg.rows * 3, 2048), (7168, 4096)])
-    check_all_codes(v5.w4a16_gemm_v5, [cfg], 1)
-    check_pdl_back_to_back(v5.w4a16_gemm_v5, cfg, 1)
-
-
-@pytest.mark.gpu
-def test_gpu_block_diagonal_refuses_other_work():
-    """The block-diagonal x tile has one token column per 16-k block: M > 1, grabs or the in-kernel finalize get a
-    clear error instead of a wrong output."""
-    cfg = v5.V5_KERNELS_BD[0]
-    x, q, _ = small_problem(2, N=2 * cfg.rows, K=2048, seed=3)
-    pw = wo.prepare_weight(q)
-    with pytest.raises(InputError, match="M = 1"):
-        v5.w4a16_gemm_v5(x, pw, cfg)
-    for bad in (cfg.with_work(True, 1, 1), cfg.with_fin()):
-        with pytest.raises(InputError, match="block-diagonal"):
-            v5.w4a16_gemm_v5(x[:1], pw, bad)

@@ -65,16 +65,6 @@ __device__ __forceinline__ void rot_decode_word(uint32_t w, uint32_t sg, uint32_
     a[3] = bf16x2_fma_zero(((w & ROT_LEFT) * ROT_MUL) & ROT_T, sh);
 }
 
-// The block-diagonal build (kernels/wo_gemm_v5.cu, LEAN bit 15, M = 1): the same four registers without the scale,
-// e2m1 * 2^-126 as bf16 (code +-0.5 is the subnormal 2^-127, which the tensor cores take exactly); the block scale is
-// applied later, once per 16-k block and row, to the fp32 partial sum the wgmma keeps for that block.
-__device__ __forceinline__ void rot_bits_word(uint32_t w, uint32_t (&a)[4]) {
-    a[0] = w & ROT_T;
-    a[1] = __funnelshift_l(w, w, 10) & ROT_T;
-    a[2] = __funnelshift_l(w, w, 13) & ROT_T;
-    a[3] = ((w & ROT_LEFT) * ROT_MUL) & ROT_T;
-}
-
 // Scale pairs (the v5 stream with scale_pairs=True): the scale word of one row for 4 k16 steps holds the
 // re-encoded bytes u0..u3 at bits 4-11 (u0), 12-19 (u1), 20-27 (u2) and 28-31 + 0-3 (u3, split), so one
 // LOP3 gives the bf16x2 (s0, s2) * 2^107 and a rotate plus one LOP3 gives (s1, s3) * 2^107: the bias is

@@ -13,13 +13,12 @@
 #include "wb_tma.cuh"
 #include "wb_pdl.cuh"
 
-// Thread 0: the full barriers expect `full_arrivals` arrivals (the producer's, plus the copies' bytes; 2 when the
-// producer's lanes also store the stage's x themselves, kernels/wo_gemm_v5.cu LEAN bit 15), the empty ones
-// `consumers` arrivals. Followed by a CTA barrier at the call site.
+// Thread 0: the full barriers expect one arrival (the producer's, plus the copies' bytes), the empty
+// ones `consumers` arrivals. Followed by a CTA barrier at the call site.
 template <int STAGES>
-WB_DEVICE void ring_init(uint32_t full0, uint32_t empty0, uint32_t consumers, uint32_t full_arrivals = 1) {
+WB_DEVICE void ring_init(uint32_t full0, uint32_t empty0, uint32_t consumers) {
     for (int s = 0; s < STAGES; ++s) {
-        mbar_init(full0 + 8 * s, full_arrivals);
+        mbar_init(full0 + 8 * s, 1);
         mbar_init(empty0 + 8 * s, consumers);
     }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
@@ -30,8 +29,7 @@ WB_DEVICE void ring_init(uint32_t full0, uint32_t empty0, uint32_t consumers, ui
 // Returns the stage; the lanes then issue the stage's copies on full0 + 8 * stage.
 // NB > 1 (kernels/wo_gemm_v5.cu, LEAN bit 9): NB full barriers per stage, full0 + 8 (stage NB + b); barriers 1 ..
 // NB - 1 are armed for part_bytes each, barrier 0 for the rest of `bytes`; the end marker completes barrier 0 only.
-// FULL_ARR: the arrivals a full barrier expects (ring_init); the end marker makes them all.
-template <int STAGES, int NB = 1, int FULL_ARR = 1>
+template <int STAGES, int NB = 1>
 WB_DEVICE int ring_claim(int i, int u, uint32_t bytes, uint32_t full0, uint32_t empty0, int* unit_of, int lane,
                          uint32_t part_bytes = 0) {
     const int s = i % STAGES;
@@ -42,7 +40,7 @@ WB_DEVICE int ring_claim(int i, int u, uint32_t bytes, uint32_t full0, uint32_t 
             mbar_arrive_expect_tx(full0 + 8 * s * NB, bytes - (NB - 1) * part_bytes);
             for (int b = 1; b < NB; ++b) mbar_arrive_expect_tx(full0 + 8 * (s * NB + b), part_bytes);
         } else {
-            for (int a = 0; a < FULL_ARR; ++a) mbar_arrive(full0 + 8 * s * NB);
+            mbar_arrive(full0 + 8 * s * NB);
         }
     }
     __syncwarp();
@@ -95,10 +93,8 @@ WB_DEVICE void produce_units(int units, int s0, int grab, unsigned int* work, in
 // RAMP > 0: after the first RAMP units are issued, the producer waits until stage 0 is full before it issues
 // the rest, so the first stage does not share the memory system with every other stage of the ring at the start.
 // FIRST (static work only, grab <= 0): the kernel's prologue already claimed stage 0 for the CTA's first unit and
-// issued its weight and x (early_first_unit); the producer starts at stage 1. FULL_ARR: as ring_claim (copy_weight
-// makes the other arrivals).
-template <int STAGES, int CHUNKS, int X_ATOM, int NB = 1, int RAMP = 0, bool FIRST = false, int FULL_ARR = 1,
-          typename CopyWeight>
+// issued its weight and x (early_first_unit); the producer starts at stage 1.
+template <int STAGES, int CHUNKS, int X_ATOM, int NB = 1, int RAMP = 0, bool FIRST = false, typename CopyWeight>
 WB_DEVICE void produce_ring(int units, int s0, int grab, unsigned int* work, int lane, uint32_t stage_bytes,
                             uint32_t full0, uint32_t empty0, int* unit_of, uint8_t* xs, int x_stage,
                             const TmaDescriptor* x_map, int n_kc, int kc, bool with_x, CopyWeight&& copy_weight,
@@ -123,7 +119,7 @@ WB_DEVICE void produce_ring(int units, int s0, int grab, unsigned int* work, int
             deferred = -1;
         }
         if (RAMP > 0 && i == RAMP) mbar_wait(full0, 0);  // stage 0 full (its first phase) before the rest go out
-        const int s = ring_claim<STAGES, NB, FULL_ARR>(i++, u, stage_bytes, full0, empty0, unit_of, lane, part_bytes);
+        const int s = ring_claim<STAGES, NB>(i++, u, stage_bytes, full0, empty0, unit_of, lane, part_bytes);
         if (u < 0) return;
         copy_weight(s, u);
         if (deferred >= 0) ++deferred;

@@ -43,15 +43,6 @@ __device__ __forceinline__ void wgmma_rs<8>(float (&d)[4], const uint32_t (&a)[4
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(1));
 }
-// m64n8k16 RS with scale-d off: d = A B (the accumulators' old values are not read), so a new accumulation chain
-// starts without writing the registers of an accumulator set another wgmma may still be reading.
-__device__ __forceinline__ void wgmma_rs8_fresh(float (&d)[4], const uint32_t (&a)[4], uint64_t desc_b) {
-    asm volatile(
-        "{ .reg .pred p; setp.ne.b32 p, %9, 0; "
-        "wgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 {%0, %1, %2, %3}, {%4, %5, %6, %7}, %8, p, 1, 1, 0; }"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(0));
-}
 template <>
 __device__ __forceinline__ void wgmma_rs<16>(float (&d)[8], const uint32_t (&a)[4], uint64_t desc_b) {
     asm volatile(

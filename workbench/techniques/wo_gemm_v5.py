@@ -286,8 +286,7 @@ class V5Config:
     # bit 10: the consumers' row-group test by a multiply-high instead of a division at every unit's start; bit 11
     # (reduce builds): the workspace in fragment-major order, each warp's red.add on whole lines (no fin); bits
     # 12-13: RAMP (1-3 units issued, then the producer waits for stage 0 to fill before it issues more); bit 14
-    # (with bit 3, static work): the CTA's first unit issued by thread 0 in the kernel's prologue; bit 15 (M = 1,
-    # V5_KERNELS_BD): the block-diagonal x tile, the block scales applied to per-block fp32 sums, not to the weight
+    # (with bit 3, static work): the CTA's first unit issued by thread 0 in the kernel's prologue
     fin: bool = False  # launch choice (red only): the in-kernel finalize (a grid barrier, then each CTA converts
     # its share of the workspace) instead of wo_finalize after the kernel
     prof: bool = False  # timeline build (PROF): clock stamps after the counters (launch with v5_timeline)
@@ -312,10 +311,6 @@ class V5Config:
     @property
     def split(self) -> bool:  # LEAN bit 9: one full barrier per stage and warpgroup
         return bool(self.lean & 512)
-
-    @property
-    def block_diag(self) -> bool:  # LEAN bit 15: the block-diagonal x tile (M = 1 only)
-        return bool(self.lean & 32768)
 
     @property
     def word_layout(self) -> str:  # LEAN bit 7: the rotate layout
@@ -536,13 +531,6 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    # 20.91 / 20.98 us at M = 8 / 1 against 20.96 / 21.19 for NBUF 2; two sets (not kept) 21.58 / 21.38.
                    # At M = 32 ptxas serializes it (C7512: not kept)
                    V5Config(8, 1, 4, 256, 5, 2, 1, 4, grouped=True, lean=19599)]
-# The block-diagonal builds (LEAN bit 15, reduce only, instantiated once; M = 1 only): the producer's lanes store x
-# times 2^64 with 16-k block b of a unit in token column b % 8 (zeros elsewhere), so the m64n8 wgmma keeps one fp32 sum
-# per block of 8 consecutive blocks; the consumers decode the weight without its scale (e2m1 2^-126, the code +-0.5 a
-# bf16 subnormal, which the tensor cores take exactly) and apply each block's scale once per row to its sum: per code
-# word 4 HMUL2 and the per-chunk scale pairs give way to 4 PRMT and 4 FFMA per 8 words. The M = 1 record's build
-# (lean 27791) and its neighbour without the ramp (19599), with the bit.
-V5_KERNELS_BD = [V5Config(8, 1, 4, 256, 5, 2, 2, 2, True, grouped=True, lean=lean + 32768) for lean in (27791, 19599)]
 # Cluster builds (CL, reduce only, instantiated once): 224-row units (the last warpgroup's last SKIP warps decode a
 # copy of the last tile), 32 row groups x cl CTAs = 128 CTAs, each a 1/cl slice of k for one row group, summed over
 # distributed shared memory: every output written once as bf16, no fp32 workspace, no red.add flush, no wo_finalize.
@@ -614,7 +602,7 @@ def v5_timeline(x: torch.Tensor, pw: PreparedWeight, config: V5Config, out: torc
     off = ((N // 16 + 8) & ~1) // 2  # in u64
     table = torch.zeros(off + PROF_SLOTS * sms, dtype=torch.int64, device=x.device)
     launch_by_value(get_kernel("wo_gemm_v5", config.expr), sms, config.threads,
-                    (tensor_map_2d(x, config.tokp, 64), stream, pw.global_scale, out, ws, table, M, N, K, 0, 0, 0, x),
+                    (tensor_map_2d(x, config.tokp, 64), stream, pw.global_scale, out, ws, table, M, N, K, 0, 0, 0),
                     shared_mem=config.smem)
     finalize(ws, pw.global_scale, out, config.tokp, WS_UNIT_PAIRS if config.scale_pairs else WS_UNIT,
              frag=config.frag_ws)  # the build's own workspace order (LEAN bit 11: fragment-major)
@@ -647,9 +635,6 @@ def v5_candidates(M: int, sms: int = 132) -> list[V5Config]:
     out += [k.with_work(True).with_ctas(even_ctas(k.units, sms)) for k in V5_KERNELS_LEAN
             if k.tokp == n and k.lean & 128 and even_ctas(k.units, sms) not in (0, sms)]
     out += [k for k in V5_KERNELS_CLUSTER if k.tokp == n]
-    if M == 1:  # the block-diagonal builds, static on one CTA per SM and on an even share
-        even = even_ctas(V5_KERNELS_BD[0].units, sms)
-        out += [w for k in V5_KERNELS_BD for w in [k] + ([k.with_ctas(even)] if even not in (0, sms) else [])]
     # (with_fin(), the in-kernel finalize, is not a candidate: 0.9-1.1 us slower per call at M = 8, 32 and 64
     # on an H100, commit 8bfe00d; docs/notes_wo_gemm.md, eighth pass)
     return out
@@ -705,9 +690,6 @@ def w4a16_gemm_v5(x: torch.Tensor, pw: PreparedWeight, config: V5Config | None =
     out = gemm_output(out, x, M, N)
     check_work(cfg)
     check_cluster(cfg, K)
-    if cfg.block_diag and (M != 1 or not cfg.red or cfg.grab or cfg.fin):
-        raise InputError(f"config {cfg}: the block-diagonal build (LEAN bit 15) serves M = 1 with static reduce work "
-                         f"(red=True, no grabs, no fin), got M = {M}")
     if cfg.frag_ws and cfg.fin:
         raise InputError(f"config {cfg}: the fragment-major workspace (LEAN bit 11) has no in-kernel finalize (fin)")
     fresh = not v5_stream_ready(pw, *cfg.stream_args())
@@ -725,7 +707,7 @@ def w4a16_gemm_v5(x: torch.Tensor, pw: PreparedWeight, config: V5Config | None =
                          f"it runs {max_active_clusters(func, cfg.cl, cfg.threads, cfg.smem)}")
     launch_by_value(func, grid, cfg.threads,
                     (tensor_map_2d(x, cfg.tokp, 64), stream, pw.global_scale, out, ws, cnt, M, N, K, cfg.s0,
-                     cfg.grab, int(cfg.fin), x), shared_mem=cfg.smem, enable_pdl=enable_pdl, cluster=cfg.cl)
+                     cfg.grab, int(cfg.fin)), shared_mem=cfg.smem, enable_pdl=enable_pdl, cluster=cfg.cl)
     if cfg.red and not cfg.fin and not cfg.cl:
         finalize(ws, pw.global_scale, out, cfg.tokp, WS_UNIT_PAIRS if cfg.scale_pairs else WS_UNIT, frag=cfg.frag_ws)
     return out
