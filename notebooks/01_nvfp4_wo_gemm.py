@@ -433,6 +433,25 @@ if ab200:
     viz.table(vnv.ab_rows(ab200, "Sixteenth pass"), title=f"A/B of v5 builds, sixteenth pass ({ab200['device']['name']})").show()
 
 # %% [markdown]
+# ### Fewer consumer instructions at M = 1: the block-diagonal x tile (seventeenth pass, measured and reverted)
+# At M = 1 seven of the m64n8 wgmma's eight token columns carry nothing. The block-diagonal build (LEAN bit 15) used
+# them: x, times 2^64, went into the tile with 16-k block b of a unit in column b % 8 and zeros elsewhere, so the
+# wgmma kept one fp32 sum per block for eight blocks at a time, and each block's scale multiplied that sum once per row
+# instead of every decoded weight pair. The consumer decoded the weight without its scale (e2m1 times 2^-126, the
+# code +-0.5 a bf16 subnormal, which the tensor cores took exactly: a one-instruction check on the H200 and the GPU
+# tests of all 16 codes): by a count of the source about 50 of ~230 instructions per unit and warp fewer (not checked
+# in the SASS). Three A/B runs, one device call each,
+# with every build validated (the runs marked "Seventeenth pass" in `wo_ab_h200.json`): the first lost 1.3 us to its
+# x path (each unit's x loaded when its stage was claimed), loads four units ahead gave back 0.3 us, and the first
+# five units' x stored by a consumer warp around the CTA barrier another 0.7 us; it still lost (lean 60559 against
+# the recorded 27791 in the last run). So at M = 1 the consumer's instruction count is not what holds the call.
+
+# %%
+if ab200:
+    viz.table(vnv.ab_rows(ab200, "Seventeenth pass"),
+              title=f"A/B of the block-diagonal builds at M = 1 ({ab200['device']['name']})").show()
+
+# %% [markdown]
 # ## Accuracy
 # Output error of the wo GEMM against an fp32 reference (the "true" weight in fp32, activations as
 # given in bf16): bf16 weight, fp8 per-tensor (weight and activations), fp8 with 128x128 weight blocks
@@ -581,6 +600,10 @@ if INTERACTIVE:
 #   the producer started (the lines under the H200 timeline table). Issuing the first unit from the straight-line
 #   prologue, before the CTA barrier, won at every M; issuing every stage there lost by more, because then stage 0
 #   no longer lands ahead of the rest (the sixteenth pass's A/B table; notes, sixteenth pass).
+# - Count what holds the call before cutting instructions. At M = 1 the block-diagonal build ran about a fifth fewer
+#   consumer instructions per unit (by the source) and still lost 0.3 us to the recorded build, after its own x path
+#   (the kernel storing each unit's x) had first cost 1.3 us: the fewer instructions did not show in the call's time
+#   (the seventeenth pass's A/B table; notes).
 # - Diagnostics are code that can be wrong: the timeline builds of the fragment-major workspace first gave wrong
 #   outputs (their launcher read the workspace in the linear order). Validating every timeline build's output, as
 #   every timed build's, caught it; a GPU test now does it for each.
