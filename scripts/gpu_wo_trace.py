@@ -163,12 +163,12 @@ def main() -> int:
             if "--clocks" in sys.argv:
                 entry["clocks"] = sample_clocks(1.5, g.replay)
             tr = entry["trace"]
-            if finalize_tail_us(tr) is not None:
-                entry["finalize_tail_us"] = finalize_tail_us(tr)
+            tail = finalize_tail_us(tr)
+            if tail is not None:
+                entry["finalize_tail_us"] = tail
+                log(f"M={M} {name}: finalize ends {tail:.2f} us after the GEMM")
             case["variants"][name] = entry
             kern = tr["kernels"] if isinstance(tr, dict) else tr
-            if "finalize_tail_us" in entry:
-                log(f"M={M} {name}: finalize ends {entry['finalize_tail_us']:.2f} us after the GEMM")
             log(f"M={M} {name}: replay {t.median_us:.2f} us/call; kernels {kern}; "
                 f"gaps {tr.get('gap_before_us') if isinstance(tr, dict) else ''}; clocks {entry.get('clocks')}")
             del g
