@@ -1,0 +1,142 @@
+"""Clock and power beside the wo GEMM builds (issue 3, diagnostic): does the full kernel at M <= 8 run the GPU into
+its power limit, where the stream-only twins (consumers that only take and release the ring) do not?
+
+Each build runs as CUDA-graph replays of 24 calls (two weights in turn, so no call finds its weight in L2) for a few
+seconds, while `nvidia-smi -lms 20` streams the SM and memory clocks, the board power and the active clock-event
+(throttle) reasons; the samples inside each build's window (its first 0.5 s dropped) are summarised. Every build that
+computes an output is validated first (rel-L2 1e-3 against the fp32 GEMM of the dequantized weight); the DIAG builds
+compute none and are named as such. Writes $OUT/wo_power.json. No record.
+
+Run on the device: PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python3 scripts/gpu_wo_power.py [--seconds S]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu_wo_profile import log, wo_weights  # noqa: E402
+
+FIELDS = ["clocks.sm", "clocks.mem", "power.draw", "clocks_event_reasons.active"]
+
+
+class SmiStream:
+    """nvidia-smi's query loop in a subprocess; each line stamped with time.time() when it arrives."""
+
+    def __init__(self, period_ms: int = 20):
+        probe = subprocess.run(["nvidia-smi", "-i", "0", f"--query-gpu={FIELDS[3]}", "--format=csv,noheader"],
+                               capture_output=True, text=True)
+        if probe.returncode != 0:  # drivers before the rename call the reasons "throttle" reasons
+            FIELDS[3] = "clocks_throttle_reasons.active"
+        self.samples: list[tuple[float, list[str]]] = []
+        self.proc = subprocess.Popen(["nvidia-smi", "-i", "0", f"--query-gpu={','.join(FIELDS)}",
+                                      "--format=csv,noheader,nounits", f"-lms={period_ms}"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.samples.append((time.time(), [f.strip() for f in line.split(",")]))
+
+    def window(self, t0: float, t1: float) -> dict:
+        rows = [f for t, f in self.samples if t0 <= t <= t1 and len(f) == len(FIELDS)]
+        if not rows:
+            return {"samples": 0}
+        num = lambda i: [float(r[i]) for r in rows if r[i].replace(".", "", 1).isdigit()]  # noqa: E731
+        reasons = {}
+        for r in rows:
+            reasons[r[3]] = reasons.get(r[3], 0) + 1
+        return {"samples": len(rows), "sm_MHz_median": statistics.median(num(0)), "sm_MHz_min": min(num(0)),
+                "mem_MHz_median": statistics.median(num(1)), "power_W_median": statistics.median(num(2)),
+                "power_W_max": max(num(2)), "event_reasons": reasons}
+
+    def stop(self):
+        self.proc.terminate()
+
+
+def main() -> int:
+    seconds = float(sys.argv[sys.argv.index("--seconds") + 1]) if "--seconds" in sys.argv else 3.0
+    import torch
+
+    from workbench.runtime import device_info
+    from workbench.techniques import wo_gemm as wo
+    from workbench.techniques import wo_gemm_v5 as v5
+
+    out_dir = Path(os.environ.get("OUT", "/tmp/gpu_wo_power"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log(f"device {device_info()}")
+    K = wo.K_IN
+    pws, wref = wo_weights(2)
+    w_bf = wref.to(torch.bfloat16)
+    lean = {(c.lean, c.gs): c for c in v5.V5_KERNELS_LEAN if c.tokp == 8}
+    diag = {(c.diag, c.lean): c for c in v5.V5_DIAGNOSTICS if c.tokp == 8}
+    full8 = v5.V5Config(8, 1, 4, 256, 5, 2, 2, 2, True, grouped=True, lean=3215)
+    builds = [  # (label, M, config or "cublas_bf16", validated)
+        ("M=1 record build (lean 27791, 128 CTAs)", 1, lean[(27791, 2)].with_work(True).with_ctas(128), True),
+        ("M=1 mma.sync consumers (lean 93327, 128 CTAs)", 1, lean[(93327, 2)].with_work(True).with_ctas(128), True),
+        ("M=8 full kernel (lean 3215)", 8, full8, True),
+        ("M=8 DIAG 5: full kernel without x's copies (lean 3215)", 8, diag[(5, 3215)], False),
+        ("M=8 DIAG 1: the stream alone (lean 3215)", 8, diag[(1, 3215)], False),
+        ("M=8 DIAG 12: the stream alone without x (lean 3215)", 8, diag[(12, 3215)], False),
+        ("M=1 cuBLAS bf16", 1, "cublas_bf16", True),
+    ]
+    smi = SmiStream()
+    time.sleep(1.0)
+    t_idle = time.time()
+    time.sleep(1.0)
+    result = {"device": device_info(), "seconds": seconds, "idle": smi.window(t_idle, time.time()), "builds": {}}
+    log(f"idle: {result['idle']}")
+    for label, M, cfg, validated in builds:
+        x = wo.make_activations(M, K, seed=500 + M)
+        if cfg == "cublas_bf16":
+            fns = [lambda x=x: x @ w_bf.t()]
+            val = wo.validate(x @ w_bf.t(), wo.reference(x, wref), 5e-3)
+        else:
+            fns = [lambda p=p, x=x, c=cfg: v5.w4a16_gemm_v5(x, p, c) for p in pws]
+            val = wo.validate(v5.w4a16_gemm_v5(x, pws[0], cfg), wo.reference(x, wref)) if validated else None
+        if validated and not val["passed"]:
+            raise SystemExit(f"{label}: failed validation {val}")
+        for f in fns:  # warm (streams built, kernels loaded) before the capture
+            f()
+        torch.cuda.synchronize()
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            for i in range(24):
+                fns[i % len(fns)]()
+        g.replay()
+        torch.cuda.synchronize()
+        t0 = time.time()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        reps = 0
+        while time.time() - t0 < seconds:
+            for _ in range(20):
+                g.replay()
+            reps += 20
+            torch.cuda.synchronize()
+        end.record()
+        end.synchronize()
+        t1 = time.time()
+        per_call = start.elapsed_time(end) * 1e3 / (reps * 24)
+        w = smi.window(t0 + 0.5, t1)
+        result["builds"][label] = {"config": str(cfg), "validation": val, "us_per_call": round(per_call, 2),
+                                   "calls": reps * 24, **w}
+        log(f"{label:58s} {per_call:6.2f} us/call  SM {w.get('sm_MHz_median')} MHz (min {w.get('sm_MHz_min')}), "
+            f"mem {w.get('mem_MHz_median')} MHz, {w.get('power_W_median')} W (max {w.get('power_W_max')}), "
+            f"reasons {w.get('event_reasons')}")
+        (out_dir / "wo_power.json").write_text(json.dumps(result, indent=1))
+    smi.stop()
+    log("done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
