@@ -99,8 +99,7 @@ WB_DEVICE unsigned long long clock_now() {
 // bits 12-13 = RAMP (1-3): the producer issues the first RAMP units, then waits until stage 0 is full before it
 // issues more (produce_ring), so the consumers' first stage lands before the rest of the ring's bytes; bit 14 (with
 // bit 3, static work) = the CTA's first unit issued by thread 0 in the prologue (early_first_unit), before the
-// producer warp reaches its own code, which sits after the consumers' and is fetched cold in every call; bit 16
-// = MMA below: each warp multiplies its decoded fragments with mma.sync instead of the warpgroup's wgmma.
+// producer warp reaches its own code, which sits after the consumers' and is fetched cold in every call.
 template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0,
           int BK = 256, bool GROUPED = false, int LEAN = 0, bool PROF = false, int CL = 0, int SKIP = 0>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
@@ -155,17 +154,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                   "LEAN bit 14: the one-copy grouped ring (bit 3), not chunked, split, timeline or cluster builds");
     static_assert(!SPLIT || (!CHUNKED && (LEAN & 8) == 0 && (LEAN & 256) == 0 && CL == 0 && SKIP == 0),
                   "LEAN bit 9: not with bits 3, 5 or 8, nor cluster builds");
-    // MMA (LEAN bit 16): the consumer warps multiply with mma.sync.m16n8k16, x's B fragments read from the stage with
-    // ldmatrix, instead of wgmma.m64nTOKPk16 with x from shared memory. The decode (each code word one A fragment)
-    // and the accumulator layout are the same, so is the flush. What changes: no warpgroup-wide fence before each
-    // group (WARPGROUP.ARRIVE waits for every pending register write of the warp, shared-memory loads ahead
-    // included) and no wait for the group two back; each warp runs on its own, its mma ordered by the scoreboard;
-    // and the stage is released as soon as its last fragments are read. The price: each warp reads the unit's x
-    // itself (2 ldmatrix.x4 per 64-k chunk and 8 tokens), and mma.sync runs at about half of wgmma's peak rate,
-    // which small M does not approach (a m64n8k16 wgmma with A in registers takes ~13 SM cycles, 4x its peak).
-    constexpr bool MMA = (LEAN & 65536) != 0;
-    static_assert(!MMA || (DIAG == 0 && !PROF && CL == 0 && !CHUNKED && !SPLIT && (LEAN & 272) == 0),
-                  "LEAN bit 16: not diagnostic, timeline, cluster, chunked, split, bit 4 or 8 builds");
     constexpr int NFULL = CHUNKED ? STAGES * CHUNKS : SPLIT ? STAGES * NWG : STAGES, CHUNK_W = TILES * 576;
     const uint32_t full0 = smem_addr(wsm + STAGES * W_STAGE), empty0 = full0 + 8 * NFULL;
     // the full barrier of stage s (and, CHUNKED, of its chunk c; SPLIT, of warpgroup c)
@@ -313,7 +301,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     const uint32_t x_base = smem_addr(xs), w_base = smem_addr(wsm);
     // Retire every wgmma of this warpgroup; the accumulators are read only after the wait.
     auto retire_all = [&]() {
-        if constexpr (!MMA) wgmma_wait<0>();
+        wgmma_wait<0>();
 #pragma unroll
         for (int a = 0; a < NACC; ++a)
 #pragma unroll
@@ -475,19 +463,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
             u32x4 cw[MT];
             uint32_t sw_g[MT], sw_h[MT];
             uint32_t pg[MT][2], ph[MT][2];  // scale pairs (PAIRS): (s0, s2), (s1, s3) of rows g and g + 8
-            // MMA: the chunk's x as B fragments, per 8-token block jn: {b0, b1} of k16 step j in xf[jn][2j], [2j + 1]
-            // (ldmatrix: lane L gives the address of row L % 8 of 8 x 8 matrix L / 8, k 8 (L / 8) .. + 7, then + 32)
-            uint32_t xf[MMA ? TOKP / 8 : 1][8];
-            if constexpr (MMA) {
-#pragma unroll
-                for (int jn = 0; jn < TOKP / 8; ++jn) {
-                    const uint32_t xa = xb + c * X_ATOM;
-                    ldmatrix_x4(xa + sw128_offset(8 * jn + (lane & 7), lane >> 3),
-                                *reinterpret_cast<uint32_t(*)[4]>(&xf[jn][0]));
-                    ldmatrix_x4(xa + sw128_offset(8 * jn + (lane & 7), 4 + (lane >> 3)),
-                                *reinterpret_cast<uint32_t(*)[4]>(&xf[jn][4]));
-                }
-            }
 #pragma unroll
             for (int mt = 0; mt < MT; ++mt) {
                 if constexpr (PREFETCH) {
@@ -529,18 +504,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                             v4_decode_word(word_of(cw[mt], j), v4_scale(sw_g[mt], j), v4_scale(sw_h[mt], j),
                                            A[buf][mt][e]);
                     }
-                }
-                if constexpr (MMA) {
-#pragma unroll
-                    for (int e = 0; e < GS; ++e) {
-                        const int j = jg * GS + e;
-#pragma unroll
-                        for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-                            for (int jn = 0; jn < TOKP / 8; ++jn)
-                                mma_bf16_m16n8k16(&acc[as][mt][4 * jn], A[buf][mt][e], xf[jn][2 * j], xf[jn][2 * j + 1]);
-                    }
-                    continue;  // no asynchronous group to commit, wait for or release a stage by
                 }
                 wgmma_fence();
 #pragma unroll
@@ -591,7 +554,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
             }
         }
         if (stamp && i < 16) tl[64 + 64 * wg + 4 * i + 2] = clock_now();
-        if constexpr (EARLY || MMA) {  // MMA: every read of the stage is done; diagnostic: before the wgmma retire
+        if constexpr (EARLY) {  // diagnostic: released before the wgmma reading its x retire
             __syncwarp();
             if (lane == 0) mbar_arrive(empty0 + 8 * s);
         } else {
@@ -828,13 +791,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 27791>
 // @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 1, 4, false, 0, 256, true, 19599>
 // @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 1, 4, true, 0, 256, true, 19599>
-// mma.sync consumers (LEAN bit 16) on the recorded M = 1 / 32 build (27791)
-// @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, false, 0, 256, true, 93327>
-// @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, true, 0, 256, true, 93327>
-// @instantiate w4a16_v5<8, 1, 4, 256, 5, 1, 4, 2, false, 0, 256, true, 93327>
-// @instantiate w4a16_v5<8, 1, 4, 256, 5, 1, 4, 2, true, 0, 256, true, 93327>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 93327>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 93327>
 // cluster builds (CL, SKIP): reduce only
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 135, false, 4, 2>
 // @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, true, 0, 256, true, 135, false, 4, 2>

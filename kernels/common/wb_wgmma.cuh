@@ -143,16 +143,6 @@ WB_DEVICE void ldmatrix_x4(uint32_t addr, uint32_t (&a)[4]) {
                  : "r"(addr)
                  : "memory");
 }
-// mma.sync.m16n8k16, bf16 in, fp32 accumulate into d: one warp's 16 x 8 tile. Its A fragment is the layout each
-// warp of a warpgroup holds for wgmma.m64nNk16 with A in registers (rows 16 q + g, g + 8 at k 2t, 2t + 1, 2t + 8,
-// 2t + 9), and d's four values the layout of one 8-column block of wgmma's accumulators, so a wgmma consumer's
-// decode and flush serve it unchanged. Not volatile: a pure register operation the compiler may schedule.
-WB_DEVICE void mma_bf16_m16n8k16(float* d, const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 // Byte offset of 16-byte chunk c8 (k 8 c8 .. 8 c8 + 7) of row r in a K-major tile of 64-k rows with the
 // 128-byte swizzle (8-row groups of 1024 B; the chunk index XOR-ed with the row within its group).
 WB_DEVICE uint32_t sw128_offset(int r, int c8) { return (r >> 3) * 1024 + (r & 7) * 128 + ((c8 ^ (r & 7)) << 4); }
