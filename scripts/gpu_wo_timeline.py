@@ -18,7 +18,9 @@ Writes $OUT/timeline.json (summaries) and $OUT/timeline_stamps.pt (raw tables). 
 
 Run on the device: PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python3 scripts/gpu_wo_timeline.py [--only 7,35]
 (--only: the full builds of those LEAN values only; --scrub: before every launch, evict L2 (a read of 2.5x L2 of other
-data) and rewrite x, so each launch starts cold as after other kernels: kernel code, workspace and counters from DRAM.)
+data) and rewrite x, so each launch starts cold as after other kernels: kernel code, workspace and counters from DRAM;
+--M M: x of M tokens, the builds whose token tile is the one that serves M only, e.g. --M 1 for the 8-token builds at
+M = 1; default: each build at its token tile.)
 """
 
 from __future__ import annotations
@@ -110,12 +112,15 @@ def main() -> int:
     built = set(name_expressions("wo_gemm_v5"))
     only = sys.argv[sys.argv.index("--only") + 1].split(",") if "--only" in sys.argv else None
     scrub = "--scrub" in sys.argv
+    m_arg = int(sys.argv[sys.argv.index("--M") + 1]) if "--M" in sys.argv else None
     evict_l2 = l2_scrubber() if scrub else None
     result["scrub"] = scrub
     for cfg in v5.V5_TIMELINES:
         if only and not any(f"lean{o}_" in str(cfg) and "diag" not in str(cfg) for o in only):
             continue
-        M = cfg.tokp
+        if m_arg is not None and cfg.tokp != v5.v5_tokp_for(m_arg):
+            continue
+        M = m_arg or cfg.tokp
         x = wo.make_activations(M, K, seed=400 + M)
         twin = dataclasses.replace(cfg, prof=False)
         entry = {"M": M, "config": str(cfg)}
