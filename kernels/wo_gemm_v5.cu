@@ -54,26 +54,6 @@ WB_DEVICE unsigned long long clock_now() {
     return c;
 }
 
-// CREFILL (LEAN bit 17): one thread puts unit u (or the end marker, u < 0: a plain arrive) into a ring stage: its
-// weight as one bulk copy and its x as CHUNKS boxes of 64 k from k0, all counted on the stage's full barrier. Not
-// inlined: called from the consumers' wgmma pipeline, where inlined copies and fences made ptxas serialize it (C7513).
-template <int CHUNKS, int X_ATOM>
-__device__ __noinline__ void stage_refill(int* unit_slot, int u, uint32_t full, uint32_t wdst, const uint8_t* wsrc,
-                                          uint32_t w_bytes, uint32_t xdst, uint32_t x_bytes,
-                                          const TmaDescriptor* x_map, int k0) {
-    *unit_slot = u;
-    if (u < 0) {
-        mbar_arrive(full);
-        return;
-    }
-    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // the stage's reads before the copies' writes
-    mbar_arrive_expect_tx(full, w_bytes + x_bytes);
-    bulk_load(wdst, wsrc, w_bytes, full);
-    pdl_wait();  // x may be written by the previous kernel until it completes (returns at once after that)
-#pragma unroll
-    for (int c = 0; c < CHUNKS; ++c) tma_load_2d(xdst + c * X_ATOM, x_map, k0 + 64 * c, 0, full);
-}
-
 // TOKP tokens (wgmma N: 8/16/32/64, >= M), MT m64 row blocks per consumer warpgroup, NWG consumer
 // warpgroups, KC k per unit (multiple of BK), STAGES units in flight, GS k16 steps per wgmma group,
 // NACC accumulator sets (group i accumulates into set i % NACC: consecutive groups do not wait on each
@@ -119,8 +99,7 @@ __device__ __noinline__ void stage_refill(int* unit_slot, int u, uint32_t full, 
 // bits 12-13 = RAMP (1-3): the producer issues the first RAMP units, then waits until stage 0 is full before it
 // issues more (produce_ring), so the consumers' first stage lands before the rest of the ring's bytes; bit 14 (with
 // bit 3, static work) = the CTA's first unit issued by thread 0 in the prologue (early_first_unit), before the
-// producer warp reaches its own code, which sits after the consumers' and is fetched cold in every call; bit 17
-// (with bit 14) = CREFILL below: the consumer warp that releases a stage last issues its refill.
+// producer warp reaches its own code, which sits after the consumers' and is fetched cold in every call.
 template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0,
           int BK = 256, bool GROUPED = false, int LEAN = 0, bool PROF = false, int CL = 0, int SKIP = 0>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
@@ -175,17 +154,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                   "LEAN bit 14: the one-copy grouped ring (bit 3), not chunked, split, timeline or cluster builds");
     static_assert(!SPLIT || (!CHUNKED && (LEAN & 8) == 0 && (LEAN & 256) == 0 && CL == 0 && SKIP == 0),
                   "LEAN bit 9: not with bits 3, 5 or 8, nor cluster builds");
-    // CREFILL (LEAN bit 17): the H200 timeline of lean 3215 (eighteenth pass) has a stage released ~740 cycles after
-    // its unit's end (once the next unit's first group retired) and the producer warp issuing the unit that reuses
-    // it ~830 cycles after that: a single warp beside 16 busy consumer warps, its per-unit path (the barrier wait,
-    // the unit's address, five copies) issued at a fifth of its SM sub-partition's slots. With the bit, each warp
-    // counts its release in shared memory and the one that completes the count issues the refill itself (one
-    // thread: the unit u0 + j + STAGES of the static share, its weight copy and x boxes), so a stage is back in
-    // flight at its release. The producer warp issues the first STAGES units only.
-    constexpr bool CREFILL = (LEAN & 131072) != 0;
-    static_assert(!CREFILL || (FIRST_IN_PROLOGUE && RAMP == 0 && DIAG == 0 && !PROF),
-                  "LEAN bit 17: with bit 14 (static work, one copy per unit), no ramp, diagnostic or timeline builds");
-    __shared__ int rel_cnt[CREFILL ? STAGES : 1];  // CREFILL: warps that released each stage in its current round
     constexpr int NFULL = CHUNKED ? STAGES * CHUNKS : SPLIT ? STAGES * NWG : STAGES, CHUNK_W = TILES * 576;
     const uint32_t full0 = smem_addr(wsm + STAGES * W_STAGE), empty0 = full0 + 8 * NFULL;
     // the full barrier of stage s (and, CHUNKED, of its chunk c; SPLIT, of warpgroup c)
@@ -204,20 +172,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
         tl[0] = gt;
         tl[1] = clock_now();
     }
-    // the CTA's static share [u0, u1) (as produce_units and early_first_unit compute it)
-    const int u0 = (int)((unsigned)blockIdx.x * (unsigned)units / gridDim.x);
-    const int u1 = (int)((unsigned)(blockIdx.x + 1) * (unsigned)units / gridDim.x);
-    // CREFILL: stage s gets the share's j-th unit (j < STAGES: the prologue and the producer warp; then the warp that
-    // releases the stage's previous unit), or the end marker (-1, a plain arrive) past the share's end.
-    auto refill = [&](int s, int j) {
-        const int u = u0 + j;
-        stage_refill<CHUNKS, X_ATOM>(unit_of + s, u < u1 ? u : -1, full0 + 8 * s, smem_addr(wsm + s * W_STAGE),
-                                     grouped_unit(u), W_STAGE, smem_addr(xs + s * X_STAGE), X_STAGE, &x_map,
-                                     (u % n_kc) * KC);
-    };
     if (threadIdx.x == 0) {
-        if constexpr (CREFILL)
-            for (int b = 0; b < STAGES; ++b) rel_cnt[b] = 0;
         if constexpr (CHUNKED || SPLIT) {
             for (int b = 0; b < NFULL; ++b) mbar_init(full0 + 8 * b, 1);
             for (int b = 0; b < STAGES; ++b) mbar_init(empty0 + 8 * b, NWG * 4);
@@ -232,13 +187,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     __syncthreads();
 
     if (warp == NWG * 4) {  // producer warp: lane 0 claims a stage, lanes issue its copies in parallel
-        if constexpr (CREFILL) {  // the first STAGES units (stage 0's from the prologue), the consumers the rest
-            if (lane == 0) {
-                if (u0 >= u1) refill(0, 0);  // no units: the end marker in stage 0 (the prologue issued nothing)
-                for (int j = 1; j < STAGES && u0 + j - 1 < u1; ++j) refill(j, j);  // up to the end marker
-            }
-            return;
-        }
         int pi = 0;  // PROF: units issued
         if (PROF && lane == 0) tl[40] = clock_now();
         constexpr bool ONE_COPY = (LEAN & 8) != 0;
@@ -351,23 +299,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     };
 
     const uint32_t x_base = smem_addr(xs), w_base = smem_addr(wsm);
-    int held_j = 0;  // CREFILL: the share index of the unit in the held stage
-    // Release stage hs (every wgmma reading it retired): an arrive on its empty barrier for the producer warp, or
-    // (CREFILL) a count, and the warp that completes it issues the stage's next unit.
-    auto release = [&](int hs) {
-        if constexpr (CREFILL) {
-            __syncwarp();  // the warp's reads of the stage before lane 0's count
-            if (lane != 0) return;
-            __threadfence_block();
-            if (atomicAdd(&rel_cnt[hs], 1) == NWG * 4 - 1) {  // the last of the consumer warps
-                __threadfence_block();  // every warp's reads before the refill's copies
-                rel_cnt[hs] = 0;
-                refill(hs, held_j + STAGES);
-            }
-        } else if (lane == 0) {
-            mbar_arrive(empty0 + 8 * hs);
-        }
-    };
     // Retire every wgmma of this warpgroup; the accumulators are read only after the wait.
     auto retire_all = [&]() {
         wgmma_wait<0>();
@@ -381,7 +312,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
     // Retire every wgmma, release the stage they read and flush the accumulators (tile group of unit u).
     auto drain_and_flush = [&](int u) {
         retire_all();
-        if (held >= 0) release(held);
+        if (held >= 0 && lane == 0) mbar_arrive(empty0 + 8 * held);
         held = -1;
         flush(u);
     };
@@ -574,11 +505,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                                            A[buf][mt][e]);
                     }
                 }
-                if (CREFILL && gi == 0 && held >= 0) {  // before this unit's first wgmma: none in flight once
-                    retire_all();                        // the previous unit's last group retires, so the refill
-                    release(held);                       // is outside ptxas' wgmma pipeline
-                    held = -1;
-                }
                 wgmma_fence();
 #pragma unroll
                 for (int e = 0; e < GS; ++e) {
@@ -621,8 +547,8 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                     for (int e = 0; e < GS; ++e)
 #pragma unroll
                         for (int r = 0; r < 4; ++r) keep(A[(gi + 1) % NBUF][mt][e][r]);
-                if (!CREFILL && gi == NBUF - 2 && held >= 0) {  // every group of the previous unit is retired
-                    release(held);
+                if (gi == NBUF - 2 && held >= 0) {  // every group of the previous unit is retired
+                    if (lane == 0) mbar_arrive(empty0 + 8 * held);
                     held = -1;
                 }
             }
@@ -633,7 +559,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
             if (lane == 0) mbar_arrive(empty0 + 8 * s);
         } else {
             held = s;
-            held_j = i;
         }
         ++sa_done;
     }
@@ -866,15 +791,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 27791>
 // @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 1, 4, false, 0, 256, true, 19599>
 // @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 1, 4, true, 0, 256, true, 19599>
-// the consumer that releases a stage last issues its refill (LEAN bit 17) on the recorded builds' 19599
-// @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, false, 0, 256, true, 150671>
-// @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, true, 0, 256, true, 150671>
-// @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 1, 4, false, 0, 256, true, 150671>
-// @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 1, 4, true, 0, 256, true, 150671>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 150671>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 150671>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 150671>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 150671>
 // cluster builds (CL, SKIP): reduce only
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 135, false, 4, 2>
 // @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, true, 0, 256, true, 135, false, 4, 2>
