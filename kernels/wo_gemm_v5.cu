@@ -99,8 +99,7 @@ WB_DEVICE unsigned long long clock_now() {
 // bits 12-13 = RAMP (1-3): the producer issues the first RAMP units, then waits until stage 0 is full before it
 // issues more (produce_ring), so the consumers' first stage lands before the rest of the ring's bytes; bit 14 (with
 // bit 3, static work) = the CTA's first unit issued by thread 0 in the prologue (early_first_unit), before the
-// producer warp reaches its own code, which sits after the consumers' and is fetched cold in every call; bit 18
-// (with bit 3) = LEANPROD below: the producer's per-unit path without divisions.
+// producer warp reaches its own code, which sits after the consumers' and is fetched cold in every call.
 template <int TOKP, int MT, int NWG, int KC, int STAGES, int GS, int NACC, int NBUF, bool RED, int DIAG = 0,
           int BK = 256, bool GROUPED = false, int LEAN = 0, bool PROF = false, int CL = 0, int SKIP = 0>
 __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
@@ -155,13 +154,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                   "LEAN bit 14: the one-copy grouped ring (bit 3), not chunked, split, timeline or cluster builds");
     static_assert(!SPLIT || (!CHUNKED && (LEAN & 8) == 0 && (LEAN & 256) == 0 && CL == 0 && SKIP == 0),
                   "LEAN bit 9: not with bits 3, 5 or 8, nor cluster builds");
-    // LEANPROD (LEAN bit 18): the H200 timeline of lean 3215 (eighteenth pass) has the producer warp issue the unit
-    // that reuses a released stage ~830 cycles after the release: one warp beside 16 busy consumer warps, whose path
-    // per unit holds two 32-bit divisions by n_kc (the unit's address and its x boxes' k). With the bit the unit's
-    // weight is at wp + u W_STAGE (the grouped stream with KC = BK: (u / n_kc) (K / BK) + u % n_kc = u) and its k
-    // block is u - umulhi(u, ceil(2^32 / n_kc)) n_kc.
-    constexpr bool LEANPROD = (LEAN & 262144) != 0;
-    static_assert(!LEANPROD || ((LEAN & 8) && GROUPED && !CHUNKED && !SPLIT), "LEAN bit 18: with bit 3 (one copy)");
     constexpr int NFULL = CHUNKED ? STAGES * CHUNKS : SPLIT ? STAGES * NWG : STAGES, CHUNK_W = TILES * 576;
     const uint32_t full0 = smem_addr(wsm + STAGES * W_STAGE), empty0 = full0 + 8 * NFULL;
     // the full barrier of stage s (and, CHUNKED, of its chunk c; SPLIT, of warpgroup c)
@@ -211,14 +203,12 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                 });
             return;
         }
-        produce_ring<STAGES, CHUNKS, X_ATOM, SPLIT ? NWG : 1, RAMP, FIRST_IN_PROLOGUE, LEANPROD>(
+        produce_ring<STAGES, CHUNKS, X_ATOM, SPLIT ? NWG : 1, RAMP, FIRST_IN_PROLOGUE>(
             units, s0, grab, counters + (N >> 4), lane, W_STAGE + (NO_X ? 0 : X_STAGE), full0, empty0, unit_of,
             xs, X_STAGE, &x_map, n_kc, KC, !NO_X, [&](int s, int u) {
                 const int rg = u / n_kc, kc = u % n_kc;
                 if constexpr (ONE_COPY) {  // the grouped unit is one contiguous run: one copy, one lane
-                    if (lane == 0)
-                        bulk_load(smem_addr(wsm + s * W_STAGE), LEANPROD ? wp + (long long)u * W_STAGE : grouped_unit(u),
-                                  W_STAGE, full0 + 8 * s);
+                    if (lane == 0) bulk_load(smem_addr(wsm + s * W_STAGE), grouped_unit(u), W_STAGE, full0 + 8 * s);
                 } else if (lane < TILES)  // (SPLIT: tile lane belongs to warpgroup lane / (4 MT))
                     bulk_load(smem_addr(wsm + s * W_STAGE + lane * W_TILE),
                               GROUPED ? grouped_unit(u) + lane * BB
@@ -226,7 +216,7 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
                               W_TILE, full_bar(s, lane / (4 * MT)));
                 if (PROF && lane == 0 && pi < 32) tl[8 + pi] = clock_now();
                 ++pi;
-            }, 4 * MT * W_TILE, LEANPROD ? (uint32_t)((0x100000000ull + n_kc - 1) / n_kc) : 0u);
+            }, 4 * MT * W_TILE);
         if constexpr (CL > 0) {  // the consumers' two cluster barriers (partials written; partials read)
             cluster_sync();
             cluster_sync();
@@ -801,16 +791,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 27791>
 // @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 1, 4, false, 0, 256, true, 19599>
 // @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 1, 4, true, 0, 256, true, 19599>
-// the producer's per-unit path without divisions (LEAN bit 18) on the recorded builds (27791 at M = 1 and 32, 19599 at
-// M = 8 and 64)
-// @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, false, 0, 256, true, 289935>
-// @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, true, 0, 256, true, 289935>
-// @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 1, 4, false, 0, 256, true, 281743>
-// @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 1, 4, true, 0, 256, true, 281743>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 289935>
-// @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 289935>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, false, 0, 256, true, 281743>
-// @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 281743>
 // cluster builds (CL, SKIP): reduce only
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 135, false, 4, 2>
 // @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, true, 0, 256, true, 135, false, 4, 2>

@@ -94,23 +94,19 @@ WB_DEVICE void produce_units(int units, int s0, int grab, unsigned int* work, in
 // the rest, so the first stage does not share the memory system with every other stage of the ring at the start.
 // FIRST (static work only, grab <= 0): the kernel's prologue already claimed stage 0 for the CTA's first unit and
 // issued its weight and x (early_first_unit); the producer starts at stage 1.
-// FAST_KC: the unit's k block (u % n_kc) as u - umulhi(u, kc_magic) n_kc, kc_magic = ceil(2^32 / n_kc) (exact while
-// u n_kc < 2^32), instead of a division on the producer's path at every unit.
-template <int STAGES, int CHUNKS, int X_ATOM, int NB = 1, int RAMP = 0, bool FIRST = false, bool FAST_KC = false,
-          typename CopyWeight>
+template <int STAGES, int CHUNKS, int X_ATOM, int NB = 1, int RAMP = 0, bool FIRST = false, typename CopyWeight>
 WB_DEVICE void produce_ring(int units, int s0, int grab, unsigned int* work, int lane, uint32_t stage_bytes,
                             uint32_t full0, uint32_t empty0, int* unit_of, uint8_t* xs, int x_stage,
                             const TmaDescriptor* x_map, int n_kc, int kc, bool with_x, CopyWeight&& copy_weight,
-                            uint32_t part_bytes = 0, uint32_t kc_magic = 0) {
+                            uint32_t part_bytes = 0) {
     static_assert(RAMP >= 0 && RAMP < STAGES, "RAMP: stages issued before waiting for stage 0");
     static_assert(!FIRST || NB == 1, "FIRST: one full barrier per stage");
     const bool first_done = FIRST && grab <= 0;
     int i = 0, deferred = first_done ? -1 : 0;
     auto load_x = [&](int s, int u) {
         if (with_x && lane < CHUNKS)
-            tma_load_2d(smem_addr(xs + s * x_stage + lane * X_ATOM), x_map,
-                        (FAST_KC && n_kc > 1 ? u - (int)__umulhi((uint32_t)u, kc_magic) * n_kc : u % n_kc) * kc +
-                            64 * lane, 0, full0 + 8 * s * NB);
+            tma_load_2d(smem_addr(xs + s * x_stage + lane * X_ATOM), x_map, (u % n_kc) * kc + 64 * lane, 0,
+                        full0 + 8 * s * NB);
     };
     produce_units(units, s0, grab, work, lane, [&](int u) {
         if (first_done && i == 0 && u >= 0) {  // the prologue issued this unit into stage 0

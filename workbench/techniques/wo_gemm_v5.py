@@ -286,8 +286,7 @@ class V5Config:
     # bit 10: the consumers' row-group test by a multiply-high instead of a division at every unit's start; bit 11
     # (reduce builds): the workspace in fragment-major order, each warp's red.add on whole lines (no fin); bits
     # 12-13: RAMP (1-3 units issued, then the producer waits for stage 0 to fill before it issues more); bit 14
-    # (with bit 3, static work): the CTA's first unit issued by thread 0 in the kernel's prologue; bit 18 (with bit 3):
-    # the producer's per-unit path without divisions (the unit's address and its x boxes' k block)
+    # (with bit 3, static work): the CTA's first unit issued by thread 0 in the kernel's prologue
     fin: bool = False  # launch choice (red only): the in-kernel finalize (a grid barrier, then each CTA converts
     # its share of the workspace) instead of wo_finalize after the kernel
     prof: bool = False  # timeline build (PROF): clock stamps after the counters (launch with v5_timeline)
@@ -531,13 +530,7 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    # for the H200's latency-bound consumer. A/B on an H200 (a1a8a09, 5 rounds): one accumulator set
                    # 20.91 / 20.98 us at M = 8 / 1 against 20.96 / 21.19 for NBUF 2; two sets (not kept) 21.58 / 21.38.
                    # At M = 32 ptxas serializes it (C7512: not kept)
-                   V5Config(8, 1, 4, 256, 5, 2, 1, 4, grouped=True, lean=19599),
-                   # eighteenth pass (H200): the producer's per-unit path without divisions (LEAN bit 18) on the recorded
-                   # builds; the H200 timeline of lean 3215 has the producer issue a released stage's next unit ~830
-                   # cycles after the release
-                   *[V5Config(m, 1, nwg, 256, st, 2, nacc, nbuf, grouped=True, lean=lean + 262144)
-                     for m, nwg, st, nacc, nbuf, lean in ((8, 4, 5, 2, 2, 27791), (8, 4, 5, 1, 4, 19599),
-                                                          (32, 4, 4, 2, 2, 27791), (64, 2, 4, 2, 2, 19599))]]
+                   V5Config(8, 1, 4, 256, 5, 2, 1, 4, grouped=True, lean=19599)]
 # Cluster builds (CL, reduce only, instantiated once): 224-row units (the last warpgroup's last SKIP warps decode a
 # copy of the last tile), 32 row groups x cl CTAs = 128 CTAs, each a 1/cl slice of k for one row group, summed over
 # distributed shared memory: every output written once as bf16, no fp32 workspace, no red.add flush, no wo_finalize.
