@@ -7,6 +7,10 @@ seconds, while `nvidia-smi -lms 20` streams the SM and memory clocks, the board 
 computes an output is validated first (rel-L2 1e-3 against the fp32 GEMM of the dequantized weight); the DIAG builds
 compute none and are named as such. Writes $OUT/wo_power.json. No record.
 
+nvidia-smi's clock is the driver's reading; beside it a probe measures the SM clock itself: 4 one-warp blocks on a
+second stream, which fit beside the GEMM's CTAs, each counting SM cycles (clock64) against the global timer (ns) over
+~1 ms while the build replays (three probes per build, median; one on the idle GPU first, the probe's own check).
+
 Run on the device: PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python3 scripts/gpu_wo_power.py [--seconds S]
 """
 
@@ -62,6 +66,43 @@ class SmiStream:
         self.proc.terminate()
 
 
+PROBE_SRC = r"""
+extern "C" __global__ void clock_probe(unsigned long long* out, long long cycles) {
+    if (threadIdx.x != 0) return;
+    unsigned long long t0, t1;
+    const long long c0 = clock64();
+    long long c;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+    do { c = clock64(); } while (c - c0 < cycles);
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t1));
+    out[2 * blockIdx.x] = (unsigned long long)(c - c0);
+    out[2 * blockIdx.x + 1] = t1 - t0;
+}
+"""
+
+
+class ClockProbe:
+    """SM cycles per ns (GHz) over ~1 ms, measured by 4 one-warp blocks on their own stream."""
+
+    def __init__(self):
+        import cupy as cp
+        import torch
+
+        self.cp, self.torch = cp, torch
+        self.kernel = cp.RawKernel(PROBE_SRC, "clock_probe")
+        self.stream = torch.cuda.Stream()
+        self.out = cp.zeros(8, dtype=cp.uint64)
+
+    def launch(self, cycles: int = 2_000_000):
+        with self.cp.cuda.ExternalStream(self.stream.cuda_stream):
+            self.kernel((4,), (32,), (self.out, self.cp.int64(cycles)))
+
+    def read(self) -> float:
+        self.stream.synchronize()
+        v = self.out.get().reshape(4, 2).astype(float)
+        return round(statistics.median(v[:, 0] / v[:, 1]), 3)
+
+
 def main() -> int:
     seconds = float(sys.argv[sys.argv.index("--seconds") + 1]) if "--seconds" in sys.argv else 3.0
     import torch
@@ -90,11 +131,17 @@ def main() -> int:
     if (93327, 2) in lean:  # the mma.sync consumers (LEAN bit 16): built at commit c55cf6f, reverted after its runs
         builds.insert(1, ("M=1 mma.sync consumers (lean 93327, 128 CTAs)", 1,
                           lean[(93327, 2)].with_work(True).with_ctas(128), True))
+    probe = ClockProbe()
     smi = SmiStream()
     time.sleep(1.0)
     t_idle = time.time()
+    idle_ghz = []
+    for _ in range(3):
+        probe.launch()
+        idle_ghz.append(probe.read())
     time.sleep(1.0)
-    result = {"device": device_info(), "seconds": seconds, "idle": smi.window(t_idle, time.time()), "builds": {}}
+    result = {"device": device_info(), "seconds": seconds,
+              "idle": {**smi.window(t_idle, time.time()), "probe_GHz": statistics.median(idle_ghz)}, "builds": {}}
     log(f"idle: {result['idle']}")
     for label, M, cfg, validated in builds:
         x = wo.make_activations(M, K, seed=500 + M)
@@ -118,20 +165,25 @@ def main() -> int:
         t0 = time.time()
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        reps = 0
+        reps, ghz = 0, []
         while time.time() - t0 < seconds:
-            for _ in range(20):
+            probing = 0.5 < time.time() - t0 and len(ghz) < 3
+            for k in range(20):
                 g.replay()
+                if probing and k == 2:  # the probe runs while the replays after it do
+                    probe.launch()
             reps += 20
             torch.cuda.synchronize()
+            if probing:
+                ghz.append(probe.read())
         end.record()
         end.synchronize()
         t1 = time.time()
         per_call = start.elapsed_time(end) * 1e3 / (reps * 24)
         w = smi.window(t0 + 0.5, t1)
         result["builds"][label] = {"config": str(cfg), "validation": val, "us_per_call": round(per_call, 2),
-                                   "calls": reps * 24, **w}
-        log(f"{label:58s} {per_call:6.2f} us/call  SM {w.get('sm_MHz_median')} MHz (min {w.get('sm_MHz_min')}), "
+                                   "calls": reps * 24, "probe_GHz": ghz, **w}
+        log(f"{label:58s} {per_call:6.2f} us/call  probe {ghz} GHz, SM {w.get('sm_MHz_median')} MHz (min {w.get('sm_MHz_min')}), "
             f"mem {w.get('mem_MHz_median')} MHz, {w.get('power_W_median')} W (max {w.get('power_W_max')}), "
             f"reasons {w.get('event_reasons')}")
         (out_dir / "wo_power.json").write_text(json.dumps(result, indent=1))
