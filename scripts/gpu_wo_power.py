@@ -94,7 +94,7 @@ class ClockProbe:
         self.out = cp.zeros(8, dtype=cp.uint64)
 
     def launch(self, cycles: int = 2_000_000):
-        with self.cp.cuda.ExternalStream(self.stream.cuda_stream):
+        with self.cp.cuda.ExternalStream(self.stream.cuda_stream):  # (deprecated in newer CuPy, still served)
             self.kernel((4,), (32,), (self.out, self.cp.int64(cycles)))
 
     def read(self) -> float:
@@ -119,6 +119,9 @@ def main() -> int:
     w_bf = wref.to(torch.bfloat16)
     lean = {(c.lean, c.gs): c for c in v5.V5_KERNELS_LEAN if c.tokp == 8}
     diag = {(c.diag, c.lean): c for c in v5.V5_DIAGNOSTICS if c.tokp == 8}
+    diag_big = {(c.tokp, c.diag): c for c in v5.V5_DIAGNOSTICS if c.diag in (2, 7) and c.tokp in (32, 64)}
+    tuned = {m: v5.V5Config(m, 1, nwg, 256, 4, 2, 2, 2, True, grouped=True, lean=lean)
+             for m, nwg, lean in ((32, 4, 27791), (64, 2, 19599))}
     full8 = v5.V5Config(8, 1, 4, 256, 5, 2, 2, 2, True, grouped=True, lean=3215)
     builds = [  # (label, M, config or "cublas_bf16", validated)
         ("M=1 record build (lean 27791, 128 CTAs)", 1, lean[(27791, 2)].with_work(True).with_ctas(128), True),
@@ -127,6 +130,10 @@ def main() -> int:
         ("M=8 DIAG 1: the stream alone (lean 3215)", 8, diag[(1, 3215)], False),
         ("M=8 DIAG 12: the stream alone without x (lean 3215)", 8, diag[(12, 3215)], False),
         ("M=1 cuBLAS bf16", 1, "cublas_bf16", True),
+        # is it the tensor cores? the decode without any wgmma (DIAG 2) against the wgmma without the decode (DIAG 7)
+        *[(f"M={m} recorded build (lean {tuned[m].lean})", m, tuned[m], True) for m in (32, 64)],
+        *[(f"M={m} DIAG {d}: {'the decode, no wgmma' if d == 2 else 'the wgmma, no decode'} (lean {diag_big[m, d].lean})",
+           m, diag_big[m, d], False) for m in (32, 64) for d in (2, 7)],
     ]
     if (93327, 2) in lean:  # the mma.sync consumers (LEAN bit 16): built at commit c55cf6f, reverted after its runs
         builds.insert(1, ("M=1 mma.sync consumers (lean 93327, 128 CTAs)", 1,
