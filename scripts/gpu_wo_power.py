@@ -131,7 +131,11 @@ def main() -> int:
         ("M=8 DIAG 12: the stream alone without x (lean 3215)", 8, diag[(12, 3215)], False),
         ("M=1 cuBLAS bf16", 1, "cublas_bf16", True),
         # is it the tensor cores? the decode without any wgmma (DIAG 2) against the wgmma without the decode (DIAG 7)
+        ("M=8 recorded build (lean 19599, one accumulator set, NBUF 4)", 8,
+         v5.V5Config(8, 1, 4, 256, 5, 2, 1, 4, True, grouped=True, lean=19599), True),
+        ("M=8 cuBLAS bf16", 8, "cublas_bf16", True),
         *[(f"M={m} recorded build (lean {tuned[m].lean})", m, tuned[m], True) for m in (32, 64)],
+        *[(f"M={m} cuBLAS bf16", m, "cublas_bf16", True) for m in (32, 64)],
         *[(f"M={m} DIAG {d}: {'the decode, no wgmma' if d == 2 else 'the wgmma, no decode'} (lean {diag_big[m, d].lean})",
            m, diag_big[m, d], False) for m in (32, 64) for d in (2, 7)],
     ]
