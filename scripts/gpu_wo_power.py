@@ -129,6 +129,8 @@ def main() -> int:
         ("M=8 DIAG 5: full kernel without x's copies (lean 3215)", 8, diag[(5, 3215)], False),
         ("M=8 DIAG 1: the stream alone (lean 3215)", 8, diag[(1, 3215)], False),
         ("M=8 DIAG 12: the stream alone without x (lean 3215)", 8, diag[(12, 3215)], False),
+        *[(f"M=8 DIAG {d}: {'the decode, no wgmma' if d == 2 else 'the wgmma, no decode'} (lean 3215)", 8,
+           diag[(d, 3215)], False) for d in (2, 7) if (d, 3215) in diag],
         ("M=1 cuBLAS bf16", 1, "cublas_bf16", True),
         # is it the tensor cores? the decode without any wgmma (DIAG 2) against the wgmma without the decode (DIAG 7)
         ("M=8 recorded build (lean 19599, one accumulator set, NBUF 4)", 8,

@@ -155,6 +155,29 @@ def test_ab_rows_of_the_h200_runs():
     assert vnv.ab_rows(ab, "no such run") == []
 
 
+def test_power_rows_of_the_h200_run():
+    """vnv.power_rows: the last clock and power run, one row per build sorted by M, the probe's median, the power-cap
+    count and, for validated fused builds, cuBLAS bf16's time over theirs at the same M."""
+    import statistics
+
+    from workbench import nbutil
+    from workbench.viz import nvfp4 as vnv
+
+    pw = nbutil.diagnostic("wo_power_h200")
+    builds = pw["runs"][-1]["builds"]
+    rows = vnv.power_rows(pw, bounds_us={1: 15.6})
+    assert len(rows) == len(builds) and [r["M"] for r in rows] == sorted(r["M"] for r in rows)
+    by = {(r["M"], r["build"]): r for r in rows}
+    rec = by[(1, "record build (lean 27791, 128 CTAs)")]
+    b = builds["M=1 record build (lean 27791, 128 CTAs)"]
+    assert rec["probe GHz"] == statistics.median(b["probe_GHz"]) and rec["validated"] is True
+    assert rec["cuBLAS bf16 / this"] == round(builds["M=1 cuBLAS bf16"]["us_per_call"] / b["us_per_call"], 2)
+    assert rec["bound us"] == 15.6 and "bound us" not in by[(8, "cuBLAS bf16")]
+    stream = by[(8, "DIAG 1: the stream alone (lean 3215)")]
+    assert stream["validated"] == "no output (diagnostic)" and "cuBLAS bf16 / this" not in stream
+    assert by[(64, "recorded build (lean 19599)")]["power-capped samples"].split(" / ")[0] != "0"
+
+
 def test_ab_protocol_rows_and_run_commits():
     """vnv.run_commits: a run without a commit in its note takes the one before; ab_protocol_rows: only runs timed with
     their baselines, each build's record and scrubbed rows together, with the bound and both ratios."""

@@ -231,6 +231,37 @@ def ab_protocol_rows(ab: dict) -> list[dict]:
     return rows
 
 
+def power_rows(power: dict, bounds_us: dict | None = None) -> list[dict]:
+    """Rows of a clock and power diagnostic (data/diagnostics/wo_power_*.json, scripts/gpu_wo_power.py), its last run:
+    per build (sorted by M), the time per call over 3 s of back-to-back graph replays, the SM clock the probe measured
+    beside it (median of its probes: SM cycles over global-timer ns) and the one nvidia-smi reported (median), the
+    board power (median), how many of nvidia-smi's samples carried the software power cap (reason 0x4), and for the
+    fused builds that compute an output the ratio of the same run's cuBLAS bf16 time at that M to theirs. bounds_us
+    ({M: weight-read bound in us}, from the card's wo_gemm record): each row also carries its M's bound."""
+    import re
+    import statistics
+
+    builds = power["runs"][-1]["builds"]
+    m_of = {label: int(re.match(r"M=(\d+) ", label)[1]) for label in builds}
+    cublas = {m_of[label]: b["us_per_call"] for label, b in builds.items() if "cuBLAS" in label}
+    rows = []
+    for label, b in builds.items():
+        m, reasons = m_of[label], b.get("event_reasons", {})
+        capped = sum(n for code, n in reasons.items() if int(code, 16) & 0x4)
+        val = b.get("validation")
+        row = {"M": m, "build": label.split(" ", 1)[1], "us / call": b["us_per_call"],
+               "probe GHz": statistics.median(b["probe_GHz"]) if b.get("probe_GHz") else None,
+               "nvidia-smi MHz": b.get("sm_MHz_median"), "W": b.get("power_W_median"),
+               "power-capped samples": f"{capped} / {sum(reasons.values())}",
+               "validated": val["passed"] if val else "no output (diagnostic)"}
+        if val and "cuBLAS" not in label and m in cublas:
+            row["cuBLAS bf16 / this"] = round(cublas[m] / b["us_per_call"], 2)
+        if (bounds_us or {}).get(m):
+            row["bound us"] = round(bounds_us[m], 2)
+        rows.append(row)
+    return sorted(rows, key=lambda r: r["M"])
+
+
 def timeline_rows(diag: dict, bounds_us: dict | None = None) -> list[dict]:
     """Rows of the v5 timeline diagnostic (data/diagnostics/wo_timeline_h100.json, scripts/gpu_wo_timeline.py): per
     timeline build, the last run's medians in SM cycles and the stamp-free twin's graph-replay time. bounds_us
