@@ -833,8 +833,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, true, 5, 256, true, 3215>
 // @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, true, 1, 256, true, 3>
 // @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, true, 11, 256, true, 3215>
-// @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, true, 2, 256, true, 3215>
-// @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, true, 7, 256, true, 3215>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 1, 256, true, 3215>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 12, 256, true, 3215>
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 5, 256, true, 3215>

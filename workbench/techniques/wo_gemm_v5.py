@@ -560,10 +560,7 @@ V5_DIAGNOSTICS = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, True, diag=d) for d in (1,
     # per unit (lean 3)
     V5Config(m, 1, nwg, 256, st, 2, nacc, 2, True, diag=d, grouped=True, lean=lean)
     for m, nwg, st, nacc in ((8, 4, 5, 2), (32, 4, 4, 2), (64, 2, 4, 1)) for d in (1, 12, 5, 11) for lean in (3215,)] + [
-    V5Config(8, 1, 4, 256, 5, 2, 2, 2, True, diag=1, grouped=True, lean=3)] + [
-    # eighteenth pass: the M = 8 build's decode without any wgmma (2) and its wgmma without the decode (7), for the SM
-    # clock the tensor cores cost (scripts/gpu_wo_power.py)
-    V5Config(8, 1, 4, 256, 5, 2, 2, 2, True, diag=d, grouped=True, lean=3215) for d in (2, 7)]
+    V5Config(8, 1, 4, 256, 5, 2, 2, 2, True, diag=1, grouped=True, lean=3)]
 
 # Timeline builds (PROF; kernels/wo_gemm_v5.cu prof_table): the recorded M = 32 / 64 builds, groups of 4 at M = 32,
 # no-decode builds (DIAG 7 as in the ring, 8 with B from one fixed tile, 9 with stages released at issue; one
