@@ -452,6 +452,41 @@ if ab200:
               title=f"A/B of the block-diagonal builds at M = 1 ({ab200['device']['name']})").show()
 
 # %% [markdown]
+# ### mma.sync consumers, refills from the consumers, a leaner producer, and the SM clock (eighteenth pass)
+# Three more changes aimed at M <= 8 on the H200, each measured in one device call against the recorded builds and
+# reverted (the runs marked "Eighteenth pass" in `wo_ab_h200.json`):
+# - **mma.sync consumers** (LEAN bit 16, lean 93327): each warp multiplies its decoded fragments with
+#   `mma.sync.m16n8k16` (the same A fragment and accumulator layout as its share of the wgmma), x's fragments read by
+#   `ldmatrix`, with no warpgroup fence, no wait for the group two back, and the stage released at the unit's end.
+#   A tie at M <= 8; at M = 32 it loses by a quarter, since mma.sync runs at about a quarter of wgmma's peak.
+# - **The refill issued by the consumer warp that releases a stage last** (LEAN bit 17, lean 150671): the timeline
+#   below has the producer warp issue a released stage's next unit ~820 cycles after the release. It lost 2.8-7.5 us:
+#   a consumer warp that issues copies stalls its warpgroup's wgmma.
+# - **The producer's per-unit path without divisions** (LEAN bit 18): within +-0.4 us either way.
+#
+# Then the clock. `scripts/gpu_wo_power.py` replays each build for 3 s while nvidia-smi streams clocks, power and
+# clock-event reasons, and a probe beside the GEMM counts SM cycles against the global timer. The table is its last
+# run: every kernel that keeps the tensor cores busy (ours and cuBLAS's) runs at ~1.81-1.85 GHz while nvidia-smi says
+# 1980 MHz with no reason given; the stream-only and decode-only twins run at 1.96-1.98. From M = 8 up the fused kernel
+# draws ~693 W and, run for seconds, meets the power cap (1.5-1.6 GHz at M = 32 and 64), so its sustained ratios to
+# cuBLAS bf16 (the last column) sit below the record's bursts there, and above them at M = 1.
+
+# %%
+if ab200:
+    viz.table(vnv.ab_rows(ab200, "Eighteenth pass"),
+              title=f"A/B of the eighteenth pass's builds ({ab200['device']['name']})").show()
+power200 = nbutil.diagnostic("wo_power_h200")
+if power200:
+    viz.table(vnv.power_rows(power200, nbutil.wo_bounds(wo_recs, power200["device"]["name"])),
+              title=f"3 s of back-to-back calls: SM clock, power and sustained ratios ({power200['device']['name']})").show()
+timeline_m1 = nbutil.diagnostic("wo_timeline_m1_h200")
+if timeline_m1:
+    for run in timeline_m1["runs"].values():
+        viz.table(vnv.timeline_rows(run, nbutil.wo_bounds(wo_recs, timeline_m1["device"]["name"])),
+                  title=f"v5 timeline build of lean 3215 at M = {next(iter(run['builds'].values()))['M']}, SM cycles "
+                        f"({timeline_m1['device']['name']})").show()
+
+# %% [markdown]
 # ## Accuracy
 # Output error of the wo GEMM against an fp32 reference (the "true" weight in fp32, activations as
 # given in bf16): bf16 weight, fp8 per-tensor (weight and activations), fp8 with 128x128 weight blocks
@@ -604,6 +639,10 @@ if INTERACTIVE:
 #   consumer instructions per unit (by the source) and still lost 0.3 us to the recorded build, after its own x path
 #   (the kernel storing each unit's x) had first cost 1.3 us: the fewer instructions did not show in the call's time
 #   (the seventeenth pass's A/B table; notes).
+# - Measure the clock you run at. On the H200 every kernel that keeps the tensor cores busy ran ~8% below the
+#   clock nvidia-smi reported, with no clock-event reason, and the fused kernel met the power cap from M = 8 up when
+#   run for seconds; only a probe of SM cycles against the global timer beside the kernel showed the first. Bursts and
+#   sustained load give different ratios (the eighteenth pass's table; notes).
 # - Diagnostics are code that can be wrong: the timeline builds of the fragment-major workspace first gave wrong
 #   outputs (their launcher read the workspace in the linear order). Validating every timeline build's output, as
 #   every timed build's, caught it; a GPU test now does it for each.
