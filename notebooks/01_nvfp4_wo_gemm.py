@@ -460,8 +460,8 @@ if ab200:
 #   `ldmatrix`, with no warpgroup fence, no wait for the group two back, and the stage released at the unit's end.
 #   A tie at M <= 8; at M = 32 it loses by a quarter, since mma.sync runs at about a quarter of wgmma's peak.
 # - **The refill issued by the consumer warp that releases a stage last** (LEAN bit 17, lean 150671): the timeline
-#   below has the producer warp issue a released stage's next unit ~820 cycles after the release. It lost 2.8-7.5 us:
-#   a consumer warp that issues copies stalls its warpgroup's wgmma.
+#   below has the producer warp issue a released stage's next unit ~820 cycles after the release. It lost 2.8-7.5 us;
+#   the full wait it needed before each unit's first wgmma (so ptxas would not serialize the pipeline) explains part.
 # - **The producer's per-unit path without divisions** (LEAN bit 18): within +-0.4 us either way.
 #
 # Then the clock. `scripts/gpu_wo_power.py` replays each build for 3 s while nvidia-smi streams clocks, power and
