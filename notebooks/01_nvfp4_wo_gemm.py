@@ -458,7 +458,8 @@ if ab200:
 # - **mma.sync consumers** (LEAN bit 16, lean 93327): each warp multiplies its decoded fragments with
 #   `mma.sync.m16n8k16` (the same A fragment and accumulator layout as its share of the wgmma), x's fragments read by
 #   `ldmatrix`, with no warpgroup fence, no wait for the group two back, and the stage released at the unit's end.
-#   A tie at M <= 8; at M = 32 it loses by a quarter, since mma.sync runs at about a quarter of wgmma's peak.
+#   A tie at M <= 8; at M = 32 it loses 28%, where its 256 mma.sync per SM sub-partition and unit would run at
+#   about 0.3 of wgmma's dense rate if they set the pace (notes).
 # - **The refill issued by the consumer warp that releases a stage last** (LEAN bit 17, lean 150671): the timeline
 #   below has the producer warp issue a released stage's next unit ~820 cycles after the release. It lost 2.8-7.5 us;
 #   the full wait it needed before each unit's first wgmma (so ptxas would not serialize the pipeline) explains part.
