@@ -791,15 +791,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 27791>
 // @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 1, 4, false, 0, 256, true, 19599>
 // @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 1, 4, true, 0, 256, true, 19599>
-// the recorded M = 1 / 8 builds with 4 and 3 stages instead of 5 (does the ring's depth hold M <= 8?)
-// @instantiate w4a16_v5<8, 1, 4, 256, 4, 2, 2, 2, false, 0, 256, true, 27791>
-// @instantiate w4a16_v5<8, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 27791>
-// @instantiate w4a16_v5<8, 1, 4, 256, 4, 2, 1, 4, false, 0, 256, true, 19599>
-// @instantiate w4a16_v5<8, 1, 4, 256, 4, 2, 1, 4, true, 0, 256, true, 19599>
-// @instantiate w4a16_v5<8, 1, 4, 256, 3, 2, 2, 2, false, 0, 256, true, 27791>
-// @instantiate w4a16_v5<8, 1, 4, 256, 3, 2, 2, 2, true, 0, 256, true, 27791>
-// @instantiate w4a16_v5<8, 1, 4, 256, 3, 2, 1, 4, false, 0, 256, true, 19599>
-// @instantiate w4a16_v5<8, 1, 4, 256, 3, 2, 1, 4, true, 0, 256, true, 19599>
 // cluster builds (CL, SKIP): reduce only
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 135, false, 4, 2>
 // @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, true, 0, 256, true, 135, false, 4, 2>

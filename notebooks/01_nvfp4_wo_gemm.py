@@ -464,6 +464,8 @@ if ab200:
 #   below has the producer warp issue a released stage's next unit ~820 cycles after the release. It lost 2.8-7.5 us;
 #   the full wait it needed before each unit's first wgmma (so ptxas would not serialize the pipeline) explains part.
 # - **The producer's per-unit path without divisions** (LEAN bit 18): within +-0.4 us either way.
+# - **The ring's depth:** the recorded builds on 4 and 3 stages instead of 5. At M = 1 four stages tie five, so a
+#   deeper ring (x as one row per stage would make room for a sixth) would not help; at M = 8 the fifth is worth ~0.5 us.
 #
 # Then the clock. `scripts/gpu_wo_power.py` replays each build for 3 s while nvidia-smi streams clocks, power and
 # clock-event reasons, and a probe beside the GEMM counts SM cycles against the global timer. The table is its last

@@ -530,10 +530,7 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    # for the H200's latency-bound consumer. A/B on an H200 (a1a8a09, 5 rounds): one accumulator set
                    # 20.91 / 20.98 us at M = 8 / 1 against 20.96 / 21.19 for NBUF 2; two sets (not kept) 21.58 / 21.38.
                    # At M = 32 ptxas serializes it (C7512: not kept)
-                   V5Config(8, 1, 4, 256, 5, 2, 1, 4, grouped=True, lean=19599),
-                   # eighteenth pass: the recorded M = 1 / 8 builds on 4 and 3 stages (the ring's depth at M <= 8)
-                   *[V5Config(8, 1, 4, 256, st, 2, nacc, nbuf, grouped=True, lean=lean)
-                     for st in (4, 3) for nacc, nbuf, lean in ((2, 2, 27791), (1, 4, 19599))]]
+                   V5Config(8, 1, 4, 256, 5, 2, 1, 4, grouped=True, lean=19599)]
 # Cluster builds (CL, reduce only, instantiated once): 224-row units (the last warpgroup's last SKIP warps decode a
 # copy of the last tile), 32 row groups x cl CTAs = 128 CTAs, each a 1/cl slice of k for one row group, summed over
 # distributed shared memory: every output written once as bf16, no fp32 workspace, no red.add flush, no wo_finalize.
