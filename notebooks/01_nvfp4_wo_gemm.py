@@ -453,7 +453,7 @@ if ab200:
 
 # %% [markdown]
 # ### mma.sync consumers, refills from the consumers, a leaner producer, and the SM clock (eighteenth pass)
-# Three more changes aimed at M <= 8 on the H200, each measured in one device call against the recorded builds and
+# Four more changes aimed at M <= 8 on the H200, each measured in one device call against the recorded builds and
 # reverted (the runs marked "Eighteenth pass" in `wo_ab_h200.json`):
 # - **mma.sync consumers** (LEAN bit 16, lean 93327): each warp multiplies its decoded fragments with
 #   `mma.sync.m16n8k16` (the same A fragment and accumulator layout as its share of the wgmma), x's fragments read by
@@ -472,7 +472,8 @@ if ab200:
 # run: every kernel that keeps the tensor cores busy (ours and cuBLAS's) runs at ~1.81-1.85 GHz while nvidia-smi says
 # 1980 MHz with no reason given; the stream-only and decode-only twins run at 1.96-1.98. From M = 8 up the fused kernel
 # draws ~693 W and, run for seconds, meets the power cap (1.5-1.6 GHz at M = 32 and 64), so its sustained ratios to
-# cuBLAS bf16 (the last column) sit below the record's bursts there, and above them at M = 1.
+# cuBLAS bf16 (column "cuBLAS bf16 / this", beside each M's weight-read bound) sit below the record's bursts there, and
+# above them at M = 1. The timelines under it are the lean 3215 n8 build at M = 1 and 8, in SM cycles.
 
 # %%
 if ab200:

@@ -1,5 +1,6 @@
-"""Clock and power beside the wo GEMM builds (issue 3, diagnostic): does the full kernel at M <= 8 run the GPU into
-its power limit, where the stream-only twins (consumers that only take and release the ring) do not?
+"""Clock and power beside the wo GEMM builds (issue 3, diagnostic): at what SM clock and power do this card's recorded
+fused builds, their DIAG twins (the stream alone, the decode without wgmma, the wgmma without decode) and cuBLAS bf16
+run when their calls go on for seconds, and what are the ratios to cuBLAS bf16 then?
 
 Each build runs as CUDA-graph replays of 24 calls (two weights in turn, so no call finds its weight in L2) for a few
 seconds, while `nvidia-smi -lms 20` streams the SM and memory clocks, the board power and the active clock-event
@@ -118,28 +119,28 @@ def main() -> int:
     pws, wref = wo_weights(2)
     w_bf = wref.to(torch.bfloat16)
     lean = {(c.lean, c.gs): c for c in v5.V5_KERNELS_LEAN if c.tokp == 8}
-    diag = {(c.diag, c.lean): c for c in v5.V5_DIAGNOSTICS if c.tokp == 8}
-    diag_big = {(c.tokp, c.diag): c for c in v5.V5_DIAGNOSTICS if c.diag in (2, 7) and c.tokp in (32, 64)}
-    tuned = {m: v5.V5Config(m, 1, nwg, 256, 4, 2, 2, 2, True, grouped=True, lean=lean)
-             for m, nwg, lean in ((32, 4, 27791), (64, 2, 19599))}
-    full8 = v5.V5Config(8, 1, 4, 256, 5, 2, 2, 2, True, grouped=True, lean=3215)
+    diag = {(c.tokp, c.diag, c.lean): c for c in v5.V5_DIAGNOSTICS}
+    # the fused configs this GPU model's record chose (data/tuned/wo_gemm.json), as wo_nvfp4 launches them
+    tuned = {m: c for m, c in wo.table_tuning(torch.cuda.get_device_name()).items() if isinstance(c, v5.V5Config)}
+
+    def twin(m: int, d: int, lean_: int) -> list:  # the DIAG twin, where this source instantiates it
+        what = {1: "the stream alone", 12: "the stream alone without x", 5: "the full kernel without x's copies",
+                2: "the decode, no wgmma", 7: "the wgmma, no decode"}[d]
+        c = diag.get((v5.v5_tokp_for(m), d, lean_))
+        return [(f"M={m} DIAG {d}: {what} (lean {lean_})", m, c, False)] if c else []
+
     builds = [  # (label, M, config or "cublas_bf16", validated)
-        ("M=1 record build (lean 27791, 128 CTAs)", 1, lean[(27791, 2)].with_work(True).with_ctas(128), True),
-        ("M=8 full kernel (lean 3215)", 8, full8, True),
-        ("M=8 DIAG 5: full kernel without x's copies (lean 3215)", 8, diag[(5, 3215)], False),
-        ("M=8 DIAG 1: the stream alone (lean 3215)", 8, diag[(1, 3215)], False),
-        ("M=8 DIAG 12: the stream alone without x (lean 3215)", 8, diag[(12, 3215)], False),
-        *[(f"M=8 DIAG {d}: {'the decode, no wgmma' if d == 2 else 'the wgmma, no decode'} (lean 3215)", 8,
-           diag[(d, 3215)], False) for d in (2, 7) if (d, 3215) in diag],
-        ("M=1 cuBLAS bf16", 1, "cublas_bf16", True),
+        *[(f"M={m} recorded build ({tuned[m]})", m, tuned[m], True) for m in (1,) if m in tuned],
+        ("M=8 full kernel (lean 3215)", 8, v5.V5Config(8, 1, 4, 256, 5, 2, 2, 2, True, grouped=True, lean=3215), True),
+        *twin(8, 5, 3215), *twin(8, 1, 3215), *twin(8, 12, 3215),
         # is it the tensor cores? the decode without any wgmma (DIAG 2) against the wgmma without the decode (DIAG 7)
-        ("M=8 recorded build (lean 19599, one accumulator set, NBUF 4)", 8,
-         v5.V5Config(8, 1, 4, 256, 5, 2, 1, 4, True, grouped=True, lean=19599), True),
+        *twin(8, 2, 3215), *twin(8, 7, 3215),
+        ("M=1 cuBLAS bf16", 1, "cublas_bf16", True),
+        *[(f"M={m} recorded build ({tuned[m]})", m, tuned[m], True) for m in (8,) if m in tuned],
         ("M=8 cuBLAS bf16", 8, "cublas_bf16", True),
-        *[(f"M={m} recorded build (lean {tuned[m].lean})", m, tuned[m], True) for m in (32, 64)],
+        *[(f"M={m} recorded build ({tuned[m]})", m, tuned[m], True) for m in (32, 64) if m in tuned],
         *[(f"M={m} cuBLAS bf16", m, "cublas_bf16", True) for m in (32, 64)],
-        *[(f"M={m} DIAG {d}: {'the decode, no wgmma' if d == 2 else 'the wgmma, no decode'} (lean {diag_big[m, d].lean})",
-           m, diag_big[m, d], False) for m in (32, 64) for d in (2, 7)],
+        *twin(32, 2, 0), *twin(32, 7, 7), *twin(64, 2, 3), *twin(64, 7, 3),
     ]
     if (93327, 2) in lean:  # the mma.sync consumers (LEAN bit 16): built at commit c55cf6f, reverted after its runs
         builds.insert(1, ("M=1 mma.sync consumers (lean 93327, 128 CTAs)", 1,
@@ -175,6 +176,8 @@ def main() -> int:
                 fns[i % len(fns)]()
         g.replay()
         torch.cuda.synchronize()
+        # (not bench.time_cuda: it times a burst of at most `reps` replays, ~10 ms; this runs for `seconds`, long
+        # enough for the board's power management to act, as in a model serving calls back to back)
         t0 = time.time()
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
