@@ -6,8 +6,9 @@ stream's rate follows the SM clock, the bound of a tensor-core kernel at M <= 8 
 *at that clock*, not at 1.98 GHz.
 
 The test: a companion kernel (kernels/clock_companion.cu) holds 4 SMs for the whole timed section with one kind of
-work (idle sleep, FFMA chains, wgmma n64 or n8) and measures its own SM clock; beside it, on the other SMs, each
-workload runs as CUDA-graph replays: torch's 1 GiB device copy (the workbench's bandwidth yardstick), the wo GEMM's
+work (idle sleep, FFMA chains, wgmma n64 or n8, mma.sync, wgmma n8 at a low duty or once) and measures its own SM clock; beside it, on the other SMs, each
+workload runs as CUDA-graph replays: a 1 GiB device copy by the workbench's SM copy kernel (in a graph, torch's copy_ is
+a copy-engine node that the SM clock does not drive), the wo GEMM's
 stream-alone twin (DIAG 1, lean 3215, M = 8) and the recorded M = 1 build, both on 128 CTAs so that they fit on the
 SMs the companion leaves. The companion asks for 120 KB of shared memory so that no GEMM CTA shares its SM (copy
 blocks, which use none, do). A last companion, wgmma n64 on every SM with little shared memory, runs beside the copy
@@ -36,6 +37,9 @@ COMPANIONS = [  # (label, KIND of clock_companion or None, CTAs (0: one per SM),
     ("ffma x4", 1, 4, 120 << 10),
     ("wgmma n8 x4", 3, 4, 120 << 10),
     ("wgmma n64 x4", 2, 4, 120 << 10),
+    ("mma.sync x4", 4, 4, 120 << 10),
+    ("wgmma n8 every 32 us x4", 5, 4, 120 << 10),
+    ("wgmma n8 once x4", 6, 4, 120 << 10),
     ("wgmma n64 x all SMs", 2, 0, 16 << 10),  # beside the copy only: GEMM CTAs would not fit
 ]
 
@@ -45,6 +49,7 @@ def main() -> int:
     import torch
 
     from workbench.runtime import device_info, get_kernel, launch
+    from workbench.techniques import copy
     from workbench.techniques import wo_gemm as wo
     from workbench.techniques import wo_gemm_v5 as v5
 
@@ -66,7 +71,7 @@ def main() -> int:
     dst = torch.empty_like(src)
     w_bytes = wo.weight_bytes("nvfp4")
     workloads = {  # label: (one call, calls per graph, bytes per call, validated)
-        "copy 1 GiB (torch)": (lambda: dst.copy_(src), 4, 2 * src.numel(), True),
+        "copy 1 GiB (kernels/copy.cu v3)": (lambda: copy.copy(src, dst), 4, 2 * src.numel(), True),
         f"M=8 DIAG 1: the stream alone ({stream8})": (None, 24, w_bytes, False),
         f"M=1 recorded build ({rec1})": (None, 24, w_bytes, True),
     }
@@ -86,7 +91,7 @@ def main() -> int:
     if not torch.equal(src[:: 1 << 20], dst[:: 1 << 20]):
         raise SystemExit("copy: destination differs from source")
 
-    kinds = {k: get_kernel("clock_companion", f"clock_companion<{k}>") for k in range(4)}
+    kinds = {k: get_kernel("clock_companion", f"clock_companion<{k}>") for k in range(7)}
     stamp = get_kernel("clock_companion", "global_stamp")
     comp_stream = torch.cuda.Stream()
     probe = ClockProbe()
