@@ -7,8 +7,9 @@ stream's rate follows the SM clock, the bound of a tensor-core kernel at M <= 8 
 
 The test: a companion kernel (kernels/clock_companion.cu) holds 4 SMs for the whole timed section with one kind of
 work (idle sleep, FFMA chains, wgmma n64 or n8, mma.sync, wgmma n8 at a low duty or once) and measures its own SM clock; beside it, on the other SMs, each
-workload runs as CUDA-graph replays: a 1 GiB device copy by the workbench's SM copy kernel (in a graph, torch's copy_ is
-a copy-engine node that the SM clock does not drive), the wo GEMM's
+workload runs as CUDA-graph replays: a 1 GiB device copy by the workbench's SM copy kernel (torch's copy_ captured in a
+graph ran at 2.7 TB/s in the first run, against the 4.24 the ceiling measures outside graphs: a memcpy node, we
+suppose, not an SM kernel), the wo GEMM's
 stream-alone twin (DIAG 1, lean 3215, M = 8) and the recorded M = 1 build, both on 128 CTAs so that they fit on the
 SMs the companion leaves. The companion asks for 120 KB of shared memory so that no GEMM CTA shares its SM (copy
 blocks, which use none, do). A last companion, wgmma n64 on every SM with little shared memory, runs beside the copy
