@@ -178,6 +178,25 @@ def test_power_rows_of_the_h200_run():
     assert by[(64, "recorded build (lean 19599)")]["power-capped samples"].split(" / ")[0] != "0"
 
 
+def test_clock_stream_rows_of_the_h200_run():
+    """vnv.clock_stream_rows: the last companion run, one row per workload and companion, each with its rate as a
+    percentage of the given copy bandwidth; the idle companion is its workload's yardstick (vs sleep x4 = 1)."""
+    from workbench import nbutil
+    from workbench.viz import nvfp4 as vnv
+
+    diag = nbutil.diagnostic("clock_stream_h200")
+    rows = vnv.clock_stream_rows(diag, copy_TBps=4.0)
+    src = diag["runs"][-1]["rows"]
+    assert len(rows) == len(src) and len({(r["workload"], r["companion"]) for r in rows}) == len(rows)
+    for r, s in zip(rows, src):
+        assert r["% of copy bandwidth"] == round(s["GB_per_s"] / 40.0, 1)
+        if r["companion"] == "sleep x4":
+            assert r["vs sleep x4"] == 1.0
+        if r["companion"] != "none":
+            assert r["companion covered the timing"] is True and r["companion GHz"] > 1.0
+    assert "% of copy bandwidth" not in vnv.clock_stream_rows(diag)[0]
+
+
 def test_ab_protocol_rows_and_run_commits():
     """vnv.run_commits: a run without a commit in its note takes the one before; ab_protocol_rows: only runs timed with
     their baselines, each build's record and scrubbed rows together, with the bound and both ratios."""

@@ -262,6 +262,23 @@ def power_rows(power: dict, bounds_us: dict | None = None) -> list[dict]:
     return sorted(rows, key=lambda r: r["M"])
 
 
+def clock_stream_rows(diag: dict, copy_TBps: float | None = None) -> list[dict]:
+    """Rows of the clock-companion diagnostic (data/diagnostics/clock_stream_*.json, scripts/gpu_clock_stream.py), its
+    last run: per workload and companion (the work that held 4 SMs, or every SM, beside it), the median time per call,
+    the bytes it moves per second, its time over the same workload's beside the idle companion ("sleep x4"), and the
+    SM clock the companion measured on its own SMs. copy_TBps (the card's measured copy bandwidth): each row also
+    carries its rate as a percentage of it, the workload's bound."""
+    rows = []
+    for r in diag["runs"][-1]["rows"]:
+        row = {"workload": r["workload"], "companion": r["companion"], "us / call": round(r["us_per_call"], 2),
+               "GB/s": r["GB_per_s"], "vs sleep x4": r["vs_sleep"], "companion GHz": r["companion_GHz"],
+               "companion covered the timing": r["covered"]}
+        if copy_TBps:
+            row["% of copy bandwidth"] = round(100 * r["GB_per_s"] / (1000 * copy_TBps), 1)
+        rows.append(row)
+    return rows
+
+
 def timeline_rows(diag: dict, bounds_us: dict | None = None) -> list[dict]:
     """Rows of the v5 timeline diagnostic (data/diagnostics/wo_timeline_h100.json, scripts/gpu_wo_timeline.py): per
     timeline build, the last run's medians in SM cycles and the stamp-free twin's graph-replay time. bounds_us
