@@ -491,6 +491,34 @@ if timeline_m1:
                         f"({timeline_m1['device']['name']})").show()
 
 # %% [markdown]
+# ### What the tensor-core clock slows, and what it does not (nineteenth pass)
+# The eighteenth pass left a question. The wgmma-only twin took about the stream-only twin's time times the clock ratio
+# (20.28 against 18.98 us, at 1.85 against 1.98 GHz). Does the weight stream itself follow the SM clock? If it did, a
+# tensor-core kernel's bound would be the bytes over the copy bandwidth *at its clock*.
+#
+# `scripts/gpu_clock_stream.py` answers it. A companion kernel (`kernels/clock_companion.cu`) holds 4 SMs for the
+# whole timed section with one kind of work and measures its own SM clock. Each workload runs on the other SMs: the
+# workbench's copy kernel, the wo stream-alone twin at M = 8 and the recorded M = 1 build, both on 128 CTAs. The
+# table below is the last run (one device call, medians of 3 interleaved rounds, the M = 1 build validated):
+# - **The clock is the whole chip's.** Any tensor-core work, even on only 4 of the 132 SMs, puts the chip at
+#   ~1.79-1.80 GHz: wgmma n8 or n64, or mma.sync. One wgmma group every 32 us costs 1-2%; a single group at the
+#   start costs nothing, so the lower clock lasts only while the tensor cores work.
+# - **The memory stream does not follow it.** The copy kernel (4.08 TB/s) and the stream-alone twin keep their
+#   times within 0.5% at 1.79 GHz.
+#
+# So the bound stays the bytes over the copy bandwidth. What the lower clock slows is the consumer: at M = 1 its
+# ~1960 busy cycles per unit (the timeline above) take 1.09 us at 1.80 GHz, against 0.99 us at 1.98 GHz. Beside it the
+# stream needs 1.15 us per unit. And the 1.3 us that the wgmma-only twin took over the stream alone was not a slower
+# stream.
+
+# %%
+clock200 = nbutil.diagnostic("clock_stream_h200")
+if clock200:
+    cc = recorded_ceilings(clock200["device"]["name"])
+    viz.table(vnv.clock_stream_rows(clock200, cc.copy_TBps if cc else None),
+              title=f"Workloads beside a companion that holds 4 SMs (or every SM) ({clock200['device']['name']})").show()
+
+# %% [markdown]
 # ## Accuracy
 # Output error of the wo GEMM against an fp32 reference (the "true" weight in fp32, activations as
 # given in bf16): bf16 weight, fp8 per-tensor (weight and activations), fp8 with 128x128 weight blocks
@@ -646,7 +674,9 @@ if INTERACTIVE:
 # - Measure the clock you run at. On the H200 every kernel that keeps the tensor cores busy ran ~8% below the
 #   clock nvidia-smi reported, with no clock-event reason, and the fused kernel met the power cap from M = 8 up when
 #   run for seconds; only a probe of SM cycles against the global timer beside the kernel showed the first. Bursts and
-#   sustained load give different ratios (the eighteenth pass's table; notes).
+#   sustained load give different ratios (the eighteenth pass's table; notes). Then check what the clock drives
+#   before blaming it. One matching ratio suggested that the weight stream follows the clock. A companion kernel that
+#   lowered the chip's clock by 9% left the stream's time unchanged (the nineteenth pass's table).
 # - Diagnostics are code that can be wrong: the timeline builds of the fragment-major workspace first gave wrong
 #   outputs (their launcher read the workspace in the linear order). Validating every timeline build's output, as
 #   every timed build's, caught it; a GPU test now does it for each.
