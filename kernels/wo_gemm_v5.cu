@@ -791,15 +791,6 @@ __global__ void __launch_bounds__(NWG * 128 + 32, 1) w4a16_v5(
 // @instantiate w4a16_v5<64, 1, 2, 256, 4, 2, 2, 2, true, 0, 256, true, 27791>
 // @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 1, 4, false, 0, 256, true, 19599>
 // @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 1, 4, true, 0, 256, true, 19599>
-// the chunk-major stream at M <= 8 (LEAN bit 5 on lean 3215 without bit 3; bit 2 on or off; bit 6 on or off)
-// @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, false, 0, 256, true, 3235>
-// @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, true, 0, 256, true, 3235>
-// @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, false, 0, 256, true, 3239>
-// @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, true, 0, 256, true, 3239>
-// @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, false, 0, 256, true, 3299>
-// @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, true, 0, 256, true, 3299>
-// @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, false, 0, 256, true, 3303>
-// @instantiate w4a16_v5<8, 1, 4, 256, 5, 2, 2, 2, true, 0, 256, true, 3303>
 // cluster builds (CL, SKIP): reduce only
 // @instantiate w4a16_v5<32, 1, 4, 256, 4, 2, 2, 2, true, 0, 256, true, 135, false, 4, 2>
 // @instantiate w4a16_v5<64, 1, 4, 256, 3, 2, 1, 2, true, 0, 256, true, 135, false, 4, 2>

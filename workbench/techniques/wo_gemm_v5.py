@@ -530,12 +530,7 @@ V5_KERNELS_LEAN = [V5Config(32, 1, 4, 256, 4, 2, 2, 2, grouped=True, lean=1),
                    # for the H200's latency-bound consumer. A/B on an H200 (a1a8a09, 5 rounds): one accumulator set
                    # 20.91 / 20.98 us at M = 8 / 1 against 20.96 / 21.19 for NBUF 2; two sets (not kept) 21.58 / 21.38.
                    # At M = 32 ptxas serializes it (C7512: not kept)
-                   V5Config(8, 1, 4, 256, 5, 2, 1, 4, grouped=True, lean=19599),
-                   # nineteenth pass (H200): the chunk-major stream with a full barrier per 64-k chunk (bit 5, without
-                   # one copy per unit, bit 3, and so without bit 14) at M <= 8, with and without the chunk-ahead
-                   # prefetch (bit 2: it waits for chunk c + 1 before decoding c), one copy per chunk or 4-tile
-                   # pieces (bit 6). After the last byte a CTA then decodes one or two chunks instead of a unit
-                   *[V5Config(8, 1, 4, 256, 5, 2, 2, 2, grouped=True, lean=n) for n in (3235, 3239, 3299, 3303)]]
+                   V5Config(8, 1, 4, 256, 5, 2, 1, 4, grouped=True, lean=19599)]
 # Cluster builds (CL, reduce only, instantiated once): 224-row units (the last warpgroup's last SKIP warps decode a
 # copy of the last tile), 32 row groups x cl CTAs = 128 CTAs, each a 1/cl slice of k for one row group, summed over
 # distributed shared memory: every output written once as bf16, no fp32 workspace, no red.add flush, no wo_finalize.
