@@ -501,7 +501,7 @@ if timeline_m1:
 # workbench's copy kernel, the wo stream-alone twin at M = 8 and the recorded M = 1 build, both on 128 CTAs. The
 # table below is the last run (one device call, medians of 3 interleaved rounds, the M = 1 build validated):
 # - **The clock is the whole chip's.** Any tensor-core work, even on only 4 of the 132 SMs, puts the chip at
-#   ~1.79-1.80 GHz: wgmma n8 or n64, or mma.sync. One wgmma group every 32 us costs 1-2%; a single group at the
+#   ~1.79-1.80 GHz: wgmma n8 or n64, or mma.sync. One wgmma group every 32 us costs about 1%; a single group at the
 #   start costs nothing, so the lower clock lasts only while the tensor cores work.
 # - **The memory stream does not follow it.** The copy kernel (4.08 TB/s) and the stream-alone twin keep their
 #   times within 0.5% at 1.79 GHz.
@@ -510,6 +510,13 @@ if timeline_m1:
 # ~1960 busy cycles per unit (the timeline above) take 1.09 us at 1.80 GHz, against 0.99 us at 1.98 GHz. Beside it the
 # stream needs 1.15 us per unit. And the 1.3 us that the wgmma-only twin took over the stream alone was not a slower
 # stream.
+#
+# In this run the recorded M = 1 build took ~2.1 us more than the stream alone: by the timelines, ~1 us of period
+# over the stream's and ~1.1 us of decode and wgmma on the last unit after its last byte. A full barrier per 64-k
+# chunk (the chunk-major stream, LEAN bit 5) would cut the second to a chunk or two. It lost at M = 1 and 8 (the A/B
+# under the table: lean 3239 and 3235 with and without the chunk-ahead prefetch, 3303 and 3299 with 4-tile pieces).
+# Bit 5 rules out one copy per unit and so the first unit in the prologue (bit 14). Against its parent without
+# bit 14 (lean 3215) the best one gained only 0.14 us at M = 8. It was reverted.
 
 # %%
 clock200 = nbutil.diagnostic("clock_stream_h200")
@@ -517,6 +524,9 @@ if clock200:
     cc = recorded_ceilings(clock200["device"]["name"])
     viz.table(vnv.clock_stream_rows(clock200, cc.copy_TBps if cc else None),
               title=f"Workloads beside a companion that holds 4 SMs (or every SM) ({clock200['device']['name']})").show()
+if ab200:
+    viz.table(vnv.ab_rows(ab200, "Nineteenth pass"),
+              title=f"A/B of the chunk-major builds at M <= 8 ({ab200['device']['name']})").show()
 
 # %% [markdown]
 # ## Accuracy
