@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_wo_power import ClockProbe  # noqa: E402
-from gpu_wo_profile import log, wo_weights  # noqa: E402
+from gpu_wo_profile import capture_calls, log, wo_weights  # noqa: E402
 
 COMPANIONS = [  # (label, KIND of clock_companion or None, CTAs (0: one per SM), dynamic shared memory)
     ("none", None, 0, 0),
@@ -71,24 +71,13 @@ def main() -> int:
     src = torch.randint(0, 255, (1 << 30,), dtype=torch.uint8, device="cuda")
     dst = torch.empty_like(src)
     w_bytes = wo.weight_bytes("nvfp4")
-    workloads = {  # label: (one call, calls per graph, bytes per call, validated)
-        "copy 1 GiB (kernels/copy.cu v3)": (lambda: copy.copy(src, dst), 4, 2 * src.numel(), True),
-        f"M=8 DIAG 1: the stream alone ({stream8})": (None, 24, w_bytes, False),
-        f"M=1 recorded build ({rec1})": (None, 24, w_bytes, True),
+    workloads = {  # label: (calls in turn, calls per graph, bytes per call)
+        "copy 1 GiB (kernels/copy.cu v3)": ([lambda: copy.copy(src, dst)], 4, 2 * src.numel()),
+        f"M=8 DIAG 1: the stream alone ({stream8})": ([lambda p=p: v5.w4a16_gemm_v5(x8, p, stream8) for p in pws],
+                                                       24, w_bytes),
+        f"M=1 recorded build ({rec1})": ([lambda p=p: v5.w4a16_gemm_v5(x1, p, rec1) for p in pws], 24, w_bytes),
     }
-    calls = {list(workloads)[1]: [lambda p=p: v5.w4a16_gemm_v5(x8, p, stream8) for p in pws],
-             list(workloads)[2]: [lambda p=p: v5.w4a16_gemm_v5(x1, p, rec1) for p in pws]}
-    graphs = {}
-    for label, (fn, n, _, _) in workloads.items():
-        fns = calls.get(label, [fn])
-        for f in fns:
-            f()
-        torch.cuda.synchronize()
-        g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g):
-            for i in range(n):
-                fns[i % len(fns)]()
-        graphs[label] = g
+    graphs = {label: capture_calls(fns, n) for label, (fns, n, _) in workloads.items()}
     if not torch.equal(src[:: 1 << 20], dst[:: 1 << 20]):
         raise SystemExit("copy: destination differs from source")
 
@@ -112,6 +101,9 @@ def main() -> int:
         reps[label] = max(3, round(10.0 / (s.elapsed_time(e) / 3)))
     log(f"replays per timed section: {reps}")
 
+    # (not bench.time_cuda: each timed section must run inside the companion's window, between two global-timer
+    # stamps, with the probe launched beside it)
+    section_ms = 2.5 * 10.0 + 5.0  # the companion outlasts the warm-up and the ~10 ms of timed replays
     cells: dict[str, dict[str, dict]] = {w: {} for w in workloads}
     for r in range(rounds):
         for label, g in graphs.items():
@@ -119,7 +111,6 @@ def main() -> int:
                 if ctas == 0 and kind is not None and not label.startswith("copy"):
                     continue
                 n = reps[label]
-                section_ms = 2.5 * 10.0 + 5.0  # the companion outlasts warm-up and timed replays with margin
                 comp_out.zero_()
                 if kind is not None:
                     launch(kinds[kind], ctas or sms, 128, (int(section_ms * 1e6), comp_out, sink), shared_mem=smem,

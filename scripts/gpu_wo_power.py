@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_wo_profile import log, wo_weights  # noqa: E402
+from gpu_wo_profile import capture_calls, log, wo_weights  # noqa: E402
 
 FIELDS = ["clocks.sm", "clocks.mem", "power.draw", "clocks_event_reasons.active"]
 
@@ -167,15 +167,7 @@ def main() -> int:
             val = wo.validate(v5.w4a16_gemm_v5(x, pws[0], cfg), wo.reference(x, wref)) if validated else None
         if validated and not val["passed"]:
             raise SystemExit(f"{label}: failed validation {val}")
-        for f in fns:  # warm (streams built, kernels loaded) before the capture
-            f()
-        torch.cuda.synchronize()
-        g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g):
-            for i in range(24):
-                fns[i % len(fns)]()
-        g.replay()
-        torch.cuda.synchronize()
+        g = capture_calls(fns, 24)
         # (not bench.time_cuda: it times a burst of at most `reps` replays, ~10 ms; this runs for `seconds`, long
         # enough for the board's power management to act, as in a model serving calls back to back)
         t0 = time.time()

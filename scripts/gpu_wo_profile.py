@@ -45,6 +45,28 @@ def l2_scrubber():
     return lambda: junk.sum()
 
 
+def capture_calls(fns: list, calls: int):
+    """A CUDA graph of `calls` back-to-back calls of fns in turn (fns rotate weights, so no call finds its weight in
+    L2), captured on a side stream after one warm call each (streams built, kernels loaded), then replayed once.
+    The capture time_cuda's graph mode does, for the diagnostics that replay the graph their own way."""
+    import torch
+
+    g = torch.cuda.CUDAGraph()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for f in fns:
+            f()
+        torch.cuda.synchronize()
+        with torch.cuda.graph(g, stream=side):
+            for i in range(calls):
+                fns[i % len(fns)]()
+    torch.cuda.synchronize()
+    g.replay()
+    torch.cuda.synchronize()
+    return g
+
+
 def lean_builds(M: int, lean: int) -> list:
     """The v5 lean builds (V5_KERNELS_LEAN) with LEAN value `lean` at the smallest token tile that serves M."""
     from workbench.techniques import wo_gemm_v5 as v5

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_wo_profile import log, wo_weight_sets  # noqa: E402
+from gpu_wo_profile import capture_calls, log, wo_weight_sets  # noqa: E402
 
 
 def sample_clocks(run_for_s: float, replay) -> dict:
@@ -143,19 +143,7 @@ def main() -> int:
             t = wo._time(fns)
             entry = {"replay_us": t.median_us}
             # the same 12-call graph, traced and then replayed for the clock samples
-            g = torch.cuda.CUDAGraph()
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for f in fns:
-                    f()
-                torch.cuda.synchronize()
-                with torch.cuda.graph(g, stream=side):
-                    for i in range(12):
-                        fns[i % len(fns)]()
-            torch.cuda.synchronize()
-            g.replay()
-            torch.cuda.synchronize()
+            g = capture_calls(fns, 12)
             try:
                 entry["trace"] = trace_graph(g)
             except Exception as e:  # noqa: BLE001 - diagnostic: report and go on
