@@ -116,6 +116,36 @@ def test_wo_records_of_two_cards():
         assert r["bound us"] == round(case["bound_us"], 2) and r["% of bound"] <= 100
 
 
+def test_wo_target_rows():
+    """vnv.wo_target_rows: each speed target's ratio from the record's own baselines, met when the unrounded ratio
+    reaches it (ordinary launch and PDL apart), the 1.15x target at every M, and the rel-L2 target over all cases."""
+    from workbench.viz import nvfp4 as vnv
+
+    def case(M, opt, bf16, fp8, pdl=None, rel=5e-4, passed=True):
+        v = {"optimized": {"median_us": opt}, "cublas_bf16": {"median_us": bf16}, "torch_fp8": {"median_us": fp8}}
+        if pdl:
+            v["optimized_pdl"] = {"median_us": pdl}
+        return {"params": {"M": M}, "variants": v, "validation": {"passed": passed, "optimized.rel_l2": rel}}
+
+    rec = {"device": {"name": "GPU X"}, "git_commit": "abc1234",
+           "cases": [case(8, 20.0, 60.0, 29.0, pdl=19.0), case(1, 20.1, 60.0, 31.0), case(4096, 100.0, 86.0, 80.0)]}
+    rows = {(r["target"], r["M"]): r for r in vnv.wo_target_rows([rec])}
+    assert list(rows) == [("3x cuBLAS bf16", 1), ("3x cuBLAS bf16", 8), ("1.5x torch fp8", 1), ("1.5x torch fp8", 8),
+                          ("within 1.15x of cuBLAS bf16", 1), ("within 1.15x of cuBLAS bf16", 8),
+                          ("within 1.15x of cuBLAS bf16", 4096), ("rel-L2 <= 0.001", "all")]
+    r = rows[("3x cuBLAS bf16", 1)]
+    assert r["measured"] == 2.99 and r["met"] is False and r["met with PDL"] is None  # 60 / 20.1 = 2.985
+    r = rows[("3x cuBLAS bf16", 8)]
+    assert r["met"] is True and r["with PDL"] == 3.16 and r["met with PDL"] is True
+    assert rows[("1.5x torch fp8", 8)]["met"] is False and rows[("1.5x torch fp8", 1)]["met"] is True  # 1.45, 1.54
+    assert rows[("within 1.15x of cuBLAS bf16", 1)]["met"] is True
+    assert rows[("within 1.15x of cuBLAS bf16", 4096)]["met"] is False  # 86 / 100 = 0.86 < 1 / 1.15 = 0.8696
+    acc = rows[("rel-L2 <= 0.001", "all")]
+    assert acc["measured"] == 5e-4 and acc["met"] is True
+    rec["cases"][0]["validation"]["passed"] = False  # a failed validation fails the target whatever the error
+    assert [r for r in vnv.wo_target_rows([rec]) if r["M"] == "all"][0]["met"] is False
+
+
 def test_x_share_rows_of_the_h200_trace():
     """vnv.x_share_rows: per M the four lean 3215 GEMM kernels of the x trace (stream, stream without x, full, full
     without x) and their differences, read from the trace's CUPTI entries."""

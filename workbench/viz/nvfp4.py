@@ -145,6 +145,44 @@ def wo_card_rows(records: list[dict], ms: tuple[int, ...] | None = (1, 8, 32, 64
     return rows
 
 
+# Issue 3's speed targets for the dispatcher, each against a baseline of the same run: (target, baseline variant,
+# factor the dispatcher must be faster by, the M it applies to; None: every M of the record). "At most 1.15x
+# cuBLAS bf16's time" is a factor of 1 / 1.15.
+WO_TARGETS = (("3x cuBLAS bf16", "cublas_bf16", 3.0, (1, 8, 32, 64)),
+              ("1.5x torch fp8", "torch_fp8", 1.5, (1, 8, 32)),
+              ("within 1.15x of cuBLAS bf16", "cublas_bf16", 1 / 1.15, None))
+WO_REL_L2_MAX = 1e-3  # the fused kernel against the fp32 GEMM of the dequantized operands
+
+
+def wo_target_rows(records: list[dict]) -> list[dict]:
+    """Per record (GPU model), target of WO_TARGETS and M: the ratio it needs, the ratio measured with ordinary
+    launches and with PDL (baseline time over the dispatcher's, both from that record's run), and whether each meets
+    it; then one row per record for the accuracy target (the largest rel-L2 of `optimized` and `optimized_pdl` over
+    its cases). Ratios are compared unrounded; they are shown to 2 decimals."""
+    rows = []
+    for rec in records:
+        card, commit = rec["device"]["name"], rec["git_commit"]
+        cases = sorted(rec["cases"], key=lambda c: c["params"]["M"])
+        for target, base, factor, ms in WO_TARGETS:
+            for c in cases:
+                M, v = c["params"]["M"], c["variants"]
+                if ms is not None and M not in ms:
+                    continue
+                ratio = v[base]["median_us"] / v["optimized"]["median_us"]
+                pdl = v.get("optimized_pdl", {}).get("median_us")
+                pdl_ratio = v[base]["median_us"] / pdl if pdl else None
+                rows.append({"card": card, "commit": commit, "target": target, "M": M, "needs": round(factor, 2),
+                             "measured": round(ratio, 2), "met": ratio >= factor,
+                             "with PDL": round(pdl_ratio, 2) if pdl_ratio else None,
+                             "met with PDL": pdl_ratio >= factor if pdl_ratio else None})
+        val = [c["validation"] for c in cases]
+        worst = max(x.get(f"{n}.rel_l2", 0.0) for x in val for n in ("optimized", "optimized_pdl"))
+        rows.append({"card": card, "commit": commit, "target": f"rel-L2 <= {WO_REL_L2_MAX:g}", "M": "all",
+                     "needs": WO_REL_L2_MAX, "measured": worst, "met": worst <= WO_REL_L2_MAX and all(x["passed"] for x in val),
+                     "with PDL": None, "met with PDL": None})
+    return rows
+
+
 def run_commits(runs: list[dict]) -> list[str | None]:
     """The commit of each A/B run (data/diagnostics/wo_ab_*.json), from "commit abcdef0" in its note; a run whose
     note names none is the same device call as the run before it."""
