@@ -16,6 +16,7 @@
 # %% tags=["parameters"]
 DEVICE = "auto"  # "auto", "cpu" or "cuda"
 SMOKE = False  # small sizes (CI, laptops)
+LIVE = None  # None: benchmark now on a GPU, the committed record on CPU; False: the committed record
 INTERACTIVE = True  # widgets
 TOKENS = 32  # decode tokens per attention-DP rank, for the byte arithmetic
 EP = 32  # expert-parallel size
@@ -146,7 +147,7 @@ print(f"bytes moved for 1 GiB: {wb_copy.bytes_moved(2**30) / 1e9:.2f} GB"
       + (f" -> bound {ceil.bound_us(bytes=wb_copy.bytes_moved(2**30)):.0f} us on {ceil.device}" if ceil else ""))
 
 # %%
-rec = nbutil.results("copy", dev, smoke=SMOKE)
+rec = nbutil.results("copy", dev, smoke=SMOKE, live=LIVE)
 print(nbutil.describe(rec, "copy"))
 if rec:
     viz.variant_bars(rec, title="Copy: time per variant vs bound").show()

@@ -22,6 +22,7 @@
 # %% tags=["parameters"]
 DEVICE = "auto"  # "auto", "cpu" or "cuda"
 SMOKE = False  # small sizes (CI, laptops)
+LIVE = None  # None: benchmark now on a GPU, the committed record on CPU; False: the committed record
 INTERACTIVE = True  # widgets
 M_STUDY = 16  # tokens in the CPU accuracy study
 N_STUDY = 512  # output features in the CPU accuracy study (7168 on the GPU record)
@@ -86,7 +87,7 @@ from workbench.bench import recorded_ceilings
 wb = {k: wo.weight_bytes(k) for k in ("bf16", "fp8", "nvfp4")}
 for k, v in wb.items():
     print(f"{k:6s} weight {v / 1e6:7.1f} MB  ({wb['bf16'] / v:.2f}x less than bf16)")
-rec_wo = nbutil.results("wo_gemm", dev, smoke=SMOKE)
+rec_wo = nbutil.results("wo_gemm", dev, smoke=SMOKE, live=LIVE)
 print(nbutil.describe(rec_wo, "wo_gemm"))
 copy_TBps = (rec_wo or {}).get("device", {}).get("ceilings", {}).get("copy_TBps")
 if copy_TBps is None:
@@ -133,7 +134,7 @@ print(nv.unpack_nibbles(qt.codes)[0, :16].tolist())
 # %%
 from workbench import viz
 
-rec_q = nbutil.results("nvfp4", dev, smoke=SMOKE)
+rec_q = nbutil.results("nvfp4", dev, smoke=SMOKE, live=LIVE)
 print(nbutil.describe(rec_q, "nvfp4"))
 if rec_q:
     viz.variant_bars(rec_q, [c["name"] for c in rec_q["cases"]], title="NVFP4 quantize / dequantize vs bound").show()

@@ -18,6 +18,7 @@
 # %% tags=["parameters"]
 DEVICE = "auto"  # "auto", "cpu" or "cuda"
 SMOKE = False  # small sizes (CI, laptops)
+LIVE = None  # None: benchmark now on a GPU, the committed record on CPU; False: the committed record
 INTERACTIVE = True  # widgets
 TOKENS_PER_RANK = 32  # B: draft rows per attention-DP rank (padded batch)
 GPUS_PER_NODE = 4  # the heuristic's clamp (4 on the measured host, 8 on HGX H100)
@@ -128,7 +129,7 @@ print("every variant on every rank equals the reference:", all(t["passed"] for t
 # barrier first; every variant was validated in the same run.
 
 # %%
-rec = nbutil.results("lm_head_tp", dev, smoke=SMOKE, live=False if dev.type == "cpu" or n_gpu < 2 else None)
+rec = nbutil.results("lm_head_tp", dev, smoke=SMOKE, live=False if LIVE is False or dev.type == "cpu" or n_gpu < 2 else LIVE)
 print(nbutil.describe(rec, "lm_head_tp"))
 if rec:
     print(f"GPUs: {rec.get('gpus')}; links: {rec.get('topology', {}).get('summary')}")

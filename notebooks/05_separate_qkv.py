@@ -24,6 +24,7 @@
 # %% tags=["parameters"]
 DEVICE = "auto"  # "auto", "cpu" or "cuda"
 SMOKE = False  # small sizes (CI, laptops)
+LIVE = None  # None: benchmark now on a GPU, the committed record on CPU; False: the committed record
 INTERACTIVE = True  # widgets
 TOKENS = 8192  # sequence length for the napkin math
 
@@ -120,7 +121,7 @@ if on_gpu:
 # every pipeline of the benchmark uses.
 
 # %%
-rec = nbutil.results("separate_qkv", dev, smoke=SMOKE)
+rec = nbutil.results("separate_qkv", dev, smoke=SMOKE, live=LIVE)
 print(nbutil.describe(rec, "separate_qkv"))
 
 # %%

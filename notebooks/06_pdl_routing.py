@@ -16,6 +16,7 @@
 # %% tags=["parameters"]
 DEVICE = "auto"  # "auto", "cpu" or "cuda"
 SMOKE = False  # small sizes (CI, laptops)
+LIVE = None  # None: benchmark now on a GPU, the committed record on CPU; False: the committed record
 INTERACTIVE = True  # widgets
 TOKENS = 128  # tokens per rank for the examples and the live timeline
 EP_SIZE = 8  # expert-parallel ranks (must divide 256)
@@ -174,7 +175,7 @@ if dev.type == "cuda":
     neg = P.slow_predecessor_check(spin_us=100.0, skip_wait=True)
 else:
     stress = slow = neg = None
-rec = nbutil.results("pdl_routing", dev, smoke=SMOKE)
+rec = nbutil.results("pdl_routing", dev, smoke=SMOKE, live=LIVE)
 print(nbutil.describe(rec, "pdl_routing"))
 extras = (rec or {}).get("extras", {})
 if stress is None and extras:

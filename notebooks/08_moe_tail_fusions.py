@@ -17,6 +17,7 @@
 # %% tags=["parameters"]
 DEVICE = "auto"  # "auto", "cpu" or "cuda"
 SMOKE = False  # small sizes (CI, laptops)
+LIVE = None  # None: benchmark now on a GPU, the committed record on CPU; False: the committed record
 INTERACTIVE = True  # widgets
 TOKENS = 256  # tokens per rank for the napkin math
 EXPERTS = 32  # local experts per rank (EP 8 on one node: 256 / 8)
@@ -158,7 +159,7 @@ nbutil.print_kernel_resources("moe_tail")
 # record also has plain stream launches with a cold L2 (how reference/baselines.md timed them).
 
 # %%
-rec = nbutil.results("moe_tail", dev, smoke=SMOKE)
+rec = nbutil.results("moe_tail", dev, smoke=SMOKE, live=LIVE)
 print(nbutil.describe(rec, "moe_tail"))
 
 # %%

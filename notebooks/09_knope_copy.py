@@ -17,6 +17,7 @@
 # %% tags=["parameters"]
 DEVICE = "auto"  # "auto", "cpu" or "cuda"
 SMOKE = False  # small sizes (CI, laptops)
+LIVE = None  # None: benchmark now on a GPU, the committed record on CPU; False: the committed record
 INTERACTIVE = True  # widgets
 TOKENS = 8192  # tokens of the context chunk for the napkin math
 
@@ -110,7 +111,7 @@ nbutil.print_kernel_resources("knope_copy")
 # recorded results are shown with the card and commit that produced them.
 
 # %%
-rec = nbutil.results("knope_copy", dev, smoke=SMOKE)
+rec = nbutil.results("knope_copy", dev, smoke=SMOKE, live=LIVE)
 print(nbutil.describe(rec, "knope_copy"))
 
 # %%

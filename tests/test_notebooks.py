@@ -240,3 +240,19 @@ def test_ab_protocol_rows_and_run_commits():
     assert all(r["commit"] and r["us"] >= r["bound us"] and r["vs cuBLAS bf16"] > 1 for r in rows)
     keys = [(r["M"], r["build"], r["commit"], r["protocol"]) for r in rows]
     assert keys == sorted(keys)
+
+
+def test_results_live_switch_on_cpu():
+    """nbutil.results on a CPU device: live None or False shows the committed record; live=True is an InputError that
+    names the argument and the device it got."""
+    import torch
+
+    from workbench import nbutil
+    from workbench.runtime.checks import InputError
+
+    cpu = torch.device("cpu")
+    for live in (None, False):
+        rec = nbutil.results("copy", cpu, live=live)
+        assert rec["technique"] == "copy" and not rec.get("live")
+    with pytest.raises(InputError, match=r"live=True needs a CUDA device, got device cpu"):
+        nbutil.results("copy", cpu, live=True)

@@ -26,12 +26,18 @@ def results(name: str, device: torch.device, smoke: bool = False, live: bool | N
     """The record to show for benchmark `name`.
 
     On a GPU (and `live` not False) the benchmark runs now, validated and timed, and an in-memory record
-    is returned (labelled as live). On CPU the committed data/results/<name>.json is returned, or None.
+    is returned (labelled as live). On CPU, or with `live=False`, the committed data/results/<name>.json is
+    returned, or None. `live=True` on a CPU device is an InputError (the benchmarks time CUDA kernels).
     """
     from .techniques import get
 
     if live is None:
         live = device.type == "cuda"
+    elif live and device.type != "cuda":
+        from .runtime.checks import InputError
+
+        raise InputError(f"results({name!r}): live=True needs a CUDA device, got device {device}; pass live=None "
+                         "or False to show the committed record")
     if live:
         b = get(name)
         cases = b.run(smoke=smoke, progress=True)
