@@ -81,6 +81,31 @@ __device__ __forceinline__ void q6_load(u32x4 (&v)[U][Q6Shape<NB, U>::SEGS][2], 
     }
 }
 
+// MODE 2: the e2m1 step's power of two from the fp32 bits by one integer add-and-max (VIADDMNMX) and a mask,
+// instead of a max, a mask and a multiply: bits(max(a, 1) * 2^22) & exponent = max(bits(a) + 22 << 23,
+// bits(2^22)) & exponent for 0 <= a <= 6 (a subnormal or zero a gives 2^22, as max(a, 1) does).
+__device__ __forceinline__ uint32_t e2m1_mag_bits22_lean(float a) {
+    const int e = max((int)__float_as_uint(a) + (22 << 23), 0x4a800000);  // 0x4a800000: bits(2^22)
+    const float m = __uint_as_float((uint32_t)e & 0x7f800000u);
+    const float r = __fsub_rn(__fadd_rn(a, m), m);
+    return __float_as_uint(__fmul_rn(r, 1.17549435e-38f));
+}
+__device__ __forceinline__ uint32_t encode8_lean(const u32x4& v, float q) {
+    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+    uint32_t c[8];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        c[2 * i] = e2m1_mag_bits22_lean(fminf(fabsf(__uint_as_float(w[i] << 16)) * q, 6.0f));
+        c[2 * i + 1] = e2m1_mag_bits22_lean(fminf(fabsf(__uint_as_float(w[i] & 0xffff0000u)) * q, 6.0f));
+    }
+    const uint32_t mags = ((c[0] >> 22) | (c[1] >> 18) | (c[2] >> 14)) | ((c[3] >> 10) | (c[4] >> 6) | (c[5] >> 2)) |
+                          ((c[6] << 2) | (c[7] << 6));
+    const uint32_t P = q6::prmt_b32(v.x, v.y, 0x7351u), Q = q6::prmt_b32(v.z, v.w, 0x7351u);
+    const uint32_t signs = ((P >> 4) & 0x0808u) | ((P >> 16) & 0x8080u) | ((Q << 12) & 0x08080000u) |
+                           (Q & 0x80800000u);
+    return mags | signs;
+}
+
 template <int NB, int U, int MODE>
 __device__ __forceinline__ void q6_encode(const u32x4 (&v)[U][Q6Shape<NB, U>::SEGS][2], int M, int K,
                                           const float* __restrict__ g_in, int g_stride, const float* qtable,
@@ -98,10 +123,13 @@ __device__ __forceinline__ void q6_encode(const u32x4 (&v)[U][Q6Shape<NB, U>::SE
             const int j = s * S::LPR + cl;  // block within the segment
             uint8_t sb;
             uint2 cw;
-            if constexpr (MODE == 0) {
+            if constexpr (MODE == 0 || MODE == 2) {
                 sb = nvfp4_block_scale(q6::absmax16(v[u][s][0], v[u][s][1]), g);
                 const float q = g_stride == 0 ? qtable[sb] : nvfp4_block_qscale(sb, 1.0f / g);
-                cw = make_uint2(q6::encode8(v[u][s][0], q), q6::encode8(v[u][s][1], q));
+                if constexpr (MODE == 0)
+                    cw = make_uint2(q6::encode8(v[u][s][0], q), q6::encode8(v[u][s][1], q));
+                else
+                    cw = make_uint2(encode8_lean(v[u][s][0], q), encode8_lean(v[u][s][1], q));
             } else {  // diagnostic twin: the same bytes to the same places, no encode
                 cw = make_uint2(v[u][s][0].x ^ v[u][s][0].y ^ v[u][s][0].z ^ v[u][s][0].w,
                                 v[u][s][1].x ^ v[u][s][1].y ^ v[u][s][1].z ^ v[u][s][1].w);
@@ -161,6 +189,74 @@ __global__ void __launch_bounds__(256, MINB) nvfp4_quantize_v6(
     u32x4* dst = reinterpret_cast<u32x4*>(sf + ((long long)(row0 >> 7) * (kb_padded >> 2) + (kb0 >> 2)) * 512);
     for (int i = threadIdx.x; i < ntiles * 32; i += blockDim.x) dst[i] = reinterpret_cast<const u32x4*>(sf_tile)[i];
 }
+
+// v6a: the row steps' loads as cp.async copies into a STAGES-deep ring in shared memory, STAGES - 1 steps
+// ahead of the step being encoded (each thread reads back only what it copied: no barrier per step).
+// One row step per stage (U = 1). Same grid and arguments as nvfp4_quantize_v6.
+__device__ __forceinline__ void q6_cp_async16(void* dst, const void* src, bool valid) {
+    const uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src), "r"(valid ? 16 : 0)
+                 : "memory");
+}
+template <int NB, int STAGES, int MODE, int MINB>
+__global__ void __launch_bounds__(256, MINB) nvfp4_quantize_v6a(
+    const uint16_t* __restrict__ x, int M, int K, const float* __restrict__ g_in, int g_stride,
+    uint8_t* __restrict__ codes, uint8_t* __restrict__ sf, int swizzled) {
+    using S = Q6Shape<NB, 1>;
+    constexpr int SF_BYTES = S::ROWS * NB, STEPS = S::ROWS / S::RPI, CH = 2 * S::SEGS;
+    __shared__ float qtable[256];
+    __shared__ __align__(16) uint8_t sf_tile[SF_BYTES];
+    __shared__ u32x4 ring[STAGES][CH][256];
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, sub = lane / S::LPR, cl = lane % S::LPR;
+    const int KB = K >> 4, kb_padded = (KB + 3) & ~3;
+    const int kb0 = blockIdx.x * NB, row0 = blockIdx.y * S::ROWS;
+    const int nkb = min(NB, KB - kb0);
+    auto issue = [&](int step) {
+        const int row = row0 + step * S::RPI + warp * S::RPL + sub, st = step % STAGES;
+        const u32x4* xr = reinterpret_cast<const u32x4*>(x + (long long)min(row, M - 1) * K) + 2 * kb0;
+#pragma unroll
+        for (int s = 0; s < S::SEGS; ++s) {
+            const int c = s * S::LPR + cl;
+            const bool valid = row < M && c < nkb;
+            const u32x4* src = xr + 2 * min(c, nkb - 1);
+            q6_cp_async16(&ring[st][2 * s][tid], src, valid);
+            q6_cp_async16(&ring[st][2 * s + 1][tid], src + 1, valid);
+        }
+        asm volatile("cp.async.commit_group;" ::: "memory");
+    };
+#pragma unroll
+    for (int p = 0; p < STAGES - 1; ++p) {
+        if (p < STEPS) issue(p);
+        else asm volatile("cp.async.commit_group;" ::: "memory");
+    }
+    if (g_stride == 0) {
+        const float g_inv = 1.0f / g_in[0];
+        for (int s = tid; s < 256; s += blockDim.x) qtable[s] = nvfp4_block_qscale((uint8_t)s, g_inv);
+    }
+    if (swizzled)
+        for (int i = tid; i < SF_BYTES / 16; i += blockDim.x) reinterpret_cast<u32x4*>(sf_tile)[i] = u32x4{0, 0, 0, 0};
+    __syncthreads();
+#pragma unroll 1
+    for (int step = 0; step < STEPS; ++step) {
+        if (step + STAGES - 1 < STEPS) issue(step + STAGES - 1);
+        else asm volatile("cp.async.commit_group;" ::: "memory");
+        asm volatile("cp.async.wait_group %0;" ::"n"(STAGES - 1) : "memory");
+        const int st = step % STAGES;
+        u32x4 v[1][S::SEGS][2];
+#pragma unroll
+        for (int s = 0; s < S::SEGS; ++s) {
+            v[0][s][0] = ring[st][2 * s][tid];
+            v[0][s][1] = ring[st][2 * s + 1][tid];
+        }
+        q6_encode<NB, 1, MODE>(v, M, K, g_in, g_stride, qtable, codes, sf, sf_tile, swizzled, row0, kb0, nkb,
+                               step * S::RPI, warp, sub, cl);
+    }
+    if (!swizzled) return;
+    __syncthreads();
+    const int ntiles = min(NB, kb_padded - kb0) >> 2;
+    u32x4* dst = reinterpret_cast<u32x4*>(sf + ((long long)(row0 >> 7) * (kb_padded >> 2) + (kb0 >> 2)) * 512);
+    for (int i = tid; i < ntiles * 32; i += blockDim.x) dst[i] = reinterpret_cast<const u32x4*>(sf_tile)[i];
+}
 // @instantiate nvfp4_quantize_v6<8, 1, 0, 6>
 // @instantiate nvfp4_quantize_v6<8, 1, 0, 8>
 // @instantiate nvfp4_quantize_v6<8, 2, 0, 4>
@@ -175,3 +271,11 @@ __global__ void __launch_bounds__(256, MINB) nvfp4_quantize_v6(
 // @instantiate nvfp4_quantize_v6<16, 1, 1, 6>
 // @instantiate nvfp4_quantize_v6<16, 2, 1, 4>
 // @instantiate nvfp4_quantize_v6<32, 1, 1, 6>
+// @instantiate nvfp4_quantize_v6<16, 2, 2, 4>
+// @instantiate nvfp4_quantize_v6<8, 2, 2, 4>
+// @instantiate nvfp4_quantize_v6a<16, 3, 0, 6>
+// @instantiate nvfp4_quantize_v6a<16, 4, 0, 5>
+// @instantiate nvfp4_quantize_v6a<16, 3, 2, 6>
+// @instantiate nvfp4_quantize_v6a<32, 3, 0, 4>
+// @instantiate nvfp4_quantize_v6a<8, 3, 0, 6>
+// @instantiate nvfp4_quantize_v6a<16, 3, 1, 6>

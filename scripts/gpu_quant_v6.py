@@ -1,6 +1,8 @@
-"""The swizzled NVFP4 quantizer on this GPU: the recorded v5 configs beside v6 (kernels/nvfp4_quant_v6.cu: the
-next row step's loads in flight while the current one is encoded) and v6's diagnostic twins (the same loads and
-stores, no encode: the access pattern's floor). A measured step, not a record.
+"""The swizzled NVFP4 quantizer on this GPU: the recorded v5 configs beside the builds of kernels/nvfp4_quant_v6.cu
+(v6: the next row step's loads in flight in registers while the current one is encoded; v6a: STAGES - 1 row steps
+ahead in a cp.async ring in shared memory; `_lean`: the encode's power of two by one integer add-and-max) and
+their diagnostic twins (the same loads and stores, no encode: the access pattern's floor). A measured step, not a
+record.
 
 Every v6 build that computes codes is checked bit-exact against the reference (random inputs of the benchmark
 shapes, every tie point, an odd shape with K/16 not a multiple of the CTA's blocks and M not of 128) before it is
@@ -31,25 +33,28 @@ SHAPES = ((8192, 7168), (8192, 16384))
 V5_CONFIGS = ((8, 4, False), (16, 2, False), (32, 2, False))  # the default and the H200's fastest
 
 
-def v6_builds() -> list[tuple[int, int, int, int]]:
-    """(NB, U, MODE, MINB) of every instantiated v6 build."""
+def v6_builds() -> list[tuple[str, int, int, int, int]]:
+    """(kernel, NB, U or STAGES, MODE, MINB) of every instantiated v6 / v6a build."""
     out = []
     for expr in name_expressions("nvfp4_quant_v6"):
-        out.append(tuple(int(v) for v in re.findall(r"-?\d+", expr.split("<", 1)[1])))
+        kernel, params = expr.split("<", 1)
+        out.append((kernel.strip(), *(int(v) for v in re.findall(r"-?\d+", params))))
     return out
 
 
 def v6_name(b) -> str:
-    nb, u, mode, minb = b
-    return f"v6_nb{nb}u{u}_minb{minb}" + ("_diag_no_encode" if mode else "")
+    kernel, nb, u, mode, minb = b
+    v = "v6a" if kernel.endswith("v6a") else "v6"
+    return (f"{v}_nb{nb}{'s' if v == 'v6a' else 'u'}{u}_minb{minb}"
+            + {0: "", 1: "_diag_no_encode", 2: "_lean"}[mode])
 
 
 def quantize_v6(x, g, out: nv.NVFP4Tensor, build) -> nv.NVFP4Tensor:
-    """v6 into `out` (swizzled, per-tensor given scale g: fp32 CUDA [])."""
-    nb, u, mode, minb = build
+    """A v6 / v6a build into `out` (swizzled, per-tensor given scale g: fp32 CUDA [])."""
+    kernel, nb, u, mode, minb = build
     M, K = x.shape
     grid = (-(-(K // nv.BLOCK) // nb), -(-M // 128), 1)
-    launch(get_kernel("nvfp4_quant_v6", f"nvfp4_quantize_v6<{nb}, {u}, {mode}, {minb}>"), grid, 256,
+    launch(get_kernel("nvfp4_quant_v6", f"{kernel}<{nb}, {u}, {mode}, {minb}>"), grid, 256,
            (x, M, K, g, 0, out.codes, out.scales, 1))
     return out
 
@@ -82,7 +87,7 @@ def main() -> int:
     odd = nv.make_inputs(300, 7184, seed=5)  # K / 16 = 449 blocks, M = 300 rows
     ties = nv.make_tie_inputs(256, 2048, seed=6)
     for b in builds:
-        if b[2]:
+        if b[3] == 1:
             continue
         for label, x, g in (("odd_300x7184", odd, nv.global_scale_from_amax(odd.float().abs().amax()).cuda()),
                             ("ties_256x2048", ties, torch.tensor(1.0, device="cuda"))):
@@ -93,7 +98,7 @@ def main() -> int:
         x = nv.make_inputs(M, K, seed=M + K)  # the benchmark's inputs
         g = nv.global_scale_from_amax(x.float().abs().amax()).cuda()
         for b in builds:
-            if not b[2]:
+            if b[3] != 1:
                 validation[f"{v6_name(b)}.{M}x{K}"] = check_exact(b, x, g)["passed"]
         ref = nv.quantize_reference(x, g, "linear")
         ref_sw = nv.NVFP4Tensor(ref.codes, nv.swizzle_scales(ref.scales), ref.global_scale, "swizzled", (M, K))
