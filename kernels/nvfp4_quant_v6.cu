@@ -147,8 +147,9 @@ __device__ __forceinline__ void q6_encode(const u32x4 (&v)[U][Q6Shape<NB, U>::SE
 }
 
 // Grid, arguments and layouts as nvfp4_quantize_v5 (SPLIT false): CTA (blockIdx.x: NB-block segment,
-// blockIdx.y: 128-row tile), 256 threads; MINB: CTAs per SM the registers must allow (__launch_bounds__).
-template <int NB, int U, int MODE, int MINB>
+// blockIdx.y: 128-row tile), 256 threads; MINB: CTAs per SM the registers must allow (__launch_bounds__);
+// PF false: v5's order (no step of loads in flight during an encode), for the lean encode in v5's structure.
+template <int NB, int U, int MODE, int MINB, bool PF = true>
 __global__ void __launch_bounds__(256, MINB) nvfp4_quantize_v6(
     const uint16_t* __restrict__ x, int M, int K, const float* __restrict__ g_in, int g_stride,
     uint8_t* __restrict__ codes, uint8_t* __restrict__ sf, int swizzled) {
@@ -170,6 +171,14 @@ __global__ void __launch_bounds__(256, MINB) nvfp4_quantize_v6(
         for (int i = threadIdx.x; i < SF_BYTES / 16; i += blockDim.x)
             reinterpret_cast<u32x4*>(sf_tile)[i] = u32x4{0, 0, 0, 0};
     __syncthreads();
+    if constexpr (!PF) {  // v5's order: a row step's loads, then its encode, then the next step's loads
+#pragma unroll 1
+        for (int it = 0; it < S::ROWS; it += S::RPI) {
+            if (it) q6_load<NB, U>(va, x, M, K, row0, kb0, nkb, it, warp, sub, cl);
+            q6_encode<NB, U, MODE>(va, M, K, g_in, g_stride, qtable, codes, sf, sf_tile, swizzled, row0, kb0, nkb, it,
+                                   warp, sub, cl);
+        }
+    } else {
 #pragma unroll 1
     for (int it = 0; it < S::ROWS; it += 2 * S::RPI) {
         const bool second = it + S::RPI < S::ROWS;
@@ -182,6 +191,7 @@ __global__ void __launch_bounds__(256, MINB) nvfp4_quantize_v6(
             q6_encode<NB, U, MODE>(vb, M, K, g_in, g_stride, qtable, codes, sf, sf_tile, swizzled, row0, kb0, nkb,
                                    it + S::RPI, warp, sub, cl);
         }
+    }
     }
     if (!swizzled) return;
     __syncthreads();
@@ -279,3 +289,10 @@ __global__ void __launch_bounds__(256, MINB) nvfp4_quantize_v6a(
 // @instantiate nvfp4_quantize_v6a<32, 3, 0, 4>
 // @instantiate nvfp4_quantize_v6a<8, 3, 0, 6>
 // @instantiate nvfp4_quantize_v6a<16, 3, 1, 6>
+// @instantiate nvfp4_quantize_v6<16, 2, 0, 6, false>
+// @instantiate nvfp4_quantize_v6<16, 2, 2, 6, false>
+// @instantiate nvfp4_quantize_v6<16, 1, 2, 8, false>
+// @instantiate nvfp4_quantize_v6<16, 1, 0, 8, false>
+// @instantiate nvfp4_quantize_v6<8, 2, 2, 6, false>
+// @instantiate nvfp4_quantize_v6<32, 1, 2, 8, false>
+// @instantiate nvfp4_quantize_v6<32, 2, 2, 5, false>

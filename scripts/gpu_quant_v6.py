@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import time
 from pathlib import Path
@@ -33,29 +32,31 @@ SHAPES = ((8192, 7168), (8192, 16384))
 V5_CONFIGS = ((8, 4, False), (16, 2, False), (32, 2, False))  # the default and the H200's fastest
 
 
-def v6_builds() -> list[tuple[str, int, int, int, int]]:
-    """(kernel, NB, U or STAGES, MODE, MINB) of every instantiated v6 / v6a build."""
+def v6_builds() -> list[tuple]:
+    """(kernel, NB, U or STAGES, MODE, MINB, PF) of every instantiated v6 / v6a build (PF: v6's prefetch; v6a's ring
+    always runs ahead)."""
     out = []
     for expr in name_expressions("nvfp4_quant_v6"):
         kernel, params = expr.split("<", 1)
-        out.append((kernel.strip(), *(int(v) for v in re.findall(r"-?\d+", params))))
+        args = [a.strip() for a in params.rstrip(">").split(",")]
+        out.append((kernel.strip(), *(int(a) for a in args[:4]), len(args) < 5 or args[4] == "true"))
     return out
 
 
 def v6_name(b) -> str:
-    kernel, nb, u, mode, minb = b
+    kernel, nb, u, mode, minb, pf = b
     v = "v6a" if kernel.endswith("v6a") else "v6"
-    return (f"{v}_nb{nb}{'s' if v == 'v6a' else 'u'}{u}_minb{minb}"
+    return (f"{v}_nb{nb}{'s' if v == 'v6a' else 'u'}{u}_minb{minb}" + ("" if pf else "_nopf")
             + {0: "", 1: "_diag_no_encode", 2: "_lean"}[mode])
 
 
 def quantize_v6(x, g, out: nv.NVFP4Tensor, build) -> nv.NVFP4Tensor:
     """A v6 / v6a build into `out` (swizzled, per-tensor given scale g: fp32 CUDA [])."""
-    kernel, nb, u, mode, minb = build
+    kernel, nb, u, mode, minb, pf = build
     M, K = x.shape
     grid = (-(-(K // nv.BLOCK) // nb), -(-M // 128), 1)
-    launch(get_kernel("nvfp4_quant_v6", f"{kernel}<{nb}, {u}, {mode}, {minb}>"), grid, 256,
-           (x, M, K, g, 0, out.codes, out.scales, 1))
+    expr = f"{kernel}<{nb}, {u}, {mode}, {minb}" + ("" if pf else ", false") + ">"
+    launch(get_kernel("nvfp4_quant_v6", expr), grid, 256, (x, M, K, g, 0, out.codes, out.scales, 1))
     return out
 
 
