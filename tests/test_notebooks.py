@@ -256,3 +256,29 @@ def test_results_live_switch_on_cpu():
         assert rec["technique"] == "copy" and not rec.get("live")
     with pytest.raises(InputError, match=r"live=True needs a CUDA device, got device cpu"):
         nbutil.results("copy", cpu, live=True)
+
+
+def test_quantizer_rows_per_card_and_the_h200_diagnostic():
+    """nbutil.card_records("nvfp4"): the main record, then one committed run per other GPU model;
+    vnv.quantize_card_rows puts each case's default and fastest kernel beside its bound; vnv.quant_diag_rows reads the
+    H200 quantizer diagnostic's last run, fastest first, twins unvalidated and every other build exact."""
+    from workbench import nbutil
+    from workbench.runtime.kernels import REPO_ROOT
+    from workbench.viz import nvfp4 as vnv
+
+    main = json.loads((REPO_ROOT / "data/results/nvfp4.json").read_text())
+    recs = nbutil.card_records("nvfp4", main)
+    assert recs[0] is main and len({r["device"]["name"] for r in recs}) == len(recs)
+    for rec in recs:
+        rows = vnv.quantize_card_rows(rec)
+        assert [r["case"] for r in rows] == [c["name"] for c in rec["cases"]]
+        for r, c in zip(rows, rec["cases"]):
+            assert r["default"] == c["optimized"] and r["best us"] <= r["default us"]
+            assert r["default % of bound"] == round(100 * c["bound_us"] / c["variants"][c["optimized"]]["median_us"])
+    diag = nbutil.diagnostic("quant_v6_h200")
+    rows = vnv.quant_diag_rows(diag)
+    for case in diag["runs"][-1]["cases"]:
+        times = [r["us"] for r in rows if r["case"] == case]
+        assert times == sorted(times) and len(times) == len(diag["runs"][-1]["cases"][case]["variants"])
+    assert all((r["exact"] is None) == ("diag" in r["build"]) for r in rows)
+    assert all(r["exact"] for r in rows if "diag" not in r["build"])

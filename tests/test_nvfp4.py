@@ -338,6 +338,15 @@ def test_gpu_quantize_v5_configs_write_the_padding(M, K, config, per_row):
         assert res["passed"], (layout, res)
 
 
+def test_quant_v5_default_per_gpu_model():
+    """The swizzled quantizer's v5 config per GPU model (each measured fastest on that card), a compiled config for
+    every model, and the H100's choice for a model the table does not name."""
+    assert nv.quant_v5_default("NVIDIA H200") == (16, 2, False)
+    assert nv.quant_v5_default("NVIDIA H100 80GB HBM3") == (8, 4, False) == nv.QUANT_V5_DEFAULT
+    assert nv.quant_v5_default("NVIDIA GeForce RTX 4090") == nv.QUANT_V5_DEFAULT
+    assert all(cfg in nv.QUANT_V5_CONFIGS for cfg in nv.QUANT_V5_BY_MODEL.values())
+
+
 @pytest.mark.gpu
 def test_gpu_quantize_v5_rejects_bad_config_and_misaligned_out():
     x = nv.make_inputs(128, 256, seed=1, device="cuda")

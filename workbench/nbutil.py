@@ -70,20 +70,25 @@ def finalize_tail_us(trace: dict | str) -> float | None:
     return None if gap is None else gap + trace["kernels"]["wo_finalize"]["median_us"]
 
 
-def wo_records(primary: dict | None = None) -> list[dict]:
-    """wo_gemm records, one per GPU model: `primary` (the notebook's record, committed or live) first, then the
-    committed runs of other cards (data/diagnostics/wo_gemm_record_*.json: records kept when the main record moved
-    to another card)."""
+def card_records(name: str, primary: dict | None = None) -> list[dict]:
+    """Records of benchmark `name`, one per GPU model: `primary` (the notebook's record, committed or live) first,
+    then the committed runs of other cards (data/diagnostics/<name>_record_*.json: records kept when the main
+    record moved to another card)."""
     import json
 
     from .runtime.kernels import REPO_ROOT
 
     recs = [primary] if primary else []
-    for path in sorted((REPO_ROOT / "data" / "diagnostics").glob("wo_gemm_record_*.json")):
+    for path in sorted((REPO_ROOT / "data" / "diagnostics").glob(f"{name}_record_*.json")):
         rec = json.loads(path.read_text())
         if all(r["device"]["name"] != rec["device"]["name"] for r in recs):
             recs.append(rec)
     return recs
+
+
+def wo_records(primary: dict | None = None) -> list[dict]:
+    """wo_gemm records, one per GPU model (card_records)."""
+    return card_records("wo_gemm", primary)
 
 
 def wo_bounds(records: list[dict], device_name: str) -> dict[int, float]:

@@ -35,6 +35,7 @@ Policies (tested in tests/test_nvfp4.py):
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -289,12 +290,29 @@ QUANT_V3_CHUNK = 512  # 16-element blocks per CTA per row in nvfp4_quantize_v3<4
 # Measured (graph replay, [8192, 7168] / [8192, 16384], % of copy bandwidth): H200, commit 550c8a8: SPLIT is
 # ALU-bound there (63-69%, v3 with a lane per block 69-79%); H100, commit 3571948: (8, 4, False) 88.8% /
 # 94.0%, the best of the set (SPLIT (16, 4) 85.6% / 91.6%, v3 66.7% / 76.3%).
+# H200, commit 4a7e430 (data/diagnostics/quant_v6_h200.json): (16, 2, False) 80.9% / 85.4%, (8, 4, False) 76.8% /
+# 81.3%: on the H200 the faster memory needs more CTAs per SM (40 registers: 6) than (8, 4)'s 59 registers allow (4).
 QUANT_V5_CONFIGS = ((16, 4, True), (8, 2, True), (8, 4, True), (32, 4, False), (32, 2, False), (16, 4, False),
                     (16, 2, False), (8, 4, False))
-QUANT_V5_DEFAULT = (8, 4, False)
+QUANT_V5_DEFAULT = (8, 4, False)  # any GPU model QUANT_V5_BY_MODEL does not name
+QUANT_V5_BY_MODEL = {"NVIDIA H100 80GB HBM3": (8, 4, False), "NVIDIA H200": (16, 2, False)}
 
 
-def _launch_quantize_v5(x, M, K, g_in, g_stride, out, config=QUANT_V5_DEFAULT):
+def quant_v5_default(device=None) -> tuple[int, int, bool]:
+    """The v5 config (NB, U, SPLIT) measured fastest on this CUDA device's GPU model (a str: that model's name);
+    QUANT_V5_DEFAULT for a model QUANT_V5_BY_MODEL does not name."""
+    if isinstance(device, str) and not device.startswith("cuda"):
+        return QUANT_V5_BY_MODEL.get(device, QUANT_V5_DEFAULT)
+    name = _gpu_model(torch.device(device or "cuda"))
+    return QUANT_V5_BY_MODEL.get(name, QUANT_V5_DEFAULT)
+
+
+@functools.cache
+def _gpu_model(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device)
+
+
+def _launch_quantize_v5(x, M, K, g_in, g_stride, out, config):
     from ..runtime import get_kernel, launch
 
     if tuple(config) not in QUANT_V5_CONFIGS:
@@ -317,8 +335,9 @@ def quantize(x: torch.Tensor, global_scale="tensor", layout: str = "linear", out
     CUDA tensor [] or [M] (static scale, one kernel). `out` reuses buffers (its scales' padding must be
     zero for the swizzled layout). kernel: None (the fastest measured for the layout: v5 for "swizzled", v1
     for "linear"), "v5" (coalesced row segments, swizzled scales written as whole tiles from shared memory;
-    `config` = (NB, U, SPLIT) of QUANT_V5_CONFIGS), "v3" (fp32-pipe encoder, scale table), "v2"
-    (grid-stride, 4 blocks per thread) or "v1" (one CTA per row); "row" always uses v1.
+    `config` = (NB, U, SPLIT) of QUANT_V5_CONFIGS, None: this GPU model's, quant_v5_default), "v3" (fp32-pipe
+    encoder, scale table), "v2" (grid-stride, 4 blocks per thread) or "v1" (one CTA per row); "row" always
+    uses v1.
     Non-finite inputs give unspecified codes.
     """
     from ..runtime import get_kernel, launch
@@ -353,7 +372,7 @@ def quantize(x: torch.Tensor, global_scale="tensor", layout: str = "linear", out
     if config is not None and kernel != "v5":
         raise InputError(f"config: only kernel 'v5' takes a config, got kernel={kernel!r}")
     if kernel == "v5" and not dynamic_row:
-        _launch_quantize_v5(x, M, K, g_in, g_stride, out, QUANT_V5_DEFAULT if config is None else config)
+        _launch_quantize_v5(x, M, K, g_in, g_stride, out, quant_v5_default(x.device) if config is None else config)
         return out
     if kernel == "v3" and not dynamic_row:
         sms = torch.cuda.get_device_properties(x.device).multi_processor_count
@@ -457,8 +476,8 @@ def _bench_quantize(M: int, K: int, ceil, progress: bool):
     given = {"cupy_quantize_linear_v2": ("linear", "v2", None), "cupy_quantize_linear_v3": ("linear", "v3", None),
              "cupy_quantize_linear_v5": ("linear", "v5", None), "cupy_quantize_swizzled_v3": ("swizzled", "v3", None),
              "cupy_quantize_linear": ("linear", None, None), "cupy_quantize_swizzled": ("swizzled", None, None)}
-    for cfg in QUANT_V5_CONFIGS:
-        if cfg != QUANT_V5_DEFAULT:
+    for cfg in QUANT_V5_CONFIGS:  # the default (this GPU model's) is the unsuffixed swizzled variant
+        if cfg != quant_v5_default(x.device):
             given["cupy_quantize_swizzled_v5_nb{}u{}{}".format(*cfg[:2], "s" if cfg[2] else "")] = (
                 "swizzled", "v5", cfg)
     ref_lin = quantize_reference(x, g_given, "linear")

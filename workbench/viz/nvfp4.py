@@ -145,6 +145,34 @@ def wo_card_rows(records: list[dict], ms: tuple[int, ...] | None = (1, 8, 32, 64
     return rows
 
 
+def quantize_card_rows(rec: dict) -> list[dict]:
+    """Per case of an nvfp4 record: its default kernel (the case's `optimized` variant) and its fastest CuPy kernel,
+    each as % of the case's copy-bandwidth bound, and whether every variant was exact."""
+    rows = []
+    for c in rec["cases"]:
+        v, bound = c["variants"], c["bound_us"]
+        best = min((n for n in v if n.startswith("cupy")), key=lambda n: v[n]["median_us"])
+        rows.append({"case": c["name"], "bound us": round(bound, 2), "default": c["optimized"],
+                     "default us": round(v[c["optimized"]]["median_us"], 2),
+                     "default % of bound": round(100 * bound / v[c["optimized"]]["median_us"]),
+                     "best": best, "best us": round(v[best]["median_us"], 2),
+                     "best % of bound": round(100 * bound / v[best]["median_us"]), "exact": c["validation"]["passed"]})
+    return rows
+
+
+def quant_diag_rows(diag: dict, run: int = -1) -> list[dict]:
+    """Rows of the quantizer diagnostic (data/diagnostics/quant_v6_*.json, one run: the last by default): per shape
+    and build, the median time beside the copy-bandwidth bound, and whether the build was exact (None: a
+    no-encode twin, never validated), fastest first."""
+    r = diag["runs"][run]
+    rows = []
+    for case, c in r["cases"].items():
+        for name, v in sorted(c["variants"].items(), key=lambda kv: kv[1]["median_us"]):
+            rows.append({"commit": r["git_commit"], "case": case, "build": name, "us": v["median_us"],
+                         "bound us": c["bound_us"], "% of bound": v["pct_of_bound"], "exact": v["validated"]})
+    return rows
+
+
 # Issue 3's speed targets for the dispatcher, each against a baseline of the same run: (target, baseline variant,
 # factor the dispatcher must be faster by, the M it applies to; None: every M of the record). "At most 1.15x
 # cuBLAS bf16's time" is a factor of 1 / 1.15.
