@@ -118,12 +118,14 @@ print(nv.unpack_nibbles(qt.codes)[0, :16].tolist())
 # `nvfp4_quantize_v1` runs one CTA per row (needed for the per-row dynamic scale); `v2` is grid-stride
 # with four blocks per thread in flight. Both were limited by the integer pipe, not HBM: ~13 integer
 # ops per element against a budget of ~10 at copy speed. `v3` rounds on the fp32 pipe:
-# `a = min(|x| * qscale, 6)`, `r = (a + M) - M` with `M = 2^(max(e(a), 0) + 22)` is RNE on the E2M1 grid
+# `a = min(|x| * qscale, 6)`, `r = (a + M) - M` with `M = 2^(max(e(a), 0) + 22)` (taken from a's bits by one
+# integer add-and-max and a mask) is RNE on the E2M1 grid
 # (the adder's ties-to-even is the tie table), the bits of `r * 2^-126` are the code at bit 22, signs of 8
 # elements come from two PRMTs, and with a per-tensor scale the block multiplier comes from a 256-entry
 # table. In the swizzled layout v1-v3 scatter each warp's 32 scale bytes over 8 places 512 bytes apart.
-# `v5` (the swizzled default, `cupy_quantize_swizzled`; for the linear layout v1 measured faster and stays
-# the default, `cupy_quantize_linear`) keeps v3's encoder and coalesced row reads, but
+# `v5` (the swizzled default, `cupy_quantize_swizzled`; the linear layout's default, `cupy_quantize_linear`, is
+# each card's fastest, `quant_linear_kernel`: v1 on the H100, v5 on the H200) keeps v3's encoder and coalesced
+# row reads, but
 # a CTA owns 128 rows x NB scale blocks, so its scale bytes are NB/4 whole 128x4 tiles: they are gathered
 # in shared memory and written as one contiguous run (padding zeros included). Small NB keeps the last
 # wave short. The `_v5_nb..` rows are its other configs (`s`: a lane pair shares a block); the default config is

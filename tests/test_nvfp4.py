@@ -339,12 +339,14 @@ def test_gpu_quantize_v5_configs_write_the_padding(M, K, config, per_row):
 
 
 def test_quant_v5_default_per_gpu_model():
-    """The swizzled quantizer's v5 config per GPU model (each measured fastest on that card), a compiled config for
-    every model, and the H100's choice for a model the table does not name."""
+    """The swizzled quantizer's v5 config and the linear layout's kernel per GPU model (each measured fastest on
+    that card), a compiled config for every model, and the H100's choices for a model the tables do not name."""
     assert nv.quant_v5_default("NVIDIA H200") == (16, 2, False)
     assert nv.quant_v5_default("NVIDIA H100 80GB HBM3") == (8, 4, False) == nv.QUANT_V5_DEFAULT
     assert nv.quant_v5_default("NVIDIA GeForce RTX 4090") == nv.QUANT_V5_DEFAULT
     assert all(cfg in nv.QUANT_V5_CONFIGS for cfg in nv.QUANT_V5_BY_MODEL.values())
+    assert nv.quant_linear_kernel("NVIDIA H200") == "v5"
+    assert nv.quant_linear_kernel("NVIDIA H100 80GB HBM3") == nv.quant_linear_kernel("other GPU") == "v1"
 
 
 @pytest.mark.gpu

@@ -296,19 +296,33 @@ QUANT_V5_CONFIGS = ((16, 4, True), (8, 2, True), (8, 4, True), (32, 4, False), (
                     (16, 2, False), (8, 4, False))
 QUANT_V5_DEFAULT = (8, 4, False)  # any GPU model QUANT_V5_BY_MODEL does not name
 QUANT_V5_BY_MODEL = {"NVIDIA H100 80GB HBM3": (8, 4, False), "NVIDIA H200": (16, 2, False)}
+# The linear layout's kernel. H100, commit e1685f8: v1 85% / 92% of copy, v5 84% / 85%. H200, commit 9fb5043
+# (data/results/nvfp4.json): v1 63% / 68%, v5 (16, 2) 79% / 83%, v3 81% / 82%.
+QUANT_LINEAR_DEFAULT = "v1"  # any GPU model QUANT_LINEAR_BY_MODEL does not name
+QUANT_LINEAR_BY_MODEL = {"NVIDIA H100 80GB HBM3": "v1", "NVIDIA H200": "v5"}
 
 
 def quant_v5_default(device=None) -> tuple[int, int, bool]:
     """The v5 config (NB, U, SPLIT) measured fastest on this CUDA device's GPU model (a str: that model's name);
     QUANT_V5_DEFAULT for a model QUANT_V5_BY_MODEL does not name."""
+    return QUANT_V5_BY_MODEL.get(_gpu_model(device), QUANT_V5_DEFAULT)
+
+
+def quant_linear_kernel(device=None) -> str:
+    """The linear layout's quantize kernel measured fastest on this CUDA device's GPU model (a str: that model's
+    name); QUANT_LINEAR_DEFAULT for a model QUANT_LINEAR_BY_MODEL does not name."""
+    return QUANT_LINEAR_BY_MODEL.get(_gpu_model(device), QUANT_LINEAR_DEFAULT)
+
+
+def _gpu_model(device) -> str:
+    """A GPU model name given as such, or the model of a CUDA device (torch.device, "cuda:N", index or None)."""
     if isinstance(device, str) and not device.startswith("cuda"):
-        return QUANT_V5_BY_MODEL.get(device, QUANT_V5_DEFAULT)
-    name = _gpu_model(torch.device(device or "cuda"))
-    return QUANT_V5_BY_MODEL.get(name, QUANT_V5_DEFAULT)
+        return device
+    return _cuda_model(torch.device(device if device is not None else "cuda"))
 
 
 @functools.cache
-def _gpu_model(device: torch.device) -> str:
+def _cuda_model(device: torch.device) -> str:
     return torch.cuda.get_device_name(device)
 
 
@@ -333,11 +347,11 @@ def quantize(x: torch.Tensor, global_scale="tensor", layout: str = "linear", out
 
     global_scale: "tensor" (amax pass + quantize), "row" (per-row dynamic, one kernel) or a given fp32
     CUDA tensor [] or [M] (static scale, one kernel). `out` reuses buffers (its scales' padding must be
-    zero for the swizzled layout). kernel: None (the fastest measured for the layout: v5 for "swizzled", v1
-    for "linear"), "v5" (coalesced row segments, swizzled scales written as whole tiles from shared memory;
-    `config` = (NB, U, SPLIT) of QUANT_V5_CONFIGS, None: this GPU model's, quant_v5_default), "v3" (fp32-pipe
-    encoder, scale table), "v2" (grid-stride, 4 blocks per thread) or "v1" (one CTA per row); "row" always
-    uses v1.
+    zero for the swizzled layout). kernel: None (the fastest measured for the layout and this GPU model: v5 for
+    "swizzled", quant_linear_kernel for "linear"), "v5" (coalesced row segments, swizzled scales written as whole
+    tiles from shared memory; `config` = (NB, U, SPLIT) of QUANT_V5_CONFIGS, None: this GPU model's,
+    quant_v5_default), "v3" (fp32-pipe encoder, scale table), "v2" (grid-stride, 4 blocks per thread) or "v1"
+    (one CTA per row); "row" always uses v1.
     Non-finite inputs give unspecified codes.
     """
     from ..runtime import get_kernel, launch
@@ -366,8 +380,8 @@ def quantize(x: torch.Tensor, global_scale="tensor", layout: str = "linear", out
             raise InputError(f"global_scale: expected shape [] or [{M}], got {list(global_scale.shape)}")
         out.global_scale = global_scale
         g_in, g_stride = global_scale, int(global_scale.dim() == 1)
-    if kernel is None:  # H100, commit e1685f8: linear v1 85% / 92% of copy (v5 84% / 85%), swizzled v5 89% / 94%
-        kernel = "v5" if layout == "swizzled" or config is not None else "v1"
+    if kernel is None:  # each GPU model's fastest (QUANT_LINEAR_BY_MODEL); v5 for the swizzled layout everywhere
+        kernel = "v5" if layout == "swizzled" or config is not None else quant_linear_kernel(x.device)
     check_choice("kernel", kernel, ("v1", "v2", "v3", "v5"))
     if config is not None and kernel != "v5":
         raise InputError(f"config: only kernel 'v5' takes a config, got kernel={kernel!r}")
