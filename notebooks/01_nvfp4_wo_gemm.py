@@ -159,7 +159,7 @@ for rq in nbutil.card_records("nvfp4", rec_q):  # this record, then the committe
 # - v6 keeps the next row step's loads in registers while it encodes one (`_nopf`: v5's order), at the number of
 #   CTAs per SM in `minb`; v6a streams the row steps through a `cp.async` ring in shared memory;
 # - `_lean` computes the E2M1 rounding step's power of two with one integer add-and-max instead of a max, a mask
-#   and a multiply: one instruction per element fewer, now in `nvfp4.cu` for every version.
+#   and a multiply: one instruction per element fewer, now in `nvfp4.cu` for v3 and v5.
 #
 # So the encode, not the memory pattern, costs the H200 the rest, and fewer instructions per element pay: each
 # `_lean` build beat its twin without it, by 2-4%. No v6 build beat v5's (16, 2), but v6 without the prefetch was
@@ -606,7 +606,8 @@ if INTERACTIVE:
 # The issue's targets for the dispatcher `wo_nvfp4`, each ratio from one record's own run (the record above and the
 # committed records of other cards, `data/diagnostics/wo_gemm_record_*.json`): 3x cuBLAS bf16 at M = 1, 8, 32 and
 # 64; 1.5x torch fp8 at M <= 32; never slower than 1.15x cuBLAS bf16's time at any M (a ratio of at least 0.87);
-# and the output within rel-L2 1e-3 of the fp32 GEMM of the dequantized operands at every M. `met` is the ordinary
+# and the output within rel-L2 1e-3 of the fp32 GEMM of the dequantized operands at every M. The second table is the
+# quantizer's target: its default kernel at 85% of copy bandwidth or more, exact, at both shapes. `met` is the ordinary
 # launch; `met with PDL` the same dispatcher launched with programmatic dependent launch. cuBLAS bf16 itself moves
 # by several percent between runs of one card (notes), about as much as the closest ratios miss or clear 3x by.
 
@@ -620,6 +621,9 @@ if wo_recs:
                   + (f", {r['with PDL']:.2f}x with PDL" if r["with PDL"] else "") + ")" for r in mine if not r["met"]]
         print(f"{card} ({mine[0]['commit']}): {len(mine) - len(missed)} of {len(mine)} met with ordinary launches"
               + (f"; not met: {'; '.join(missed)}" if missed else ""))
+q_rows = vnv.quantize_target_rows(nbutil.card_records("nvfp4", rec_q))  # the quantizer's target, per card
+if q_rows:
+    viz.table(q_rows, title="NVFP4 quantize: the default kernel against 85% of copy bandwidth, per card").show()
 
 # %% [markdown]
 # ## What we learned

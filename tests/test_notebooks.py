@@ -282,3 +282,20 @@ def test_quantizer_rows_per_card_and_the_h200_diagnostic():
         assert times == sorted(times) and len(times) == len(diag["runs"][-1]["cases"][case]["variants"])
     assert all((r["exact"] is None) == ("diag" in r["build"]) for r in rows)
     assert all(r["exact"] for r in rows if "diag" not in r["build"])
+
+
+def test_quantize_target_rows():
+    """vnv.quantize_target_rows: one row per quantize case (not the dequantize one) and record, the default kernel's
+    % of the bound against 85%, unrounded; an inexact case fails the target."""
+    from workbench.viz import nvfp4 as vnv
+
+    def case(name, bound, us, passed=True):
+        return {"name": name, "bound_us": bound, "optimized": "k", "variants": {"k": {"median_us": us}},
+                "validation": {"passed": passed}}
+
+    rec = {"device": {"name": "GPU X"}, "git_commit": "abc1234",
+           "cases": [case("quantize_a", 84.99, 100.0), case("quantize_b", 85.0, 100.0), case("dequantize_c", 90, 100)]}
+    rows = vnv.quantize_target_rows([rec])
+    assert [(r["case"], r["met"]) for r in rows] == [("quantize_a", False), ("quantize_b", True)]
+    rec["cases"][1]["validation"]["passed"] = False
+    assert not vnv.quantize_target_rows([rec])[1]["met"]
