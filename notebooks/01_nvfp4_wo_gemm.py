@@ -151,26 +151,38 @@ for rq in nbutil.card_records("nvfp4", rec_q):  # this record, then the committe
 
 # %% [markdown]
 # ### The quantizer on the H200 (diagnostic, twentieth pass)
-# On the H100 the swizzled quantizer runs at 89% / 94% of copy bandwidth; on the H200, whose memory is ~1.4x
-# faster for the same SMs, it ran lower. `scripts/gpu_quant_v6.py` (removed afterwards; the commits are in the
-# table) timed the v5 configs beside experimental builds, every one that writes codes checked bit-exact first:
+# The lines above put each card's quantizer beside its bound: the H100's near it, the H200's, whose memory is faster
+# for the same SMs, further below. `scripts/gpu_quant_v6.py` (removed afterwards; the commits are in the table)
+# timed the v5 configs beside experimental builds, every one that writes codes checked bit-exact first:
 # - `_diag_no_encode` twins do the same loads and stores with the encode replaced by a xor: the access
-#   pattern's own floor, within ~10% of the bound;
+#   pattern's own floor;
 # - v6 keeps the next row step's loads in registers while it encodes one (`_nopf`: v5's order), at the number of
 #   CTAs per SM in `minb`; v6a streams the row steps through a `cp.async` ring in shared memory;
 # - `_lean` computes the E2M1 rounding step's power of two with one integer add-and-max instead of a max, a mask
 #   and a multiply: one instruction per element fewer, now in `nvfp4.cu` for v3 and v5.
 #
-# So the encode, not the memory pattern, costs the H200 the rest, and fewer instructions per element pay: each
-# `_lean` build beat its twin without it, by 2-4%. No v6 build beat v5's (16, 2), but v6 without the prefetch was
-# itself slower than v5 by a margin we did not explain, so what the prefetch alone is worth stays open; v6a's ring
-# was far slower, even without the encode. Rows are this diagnostic's last run (one device call); the notes have
-# all three.
+# The lines under the table compare the floor with the fastest v5 config, and each `_lean` build with its twin
+# without it. So the encode, not the memory pattern, costs the H200 the rest, and fewer instructions per element
+# pay. No v6 build beat v5's (16, 2), but v6 without the prefetch was itself slower than v5 by a margin we did not
+# explain, so what the prefetch alone is worth stays open; v6a's ring was far slower, even without the encode.
+# Rows are this diagnostic's last run (one device call); the notes have all three.
 
 # %%
 quant200 = nbutil.diagnostic("quant_v6_h200")
 if quant200:
-    viz.table(vnv.quant_diag_rows(quant200), title=f"Quantizer builds, fastest first ({quant200['device']['name']})").show()
+    q_diag = vnv.quant_diag_rows(quant200)
+    viz.table(q_diag, title=f"Quantizer builds, fastest first ({quant200['device']['name']})").show()
+    for case in dict.fromkeys(r["case"] for r in q_diag):
+        us = {r["build"]: r for r in q_diag if r["case"] == case}
+        floor = min((r for b, r in us.items() if "diag" in b), key=lambda r: r["us"])
+        v5_best = min((r for b, r in us.items() if b.startswith("v5")), key=lambda r: r["us"])
+        print(f"{case}: the floor {floor['build']} {floor['us']} us ({floor['% of bound']}% of the bound), the fastest "
+              f"v5 {v5_best['build']} {v5_best['us']} us ({v5_best['% of bound']}%)")
+        for b in us:
+            if b.endswith("_lean") and b.removesuffix("_lean") in us:
+                twin = us[b.removesuffix("_lean")]["us"]
+                print(f"  {b}: {us[b]['us']} us against {twin} without the lean step "
+                      f"({100 * (twin - us[b]['us']) / twin:.1f}% less time)")
 
 # %% [markdown]
 # ## Kernel steps: the wo GEMM
@@ -623,7 +635,8 @@ if wo_recs:
               + (f"; not met: {'; '.join(missed)}" if missed else ""))
 q_rows = vnv.quantize_target_rows(nbutil.card_records("nvfp4", rec_q))  # the quantizer's target, per card
 if q_rows:
-    viz.table(q_rows, title="NVFP4 quantize: the default kernel against 85% of copy bandwidth, per card").show()
+    viz.table(q_rows, title=f"NVFP4 quantize: the default kernel against {vnv.QUANT_TARGET_PCT}% of copy bandwidth, "
+                            "per card").show()
 
 # %% [markdown]
 # ## What we learned

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from .bench.records import load_record, make_record, provenance
+from .runtime.checks import InputError
 from .runtime.device import device_info, resolve_device, software_info
 
 
@@ -34,8 +35,6 @@ def results(name: str, device: torch.device, smoke: bool = False, live: bool | N
     if live is None:
         live = device.type == "cuda"
     elif live and device.type != "cuda":
-        from .runtime.checks import InputError
-
         raise InputError(f"results({name!r}): live=True needs a CUDA device, got device {device}; pass live=None "
                          "or False to show the committed record")
     if live:
