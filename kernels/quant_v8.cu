@@ -1,0 +1,150 @@
+// quant_v8.cu (experiment): v5 with encoder variants. ENC 0: v5's encode8_v3; 1: the code fields
+// summed instead of or-ed (disjoint bits, same result; lets ptxas fuse shift+add into LEA.HI);
+// 2: as 1 plus the clamp at 6 skipped for blocks whose largest scaled value vmax * q is below 7
+// (every element then rounds to at most 6 without it: [6, 7) rounds to 6 in the binade of step 2).
+#include "../nvfp4.cu"
+
+// The E2M1 magnitude code of a (>= 0, at most 6 or in (6, 7)) at bits 22-24, by one FMA instead of an add
+// and a multiply: with M' = 2^(max(e(a), 0) - 104) = M * 2^-126, fma(a, 2^-126, M') is 2^-126 * fl(a + M)
+// (the scaling by a power of two commutes with the single rounding while the sum stays normal, and
+// M' >= 2^-104 keeps it so), and subtracting M' is exact: r * 2^-126, the code's bits at 22.
+__device__ __forceinline__ uint32_t e2m1_mag_bits22_fma(float a) {
+    const int e = max((int)__float_as_uint(a) - (104 << 23), 0x0b800000);  // 0x0b800000 = bits(2^-104)
+    const float mp = __uint_as_float((uint32_t)e & 0x7f800000u);          // M'
+    return __float_as_uint(__fsub_rn(__fmaf_rn(a, 1.17549435e-38f, mp), mp));
+}
+template <bool CLAMP, bool FMA = false>
+__device__ __forceinline__ uint32_t encode8_sum(const u32x4& v, float q) {
+    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+    uint32_t c[8];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        float lo = fabsf(__uint_as_float(w[i] << 16)) * q, hi = fabsf(__uint_as_float(w[i] & 0xffff0000u)) * q;
+        if (CLAMP) { lo = fminf(lo, 6.0f); hi = fminf(hi, 6.0f); }
+        c[2 * i] = FMA ? e2m1_mag_bits22_fma(lo) : e2m1_mag_bits22(lo);
+        c[2 * i + 1] = FMA ? e2m1_mag_bits22_fma(hi) : e2m1_mag_bits22(hi);
+    }
+    const uint32_t mags = (c[0] >> 22) + (c[1] >> 18) + (c[2] >> 14) + (c[3] >> 10) + (c[4] >> 6) + (c[5] >> 2) +
+                          (c[6] << 2) + (c[7] << 6);
+    const uint32_t P = prmt_b32(v.x, v.y, 0x7351u), Q = prmt_b32(v.z, v.w, 0x7351u);
+    const uint32_t signs = ((P >> 4) & 0x0808u) | ((P >> 16) & 0x8080u) | ((Q << 12) & 0x08080000u) |
+                           (Q & 0x80800000u);
+    return mags + signs;
+}
+template <int ENC>
+__device__ __forceinline__ uint32_t encode8_v8(const u32x4& v, float q, float vmax) {
+    if constexpr (ENC == 0) return encode8_v3(v, q);
+    if constexpr (ENC == 1) return encode8_sum<true>(v, q);
+    if constexpr (ENC == 2) return vmax * q < 7.0f ? encode8_sum<false>(v, q) : encode8_sum<true>(v, q);
+    if constexpr (ENC == 3) return encode8_sum<true, true>(v, q);
+    if constexpr (ENC == 4) return vmax * q < 7.0f ? encode8_sum<false, true>(v, q) : encode8_sum<true, true>(v, q);
+}
+
+template <int NB, int U, bool SPLIT, int ENC>
+__global__ void __launch_bounds__(256) nvfp4_quantize_v8(
+    const uint16_t* __restrict__ x, int M, int K, const float* __restrict__ g_in, int g_stride,
+    uint8_t* __restrict__ codes, uint8_t* __restrict__ sf, int swizzled) {
+    constexpr int WARPS = 8, ROWS = 128, SF_BYTES = ROWS * NB;
+    // SPLIT: a lane holds one 16-byte chunk (half a block) per load, pairs of lanes share a block.
+    // Otherwise a lane holds a whole block (two 16-byte loads 16 bytes apart, as v1/v3): half the
+    // per-block math (the scale byte, its multiplier) per element, for sectors read in two halves.
+    constexpr int UNITS = SPLIT ? 2 * NB : NB;   // per-lane units (chunks or blocks) per row segment
+    constexpr int LPR = UNITS < 32 ? UNITS : 32;  // lanes per row
+    constexpr int RPL = 32 / LPR, SEGS = UNITS / LPR;  // rows per warp step, units per row per lane
+    constexpr int LD = SPLIT ? 1 : 2;             // 16-byte loads per unit
+    constexpr int RPI = WARPS * U * RPL;          // rows per CTA iteration
+    static_assert(NB % 8 == 0 && NB <= 64 && ROWS % RPI == 0, "NB, U");
+    __shared__ float qtable[256];
+    __shared__ __align__(16) uint8_t sf_tile[SF_BYTES];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, sub = lane / LPR, cl = lane % LPR;
+    const int KB = K >> 4, kb_padded = (KB + 3) & ~3;
+    const int kb0 = blockIdx.x * NB, row0 = blockIdx.y * ROWS;
+    const int nkb = min(NB, KB - kb0);  // valid blocks of this CTA's row segment
+    const int n_units = SPLIT ? 2 * nkb : nkb;
+    if (g_stride == 0) {
+        const float g_inv = 1.0f / g_in[0];
+        for (int s = threadIdx.x; s < 256; s += blockDim.x) qtable[s] = nvfp4_block_qscale((uint8_t)s, g_inv);
+    }
+    if (swizzled)
+        for (int i = threadIdx.x; i < SF_BYTES / 16; i += blockDim.x)
+            reinterpret_cast<u32x4*>(sf_tile)[i] = u32x4{0, 0, 0, 0};
+    __syncthreads();
+#pragma unroll 1
+    for (int it = 0; it < ROWS; it += RPI) {
+        u32x4 v[U][SEGS][LD];
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            const int row = row0 + it + (u * WARPS + warp) * RPL + sub;
+            const u32x4* xr = reinterpret_cast<const u32x4*>(x + (long long)row * K) + 2 * kb0;
+#pragma unroll
+            for (int s = 0; s < SEGS; ++s) {
+                const int c = s * LPR + cl;
+#pragma unroll
+                for (int l = 0; l < LD; ++l) {
+                    v[u][s][l] = u32x4{0, 0, 0, 0};
+                    if (row < M && c < n_units) v[u][s][l] = ld16_stream(xr + LD * c + l);
+                }
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            const int rl = it + (u * WARPS + warp) * RPL + sub, row = row0 + rl;
+            const float g = g_in[(long long)min(row, M - 1) * g_stride];
+            uint32_t* cr = reinterpret_cast<uint32_t*>(codes + (long long)row * (K >> 1)) + 2 * kb0;
+#pragma unroll
+            for (int s = 0; s < SEGS; ++s) {
+                const int c = s * LPR + cl, j = SPLIT ? c >> 1 : c;  // unit and block within the segment
+                float m;
+                if constexpr (SPLIT) {
+                    m = absmax8_v5(v[u][s][0]);
+                    m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));  // all lanes: the pair shares a block
+                } else {
+                    m = absmax16(v[u][s][0], v[u][s][LD - 1]);
+                }
+                const uint8_t sb = nvfp4_block_scale(m, g);
+                const float q = g_stride == 0 ? qtable[sb] : nvfp4_block_qscale(sb, 1.0f / g);
+                if (row < M && c < n_units) {
+                    if constexpr (SPLIT) {
+                        cr[c] = encode8_v8<ENC>(v[u][s][0], q, m);
+                    } else {
+                        reinterpret_cast<uint2*>(cr)[c] =
+                            make_uint2(encode8_v8<ENC>(v[u][s][0], q, m), encode8_v8<ENC>(v[u][s][LD - 1], q, m));
+                    }
+                    if (!SPLIT || !(lane & 1)) {
+                        if (swizzled)
+                            sf_tile[(j >> 2) * 512 + (rl & 31) * 16 + (rl >> 5) * 4 + (j & 3)] = sb;
+                        else
+                            sf[(long long)row * KB + kb0 + j] = sb;
+                    }
+                }
+            }
+        }
+    }
+    if (!swizzled) return;
+    __syncthreads();
+    // This CTA's tiles: rows row0..row0+127, k-tiles kb0/4 .. (kb0 + min(NB, kb_padded - kb0))/4 - 1.
+    const int ntiles = min(NB, kb_padded - kb0) >> 2;
+    u32x4* dst = reinterpret_cast<u32x4*>(sf + ((long long)(row0 >> 7) * (kb_padded >> 2) + (kb0 >> 2)) * 512);
+    for (int i = threadIdx.x; i < ntiles * 32; i += blockDim.x) dst[i] = reinterpret_cast<const u32x4*>(sf_tile)[i];
+}
+// @instantiate nvfp4_quantize_v8<16, 2, false, 0>
+// @instantiate nvfp4_quantize_v8<16, 2, false, 1>
+// @instantiate nvfp4_quantize_v8<16, 2, false, 2>
+// @instantiate nvfp4_quantize_v8<16, 2, false, 3>
+// @instantiate nvfp4_quantize_v8<16, 2, false, 4>
+// @instantiate nvfp4_quantize_v8<8, 4, false, 0>
+// @instantiate nvfp4_quantize_v8<8, 4, false, 1>
+// @instantiate nvfp4_quantize_v8<8, 4, false, 2>
+// @instantiate nvfp4_quantize_v8<8, 4, false, 3>
+// @instantiate nvfp4_quantize_v8<8, 4, false, 4>
+// @instantiate nvfp4_quantize_v8<16, 4, true, 0>
+// @instantiate nvfp4_quantize_v8<16, 4, true, 1>
+// @instantiate nvfp4_quantize_v8<16, 4, true, 2>
+// @instantiate nvfp4_quantize_v8<16, 4, true, 3>
+// @instantiate nvfp4_quantize_v8<16, 4, true, 4>
+// @instantiate nvfp4_quantize_v8<32, 2, false, 3>
+// @instantiate nvfp4_quantize_v8<32, 2, false, 4>
+// @instantiate nvfp4_quantize_v8<16, 4, false, 3>
+// @instantiate nvfp4_quantize_v8<16, 4, false, 4>
+// @instantiate nvfp4_quantize_v8<8, 2, true, 3>
+// @instantiate nvfp4_quantize_v8<8, 2, true, 4>
