@@ -219,19 +219,124 @@ __global__ void __launch_bounds__(256) nvfp4_quantize_v9(
     for (int i = threadIdx.x; i < ntiles * 32; i += blockDim.x) dst[i] = reinterpret_cast<const u32x4*>(sf_tile)[i];
 }
 
+
+// v10 (experiment): v9 made persistent with BUFS tile buffers, so a CTA's next tiles are in flight while it encodes
+// the current one. CTA b takes tiles b, b + gridDim.x, ... (tile = 128 rows x NB blocks, column strips fastest);
+// buffer i % BUFS holds tile i; its STEPS barriers complete once per use (parity = (i / BUFS) & 1). After a
+// tile is encoded and its scale tile written, the CTA syncs and refills the buffer with tile i + BUFS.
+template <int NB, int U, int ENC, int BUFS>
+__global__ void __launch_bounds__(256) nvfp4_quantize_v10(
+    const uint16_t* __restrict__ x, int M, int K, const float* __restrict__ g_in, int g_stride,
+    uint8_t* __restrict__ codes, uint8_t* __restrict__ sf, int swizzled) {
+    constexpr int WARPS = 8, ROWS = 128, SF_BYTES = ROWS * NB;
+    constexpr int LPR = NB < 32 ? NB : 32, RPL = 32 / LPR, SEGS = NB / LPR;
+    constexpr int RPI = WARPS * U * RPL, STEPS = ROWS / RPI;
+    constexpr int ROWB = NB * 32, TILEB = ROWS * ROWB;
+    static_assert(NB % 8 == 0 && NB <= 32 && ROWS % RPI == 0, "NB, U");
+    extern __shared__ __align__(128) uint8_t xs[];  // BUFS * TILEB
+    __shared__ float qtable[256];
+    __shared__ __align__(16) uint8_t sf_tile[SF_BYTES];
+    __shared__ __align__(8) uint64_t bars[BUFS * STEPS];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, sub = lane / LPR, cl = lane % LPR;
+    const int KB = K >> 4, kb_padded = (KB + 3) & ~3;
+    const int strips = (KB + NB - 1) / NB, ntile = strips * ((M + ROWS - 1) / ROWS);
+    const uint32_t xs0 = smem_addr(xs), bar0 = smem_addr(bars);
+    const bool swap = (lane >> 2) & 1;
+    // Issue tile t into buffer b: expect the bytes of each step, then one bulk copy per row (threads 0..127).
+    auto issue = [&](int t, int b) {
+        const int kb0 = (t % strips) * NB, row0 = (t / strips) * ROWS;
+        const int nkb = min(NB, KB - kb0), nrows = min(ROWS, M - row0);
+        if (threadIdx.x < STEPS)
+            mbar_arrive_expect_tx(bar0 + 8 * (b * STEPS + threadIdx.x),
+                                  (uint32_t)(min(max(nrows - (int)threadIdx.x * RPI, 0), RPI) * nkb * 32));
+        if (threadIdx.x < nrows)
+            bulk_load(xs0 + b * TILEB + threadIdx.x * ROWB, x + (long long)(row0 + threadIdx.x) * K + kb0 * 16,
+                      nkb * 32, bar0 + 8 * (b * STEPS + threadIdx.x / RPI));
+    };
+    if (threadIdx.x == 0) {
+        for (int i = 0; i < BUFS * STEPS; ++i) mbar_init(bar0 + 8 * i, 1);
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    if (g_stride == 0) {
+        const float g_inv = 1.0f / g_in[0];
+        for (int t = threadIdx.x; t < 256; t += blockDim.x) qtable[t] = nvfp4_block_qscale((uint8_t)t, g_inv);
+    }
+    for (int i = threadIdx.x; i < SF_BYTES / 16; i += blockDim.x) reinterpret_cast<u32x4*>(sf_tile)[i] = u32x4{0, 0, 0, 0};
+    __syncthreads();
+    for (int i = 0; i < BUFS; ++i)
+        if (blockIdx.x + i * gridDim.x < ntile) issue(blockIdx.x + i * gridDim.x, i);
+#pragma unroll 1
+    for (int i = 0, t = blockIdx.x; t < ntile; ++i, t += gridDim.x) {
+        const int b = i % BUFS;
+        const uint32_t parity = (i / BUFS) & 1;
+        const int kb0 = (t % strips) * NB, row0 = (t / strips) * ROWS;
+        const int nkb = min(NB, KB - kb0), nrows = min(ROWS, M - row0);
+        const uint32_t tile0 = xs0 + b * TILEB;
+#pragma unroll 1
+        for (int it = 0; it < STEPS; ++it) {
+            mbar_wait(bar0 + 8 * (b * STEPS + it), parity);
+            u32x4 v[U][SEGS][2];
+#pragma unroll
+            for (int u = 0; u < U; ++u) {
+                const int rl = it * RPI + (u * WARPS + warp) * RPL + sub;
+#pragma unroll
+                for (int s = 0; s < SEGS; ++s) {
+                    const int c = s * LPR + cl;
+                    v[u][s][0] = v[u][s][1] = u32x4{0, 0, 0, 0};
+                    if (rl < nrows && c < nkb) {
+                        const uint32_t a = tile0 + rl * ROWB + c * 32 + (swap ? 16 : 0);
+                        v[u][s][0] = lds16(a);
+                        v[u][s][1] = lds16(a ^ 16);
+                    }
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < U; ++u) {
+                const int rl = it * RPI + (u * WARPS + warp) * RPL + sub, row = row0 + rl;
+                const float g = g_in[(long long)min(row, M - 1) * g_stride];
+                uint2* cr = reinterpret_cast<uint2*>(codes + (long long)row * (K >> 1)) + kb0;
+#pragma unroll
+                for (int s = 0; s < SEGS; ++s) {
+                    const int c = s * LPR + cl;
+                    const float m = ENC == 9 ? 1.0f : absmax16(v[u][s][0], v[u][s][1]);
+                    const uint8_t sb = nvfp4_block_scale(m, g);
+                    const float q = g_stride == 0 ? qtable[sb] : nvfp4_block_qscale(sb, 1.0f / g);
+                    if (rl < nrows && c < nkb) {
+                        const uint32_t e0 = encode8_v8<ENC>(v[u][s][0], q, m), e1 = encode8_v8<ENC>(v[u][s][1], q, m);
+                        cr[c] = swap ? make_uint2(e1, e0) : make_uint2(e0, e1);
+                        if (swizzled)
+                            sf_tile[(c >> 2) * 512 + (rl & 31) * 16 + (rl >> 5) * 4 + (c & 3)] = sb;
+                        else
+                            sf[(long long)row * KB + kb0 + c] = sb;
+                    }
+                }
+            }
+        }
+        __syncthreads();  // every warp is done with buffer b and the scale tile
+        if (t + BUFS * gridDim.x < ntile) issue(t + BUFS * gridDim.x, b);
+        if (swizzled) {
+            const int ntiles = min(NB, kb_padded - kb0) >> 2;
+            u32x4* dst = reinterpret_cast<u32x4*>(sf + ((long long)(row0 >> 7) * (kb_padded >> 2) + (kb0 >> 2)) * 512);
+            for (int j = threadIdx.x; j < ntiles * 32; j += blockDim.x) {
+                dst[j] = reinterpret_cast<const u32x4*>(sf_tile)[j];
+                reinterpret_cast<u32x4*>(sf_tile)[j] = u32x4{0, 0, 0, 0};
+            }
+            __syncthreads();
+        }
+    }
+}
+
 // @instantiate nvfp4_quantize_v8<16, 2, false, 0>
-// @instantiate nvfp4_quantize_v8<16, 2, false, 3>
-// @instantiate nvfp4_quantize_v8<8, 4, false, 0>
 // @instantiate nvfp4_quantize_v8<8, 4, false, 3>
 // @instantiate nvfp4_quantize_v8<16, 4, false, 3>
-// @instantiate nvfp4_quantize_v8<8, 2, true, 3>
 // @instantiate nvfp4_quantize_v8<16, 2, false, 9>
-// @instantiate nvfp4_quantize_v9<16, 2, 3, false>
-// @instantiate nvfp4_quantize_v9<16, 2, 3, true>
-// @instantiate nvfp4_quantize_v9<16, 1, 3, true>
-// @instantiate nvfp4_quantize_v9<16, 4, 3, true>
-// @instantiate nvfp4_quantize_v9<16, 2, 0, true>
 // @instantiate nvfp4_quantize_v9<8, 1, 3, true>
-// @instantiate nvfp4_quantize_v9<8, 2, 3, true>
-// @instantiate nvfp4_quantize_v9<16, 2, 9, true>
 // @instantiate nvfp4_quantize_v9<8, 1, 9, true>
+// @instantiate nvfp4_quantize_v10<8, 1, 3, 2>
+// @instantiate nvfp4_quantize_v10<8, 1, 3, 3>
+// @instantiate nvfp4_quantize_v10<8, 2, 3, 2>
+// @instantiate nvfp4_quantize_v10<16, 1, 3, 2>
+// @instantiate nvfp4_quantize_v10<16, 2, 3, 2>
+// @instantiate nvfp4_quantize_v10<8, 1, 9, 2>
+// @instantiate nvfp4_quantize_v10<8, 1, 0, 2>
+// @instantiate nvfp4_quantize_v10<8, 1, 3, 4>

@@ -1,5 +1,6 @@
 """The swizzled NVFP4 quantizer's encoder and feed, step by step, on this GPU: the builds of kernels/quant_v8.cu (v8:
-v5's loop with encoder variants ENC 0-4; v9: the same encoder fed from shared memory by bulk copies; see that file)
+v5's loop with encoder variants ENC 0-4; v9: the same encoder fed from shared memory by bulk copies; v10: v9
+persistent, the next tiles in flight while one is encoded; see that file)
 beside the v5 kernel of nvfp4.cu. A measured step, not a record.
 
 Every build is checked bit-exact against the reference before it is timed: random inputs of the benchmark shapes,
@@ -42,25 +43,48 @@ def v8_builds() -> list[tuple]:
 
 def is_diag(b) -> bool:
     """ENC 9 builds compute no codes (the access pattern's floor): timed, never validated."""
-    return b[1][2 if b[0].endswith("v9") else 3] == "9"
+    return b[1][3 if b[0].endswith("v8") else 2] == "9"
+
+
+def dyn_smem(b) -> int:
+    """Dynamic shared memory: v9 one 128-row tile, v10 BUFS of them."""
+    kernel, a = b
+    tile = 128 * int(a[0]) * 32
+    return {"v8": 0, "v9": tile, "v10": tile * (int(a[3]) if kernel.endswith("v10") else 1)}[kernel.rsplit("_", 1)[1]]
+
+
+_GRID: dict = {}
+
+
+def persistent_grid(func, smem: int) -> int:
+    """v10's grid: as many CTAs as fit on the GPU at once (cuOccupancyMaxActiveBlocksPerMultiprocessor x SMs)."""
+    if func.ptr not in _GRID:
+        from cuda.bindings import driver as cu
+        err, per_sm = cu.cuOccupancyMaxActiveBlocksPerMultiprocessor(cu.CUfunction(func.ptr), 256, smem)
+        assert int(err) == 0, err
+        _GRID[func.ptr] = per_sm * torch.cuda.get_device_properties(0).multi_processor_count
+    return _GRID[func.ptr]
 
 
 def v8_name(b) -> str:
     kernel, a = b
     if kernel.endswith("v8"):
         return f"v8_nb{a[0]}u{a[1]}{'s' if a[2] == 'true' else ''}_enc{a[3]}" + ("_diag_no_encode" if is_diag(b) else "")
-    return f"v9_nb{a[0]}u{a[1]}_enc{a[2]}{'_swap' if a[3] == 'true' else ''}" + ("_diag_no_encode" if is_diag(b) else "")
+    if kernel.endswith("v9"):
+        return f"v9_nb{a[0]}u{a[1]}_enc{a[2]}{'_swap' if a[3] == 'true' else ''}" + ("_diag_no_encode" if is_diag(b) else "")
+    return f"v10_nb{a[0]}u{a[1]}_enc{a[2]}_bufs{a[3]}" + ("_diag_no_encode" if is_diag(b) else "")
 
 
 def quantize_v8(x, g, out: nv.NVFP4Tensor, build) -> nv.NVFP4Tensor:
-    """A v8 / v9 build into `out` (swizzled, per-tensor given scale g: fp32 CUDA [])."""
+    """A v8 / v9 / v10 build into `out` (swizzled, per-tensor given scale g: fp32 CUDA [])."""
     kernel, a = build
     M, K = x.shape
-    nb = int(a[0])
+    nb, smem = int(a[0]), dyn_smem(build)
+    func = get_kernel("quant_v8", f"{kernel}<{', '.join(a)}>")
     grid = (-(-(K // nv.BLOCK) // nb), -(-M // 128), 1)
-    smem = 128 * nb * 32 if kernel.endswith("v9") else 0
-    launch(get_kernel("quant_v8", f"{kernel}<{', '.join(a)}>"), grid, 256, (x, M, K, g, 0, out.codes, out.scales, 1),
-           shared_mem=smem)
+    if kernel.endswith("v10"):
+        grid = (min(grid[0] * grid[1], persistent_grid(func, smem)), 1, 1)
+    launch(func, grid, 256, (x, M, K, g, 0, out.codes, out.scales, 1), shared_mem=smem)
     return out
 
 
@@ -147,6 +171,10 @@ def main() -> int:
                   flush=True)
     result["validation"] = validation
     result["clamped_path_blocks"] = {k: {"blocks": v[0], "of": v[1]} for k, v in clamped.items()}
+    grids = {v8_name(b): _GRID.get(get_kernel("quant_v8", f"{b[0]}<{', '.join(b[1])}>").ptr)
+             for b in builds if b[0].endswith("v10")}
+    result["persistent_grids"] = grids
+    print("\npersistent grids:", grids)
     print("\nblocks on the clamped path (vmax * q >= 7):", {k: f"{v[0]}/{v[1]}" for k, v in clamped.items()})
     bad = [k for k, v in validation.items() if not v]
     print(f"validation: {len(validation) - len(bad)} of {len(validation)} passed" + (f"; FAILED: {bad}" if bad else ""))
