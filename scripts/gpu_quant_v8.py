@@ -60,8 +60,11 @@ def persistent_grid(func, smem: int) -> int:
     """v10's grid: as many CTAs as fit on the GPU at once (cuOccupancyMaxActiveBlocksPerMultiprocessor x SMs)."""
     if func.ptr not in _GRID:
         from cuda.bindings import driver as cu
+
+        from workbench.runtime.launch import _ensure_smem
+        _ensure_smem(func, smem)  # the occupancy query counts only the dynamic shared memory the function allows
         err, per_sm = cu.cuOccupancyMaxActiveBlocksPerMultiprocessor(cu.CUfunction(func.ptr), 256, smem)
-        assert int(err) == 0, err
+        assert int(err) == 0 and per_sm > 0, (err, per_sm)
         _GRID[func.ptr] = per_sm * torch.cuda.get_device_properties(0).multi_processor_count
     return _GRID[func.ptr]
 
