@@ -14,6 +14,8 @@
 //    stride), or computed per row in a first pass over the row (which then sits in L1/L2).
 //    The per-tensor dynamic scale needs the whole tensor's amax first: nvfp4_amax_v1 (atomicMax on
 //    the float bits, valid because |x| >= 0) followed by quantize with the given-scale path.
+// v3 / v5: see their sections below. v11 nvfp4_quantize_v11: v5's layout with the encoder cut to ~12 instructions
+//    per element (v5: ~17, Nsight Compute; v5 is issue-bound on an H200), per-tensor scales only.
 // nvfp4_dequantize_v1: one thread per block, linear or swizzled scales, bf16 or fp32 output;
 //    value = e2m1(code) * (float(sf) * (1 / g)).
 #include "wb_common.cuh"
@@ -441,3 +443,146 @@ __global__ void __launch_bounds__(256) nvfp4_quantize_v5(
 // @instantiate nvfp4_quantize_v5<16, 4, false>
 // @instantiate nvfp4_quantize_v5<16, 2, false>
 // @instantiate nvfp4_quantize_v5<8, 4, false>
+
+// ---------------------------------------------------------------------------------------------------
+// v11 nvfp4_quantize_v11: v5's CTA tile and lane mapping (a lane holds a 16-element block, NB blocks x 128 rows
+// per CTA) with fewer instructions per element, for a per-tensor global scale. Nsight Compute on an H200 showed v5
+// issue-bound (~78% of issue slots, ~17 instructions per element; the memory pattern alone runs at ~90% of copy),
+// so v11 removes work rather than adding loads in flight:
+// - The E2M1 step by one FMA: with M' = 2^(max(e(a), 0) - 104) = M * 2^-126 (M as in e2m1_mag_bits22),
+//   fma(a, 2^-126, M') = 2^-126 * fl(a + M) (scaling by a power of two commutes with the single rounding while
+//   the sum stays normal; M' >= 2^-104 keeps it so) and subtracting M' is exact: r * 2^-126, the code at bit 22.
+//   One FMA and one add instead of two adds and a multiply.
+// - The code fields summed instead of or-ed (the bits are disjoint): ptxas fuses each shift and add (LEA.HI).
+// - The clamp at 6 on bf16 pairs (full tiles): min(|x|, xc), xc = bf16_rn(6 / q), one op per two elements instead
+//   of an fp32 min per element. Exact: every element with fl(|x| q) <= fl(xc q) is unchanged, and a scaled value
+//   below 7 rounds to at most 6 without a clamp ([6, 7) is in the binade of step 2); the others become xc, and
+//   fl(xc q) = 6 (1 +- 2^-8) encodes to 7, as their clamped value does. q = 0 gives xc = inf (every code 0); 6 / q
+//   beyond bf16 also gives xc = inf, and then |x| q < 6.01 for every finite bf16 x. g <= 2^100 keeps q finite.
+// - A CTA whose tile lies inside the tensor (the common case) runs a body without bounds checks, with row pointers
+//   advanced by constant strides, g read once and one 8-byte table load per block for q and xc. Edge CTAs (and
+//   g > 2^100) run the general body: bounds checks and the fp32 clamp per element. Same codes either way.
+// Linear or swizzled scales (the swizzled tile through shared memory, as v5). Bit-identical to the reference.
+// ---------------------------------------------------------------------------------------------------
+__device__ __forceinline__ uint32_t e2m1_mag_bits22_fma(float a) {
+    const int e = max((int)__float_as_uint(a) - (104 << 23), 0x0b800000);  // 0x0b800000 = bits(2^-104)
+    const float mp = __uint_as_float((uint32_t)e & 0x7f800000u);          // M'
+    return __float_as_uint(__fsub_rn(__fmaf_rn(a, 1.17549435e-38f, mp), mp));
+}
+__device__ __forceinline__ uint32_t bf16x2_min_abs(uint32_t a, uint32_t b) {
+    uint32_t d;  // min(|a|, |b|) per half; the sign bit is the xor of the signs (unused: only |.| is read)
+    asm("min.xorsign.abs.bf16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
+    return d;
+}
+// 8 bf16 (one 16-byte chunk) -> 8 codes. PACKED: clamp by min(|x|, xc) on bf16 pairs (xc2: xc in both halves);
+// otherwise by an fp32 min at 6 per element.
+template <bool PACKED>
+__device__ __forceinline__ uint32_t encode8_v11(const u32x4& v, float q, uint32_t xc2) {
+    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+    uint32_t c[8];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const uint32_t t = PACKED ? bf16x2_min_abs(w[i], xc2) : w[i];
+        float lo = fabsf(__uint_as_float(t << 16)) * q, hi = fabsf(__uint_as_float(t & 0xffff0000u)) * q;
+        if (!PACKED) { lo = fminf(lo, 6.0f); hi = fminf(hi, 6.0f); }
+        c[2 * i] = e2m1_mag_bits22_fma(lo);
+        c[2 * i + 1] = e2m1_mag_bits22_fma(hi);
+    }
+    const uint32_t mags = (c[0] >> 22) + (c[1] >> 18) + (c[2] >> 14) + (c[3] >> 10) + (c[4] >> 6) + (c[5] >> 2) +
+                          (c[6] << 2) + (c[7] << 6);
+    // signs: P holds the sign bits of elements 0, 2, 1, 3 at bits 7, 15, 23, 31; Q those of 4, 6, 5, 7.
+    const uint32_t P = prmt_b32(v.x, v.y, 0x7351u), Q = prmt_b32(v.z, v.w, 0x7351u);
+    const uint32_t signs = ((P >> 4) & 0x0808u) | ((P >> 16) & 0x8080u) | ((Q << 12) & 0x08080000u) |
+                           (Q & 0x80800000u);
+    return mags + signs;
+}
+
+// One CTA tile (128 rows x NB blocks from row0, kb0; nkb valid blocks). FULL: the tile lies inside the tensor.
+template <int NB, int U, bool FULL>
+__device__ __forceinline__ void quantize_v11_tile(const uint16_t* __restrict__ x, int M, int K, float g,
+                                                  const uint2* __restrict__ qx, uint8_t* __restrict__ codes,
+                                                  uint8_t* __restrict__ sf, uint8_t* __restrict__ sf_tile,
+                                                  int swizzled, int row0, int kb0, int nkb) {
+    constexpr int WARPS = 8, ROWS = 128, LPR = NB < 32 ? NB : 32, RPL = 32 / LPR, SEGS = NB / LPR;
+    constexpr int RPI = WARPS * U * RPL;  // rows per iteration
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, r_lane = warp * RPL + lane / LPR, cl = lane % LPR;
+    const int KB = K >> 4;
+    const uint16_t* xr = x + (long long)(row0 + r_lane) * K + (kb0 + cl) * 16;
+    uint2* cr = reinterpret_cast<uint2*>(codes + (long long)(row0 + r_lane) * (K >> 1)) + kb0 + cl;
+    const long long xstep = (long long)RPI * K, ustep = (long long)WARPS * RPL * K;  // elements
+#pragma unroll 1
+    for (int it = 0; it < ROWS; it += RPI, xr += xstep, cr += xstep >> 4) {
+        u32x4 v[U][SEGS][2];
+#pragma unroll
+        for (int u = 0; u < U; ++u)
+#pragma unroll
+            for (int s = 0; s < SEGS; ++s) {
+                const u32x4* p = reinterpret_cast<const u32x4*>(xr + u * ustep + s * LPR * 16);
+                v[u][s][0] = v[u][s][1] = u32x4{0, 0, 0, 0};
+                if (FULL || (row0 + it + u * WARPS * RPL + r_lane < M && s * LPR + cl < nkb)) {
+                    v[u][s][0] = ld16_stream(p);
+                    v[u][s][1] = ld16_stream(p + 1);
+                }
+            }
+#pragma unroll
+        for (int u = 0; u < U; ++u)
+#pragma unroll
+            for (int s = 0; s < SEGS; ++s) {
+                const int rl = it + u * WARPS * RPL + r_lane, c = s * LPR + cl;
+                const uint8_t sb = nvfp4_block_scale(absmax16(v[u][s][0], v[u][s][1]), g);
+                const uint2 t = qx[sb];
+                const float q = __uint_as_float(t.x);
+                if (FULL || (row0 + rl < M && c < nkb)) {
+                    cr[(u * ustep >> 4) + s * LPR] = make_uint2(encode8_v11<FULL>(v[u][s][0], q, t.y),
+                                                                encode8_v11<FULL>(v[u][s][1], q, t.y));
+                    if (swizzled)
+                        sf_tile[(c >> 2) * 512 + (rl & 31) * 16 + (rl >> 5) * 4 + (c & 3)] = sb;
+                    else
+                        sf[(long long)(row0 + rl) * KB + kb0 + c] = sb;
+                }
+            }
+    }
+}
+
+// x: bf16 [M, K] (K % 16 == 0); g_in: the fp32 per-tensor global scale (one value); codes, sf as v5.
+// Grid (ceil(K/16 / NB), ceil(M / 128)), 256 threads.
+template <int NB, int U>
+__global__ void __launch_bounds__(256) nvfp4_quantize_v11(
+    const uint16_t* __restrict__ x, int M, int K, const float* __restrict__ g_in, uint8_t* __restrict__ codes,
+    uint8_t* __restrict__ sf, int swizzled) {
+    constexpr int ROWS = 128, SF_BYTES = ROWS * NB;
+    static_assert(NB % 8 == 0 && NB <= 32 && ROWS % (8 * U * (32 / (NB < 32 ? NB : 32))) == 0, "NB, U");
+    __shared__ uint2 qx[256];  // per scale byte: {bits(q), the clamp bound xc as bf16 in both halves}
+    __shared__ __align__(16) uint8_t sf_tile[SF_BYTES];
+    const int KB = K >> 4, kb_padded = (KB + 3) & ~3;
+    const int kb0 = blockIdx.x * NB, row0 = blockIdx.y * ROWS, nkb = min(NB, KB - kb0);
+    const float g = g_in[0];
+    const float g_inv = 1.0f / g;
+    for (int s = threadIdx.x; s < 256; s += blockDim.x) {
+        const float q = nvfp4_block_qscale((uint8_t)s, g_inv);
+        uint32_t xc = 0x7f80u;  // bf16 inf: no clamp (q = 0, or 6 / q beyond bf16)
+        if (q != 0.0f) {
+            const uint32_t b = __float_as_uint(6.0f / q);
+            xc = (b + 0x7fffu + ((b >> 16) & 1u)) >> 16;  // bf16 round-to-nearest-even of a positive float
+        }
+        qx[s] = make_uint2(__float_as_uint(q), xc | (xc << 16));
+    }
+    if (swizzled)
+        for (int i = threadIdx.x; i < SF_BYTES / 16; i += blockDim.x)
+            reinterpret_cast<u32x4*>(sf_tile)[i] = u32x4{0, 0, 0, 0};
+    __syncthreads();
+    if (row0 + ROWS <= M && nkb == NB && g <= 0x1p100f)
+        quantize_v11_tile<NB, U, true>(x, M, K, g, qx, codes, sf, sf_tile, swizzled, row0, kb0, nkb);
+    else
+        quantize_v11_tile<NB, U, false>(x, M, K, g, qx, codes, sf, sf_tile, swizzled, row0, kb0, nkb);
+    if (!swizzled) return;
+    __syncthreads();
+    const int ntiles = min(NB, kb_padded - kb0) >> 2;
+    u32x4* dst = reinterpret_cast<u32x4*>(sf + ((long long)(row0 >> 7) * (kb_padded >> 2) + (kb0 >> 2)) * 512);
+    for (int i = threadIdx.x; i < ntiles * 32; i += blockDim.x) dst[i] = reinterpret_cast<const u32x4*>(sf_tile)[i];
+}
+// @instantiate nvfp4_quantize_v11<8, 4>
+// @instantiate nvfp4_quantize_v11<8, 2>
+// @instantiate nvfp4_quantize_v11<16, 4>
+// @instantiate nvfp4_quantize_v11<16, 2>
+// @instantiate nvfp4_quantize_v11<32, 1>

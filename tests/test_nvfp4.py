@@ -304,8 +304,10 @@ GPU_SHAPES = [(1, 16), (3, 48), (7, 80), (130, 208), (300, 1040), (257, 7168), (
 @pytest.mark.gpu
 @pytest.mark.parametrize("M,K", GPU_SHAPES)
 @pytest.mark.parametrize("mode,layout", list(itertools.product(["tensor", "row", "given"], ["linear", "swizzled"])))
-@pytest.mark.parametrize("kernel", ["v1", "v2", "v3", "v5"])
+@pytest.mark.parametrize("kernel", ["v1", "v2", "v3", "v5", "v11"])
 def test_gpu_quantize_bit_exact(M, K, mode, layout, kernel):
+    if kernel == "v11" and mode == "row":
+        pytest.skip("v11 takes a per-tensor scale (test_gpu_quantize_v11_rejects_per_row_scales)")
     for seed, maker in enumerate((nv.make_inputs, nv.make_tie_inputs)):
         x = maker(M, K, seed=seed + M, device="cuda")
         if maker is nv.make_tie_inputs and mode != "given":
@@ -339,14 +341,55 @@ def test_gpu_quantize_v5_configs_write_the_padding(M, K, config, per_row):
 
 
 def test_quant_v5_default_per_gpu_model():
-    """The swizzled quantizer's v5 config and the linear layout's kernel per GPU model (each measured fastest on
-    that card), a compiled config for every model, and the H100's choices for a model the tables do not name."""
+    """The quantizer's kernel per GPU model and layout and v5's config (each measured fastest on that card), a
+    compiled config for every model, and the H100's choices for a model the tables do not name."""
     assert nv.quant_v5_default("NVIDIA H200") == (16, 2, False)
     assert nv.quant_v5_default("NVIDIA H100 80GB HBM3") == (8, 4, False) == nv.QUANT_V5_DEFAULT
     assert nv.quant_v5_default("NVIDIA GeForce RTX 4090") == nv.QUANT_V5_DEFAULT
     assert all(cfg in nv.QUANT_V5_CONFIGS for cfg in nv.QUANT_V5_BY_MODEL.values())
-    assert nv.quant_linear_kernel("NVIDIA H200") == "v5"
+    assert nv.QUANT_V11_DEFAULT in nv.QUANT_V11_CONFIGS
+    assert nv.quant_swizzled_kernel("NVIDIA H200") == nv.quant_linear_kernel("NVIDIA H200") == "v11"
+    assert nv.quant_swizzled_kernel("NVIDIA H100 80GB HBM3") == nv.quant_swizzled_kernel("other GPU") == "v5"
     assert nv.quant_linear_kernel("NVIDIA H100 80GB HBM3") == nv.quant_linear_kernel("other GPU") == "v1"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("M,K", [(256, 2048), (128, 4096), (130, 208), (300, 7184), (257, 7168)])
+@pytest.mark.parametrize("config", nv.QUANT_V11_CONFIGS)
+def test_gpu_quantize_v11_configs(M, K, config):
+    """Every v11 config is bit-exact on full tiles (the lean body) and edge tiles, for random inputs (blocks with
+    E4M3-subnormal scales among them), every tie point, a scale 16x too large (saturated blocks: the packed clamp
+    does the work) and a scale past 2^100 (the general body); it writes the swizzled padding itself (buffers start
+    filled with 0xAB)."""
+    rnd = nv.make_inputs(M, K, seed=M + K, device="cuda")
+    g_rnd = nv.global_scale_from_amax(rnd.float().abs().amax()).cuda()
+    tiny = (rnd.float() * 1e-33).to(torch.bfloat16)
+    cases = {"random": (rnd, g_rnd), "ties": (nv.make_tie_inputs(M, K, seed=3, device="cuda"),
+                                              torch.tensor(1.0, device="cuda")),
+             "saturating": (rnd, g_rnd * 16.0), "huge_scale": (tiny, torch.tensor(2.0 ** 110, device="cuda"))}
+    for name, (x, gs) in cases.items():
+        for layout in ("linear", "swizzled"):
+            r = nv.quantize_reference(x, gs, layout)
+            out = nv.NVFP4Tensor(codes=torch.full_like(r.codes, 0xAB, device="cuda"),
+                                 scales=torch.full_like(r.scales, 0xAB, device="cuda"), global_scale=gs,
+                                 layout=layout, shape=(M, K))
+            res = nv.compare_exact(nv.quantize(x, gs, layout, out=out, kernel="v11", config=config), r)
+            assert res["passed"], (name, layout, res)
+
+
+@pytest.mark.gpu
+def test_gpu_quantize_v11_rejects_per_row_scales_and_bad_config():
+    x = nv.make_inputs(128, 256, seed=1, device="cuda")
+    g_row = nv.global_scale_from_amax(x.float().abs().amax(dim=1)).cuda()
+    with pytest.raises(InputError, match="per-tensor"):
+        nv.quantize(x, g_row, "swizzled", kernel="v11")
+    with pytest.raises(InputError, match="per-tensor"):
+        nv.quantize(x, "row", "swizzled", kernel="v11")
+    with pytest.raises(InputError, match="config"):
+        nv.quantize(x, "tensor", "swizzled", kernel="v11", config=(16, 2, False))
+    # the default kernel falls back to v5 for a per-row scale, and stays exact
+    for gs in (g_row, "row"):
+        assert nv.compare_exact(nv.quantize(x, gs, "swizzled"), nv.quantize_reference(x, gs, "swizzled"))["passed"]
 
 
 @pytest.mark.gpu

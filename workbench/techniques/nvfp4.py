@@ -296,10 +296,20 @@ QUANT_V5_CONFIGS = ((16, 4, True), (8, 2, True), (8, 4, True), (32, 4, False), (
                     (16, 2, False), (8, 4, False))
 QUANT_V5_DEFAULT = (8, 4, False)  # any GPU model QUANT_V5_BY_MODEL does not name
 QUANT_V5_BY_MODEL = {"NVIDIA H100 80GB HBM3": (8, 4, False), "NVIDIA H200": (16, 2, False)}
-# The linear layout's kernel. H100, commit e1685f8: v1 85% / 92% of copy, v5 84% / 85%. H200, commit 9fb5043
-# (data/results/nvfp4.json): v1 63% / 68%, v5 (16, 2) 79% / 83%, v3 81% / 82%.
+# nvfp4_quantize_v11<NB, U>: v5's tile with ~12 instructions per element instead of ~17 (v5 is issue-bound on an
+# H200), per-tensor scales only. H200, commit 2ad4807 (data/diagnostics/quant_v11_h200.json): (8, 4) 88.0% / 92.9%
+# of copy, v5 (16, 2) 81.4% / 87.0% in the same run. Not yet measured on an H100.
+QUANT_V11_CONFIGS = ((8, 4), (8, 2), (16, 4), (16, 2), (32, 1))
+QUANT_V11_DEFAULT = (8, 4)
+# The kernel for a per-tensor scale, per GPU model and layout (a per-row given scale always takes v5 or v1).
+# Swizzled: v11 on the H200; v5 on the H100 (v11 unmeasured there). Linear: H100, commit e1685f8: v1 85% / 92% of
+# copy, v5 84% / 85%. H200, commit 9fb5043 (data/results/nvfp4.json): v1 63% / 68%, v5 (16, 2) 79% / 83%, v3
+# 81% / 82%; v11 from commit 2ad4807's measurement of the swizzled layout (the linear one writes the same codes and
+# its scale bytes directly).
+QUANT_SWIZZLED_DEFAULT = "v5"  # any GPU model QUANT_SWIZZLED_BY_MODEL does not name
+QUANT_SWIZZLED_BY_MODEL = {"NVIDIA H100 80GB HBM3": "v5", "NVIDIA H200": "v11"}
 QUANT_LINEAR_DEFAULT = "v1"  # any GPU model QUANT_LINEAR_BY_MODEL does not name
-QUANT_LINEAR_BY_MODEL = {"NVIDIA H100 80GB HBM3": "v1", "NVIDIA H200": "v5"}
+QUANT_LINEAR_BY_MODEL = {"NVIDIA H100 80GB HBM3": "v1", "NVIDIA H200": "v11"}
 
 
 def quant_v5_default(device=None) -> tuple[int, int, bool]:
@@ -312,6 +322,12 @@ def quant_linear_kernel(device=None) -> str:
     """The linear layout's quantize kernel measured fastest on this CUDA device's GPU model (a str: that model's
     name); QUANT_LINEAR_DEFAULT for a model QUANT_LINEAR_BY_MODEL does not name."""
     return QUANT_LINEAR_BY_MODEL.get(_gpu_model(device), QUANT_LINEAR_DEFAULT)
+
+
+def quant_swizzled_kernel(device=None) -> str:
+    """The swizzled layout's quantize kernel (per-tensor scale) measured fastest on this CUDA device's GPU model (a
+    str: that model's name); QUANT_SWIZZLED_DEFAULT for a model QUANT_SWIZZLED_BY_MODEL does not name."""
+    return QUANT_SWIZZLED_BY_MODEL.get(_gpu_model(device), QUANT_SWIZZLED_DEFAULT)
 
 
 def _gpu_model(device) -> str:
@@ -341,14 +357,31 @@ def _launch_quantize_v5(x, M, K, g_in, g_stride, out, config):
            (x, M, K, g_in, g_stride, out.codes, out.scales, int(out.layout == "swizzled")))
 
 
+def _launch_quantize_v11(x, M, K, g_in, out, config):
+    from ..runtime import get_kernel, launch
+
+    if tuple(config) not in QUANT_V11_CONFIGS:
+        raise InputError(f"config: expected one of {QUANT_V11_CONFIGS} for kernel v11, got {config!r}")
+    nb, unroll = config
+    for name, t, align in (("out.codes", out.codes, 8), ("out.scales", out.scales, 16)):
+        if t.data_ptr() % align:
+            raise InputError(f"{name}: expected a {align}-byte aligned buffer for kernel v11, "
+                             f"got address {t.data_ptr():#x}")
+    grid = (-(-(K // BLOCK) // nb), -(-M // 128), 1)
+    launch(get_kernel("nvfp4", f"nvfp4_quantize_v11<{nb}, {unroll}>"), grid, 256,
+           (x, M, K, g_in, out.codes, out.scales, int(out.layout == "swizzled")))
+
+
 def quantize(x: torch.Tensor, global_scale="tensor", layout: str = "linear", out: NVFP4Tensor | None = None,
              kernel: str | None = None, config=None) -> NVFP4Tensor:
     """NVFP4-quantize a CUDA bf16 x [M, K] with kernels/nvfp4.cu; bit-identical to quantize_reference.
 
     global_scale: "tensor" (amax pass + quantize), "row" (per-row dynamic, one kernel) or a given fp32
     CUDA tensor [] or [M] (static scale, one kernel). `out` reuses buffers (its scales' padding must be
-    zero for the swizzled layout). kernel: None (the fastest measured for the layout and this GPU model: v5 for
-    "swizzled", quant_linear_kernel for "linear"), "v5" (coalesced row segments, swizzled scales written as whole
+    zero for the swizzled layout). kernel: None (the fastest measured for the layout and this GPU model:
+    quant_swizzled_kernel / quant_linear_kernel; with a per-row given scale v5 / quant_linear_kernel unless that is
+    v11), "v11" (v5's tile with fewer instructions per element; per-tensor scales only; `config` = (NB, U) of
+    QUANT_V11_CONFIGS, None: QUANT_V11_DEFAULT), "v5" (coalesced row segments, swizzled scales written as whole
     tiles from shared memory; `config` = (NB, U, SPLIT) of QUANT_V5_CONFIGS, None: this GPU model's,
     quant_v5_default), "v3" (fp32-pipe encoder, scale table), "v2" (grid-stride, 4 blocks per thread) or "v1"
     (one CTA per row); "row" always uses v1.
@@ -380,11 +413,21 @@ def quantize(x: torch.Tensor, global_scale="tensor", layout: str = "linear", out
             raise InputError(f"global_scale: expected shape [] or [{M}], got {list(global_scale.shape)}")
         out.global_scale = global_scale
         g_in, g_stride = global_scale, int(global_scale.dim() == 1)
-    if kernel is None:  # each GPU model's fastest (QUANT_LINEAR_BY_MODEL); v5 for the swizzled layout everywhere
-        kernel = "v5" if layout == "swizzled" or config is not None else quant_linear_kernel(x.device)
-    check_choice("kernel", kernel, ("v1", "v2", "v3", "v5"))
-    if config is not None and kernel != "v5":
-        raise InputError(f"config: only kernel 'v5' takes a config, got kernel={kernel!r}")
+    if kernel is None and config is not None:  # a config names its kernel: (NB, U, SPLIT) v5, (NB, U) v11
+        kernel = "v11" if len(tuple(config)) == 2 else "v5"
+    elif kernel is None:  # each GPU model's fastest for the layout (QUANT_SWIZZLED_BY_MODEL, QUANT_LINEAR_BY_MODEL)
+        kernel = quant_swizzled_kernel(x.device) if layout == "swizzled" else quant_linear_kernel(x.device)
+        if kernel == "v11" and (g_stride or dynamic_row):  # v11 takes a per-tensor scale only
+            kernel = "v5"
+    check_choice("kernel", kernel, ("v1", "v2", "v3", "v5", "v11"))
+    if config is not None and kernel not in ("v5", "v11"):
+        raise InputError(f"config: only kernels 'v5' and 'v11' take a config, got kernel={kernel!r}")
+    if kernel == "v11":
+        if g_stride or dynamic_row:
+            raise InputError("kernel: 'v11' takes a per-tensor global scale (\"tensor\" or a tensor []), got a per-row "
+                             "scale; use kernel 'v5' or None")
+        _launch_quantize_v11(x, M, K, g_in, out, QUANT_V11_DEFAULT if config is None else config)
+        return out
     if kernel == "v5" and not dynamic_row:
         _launch_quantize_v5(x, M, K, g_in, g_stride, out, quant_v5_default(x.device) if config is None else config)
         return out
@@ -488,12 +531,19 @@ def _bench_quantize(M: int, K: int, ceil, progress: bool):
     variants, validation = {}, {"passed": True}
     # given-scale variants: name -> (layout, kernel, v5 config); the unsuffixed names are the defaults
     given = {"cupy_quantize_linear_v2": ("linear", "v2", None), "cupy_quantize_linear_v3": ("linear", "v3", None),
-             "cupy_quantize_linear_v5": ("linear", "v5", None), "cupy_quantize_swizzled_v3": ("swizzled", "v3", None),
+             "cupy_quantize_swizzled_v3": ("swizzled", "v3", None),
              "cupy_quantize_linear": ("linear", None, None), "cupy_quantize_swizzled": ("swizzled", None, None)}
-    for cfg in QUANT_V5_CONFIGS:  # the default (this GPU model's) is the unsuffixed swizzled variant
-        if cfg != quant_v5_default(x.device):
-            given["cupy_quantize_swizzled_v5_nb{}u{}{}".format(*cfg[:2], "s" if cfg[2] else "")] = (
-                "swizzled", "v5", cfg)
+    # the other kernels and configs of the swizzled layout (the unsuffixed name is this GPU model's default)
+    default_sw = quant_swizzled_kernel(x.device)
+    default_cfg = quant_v5_default(x.device) if default_sw == "v5" else QUANT_V11_DEFAULT
+    for kern, configs in (("v5", QUANT_V5_CONFIGS), ("v11", QUANT_V11_CONFIGS)):
+        for cfg in configs:
+            if (kern, cfg) != (default_sw, default_cfg):
+                given["cupy_quantize_swizzled_{}_nb{}u{}{}".format(kern, *cfg[:2], "s" if cfg[2:] == (True,) else "")] = (
+                    "swizzled", kern, cfg)
+    for kern in ("v1", "v5", "v11"):  # the linear layout's other kernels
+        if kern != quant_linear_kernel(x.device):
+            given[f"cupy_quantize_linear_{kern}"] = ("linear", kern, None)
     ref_lin = quantize_reference(x, g_given, "linear")
     ref_sw = NVFP4Tensor(ref_lin.codes, swizzle_scales(ref_lin.scales), ref_lin.global_scale, "swizzled", (M, K))
     refs = {name: ref_lin if layout == "linear" else ref_sw for name, (layout, _, _) in given.items()}
