@@ -123,14 +123,14 @@ print(nv.unpack_nibbles(qt.codes)[0, :16].tolist())
 # (the adder's ties-to-even is the tie table), the bits of `r * 2^-126` are the code at bit 22, signs of 8
 # elements come from two PRMTs, and with a per-tensor scale the block multiplier comes from a 256-entry
 # table. In the swizzled layout v1-v3 scatter each warp's 32 scale bytes over 8 places 512 bytes apart.
-# `v5` (the swizzled default, `cupy_quantize_swizzled`; the linear layout's default, `cupy_quantize_linear`, is
-# each card's fastest, `quant_linear_kernel`: v1 on the H100, v5 on the H200) keeps v3's encoder and coalesced
-# row reads, but
+# `v5` keeps v3's encoder and coalesced row reads, but
 # a CTA owns 128 rows x NB scale blocks, so its scale bytes are NB/4 whole 128x4 tiles: they are gathered
 # in shared memory and written as one contiguous run (padding zeros included). Small NB keeps the last
-# wave short. The `_v5_nb..` rows are its other configs (`s`: a lane pair shares a block); the default config is
-# the one measured fastest on each GPU model (`quant_v5_default`: (8, 4) on the H100, whose records chose it;
-# (16, 2) on the H200, where more CTAs per SM pay). All are checked
+# wave short. The `_v5_nb..` rows are its configs (`s`: a lane pair shares a block; `quant_v5_default`: (8, 4) on
+# the H100, (16, 2) on the H200). `v11` (per-tensor scales) keeps v5's tile and cuts the instructions per element
+# (the diagnostic below): its `_v11_nb..` rows are its configs. Each card's default kernel per layout
+# (`cupy_quantize_swizzled`, `cupy_quantize_linear`) is the fastest measured there: `quant_swizzled_kernel` (v5 on
+# the H100, v11 on the H200) and `quant_linear_kernel` (v1 on the H100, v11 on the H200). All are checked
 # bit-exact against the reference (random inputs, every tie, huge and tiny values, K not a multiple of 64)
 # in the same run that times them. Bound: read bf16 x, write codes and scales, at the measured copy
 # bandwidth. The lines under the tables give each card's record: the default and the fastest kernel.
@@ -183,6 +183,42 @@ if quant200:
                 twin = us[b.removesuffix("_lean")]["us"]
                 print(f"  {b}: {us[b]['us']} us against {twin} without the lean step "
                       f"({100 * (twin - us[b]['us']) / twin:.1f}% less time)")
+
+# %% [markdown]
+# ### v11: fewer instructions per element (diagnostic, twenty-first pass)
+# Nsight Compute on v5 at [8192, 7168] (the `ncu` lines below) found it issue-bound on the H200: most issue slots
+# busy, about 17 instructions per element (warp instructions x 32 / elements), while its no-encode twin moves the
+# same bytes with a third of them. Feeding the encoder differently did not help: v9 streams each CTA's tile into
+# shared memory with bulk copies and v10 does so persistently; v9's no-encode twin ran at 93-99% of the copy bound,
+# but with the encode both ran far slower than v5 (data in the diagnostic's earlier runs). What paid was removing
+# instructions (`nvfp4_quantize_v11`):
+# - the E2M1 step by one FMA: with `M' = M * 2^-126`, `fma(a, 2^-126, M') - M'` is exactly `r * 2^-126`, the code
+#   at bit 22 (one FMA and one add instead of two adds and a multiply);
+# - the code fields summed, not or-ed (disjoint bits), so each shift and add is one LEA.HI;
+# - the clamp at 6 on bf16 pairs: `min(|x|, xc)` with `xc = bf16(6 / q)` per scale byte, exact because any scaled
+#   value below 7 rounds to at most 6 and `fl(xc * q)` is within 2^-8 of 6;
+# - on tiles inside the tensor, no bounds checks, pointers advanced by strides, and one table load per block for
+#   both `q` and `xc`.
+#
+# The table is the last run of `data/diagnostics/quant_v11_h200.json` (every build that writes codes checked
+# bit-exact first; the inputs include saturated blocks, E4M3-subnormal scales and a scale of 2^110); the lines
+# under it compare v11 with v5 and the no-encode floor, then list the profiler's counts.
+
+# %%
+quant11 = nbutil.diagnostic("quant_v11_h200")
+if quant11:
+    q11 = vnv.quant_diag_rows(quant11)
+    viz.table(q11, title=f"Quantizer builds v5 / v8 / v11, fastest first ({quant11['device']['name']})").show()
+    for case in dict.fromkeys(r["case"] for r in q11):
+        us = {r["build"]: r for r in q11 if r["case"] == case}
+        best = {k: min((r for b, r in us.items() if b.startswith(k)), key=lambda r: r["us"])
+                for k in ("v5", "v11", "v8_nb16u2_enc9")}
+        print(f"{case}: fastest v11 {best['v11']['build']} {best['v11']['us']} us ({best['v11']['% of bound']}% of the "
+              f"bound), fastest v5 {best['v5']['build']} {best['v5']['us']} us ({best['v5']['% of bound']}%), "
+              f"no-encode floor {best['v8_nb16u2_enc9']['us']} us ({best['v8_nb16u2_enc9']['% of bound']}%)")
+    for k in quant11["ncu_8192x7168"]:
+        print(f"  ncu {k['kernel']:32s} {k['duration_us']:6.2f} us, {k['instructions_per_element']:5.2f} instructions "
+              f"per element, issue slots busy {k['issue_active_pct']:.0f}%, DRAM {k['dram_throughput_pct']:.0f}% of peak")
 
 # %% [markdown]
 # ## Kernel steps: the wo GEMM

@@ -275,13 +275,28 @@ def test_quantizer_rows_per_card_and_the_h200_diagnostic():
         for r, c in zip(rows, rec["cases"]):
             assert r["default"] == c["optimized"] and r["best us"] <= r["default us"]
             assert r["default % of bound"] == round(100 * c["bound_us"] / c["variants"][c["optimized"]]["median_us"])
-    diag = nbutil.diagnostic("quant_v6_h200")
-    rows = vnv.quant_diag_rows(diag)
-    for case in diag["runs"][-1]["cases"]:
-        times = [r["us"] for r in rows if r["case"] == case]
-        assert times == sorted(times) and len(times) == len(diag["runs"][-1]["cases"][case]["variants"])
-    assert all((r["exact"] is None) == ("diag" in r["build"]) for r in rows)
-    assert all(r["exact"] for r in rows if "diag" not in r["build"])
+    for name in ("quant_v6_h200", "quant_v11_h200"):
+        diag = nbutil.diagnostic(name)
+        rows = vnv.quant_diag_rows(diag)
+        for case in diag["runs"][-1]["cases"]:
+            times = [r["us"] for r in rows if r["case"] == case]
+            assert times == sorted(times) and len(times) == len(diag["runs"][-1]["cases"][case]["variants"])
+        assert all((r["exact"] is None) == ("diag" in r["build"]) for r in rows)
+        assert all(r["exact"] for r in rows if "diag" not in r["build"])
+        assert all(all(r["validation"].values()) for r in diag["runs"])  # every check of every run passed
+
+
+def test_quant_v11_diagnostic_profiler_counts():
+    """The v11 diagnostic's Nsight Compute rows: instructions per element recomputed from the warp-instruction count
+    of the [8192, 7168] launch, and v11 issuing fewer of them than v5, as notebook 01 says."""
+    from workbench import nbutil
+
+    ncu = nbutil.diagnostic("quant_v11_h200")["ncu_8192x7168"]
+    for k in ncu:
+        assert k["instructions_per_element"] == round(k["warp_instructions"] * 32 / (8192 * 7168), 2)
+    v5 = next(k for k in ncu if k["kernel"].startswith("nvfp4_quantize_v5"))
+    v11 = [k for k in ncu if k["kernel"].startswith("nvfp4_quantize_v11")]
+    assert v11 and all(k["instructions_per_element"] < v5["instructions_per_element"] for k in v11)
 
 
 def test_quantize_target_rows():
