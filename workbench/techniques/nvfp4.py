@@ -296,16 +296,17 @@ QUANT_V5_CONFIGS = ((16, 4, True), (8, 2, True), (8, 4, True), (32, 4, False), (
                     (16, 2, False), (8, 4, False))
 QUANT_V5_DEFAULT = (8, 4, False)  # any GPU model QUANT_V5_BY_MODEL does not name
 QUANT_V5_BY_MODEL = {"NVIDIA H100 80GB HBM3": (8, 4, False), "NVIDIA H200": (16, 2, False)}
-# nvfp4_quantize_v11<NB, U>: v5's tile with ~12 instructions per element instead of ~17 (v5 is issue-bound on an
-# H200), per-tensor scales only. H200, commit 2ad4807 (data/diagnostics/quant_v11_h200.json): (8, 4) 88.0% / 92.9%
-# of copy, v5 (16, 2) 81.4% / 87.0% in the same run. Not yet measured on an H100.
+# nvfp4_quantize_v11<NB, U>: v5's tile with 13-14 instructions per element instead of 17 (Nsight Compute; v5 is
+# issue-bound on an H200), per-tensor scales only. H200, commit 2ad4807 (data/diagnostics/quant_v11_h200.json): (8, 4)
+# 88.0% / 92.9% of copy, v5 (16, 2) 81.4% / 87.0% in the same run; record 8cff1cd: (8, 4) 87.4% / 92.0%. Not yet
+# measured on an H100.
 QUANT_V11_CONFIGS = ((8, 4), (8, 2), (16, 4), (16, 2), (32, 1))
 QUANT_V11_DEFAULT = (8, 4)
-# The kernel for a per-tensor scale, per GPU model and layout (a per-row given scale always takes v5 or v1).
-# Swizzled: v11 on the H200; v5 on the H100 (v11 unmeasured there). Linear: H100, commit e1685f8: v1 85% / 92% of
-# copy, v5 84% / 85%. H200, commit 9fb5043 (data/results/nvfp4.json): v1 63% / 68%, v5 (16, 2) 79% / 83%, v3
-# 81% / 82%; v11 from commit 2ad4807's measurement of the swizzled layout (the linear one writes the same codes and
-# its scale bytes directly).
+# The kernel for a per-tensor scale, per GPU model and layout (a per-row given scale takes v5, or v1 for "linear"
+# on a model whose linear kernel is v1). Swizzled: v11 on the H200; v5 on the H100 (v11 unmeasured there). Linear:
+# H100, commit e1685f8: v1 85% / 92% of copy, v5 84% / 85%. H200, record 8cff1cd: v11 83.3% / 81.8% with a byte
+# store per block, v5 79.4% / 83.0%, v3 82.0% / 82.3%, v1 62.6% / 68.4%; v11 now gathers the linear scale bytes per
+# tile in shared memory, as the swizzled ones (the record names its time: cupy_quantize_linear).
 QUANT_SWIZZLED_DEFAULT = "v5"  # any GPU model QUANT_SWIZZLED_BY_MODEL does not name
 QUANT_SWIZZLED_BY_MODEL = {"NVIDIA H100 80GB HBM3": "v5", "NVIDIA H200": "v11"}
 QUANT_LINEAR_DEFAULT = "v1"  # any GPU model QUANT_LINEAR_BY_MODEL does not name
