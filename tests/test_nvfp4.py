@@ -347,7 +347,8 @@ def test_quant_v5_default_per_gpu_model():
     assert nv.quant_v5_default("NVIDIA H100 80GB HBM3") == (8, 4, False) == nv.QUANT_V5_DEFAULT
     assert nv.quant_v5_default("NVIDIA GeForce RTX 4090") == nv.QUANT_V5_DEFAULT
     assert all(cfg in nv.QUANT_V5_CONFIGS for cfg in nv.QUANT_V5_BY_MODEL.values())
-    assert nv.QUANT_V11_DEFAULT in nv.QUANT_V11_CONFIGS
+    assert set(nv.QUANT_V11_DEFAULTS) == {"linear", "swizzled"}
+    assert all(cfg in nv.QUANT_V11_CONFIGS for cfg in nv.QUANT_V11_DEFAULTS.values())
     assert nv.quant_swizzled_kernel("NVIDIA H200") == nv.quant_linear_kernel("NVIDIA H200") == "v11"
     assert nv.quant_swizzled_kernel("NVIDIA H100 80GB HBM3") == nv.quant_swizzled_kernel("other GPU") == "v5"
     assert nv.quant_linear_kernel("NVIDIA H100 80GB HBM3") == nv.quant_linear_kernel("other GPU") == "v1"

@@ -300,8 +300,11 @@ QUANT_V5_BY_MODEL = {"NVIDIA H100 80GB HBM3": (8, 4, False), "NVIDIA H200": (16,
 # issue-bound on an H200), per-tensor scales only. H200, commit 2ad4807 (data/diagnostics/quant_v11_h200.json): (8, 4)
 # 88.0% / 92.9% of copy, v5 (16, 2) 81.4% / 87.0% in the same run; record 8cff1cd: (8, 4) 87.4% / 92.0%. Not yet
 # measured on an H100.
+# The linear layout wants NB = 32: a CTA's scale bytes per row are then one whole 32-byte sector (NB = 8 writes a
+# quarter of one, and the H200 pays for the partial sectors): H200, commit 25ac3d0 (quant_v11_h200.json,
+# linear_configs): (32, 1) 87.0% / 87.4%, (8, 4) 83.6% / 82.2%.
 QUANT_V11_CONFIGS = ((8, 4), (8, 2), (16, 4), (16, 2), (32, 1))
-QUANT_V11_DEFAULT = (8, 4)
+QUANT_V11_DEFAULTS = {"swizzled": (8, 4), "linear": (32, 1)}
 # The kernel for a per-tensor scale, per GPU model and layout (a per-row given scale takes v5, or v1 for "linear"
 # on a model whose linear kernel is v1). Swizzled: v11 on the H200; v5 on the H100 (v11 unmeasured there). Linear:
 # H100, commit e1685f8: v1 85% / 92% of copy, v5 84% / 85%. H200, record 8cff1cd: v11 83.3% / 81.8% with a byte
@@ -382,7 +385,7 @@ def quantize(x: torch.Tensor, global_scale="tensor", layout: str = "linear", out
     zero for the swizzled layout). kernel: None (the fastest measured for the layout and this GPU model:
     quant_swizzled_kernel / quant_linear_kernel; with a per-row given scale v5 / quant_linear_kernel unless that is
     v11), "v11" (v5's tile with fewer instructions per element; per-tensor scales only; `config` = (NB, U) of
-    QUANT_V11_CONFIGS, None: QUANT_V11_DEFAULT), "v5" (coalesced row segments, swizzled scales written as whole
+    QUANT_V11_CONFIGS, None: the layout's QUANT_V11_DEFAULTS), "v5" (coalesced row segments, swizzled scales written as whole
     tiles from shared memory; `config` = (NB, U, SPLIT) of QUANT_V5_CONFIGS, None: this GPU model's,
     quant_v5_default), "v3" (fp32-pipe encoder, scale table), "v2" (grid-stride, 4 blocks per thread) or "v1"
     (one CTA per row); "row" always uses v1.
@@ -427,7 +430,7 @@ def quantize(x: torch.Tensor, global_scale="tensor", layout: str = "linear", out
         if g_stride or dynamic_row:
             raise InputError("kernel: 'v11' takes a per-tensor global scale (\"tensor\" or a tensor []), got a per-row "
                              "scale; use kernel 'v5' or None")
-        _launch_quantize_v11(x, M, K, g_in, out, QUANT_V11_DEFAULT if config is None else config)
+        _launch_quantize_v11(x, M, K, g_in, out, QUANT_V11_DEFAULTS[layout] if config is None else config)
         return out
     if kernel == "v5" and not dynamic_row:
         _launch_quantize_v5(x, M, K, g_in, g_stride, out, quant_v5_default(x.device) if config is None else config)
@@ -536,14 +539,18 @@ def _bench_quantize(M: int, K: int, ceil, progress: bool):
              "cupy_quantize_linear": ("linear", None, None), "cupy_quantize_swizzled": ("swizzled", None, None)}
     # the other kernels and configs of the swizzled layout (the unsuffixed name is this GPU model's default)
     default_sw = quant_swizzled_kernel(x.device)
-    default_cfg = quant_v5_default(x.device) if default_sw == "v5" else QUANT_V11_DEFAULT
+    default_cfg = quant_v5_default(x.device) if default_sw == "v5" else QUANT_V11_DEFAULTS["swizzled"]
     for kern, configs in (("v5", QUANT_V5_CONFIGS), ("v11", QUANT_V11_CONFIGS)):
         for cfg in configs:
             if (kern, cfg) != (default_sw, default_cfg):
                 given["cupy_quantize_swizzled_{}_nb{}u{}{}".format(kern, *cfg[:2], "s" if cfg[2:] == (True,) else "")] = (
                     "swizzled", kern, cfg)
-    for kern in ("v1", "v5", "v11"):  # the linear layout's other kernels
-        if kern != quant_linear_kernel(x.device):
+    for kern in ("v1", "v5", "v11"):  # the linear layout's other kernels (v11: every config but the default)
+        if kern == "v11":
+            for cfg in QUANT_V11_CONFIGS:
+                if (kern, cfg) != (quant_linear_kernel(x.device), QUANT_V11_DEFAULTS["linear"]):
+                    given["cupy_quantize_linear_v11_nb{}u{}".format(*cfg)] = ("linear", "v11", cfg)
+        elif kern != quant_linear_kernel(x.device):
             given[f"cupy_quantize_linear_{kern}"] = ("linear", kern, None)
     ref_lin = quantize_reference(x, g_given, "linear")
     ref_sw = NVFP4Tensor(ref_lin.codes, swizzle_scales(ref_lin.scales), ref_lin.global_scale, "swizzled", (M, K))
