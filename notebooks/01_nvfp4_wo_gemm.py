@@ -671,8 +671,11 @@ if wo_recs:
               + (f"; not met: {'; '.join(missed)}" if missed else ""))
 q_rows = vnv.quantize_target_rows(nbutil.card_records("nvfp4", rec_q))  # the quantizer's target, per card
 if q_rows:
-    viz.table(q_rows, title=f"NVFP4 quantize: the default kernel against {vnv.QUANT_TARGET_PCT}% of copy bandwidth, "
-                            "per card").show()
+    viz.table(q_rows, title=f"NVFP4 quantize: each layout's default kernel against {vnv.QUANT_TARGET_PCT}% of copy "
+                            "bandwidth, per card").show()
+    q_missed = [f"{r['card']} {r['case']} {r['layout']} ({r['measured']}%)" for r in q_rows if not r["met"]]
+    print(f"quantize target: {len(q_rows) - len(q_missed)} of {len(q_rows)} met"
+          + (f"; not met: {'; '.join(q_missed)}" if q_missed else ""))
 
 # %% [markdown]
 # ## What we learned

@@ -300,17 +300,26 @@ def test_quant_v11_diagnostic_profiler_counts():
 
 
 def test_quantize_target_rows():
-    """vnv.quantize_target_rows: one row per quantize case (not the dequantize one) and record, the default kernel's
-    % of the bound against 85%, unrounded; an inexact case fails the target."""
+    """vnv.quantize_target_rows: one row per quantize case (not the dequantize one), layout present and record, the
+    layout's default kernel's % of the bound against 85%, unrounded; an inexact case fails the target."""
     from workbench.viz import nvfp4 as vnv
 
-    def case(name, bound, us, passed=True):
-        return {"name": name, "bound_us": bound, "optimized": "k", "variants": {"k": {"median_us": us}},
+    def case(name, bound, us, lin_us=None, passed=True):
+        v = {"cupy_quantize_swizzled": {"median_us": us}}
+        if lin_us is not None:
+            v["cupy_quantize_linear"] = {"median_us": lin_us}
+        return {"name": name, "bound_us": bound, "optimized": "cupy_quantize_swizzled", "variants": v,
                 "validation": {"passed": passed}}
 
     rec = {"device": {"name": "GPU X"}, "git_commit": "abc1234",
-           "cases": [case("quantize_a", 84.99, 100.0), case("quantize_b", 85.0, 100.0), case("dequantize_c", 90, 100)]}
+           "cases": [case("quantize_a", 84.99, 100.0, 99.0), case("quantize_b", 85.0, 100.0),
+                     case("dequantize_c", 90, 100)]}
     rows = vnv.quantize_target_rows([rec])
-    assert [(r["case"], r["met"]) for r in rows] == [("quantize_a", False), ("quantize_b", True)]
+    assert [(r["case"], r["layout"], r["met"]) for r in rows] == [
+        ("quantize_a", "swizzled", False), ("quantize_a", "linear", True), ("quantize_b", "swizzled", True)]
     rec["cases"][1]["validation"]["passed"] = False
-    assert not vnv.quantize_target_rows([rec])[1]["met"]
+    assert not vnv.quantize_target_rows([rec])[2]["met"]
+    from workbench.runtime.kernels import REPO_ROOT
+
+    main = vnv.quantize_target_rows([json.loads((REPO_ROOT / "data/results/nvfp4.json").read_text())])
+    assert {r["layout"] for r in main} == {"swizzled", "linear"}  # the committed record times both defaults
