@@ -172,12 +172,11 @@ quant200 = nbutil.diagnostic("quant_v6_h200")
 if quant200:
     q_diag = vnv.quant_diag_rows(quant200)
     viz.table(q_diag, title=f"Quantizer builds, fastest first ({quant200['device']['name']})").show()
-    for case in dict.fromkeys(r["case"] for r in q_diag):
-        us = {r["build"]: r for r in q_diag if r["case"] == case}
-        floor = min((r for b, r in us.items() if "diag" in b), key=lambda r: r["us"])
-        v5_best = min((r for b, r in us.items() if b.startswith("v5")), key=lambda r: r["us"])
+    for case, best in vnv.quant_diag_fastest(q_diag, {"floor": "diag", "v5": "^v5"}).items():
+        floor, v5_best = best["floor"], best["v5"]
         print(f"{case}: the floor {floor['build']} {floor['us']} us ({floor['% of bound']}% of the bound), the fastest "
               f"v5 {v5_best['build']} {v5_best['us']} us ({v5_best['% of bound']}%)")
+        us = {r["build"]: r for r in q_diag if r["case"] == case}
         for b in us:
             if b.endswith("_lean") and b.removesuffix("_lean") in us:
                 twin = us[b.removesuffix("_lean")]["us"]
@@ -209,13 +208,10 @@ quant11 = nbutil.diagnostic("quant_v11_h200")
 if quant11:
     q11 = vnv.quant_diag_rows(quant11)
     viz.table(q11, title=f"Quantizer builds v5 / v8 / v11, fastest first ({quant11['device']['name']})").show()
-    for case in dict.fromkeys(r["case"] for r in q11):
-        us = {r["build"]: r for r in q11 if r["case"] == case}
-        best = {k: min((r for b, r in us.items() if b.startswith(k)), key=lambda r: r["us"])
-                for k in ("v5", "v11", "v8_nb16u2_enc9")}
+    for case, best in vnv.quant_diag_fastest(q11, {"v11": "^v11", "v5": "^v5", "floor": "diag"}).items():
         print(f"{case}: fastest v11 {best['v11']['build']} {best['v11']['us']} us ({best['v11']['% of bound']}% of the "
               f"bound), fastest v5 {best['v5']['build']} {best['v5']['us']} us ({best['v5']['% of bound']}%), "
-              f"no-encode floor {best['v8_nb16u2_enc9']['us']} us ({best['v8_nb16u2_enc9']['% of bound']}%)")
+              f"no-encode floor {best['floor']['us']} us ({best['floor']['% of bound']}%)")
     for k in quant11["ncu_8192x7168"]:
         print(f"  ncu {k['kernel']:32s} {k['duration_us']:6.2f} us, {k['instructions_per_element']:5.2f} instructions "
               f"per element, issue slots busy {k['issue_active_pct']:.0f}%, DRAM {k['dram_throughput_pct']:.0f}% of peak")

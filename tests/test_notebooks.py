@@ -286,6 +286,19 @@ def test_quantizer_rows_per_card_and_the_h200_diagnostic():
         assert all(all(r["validation"].values()) for r in diag["runs"])  # every check of every run passed
 
 
+def test_quant_diag_fastest():
+    """vnv.quant_diag_fastest: per case and label the fastest build whose name matches the label's pattern; a label
+    with no match in a case is absent."""
+    from workbench.viz import nvfp4 as vnv
+
+    rows = [{"case": "a", "build": b, "us": us} for b, us in
+            (("v5_x", 3.0), ("v5_y", 2.0), ("v11_x", 1.5), ("v8_diag_no_encode", 1.0))]
+    rows.append({"case": "b", "build": "v5_x", "us": 4.0})
+    best = vnv.quant_diag_fastest(rows, {"v5": "^v5", "v11": "^v11", "floor": "diag"})
+    assert {k: r["build"] for k, r in best["a"].items()} == {"v5": "v5_y", "v11": "v11_x", "floor": "v8_diag_no_encode"}
+    assert {k: r["build"] for k, r in best["b"].items()} == {"v5": "v5_x"}
+
+
 def test_quant_v11_diagnostic_profiler_counts():
     """The v11 diagnostic's Nsight Compute rows: instructions per element recomputed from the warp-instruction count
     of the [8192, 7168] launch, and v11 issuing fewer of them than v5, as notebook 01 says."""

@@ -173,6 +173,21 @@ def quant_diag_rows(diag: dict, run: int = -1) -> list[dict]:
     return rows
 
 
+def quant_diag_fastest(rows: list[dict], patterns: dict[str, str]) -> dict[str, dict[str, dict]]:
+    """Per case of quant_diag_rows' rows, per label of `patterns` (label -> regular expression searched in the build
+    name): the fastest matching row; a label no build of the case matches is left out."""
+    import re
+
+    out: dict[str, dict[str, dict]] = {}
+    for r in rows:
+        for label, pat in patterns.items():
+            if re.search(pat, r["build"]):
+                best = out.setdefault(r["case"], {}).get(label)
+                if best is None or r["us"] < best["us"]:
+                    out[r["case"]][label] = r
+    return out
+
+
 # Issue 3's speed targets for the dispatcher, each against a baseline of the same run: (target, baseline variant,
 # factor the dispatcher must be faster by, the M it applies to; None: every M of the record). "At most 1.15x
 # cuBLAS bf16's time" is a factor of 1 / 1.15.
