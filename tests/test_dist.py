@@ -59,6 +59,9 @@ def _skip_rank(ctx, which):
 
 
 def _raise_on_rank_1(ctx):
+    # Both ranks meet first: a rank 0 that returned (and tore down its group) while rank 1 was still inside gloo's
+    # init made rank 1 fail there instead, with gloo's "connectFullMesh failed" (seen once in CI).
+    ctx.barrier("before the failure")
     if ctx.rank == 1:
         raise ValueError("deliberate failure on rank 1")
     return ctx.rank
