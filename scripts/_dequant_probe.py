@@ -52,7 +52,7 @@ for layout in ("swizzled", "linear"):
     res = {k: [] for k in kerns}
     for _ in range(5):
         for k in kerns:
-            res[k].append(time_cuda(lambda k=k: deq(q, torch.bfloat16, out, k), reps=20, graph=True, inner=5, l2="warm",
+            res[k].append(time_cuda(lambda k=k, q=q, out=out: deq(q, torch.bfloat16, out, k), reps=20, graph=True, inner=5, l2="warm",
                                     max_seconds=2.0).median_us)
     print(f"dequantize bf16 {M}x{K} {layout}: bound {bound:.2f} us")
     for k, s in sorted(res.items(), key=lambda kv: statistics.median(kv[1])):
