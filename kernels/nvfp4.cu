@@ -445,68 +445,6 @@ __global__ void __launch_bounds__(256) nvfp4_quantize_v5(
 // @instantiate nvfp4_quantize_v5<8, 4, false>
 
 // ---------------------------------------------------------------------------------------------------
-// nvfp4_dequantize_v2<BPT>: one CTA per (row, chunk of 256 * BPT scale blocks), thread t taking blocks t, t + 256,
-// ... of the chunk (coalesced 8-byte code loads and 32-byte output rows per thread). Against v1: the row comes from
-// one 32-bit division per thread instead of a 64-bit one per block, g and 1 / g are read once per thread, and a code
-// decodes without branches: its magnitude bits placed at bit 22 are the fp32 bits of e2m1 * 2^-126 (the E2M1
-// values are the fp32 values of those 3-bit patterns times 2^126, subnormal 0.5 included), times 2^126 is exact,
-// times the block scale rounds once, as the reference's e2m1 * (float(sf) * (1 / g)); the sign is xor-ed in.
-// Grid: M * chunks CTAs (chunks = ceil(K/16 / (256 * BPT))), 256 threads.
-// ---------------------------------------------------------------------------------------------------
-__device__ __forceinline__ float e2m1_mul(uint32_t w, int j, float s) {
-    // code j of the 8 in w (element j, low nibble first) times s, signed
-    const uint32_t mag = (j <= 5 ? (w << (22 - 4 * j)) : (w >> (4 * j - 22))) & 0x01c00000u;
-    const float v = __fmul_rn(__fmul_rn(__uint_as_float(mag), 0x1p126f), s);
-    return __uint_as_float(__float_as_uint(v) ^ ((w << (28 - 4 * j)) & 0x80000000u));
-}
-template <int BPT>
-__global__ void __launch_bounds__(256) nvfp4_dequantize_v2(
-    const uint8_t* __restrict__ codes, const uint8_t* __restrict__ sf, const float* __restrict__ g_in,
-    int g_stride, int M, int K, int swizzled, void* __restrict__ out, int out_fp32, int chunks) {
-    const int KB = K >> 4, kb_padded = (KB + 3) & ~3;
-    const int row = blockIdx.x / chunks, kb0 = (blockIdx.x - row * chunks) * (256 * BPT) + threadIdx.x;
-    const float g_inv = 1.0f / g_in[(long long)row * g_stride];
-    const uint2* cr = reinterpret_cast<const uint2*>(codes + (long long)row * (K >> 1));
-    uint2 c[BPT];
-    uint8_t f[BPT];
-#pragma unroll
-    for (int j = 0; j < BPT; ++j) {  // every load first
-        const int kb = kb0 + 256 * j;
-        c[j] = kb < KB ? cr[kb] : make_uint2(0, 0);
-        f[j] = kb < KB ? sf[swizzled ? swizzled_sf_offset(row, kb, kb_padded) : (long long)row * KB + kb] : 0;
-    }
-#pragma unroll
-    for (int j = 0; j < BPT; ++j) {
-        const int kb = kb0 + 256 * j;
-        if (kb >= KB) break;
-        const float s = e4m3_to_f32(f[j]) * g_inv;
-        const long long i = (long long)row * KB + kb;  // the block's index: its 16 outputs start at 16 i
-        if (out_fp32) {
-            u32x4* o = reinterpret_cast<u32x4*>(reinterpret_cast<float*>(out) + i * 16);
-#pragma unroll
-            for (int q = 0; q < 4; ++q) {
-                const uint32_t w = q < 2 ? c[j].x : c[j].y;
-                const int e = 4 * (q & 1);
-                st16_stream(o + q, u32x4{__float_as_uint(e2m1_mul(w, e, s)), __float_as_uint(e2m1_mul(w, e + 1, s)),
-                                         __float_as_uint(e2m1_mul(w, e + 2, s)), __float_as_uint(e2m1_mul(w, e + 3, s))});
-            }
-        } else {
-            u32x4* o = reinterpret_cast<u32x4*>(reinterpret_cast<uint16_t*>(out) + i * 16);
-#pragma unroll
-            for (int h = 0; h < 2; ++h) {
-                const uint32_t w = h ? c[j].y : c[j].x;
-                st16_stream(o + h, u32x4{f32x2_to_bf16x2(e2m1_mul(w, 0, s), e2m1_mul(w, 1, s)),
-                                         f32x2_to_bf16x2(e2m1_mul(w, 2, s), e2m1_mul(w, 3, s)),
-                                         f32x2_to_bf16x2(e2m1_mul(w, 4, s), e2m1_mul(w, 5, s)),
-                                         f32x2_to_bf16x2(e2m1_mul(w, 6, s), e2m1_mul(w, 7, s))});
-            }
-        }
-    }
-}
-// @instantiate nvfp4_dequantize_v2<2>
-// @instantiate nvfp4_dequantize_v2<4>
-
-// ---------------------------------------------------------------------------------------------------
 // v11 nvfp4_quantize_v11: v5's CTA tile and lane mapping (a lane holds a 16-element block, NB blocks x 128 rows
 // per CTA) with fewer instructions per element, for a per-tensor global scale. Nsight Compute on an H200 showed v5
 // issue-bound (~78% of issue slots, ~17 instructions per element; the memory pattern alone runs at ~90% of copy),
