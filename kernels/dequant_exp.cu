@@ -58,6 +58,48 @@ __global__ void __launch_bounds__(256) nvfp4_dequantize_x(
         if (has1) dequant_block_x<MODE>(c1, e4m3_to_f32(f1) * (1.0f / g1), out, i1);
     }
 }
+
+// MODE 2 / 3: a lane per half block (8 elements), so one 16-byte store per lane and a warp's store covers 512
+// contiguous bytes (whole sectors; v1's lanes each write a whole block's 32 bytes in two stores, half a sector per
+// lane per store). 2: the branch-free decode; 3: v1's decode. 32-bit row division (n_blocks < 2^31 here).
+template <int MODE>
+__global__ void __launch_bounds__(256) nvfp4_dequantize_h(
+    const uint8_t* __restrict__ codes, const uint8_t* __restrict__ sf, const float* __restrict__ g_in,
+    int g_stride, int M, int K, int swizzled, void* __restrict__ out) {
+    const unsigned KB = K >> 4;
+    const unsigned n_half = 2u * M * KB;
+    const unsigned stride = gridDim.x * blockDim.x;
+    const int kb_padded = (KB + 3) & ~3;
+    for (unsigned h0 = blockIdx.x * blockDim.x + threadIdx.x; h0 < n_half; h0 += 2 * stride) {
+        const unsigned h1 = h0 + stride;
+        const bool has1 = h1 < n_half;
+        const uint32_t w0 = reinterpret_cast<const uint32_t*>(codes)[h0];
+        const uint32_t w1 = has1 ? reinterpret_cast<const uint32_t*>(codes)[h1] : 0u;
+        const unsigned i0 = h0 >> 1, i1 = h1 >> 1;
+        const int row0 = i0 / KB, row1 = has1 ? i1 / KB : 0;
+        const int kb0 = i0 - row0 * KB, kb1 = i1 - row1 * KB;
+        const float s0 = e4m3_to_f32(sf[swizzled ? swizzled_sf_offset(row0, kb0, kb_padded) : (long long)i0]) *
+                         (1.0f / g_in[(long long)row0 * g_stride]);
+        float s1 = 0.0f;
+        if (has1)
+            s1 = e4m3_to_f32(sf[swizzled ? swizzled_sf_offset(row1, kb1, kb_padded) : (long long)i1]) *
+                 (1.0f / g_in[(long long)row1 * g_stride]);
+#pragma unroll
+        for (int t = 0; t < 2; ++t) {
+            if (t == 1 && !has1) break;
+            const uint32_t w = t ? w1 : w0;
+            const float s = t ? s1 : s0;
+            float v[8];
+#pragma unroll
+            for (int j = 0; j < 8; ++j) v[j] = MODE == 2 ? e2m1_mul_x(w, j, s) : e2m1_decode(w >> (4 * j)) * s;
+            st16_stream(reinterpret_cast<u32x4*>(out) + (t ? h1 : h0),
+                        u32x4{f32x2_to_bf16x2(v[0], v[1]), f32x2_to_bf16x2(v[2], v[3]), f32x2_to_bf16x2(v[4], v[5]),
+                              f32x2_to_bf16x2(v[6], v[7])});
+        }
+    }
+}
+// @instantiate nvfp4_dequantize_h<2>
+// @instantiate nvfp4_dequantize_h<3>
 // @instantiate nvfp4_dequantize_x<0>
 // @instantiate nvfp4_dequantize_x<1>
 // @instantiate nvfp4_dequantize_x<9>

@@ -16,12 +16,16 @@ def deq(q, out, kern):
         return nv.dequantize(q, torch.bfloat16, out=out)
     M, K = q.shape
     g = q.global_scale
+    if kern[0] == "h":
+        launch(get_kernel("dequant_exp", f"nvfp4_dequantize_h<{kern[1:]}>"), nv._blocks_grid(M * K // 8), 256,
+               (q.codes, q.scales, g, int(g.dim() == 1), M, K, int(q.layout == "swizzled"), out))
+        return out
     launch(get_kernel("dequant_exp", f"nvfp4_dequantize_x<{kern[1:]}>"), nv._blocks_grid(M * K // 16), 256,
            (q.codes, q.scales, g, int(g.dim() == 1), M, K, int(q.layout == "swizzled"), out))
     return out
 
 
-kerns = ("v1", "x0", "x1", "x9")
+kerns = ("v1", "x0", "h2", "h3", "x1", "x9")
 checks = 0
 for (M, K) in ((300, 7184), (257, 7168), (64, 16384), (3, 48)):
     x = nv.make_inputs(M, K, seed=M + K)
@@ -29,7 +33,7 @@ for (M, K) in ((300, 7184), (257, 7168), (64, 16384), (3, 48)):
         for layout in ("linear", "swizzled"):
             q = nv.quantize(x, gs, layout)
             ref = nv.dequantize_reference(q).to(torch.bfloat16)
-            for kern in kerns[:3]:
+            for kern in kerns[:5]:
                 out = deq(q, torch.full((M, K), float("nan"), dtype=torch.bfloat16, device="cuda"), kern)
                 assert torch.equal(out, ref), (M, K, gs, layout, kern)
                 checks += 1
