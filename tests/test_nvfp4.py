@@ -423,12 +423,31 @@ def test_gpu_quantize_extremes_and_zero_rows():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("layout", ["linear", "swizzled"])
-def test_gpu_dequantize_exact(layout):
-    x = nv.make_inputs(130, 208, seed=10, device="cuda")
-    q = nv.quantize(x, "row", layout)
-    ref = nv.dequantize_reference(q)
-    assert torch.equal(nv.dequantize(q, torch.float32), ref)
-    assert torch.equal(nv.dequantize(q, torch.bfloat16), ref.to(torch.bfloat16))
+@pytest.mark.parametrize("kernel", [None, "v1", "v2"])
+@pytest.mark.parametrize("M,K", [(130, 208), (3, 48), (257, 7168), (300, 7184)])
+def test_gpu_dequantize_exact(layout, kernel, M, K):
+    """Every dequantize kernel equals the reference bit for bit (fp32, and bf16 rounded to nearest even) for
+    per-row and per-tensor scales and every tie point, and writes every element (outputs start as NaN)."""
+    x = nv.make_inputs(M, K, seed=10 + M, device="cuda")
+    cases = [nv.quantize(x, "row", layout), nv.quantize(x, "tensor", layout),
+             nv.quantize(nv.make_tie_inputs(M, K, seed=4, device="cuda"), torch.tensor(1.0, device="cuda"), layout)]
+    for q in cases:
+        ref = nv.dequantize_reference(q)
+        for dtype in (torch.float32, torch.bfloat16):
+            out = torch.full((M, K), float("nan"), dtype=dtype, device="cuda")
+            assert torch.equal(nv.dequantize(q, dtype, out=out, kernel=kernel), ref.to(dtype)), (dtype, kernel)
+
+
+def test_dequant_kernel_per_gpu_model():
+    assert nv.dequant_kernel("NVIDIA H200") == "v2"
+    assert nv.dequant_kernel("NVIDIA H100 80GB HBM3") == nv.dequant_kernel("other GPU") == nv.DEQUANT_DEFAULT == "v1"
+
+
+@pytest.mark.gpu
+def test_gpu_dequantize_rejects_unknown_kernel():
+    q = nv.quantize(nv.make_inputs(16, 32, seed=1, device="cuda"), "tensor")
+    with pytest.raises(InputError, match="kernel"):
+        nv.dequantize(q, kernel="v3")
 
 
 @pytest.mark.gpu
