@@ -134,6 +134,9 @@ print(nv.unpack_nibbles(qt.codes)[0, :16].tolist())
 # bit-exact against the reference (random inputs, every tie, huge and tiny values, K not a multiple of 64)
 # in the same run that times them. Bound: read bf16 x, write codes and scales, at the measured copy
 # bandwidth. The lines under the tables give each card's record: the default and the fastest kernel.
+# Dequantize (`cupy_dequantize_bf16`, each card's `dequant_kernel`): v1 runs a thread per 16-element block; v2 (the
+# H200's) a lane per 16 output bytes, so every warp store fills whole 32-byte sectors, and decodes without branches
+# (a code's magnitude bits at bit 22 are the fp32 bits of `e2m1 * 2^-126`).
 
 # %%
 from workbench import viz
