@@ -659,8 +659,15 @@ if INTERACTIVE:
 # by several percent between runs of one card (notes), about as much as the closest ratios miss or clear 3x by.
 
 # %%
-if wo_recs:
-    target_rows = vnv.wo_target_rows(wo_recs)
+def not_judged(recs, kind, shapes):
+    for r in vnv.judged_records(recs, kind)[1]:  # e.g. a live smoke run: its sizes say nothing about the targets
+        label = "this live run" if r.get("live") else f"commit {str(r['git_commit'])[:7]}"
+        print(f"{r['device']['name']} ({label}): not judged, its cases are not the targets' shapes ({shapes})")
+
+
+target_rows = vnv.wo_target_rows(wo_recs) if wo_recs else []
+not_judged(wo_recs or [], "wo", f"N, K = {vnv.WO_TARGET_SHAPE}")
+if target_rows:
     viz.table(target_rows, title="wo GEMM: the targets per card (each row's ratios from its own run)").show()
     for card in dict.fromkeys(r["card"] for r in target_rows):
         mine = [r for r in target_rows if r["card"] == card]
@@ -668,7 +675,9 @@ if wo_recs:
                   + (f", {r['with PDL']:.2f}x with PDL" if r["with PDL"] else "") + ")" for r in mine if not r["met"]]
         print(f"{card} ({mine[0]['commit']}): {len(mine) - len(missed)} of {len(mine)} met with ordinary launches"
               + (f"; not met: {'; '.join(missed)}" if missed else ""))
-q_rows = vnv.quantize_target_rows(nbutil.card_records("nvfp4", rec_q))  # the quantizer's target, per card
+q_recs = nbutil.card_records("nvfp4", rec_q)
+q_rows = vnv.quantize_target_rows(q_recs)  # the quantizer's target, per card
+not_judged(q_recs, "quantize", ", ".join(vnv.QUANT_TARGET_CASES))
 if q_rows:
     viz.table(q_rows, title=f"NVFP4 quantize: each layout's default kernel against {vnv.QUANT_TARGET_PCT}% of copy "
                             "bandwidth, per card").show()

@@ -125,7 +125,8 @@ def test_wo_target_rows():
         v = {"optimized": {"median_us": opt}, "cublas_bf16": {"median_us": bf16}, "torch_fp8": {"median_us": fp8}}
         if pdl:
             v["optimized_pdl"] = {"median_us": pdl}
-        return {"params": {"M": M}, "variants": v, "validation": {"passed": passed, "optimized.rel_l2": rel}}
+        return {"params": {"M": M, "N": 7168, "K": 16384}, "variants": v,
+                "validation": {"passed": passed, "optimized.rel_l2": rel}}
 
     rec = {"device": {"name": "GPU X"}, "git_commit": "abc1234",
            "cases": [case(8, 20.0, 60.0, 29.0, pdl=19.0), case(1, 20.1, 60.0, 31.0), case(4096, 100.0, 86.0, 80.0)]}
@@ -325,14 +326,33 @@ def test_quantize_target_rows():
                 "validation": {"passed": passed}}
 
     rec = {"device": {"name": "GPU X"}, "git_commit": "abc1234",
-           "cases": [case("quantize_a", 84.99, 100.0, 99.0), case("quantize_b", 85.0, 100.0),
+           "cases": [case("quantize_8192x7168", 84.99, 100.0, 99.0), case("quantize_8192x16384", 85.0, 100.0),
                      case("dequantize_c", 90, 100)]}
     rows = vnv.quantize_target_rows([rec])
     assert [(r["case"], r["layout"], r["met"]) for r in rows] == [
-        ("quantize_a", "swizzled", False), ("quantize_a", "linear", True), ("quantize_b", "swizzled", True)]
+        ("quantize_8192x7168", "swizzled", False), ("quantize_8192x7168", "linear", True),
+        ("quantize_8192x16384", "swizzled", True)]
     rec["cases"][1]["validation"]["passed"] = False
     assert not vnv.quantize_target_rows([rec])[2]["met"]
     from workbench.runtime.kernels import REPO_ROOT
 
     main = vnv.quantize_target_rows([json.loads((REPO_ROOT / "data/results/nvfp4.json").read_text())])
     assert {r["layout"] for r in main} == {"swizzled", "linear"}  # the committed record times both defaults
+    assert {r["case"] for r in main} == set(vnv.QUANT_TARGET_CASES)
+
+
+def test_target_rows_skip_smoke_shapes():
+    """A smoke run's record (smaller shapes) is not judged against the targets: wo_target_rows and
+    quantize_target_rows give it no rows, and judged_records sets it apart."""
+    from workbench.viz import nvfp4 as vnv
+
+    wo = {"device": {"name": "GPU X"}, "git_commit": "abc1234", "live": True,
+          "cases": [{"name": "wo_M1", "params": {"M": 1, "N": 1024, "K": 2048}, "validation": {"passed": True},
+                     "variants": {"cublas_bf16": {"median_us": 3.0}, "torch_fp8": {"median_us": 2.0},
+                                  "optimized": {"median_us": 1.0}}}]}
+    assert vnv.wo_target_rows([wo]) == []
+    assert vnv.judged_records([wo], "wo") == ([], [wo])
+    q = {"device": {"name": "GPU X"}, "git_commit": "abc1234",
+         "cases": [{"name": "quantize_256x7168", "bound_us": 1.0, "optimized": "cupy_quantize_swizzled",
+                    "variants": {"cupy_quantize_swizzled": {"median_us": 4.0}}, "validation": {"passed": True}}]}
+    assert vnv.quantize_target_rows([q]) == [] and vnv.judged_records([q], "quantize") == ([], [q])

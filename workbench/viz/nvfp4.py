@@ -195,17 +195,32 @@ WO_TARGETS = (("3x cuBLAS bf16", "cublas_bf16", 3.0, (1, 8, 32, 64)),
               ("1.5x torch fp8", "torch_fp8", 1.5, (1, 8, 32)),
               ("within 1.15x of cuBLAS bf16", "cublas_bf16", 1 / 1.15, None))
 WO_REL_L2_MAX = 1e-3  # the fused kernel against the fp32 GEMM of the dequantized operands
+WO_TARGET_SHAPE = (7168, 16384)  # (N, K) the targets are stated for; other cases (a smoke run's) are not judged
+
+
+def judged_records(records: list[dict], kind: str) -> tuple[list[dict], list[dict]]:
+    """(records with cases of the target shapes, the others) for kind "wo" (WO_TARGET_SHAPE) or "quantize"
+    (QUANT_TARGET_CASES): a smoke run's smaller shapes say nothing about the targets."""
+    def ok(rec):
+        if kind == "wo":
+            return any((c["params"].get("N"), c["params"].get("K")) == WO_TARGET_SHAPE for c in rec["cases"])
+        return any(c["name"] in QUANT_TARGET_CASES for c in rec["cases"])
+    return [r for r in records if ok(r)], [r for r in records if not ok(r)]
 
 
 def wo_target_rows(records: list[dict]) -> list[dict]:
     """Per record (GPU model), target of WO_TARGETS and M: the ratio it needs, the ratio measured with ordinary
     launches and with PDL (baseline time over the dispatcher's, both from that record's run), and whether each meets
     it; then one row per record for the accuracy target (the largest rel-L2 of `optimized` and `optimized_pdl` over
-    its cases). Ratios are compared unrounded; they are shown to 2 decimals."""
+    its cases). Only cases of WO_TARGET_SHAPE are judged (a record without any, a smoke run's, gives no rows). Ratios
+    are compared unrounded; they are shown to 2 decimals."""
     rows = []
     for rec in records:
         card, commit = rec["device"]["name"], rec["git_commit"]
-        cases = sorted(rec["cases"], key=lambda c: c["params"]["M"])
+        cases = sorted((c for c in rec["cases"] if (c["params"].get("N"), c["params"].get("K")) == WO_TARGET_SHAPE),
+                       key=lambda c: c["params"]["M"])
+        if not cases:
+            continue
         for target, base, factor, ms in WO_TARGETS:
             for c in cases:
                 M, v = c["params"]["M"], c["variants"]
@@ -227,6 +242,7 @@ def wo_target_rows(records: list[dict]) -> list[dict]:
 
 
 QUANT_TARGET_PCT = 85  # issue 3: the quantize kernels at >= 85% of measured copy bandwidth
+QUANT_TARGET_CASES = ("quantize_8192x7168", "quantize_8192x16384")  # the shapes the target is stated for
 
 
 # The quantize variants the target applies to: each layout's default kernel (the record's "optimized" is the swizzled
@@ -235,13 +251,13 @@ QUANT_TARGET_VARIANTS = (("swizzled", "cupy_quantize_swizzled"), ("linear", "cup
 
 
 def quantize_target_rows(records: list[dict]) -> list[dict]:
-    """Per nvfp4 record (GPU model), quantize case and layout (QUANT_TARGET_VARIANTS; a layout the record lacks is
-    skipped): the default kernel's % of the copy-bandwidth bound (unrounded for the comparison) against
+    """Per nvfp4 record (GPU model), quantize case of QUANT_TARGET_CASES and layout (QUANT_TARGET_VARIANTS; a layout
+    the record lacks is skipped): the default kernel's % of the copy-bandwidth bound (unrounded for the comparison) against
     QUANT_TARGET_PCT, and whether every variant of the case was exact."""
     rows = []
     for rec in records:
         for c in rec["cases"]:
-            if not c["name"].startswith("quantize"):
+            if c["name"] not in QUANT_TARGET_CASES:
                 continue
             for layout, name in QUANT_TARGET_VARIANTS:
                 if name not in c["variants"]:
