@@ -657,6 +657,7 @@ if INTERACTIVE:
 # quantizer's target: its default kernel at 85% of copy bandwidth or more, exact, at both shapes. `met` is the ordinary
 # launch; `met with PDL` the same dispatcher launched with programmatic dependent launch. cuBLAS bf16 itself moves
 # by several percent between runs of one card (notes), about as much as the closest ratios miss or clear 3x by.
+# Only the targets' shapes are judged: a live smoke run (smaller N, K and M) is listed as not judged.
 
 # %%
 def not_judged(recs, kind, shapes):
