@@ -697,6 +697,13 @@ if q_rows:
 #   napkin check; moving rounding to the fp32 pipe (quantize v3) and choosing the stored bit layout for the
 #   decode (wo v4) is what moved the times on the H200; on the H100 (less bandwidth per integer op) the
 #   quantizer v1 is already close to the bound and v3 does not beat it (compare the rows above).
+# - Profile before choosing the fix. On the H200 the quantizer v5 looked memory-bound but Nsight Compute showed it
+#   issue-bound (most issue slots busy, 17 instructions per element); bulk-copy feeds that serve the GEMMs well made
+#   it slower, and taking instructions out (v11: one FMA for the rounding step, the clamp on bf16 pairs, no per-block
+#   overhead on full tiles) brought it from ~81% to ~87% of copy bandwidth.
+# - Write whole 32-byte sectors. The linear scale bytes needed 32 blocks per CTA (a sector per row, not a quarter of
+#   one), and dequantize v2 gives each lane 16 contiguous output bytes so a warp store covers 512 bytes: both moved
+#   the H200 more than any change to their arithmetic.
 # - A static weight can be laid out for the kernel once: v4's prepared stream (coalesced 16-byte lane
 #   chunks, scales inside the stream, one scale block per lane and row) plus a stream-K split beat every
 #   v1-v3 tiling at M <= 8. It does not reach the copy bound yet: the table's "% of bound" says how far.
