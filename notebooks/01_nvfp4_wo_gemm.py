@@ -175,10 +175,8 @@ quant200 = nbutil.diagnostic("quant_v6_h200")
 if quant200:
     q_diag = vnv.quant_diag_rows(quant200)
     viz.table(q_diag, title=f"Quantizer builds, fastest first ({quant200['device']['name']})").show()
-    for case, best in vnv.quant_diag_fastest(q_diag, {"floor": "diag", "v5": "^v5"}).items():
-        floor, v5_best = best["floor"], best["v5"]
-        print(f"{case}: the floor {floor['build']} {floor['us']} us ({floor['% of bound']}% of the bound), the fastest "
-              f"v5 {v5_best['build']} {v5_best['us']} us ({v5_best['% of bound']}%)")
+    for case, line in vnv.quant_diag_summary(q_diag, {"no-encode floor": "diag", "v5": "^v5"}).items():
+        print(line)
         us = {r["build"]: r for r in q_diag if r["case"] == case}
         for b in us:
             if b.endswith("_lean") and b.removesuffix("_lean") in us:
@@ -211,10 +209,10 @@ quant11 = nbutil.diagnostic("quant_v11_h200")
 if quant11:
     q11 = vnv.quant_diag_rows(quant11)
     viz.table(q11, title=f"Quantizer builds v5 / v8 / v11, fastest first ({quant11['device']['name']})").show()
-    for case, best in vnv.quant_diag_fastest(q11, {"v11": "^v11", "v5": "^v5", "floor": "diag"}).items():
-        print(f"{case}: fastest v11 {best['v11']['build']} {best['v11']['us']} us ({best['v11']['% of bound']}% of the "
-              f"bound), fastest v5 {best['v5']['build']} {best['v5']['us']} us ({best['v5']['% of bound']}%), "
-              f"no-encode floor {best['floor']['us']} us ({best['floor']['% of bound']}%)")
+    for line in vnv.quant_diag_summary(q11, {"v11": "^v11", "v5": "^v5", "no-encode floor": "diag"}).values():
+        print(line)
+    ncu_bound = quant11["runs"][-1]["cases"]["quantize_8192x7168"]["bound_us"]
+    print(f"Nsight Compute, one launch each at [8192, 7168] (copy-bandwidth bound {ncu_bound} us):")
     for k in quant11["ncu_8192x7168"]:
         print(f"  ncu {k['kernel']:32s} {k['duration_us']:6.2f} us, {k['instructions_per_element']:5.2f} instructions "
               f"per element, issue slots busy {k['issue_active_pct']:.0f}%, DRAM {k['dram_throughput_pct']:.0f}% of peak")

@@ -298,6 +298,12 @@ def test_quant_diag_fastest():
     best = vnv.quant_diag_fastest(rows, {"v5": "^v5", "v11": "^v11", "floor": "diag"})
     assert {k: r["build"] for k, r in best["a"].items()} == {"v5": "v5_y", "v11": "v11_x", "floor": "v8_diag_no_encode"}
     assert {k: r["build"] for k, r in best["b"].items()} == {"v5": "v5_x"}
+    for r in rows:
+        r["% of bound"] = round(100 / r["us"], 1)
+    lines = vnv.quant_diag_summary(rows, {"v5": "^v5", "floor": "diag"})
+    assert lines["a"] == ("a: fastest v5 v5_y 2.0 us (50.0% of the bound), "
+                          "fastest floor v8_diag_no_encode 1.0 us (100.0% of the bound)")
+    assert lines["b"] == "b: fastest v5 v5_x 4.0 us (25.0% of the bound)"
 
 
 def test_quant_v11_diagnostic_profiler_counts():

@@ -188,6 +188,14 @@ def quant_diag_fastest(rows: list[dict], patterns: dict[str, str]) -> dict[str, 
     return out
 
 
+def quant_diag_summary(rows: list[dict], patterns: dict[str, str]) -> dict[str, str]:
+    """Per case of quant_diag_rows' rows, one line: for each label of `patterns` (quant_diag_fastest) the fastest
+    matching build, its time and its % of the copy-bandwidth bound."""
+    return {case: f"{case}: " + ", ".join(f"fastest {label} {r['build']} {r['us']} us ({r['% of bound']}% of the bound)"
+                                          for label, r in best.items())
+            for case, best in quant_diag_fastest(rows, patterns).items()}
+
+
 # Issue 3's speed targets for the dispatcher, each against a baseline of the same run: (target, baseline variant,
 # factor the dispatcher must be faster by, the M it applies to; None: every M of the record). "At most 1.15x
 # cuBLAS bf16's time" is a factor of 1 / 1.15.
@@ -198,13 +206,18 @@ WO_REL_L2_MAX = 1e-3  # the fused kernel against the fp32 GEMM of the dequantize
 WO_TARGET_SHAPE = (7168, 16384)  # (N, K) the targets are stated for; other cases (a smoke run's) are not judged
 
 
+def _judged_case(c: dict, kind: str) -> bool:
+    """Whether a record's case has a target's shape: kind "wo" (WO_TARGET_SHAPE) or "quantize" (QUANT_TARGET_CASES)."""
+    if kind == "wo":
+        return (c["params"].get("N"), c["params"].get("K")) == WO_TARGET_SHAPE
+    return c["name"] in QUANT_TARGET_CASES
+
+
 def judged_records(records: list[dict], kind: str) -> tuple[list[dict], list[dict]]:
-    """(records with cases of the target shapes, the others) for kind "wo" (WO_TARGET_SHAPE) or "quantize"
-    (QUANT_TARGET_CASES): a smoke run's smaller shapes say nothing about the targets."""
+    """(records with cases of the target shapes, the others) for kind "wo" or "quantize" (_judged_case): a smoke
+    run's smaller shapes say nothing about the targets."""
     def ok(rec):
-        if kind == "wo":
-            return any((c["params"].get("N"), c["params"].get("K")) == WO_TARGET_SHAPE for c in rec["cases"])
-        return any(c["name"] in QUANT_TARGET_CASES for c in rec["cases"])
+        return any(_judged_case(c, kind) for c in rec["cases"])
     return [r for r in records if ok(r)], [r for r in records if not ok(r)]
 
 
@@ -217,8 +230,7 @@ def wo_target_rows(records: list[dict]) -> list[dict]:
     rows = []
     for rec in records:
         card, commit = rec["device"]["name"], rec["git_commit"]
-        cases = sorted((c for c in rec["cases"] if (c["params"].get("N"), c["params"].get("K")) == WO_TARGET_SHAPE),
-                       key=lambda c: c["params"]["M"])
+        cases = sorted((c for c in rec["cases"] if _judged_case(c, "wo")), key=lambda c: c["params"]["M"])
         if not cases:
             continue
         for target, base, factor, ms in WO_TARGETS:
@@ -257,7 +269,7 @@ def quantize_target_rows(records: list[dict]) -> list[dict]:
     rows = []
     for rec in records:
         for c in rec["cases"]:
-            if c["name"] not in QUANT_TARGET_CASES:
+            if not _judged_case(c, "quantize"):
                 continue
             for layout, name in QUANT_TARGET_VARIANTS:
                 if name not in c["variants"]:
