@@ -1,0 +1,203 @@
+// wo_gemm_v9.cu: fused NVFP4 W4A16 GEMM for decode with row-owned CTAs (no split-K, one kernel per call).
+//
+//   out[M, N] (bf16) = x[M, K] (bf16) @ W^T * (1 / g_w),  M <= XR, W as the v9 stream (below).
+//
+// Why: the stream-K kernels (v4-v6, v5) split K across CTAs, so every call ends with fp32 partials reduced by
+// red.add into a workspace and a second kernel (wo_finalize) that converts them: on the H200 the finalize's tail
+// and its launch cost ~2 us of a ~21 us call at M <= 8 (docs/notes_wo_gemm.md, fifteenth pass), about what the
+// 3x target misses by. v9 gives each CTA whole output rows over the full K instead: the CTA sums its own
+// partials in shared memory and writes bf16 out itself. No workspace, no atomics, no second kernel.
+//
+// Balance: the weight is the mma.sync B operand (n8 = 8 weight rows, the "slice"), so rows split in units of 8:
+// wo's 896 slices over 132 CTAs is 6 or 7 slices each, 3% above the mean (16-row tiles would be 4 against 3.4).
+// The tokens are the m16 A operand: rows 0-7 (and 8-15 when XR >= 16) of each m16 tile; XR = 8 passes zeros for
+// the upper half, whose products land in accumulator rows that are never stored.
+//
+// The v9 stream (workbench/techniques/wo_gemm_v9.py, prepare_stream_v9): uint8 [K/128 chunks][N/8 slices][576]:
+// per slice and 128-k chunk, 32 lanes x 16 B of code words, then 64 scale bytes. Lane l = 4g + t holds row
+// 8 slice + g, words jw = 0..3 with the 8 codes at k = 128 c + 32 jw + 8 t + 0..7 (one 16-k scale block per word),
+// bits placed for rot_decode_word (wb_nvfp4_decode.cuh) so that registers r0, r2 are the B fragment of the first
+// k16 step (k + 0..1, k + 2..3) and r1, r3 of the second (k + 4..5, 6..7). The k order inside an mma is permuted
+// (k is a dummy index; x's A fragment uses the same order, so a lane's x is 16 contiguous bytes per word). Scale
+// byte jw of the 4-byte word at 512 + 8 g + 4 (t >> 1): row g's re-encoded scale of block 2 jw + (t >> 1).
+// A CTA's slices of one chunk are adjacent, so a stage of CH chunks is CH bulk copies of cnt * 576 bytes.
+//
+// Pipeline: a producer warp streams weight chunks and x rows into a STAGES-deep shared-memory ring
+// (cp.async.bulk); with PDL the weight copies of the first stages go out before griddepcontrol.wait, x after it.
+// Consumer warp w takes chunks w, w + WARPS, ... of each stage and accumulates all of the CTA's slices, so each x
+// fragment it loads serves every slice. At the end the warps' partials meet in shared memory.
+#include "wb_common.cuh"
+#include "wb_nvfp4_decode.cuh"
+#include "wb_tma.cuh"
+#include "wb_pdl.cuh"
+
+constexpr int V9_CHUNK_K = 128;      // k per chunk
+constexpr int V9_CHUNK_BYTES = 576;  // one slice's share of a chunk: 512 code + 64 scale bytes
+
+__device__ __forceinline__ uint32_t lds4(uint32_t addr) {
+    uint32_t v;
+    asm volatile("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(addr));
+    return v;
+}
+
+__device__ __forceinline__ void mma_bf16_16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                               uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// MAXS: most slices a CTA owns (the host checks ceil(N / 8 / grid) <= MAXS); XR: x rows staged (M <= XR; 8, 16
+// or 32); WARPS consumer warps; CH chunks per stage (a multiple of WARPS); STAGES ring depth; DIAG 1: stream only
+// (the consumers wait for and release each stage; no decode, no mma, no output: never validated).
+template <int MAXS, int XR, int WARPS, int CH, int STAGES, int DIAG = 0>
+__global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9(
+    const uint16_t* __restrict__ x, const uint8_t* __restrict__ wp, const float* __restrict__ g_w,
+    uint16_t* __restrict__ out, int M, int N, int K) {
+    static_assert(CH % WARPS == 0, "each consumer warp takes the same number of chunks per stage");
+    static_assert(XR == 8 || XR == 16 || XR == 32, "x rows: 8, 16 or 32");
+    constexpr int MT = XR > 16 ? 2 : 1;          // m16 token tiles
+    constexpr bool UPPER = XR > 8;               // rows 8-15 of each m16 tile carry tokens
+    constexpr int X_PITCH = CH * 256 + 64;       // bytes per staged x row: 64 mod 128 -> conflict-free 16-B reads
+    constexpr int W_STAGE = CH * MAXS * V9_CHUNK_BYTES;
+    constexpr int STAGE = W_STAGE + XR * X_PITCH;
+    extern __shared__ __align__(128) uint8_t ring[];
+    const uint32_t ring0 = smem_addr(ring), full0 = ring0 + STAGES * STAGE, empty0 = full0 + 8 * STAGES;
+    const int S = N >> 3, G = gridDim.x, b = blockIdx.x, q = S / G, rem = S % G;
+    const int lo = b * q + min(b, rem), cnt = q + (b < rem ? 1 : 0);
+    const int n_chunks = K / V9_CHUNK_K, n_st = (n_chunks + CH - 1) / CH;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    // The next kernel may be scheduled now: it waits in its own griddepcontrol.wait for our completion.
+    pdl_trigger();
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < STAGES; ++s) {
+            mbar_init(full0 + 8 * s, 1);
+            mbar_init(empty0 + 8 * s, WARPS);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();
+
+    if (warp == WARPS) {
+        // Producer: lane j < CH copies chunk j of a stage (the CTA's cnt slices, adjacent), lanes copy x rows.
+        const int m_rows = DIAG ? 0 : M;
+        const uint32_t slice_bytes = (uint32_t)cnt * V9_CHUNK_BYTES;
+        auto arm_and_copy_w = [&](int st) {
+            const int slot = st % STAGES, c0 = st * CH, nc = min(CH, n_chunks - c0);
+            if (lane == 0) mbar_arrive_expect_tx(full0 + 8 * slot, nc * (slice_bytes + m_rows * 2 * V9_CHUNK_K));
+            __syncwarp();
+            if (lane < nc)
+                bulk_load(ring0 + slot * STAGE + lane * MAXS * V9_CHUNK_BYTES,
+                          wp + ((long long)(c0 + lane) * S + lo) * V9_CHUNK_BYTES, slice_bytes, full0 + 8 * slot);
+        };
+        auto copy_x = [&](int st) {
+            const int slot = st % STAGES, c0 = st * CH, nc = min(CH, n_chunks - c0);
+            for (int m = lane; m < m_rows; m += 32)
+                bulk_load(ring0 + slot * STAGE + W_STAGE + m * X_PITCH, x + (long long)m * K + c0 * V9_CHUNK_K,
+                          nc * 2 * V9_CHUNK_K, full0 + 8 * slot);
+        };
+        const int pre = min(STAGES, n_st);
+        for (int st = 0; st < pre; ++st) arm_and_copy_w(st);  // the weight is constant: no need to wait
+        pdl_wait();  // x belongs to the previous kernel until it completes
+        for (int st = 0; st < pre; ++st) copy_x(st);
+        for (int st = pre; st < n_st; ++st) {
+            mbar_wait(empty0 + 8 * (st % STAGES), ((st / STAGES) + 1) & 1);
+            arm_and_copy_w(st);
+            copy_x(st);
+        }
+        return;
+    }
+
+    const int g = lane >> 2, t = lane & 3;
+    float acc[MAXS][MT][4];
+#pragma unroll
+    for (int s = 0; s < MAXS; ++s)
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) acc[s][mt][i] = 0.0f;
+
+    for (int st = 0; st < n_st; ++st) {
+        const int slot = st % STAGES, nc = min(CH, n_chunks - st * CH);
+        mbar_wait(full0 + 8 * slot, (st / STAGES) & 1);
+        if constexpr (DIAG == 0) {
+            for (int j = warp; j < nc; j += WARPS) {
+                const uint32_t wbase = ring0 + slot * STAGE + j * MAXS * V9_CHUNK_BYTES;
+                const uint32_t xbase = ring0 + slot * STAGE + W_STAGE + g * X_PITCH + j * 256 + t * 16;
+                u32x4 xa[MT][UPPER ? 2 : 1][4];  // [token tile][row half][word]: 8 k of row g (+ 8) per word
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                    for (int h = 0; h < (UPPER ? 2 : 1); ++h)
+#pragma unroll
+                        for (int jw = 0; jw < 4; ++jw) xa[mt][h][jw] = lds16(xbase + (16 * mt + 8 * h) * X_PITCH + jw * 64);
+#pragma unroll
+                for (int s = 0; s < MAXS; ++s) {
+                    if (s >= cnt) break;
+                    const u32x4 wv = lds16(wbase + s * V9_CHUNK_BYTES + lane * 16);
+                    const uint32_t sw = lds4(wbase + s * V9_CHUNK_BYTES + 512 + g * 8 + (t >> 1) * 4);
+#pragma unroll
+                    for (int jw = 0; jw < 4; ++jw) {
+                        const uint32_t sc = v4_scale(sw, jw);
+                        uint32_t r[4];
+                        rot_decode_word(word_of(wv, jw), sc, sc, r);
+#pragma unroll
+                        for (int mt = 0; mt < MT; ++mt) {
+                            const u32x4& lo4 = xa[mt][0][jw];
+                            const uint32_t hx = UPPER ? xa[mt][UPPER ? 1 : 0][jw].x : 0u;
+                            const uint32_t hy = UPPER ? xa[mt][UPPER ? 1 : 0][jw].y : 0u;
+                            const uint32_t hz = UPPER ? xa[mt][UPPER ? 1 : 0][jw].z : 0u;
+                            const uint32_t hw = UPPER ? xa[mt][UPPER ? 1 : 0][jw].w : 0u;
+                            mma_bf16_16816(acc[s][mt], lo4.x, hx, lo4.y, hy, r[0], r[2]);
+                            mma_bf16_16816(acc[s][mt], lo4.z, hz, lo4.w, hw, r[1], r[3]);
+                        }
+                    }
+                }
+            }
+        }
+        __syncwarp();
+        if (lane == 0) mbar_arrive(empty0 + 8 * slot);  // every lane's shared reads of this stage are done
+    }
+    if constexpr (DIAG != 0) {
+        return;
+    } else {
+        // The warps' partials meet in shared memory (the drained ring): red[warp][s][mt][i][lane].
+        asm volatile("bar.sync 1, %0;" ::"n"(WARPS * 32) : "memory");
+        float* red = reinterpret_cast<float*>(ring);
+#pragma unroll
+        for (int s = 0; s < MAXS; ++s)
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                for (int i = 0; i < 4; ++i) red[(((warp * MAXS + s) * MT + mt) * 4 + i) * 32 + lane] = acc[s][mt][i];
+        asm volatile("bar.sync 1, %0;" ::"n"(WARPS * 32) : "memory");
+        pdl_wait();  // out may still be read or written by the previous kernel (returns at once without PDL)
+        const float alpha = (1.0f / g_w[0]) * TWO_POW_63;  // the decoded weights carry 2^63
+        // Pair p = ((s MT + mt) 2 + hh) 32 + lane: accumulator elements 2 hh, 2 hh + 1 of that lane = token
+        // 16 mt + 8 hh + g, rows 8 (lo + s) + 2 t, + 1: one bf16x2 store.
+        for (int p = threadIdx.x; p < MAXS * MT * 64; p += WARPS * 32) {
+            const int pl = p & 31, hh = (p >> 5) & 1, smt = p >> 6, s = smt / MT, mt = smt % MT;
+            const int tok = 16 * mt + 8 * hh + (pl >> 2);
+            if (s >= cnt || tok >= M) continue;
+            float v0 = 0.0f, v1 = 0.0f;
+#pragma unroll
+            for (int w = 0; w < WARPS; ++w) {
+                v0 += red[(((w * MAXS + s) * MT + mt) * 4 + 2 * hh) * 32 + pl];
+                v1 += red[(((w * MAXS + s) * MT + mt) * 4 + 2 * hh + 1) * 32 + pl];
+            }
+            const int row = 8 * (lo + s) + 2 * (pl & 3);
+            *reinterpret_cast<uint32_t*>(out + (long long)tok * N + row) = f32x2_to_bf16x2(v0 * alpha, v1 * alpha);
+        }
+    }
+}
+// v9<MAXS, XR, WARPS, CH, STAGES, DIAG>
+// @instantiate w4a16_v9<7, 8, 8, 8, 4>
+// @instantiate w4a16_v9<7, 8, 4, 8, 4>
+// @instantiate w4a16_v9<7, 8, 8, 16, 2>
+// @instantiate w4a16_v9<7, 8, 4, 4, 8>
+// @instantiate w4a16_v9<7, 16, 8, 8, 3>
+// @instantiate w4a16_v9<7, 32, 4, 4, 4>
+// diagnostic (no output)
+// @instantiate w4a16_v9<7, 8, 8, 8, 4, 1>

@@ -1,0 +1,189 @@
+"""wo GEMM step 9: row-owned CTAs for decode, one kernel per call (kernels/wo_gemm_v9.cu).
+
+The stream-K kernels (v4-v6, v5) split K across CTAs and end every call with fp32 partials in a workspace and a
+second kernel, wo_finalize. v9 gives each CTA whole output rows over the full K: the weight is the mma.sync B
+operand (8 rows per "slice"), the tokens the m16 A operand, so wo's 896 slices split 6 or 7 per CTA on 132 SMs;
+the CTA's warps sum their partials in shared memory and write bf16 out. M <= 8, 16 or 32 (the build's XR).
+
+The v9 stream (prepare_stream_v9, once per weight): uint8 [K/128, N/8, 576]: per 128-k chunk c and slice s,
+32 lanes x 16 B of code words, then 64 scale bytes.
+- lane l = 4g + t, word jw (0..3): the 8 codes of row 8s + g at k = 128c + 32jw + 8t + 0..7, bits placed for the
+  rotate decode (wo_gemm_v5.word_sources("rot")): register r0 gets k + 0, 1; r2 k + 2, 3; r1 k + 4, 5; r3 k + 6, 7;
+- scale bytes: at 8g + 4h + jw the re-encoded scale (wo_gemm._reencode_scales) of row 8s + g, block 8c + 2jw + h
+  (lane t reads h = t >> 1). Codes of zero-scale blocks are zeroed, as in v4.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..runtime import InputError
+from . import nvfp4
+from .nvfp4 import NVFP4Tensor
+from .wo_gemm import (
+    PreparedWeight,
+    _reencode_scales,
+    check_gemm_input,
+    check_prepare_input,
+    decode_reencoded_scales,
+    gemm_output,
+)
+from .wo_gemm_v5 import MAX_DYNAMIC_SMEM, decode_word_regs, word_sources
+
+V9_CHUNK_K = 128
+V9_CHUNK_BYTES = 576
+# fragment register r of the rotate decode -> the k offset (within the word's 8) of its low element
+V9_REG_K = (0, 4, 2, 6)
+
+
+def prepare_stream_v9(w: NVFP4Tensor, rows_per_step: int = 1024) -> torch.Tensor:
+    """NVFP4Tensor [N, K] (linear scales, per-tensor global scale, N % 16 == 0, K % 128 == 0) -> the v9 stream,
+    uint8 [K/128, N/8, 576] on the weight's device. Exact: a relayout plus the v4 scale re-encoding."""
+    N, K = check_prepare_input(w, V9_CHUNK_K, "the v9 stream")
+    src = word_sources("rot")
+    nc = K // V9_CHUNK_K
+    parts = []
+    for r0 in range(0, N, rows_per_step):
+        r1 = min(N, r0 + rows_per_step)
+        S = (r1 - r0) // 8
+        u = _reencode_scales(w.scales[r0:r1])  # [R, K/16]
+        codes = nvfp4.unpack_nibbles(w.codes[r0:r1]).view(r1 - r0, K // 16, 16)
+        codes = torch.where((u == 0)[..., None], torch.zeros_like(codes), codes).to(torch.int64)
+        c = codes.view(S, 8, nc, 4, 4, 8)  # [slice, g, chunk, jw, t, kk]: k = 128 chunk + 32 jw + 8 t + kk
+        word = torch.zeros((S, 8, nc, 4, 4), dtype=torch.int64, device=codes.device)
+        for r, reg in enumerate(src):
+            for e in (0, 1):
+                code = c[..., V9_REG_K[r] + e]
+                for bit, pos in enumerate(reg[e]):
+                    word |= ((code >> bit) & 1) << pos
+        word = word.permute(2, 0, 1, 4, 3).contiguous()  # [chunk, slice, g, t, jw]
+        wbytes = torch.stack([(word >> (8 * i)) & 0xFF for i in range(4)], dim=-1).to(torch.uint8)
+        # scales [slice, g, chunk, jw, h] (block 8 chunk + 2 jw + h) -> [chunk, slice, g, h, jw]
+        us = u.view(S, 8, nc, 4, 2).permute(2, 0, 1, 4, 3).reshape(nc, S, 64)
+        parts.append(torch.cat([wbytes.reshape(nc, S, 512), us], dim=2))
+    return torch.cat(parts, dim=1).contiguous()
+
+
+def decode_stream_v9(data: torch.Tensor, global_scale: torch.Tensor, shape) -> torch.Tensor:
+    """Emulate the kernel's reads and decode of the v9 stream (the same lane, word and scale indexing as
+    w4a16_v9, the rotate decode bit for bit): fp32 weight e2m1 * sf * (1/g) [N, K]. CPU-capable (tests)."""
+    N, K = shape
+    nc, S = K // V9_CHUNK_K, N // 8
+    d = data.to(torch.int64).reshape(nc, S, V9_CHUNK_BYTES)
+    cb = d[..., :512].reshape(nc, S, 8, 4, 4, 4)  # [chunk, slice, g, t, jw, byte]
+    words = cb[..., 0] | (cb[..., 1] << 8) | (cb[..., 2] << 16) | (cb[..., 3] << 24)  # [chunk, slice, g, t, jw]
+    regs = decode_word_regs(words, "rot")
+    sb = d[..., 512:].reshape(nc, S, 8, 2, 4)  # [chunk, slice, g, h, jw]
+    s = decode_reencoded_scales(sb.to(torch.uint8)).float()
+    g_inv = torch.div(torch.ones_like(global_scale.float()), global_scale.float()).to(s.device)
+    s = s * g_inv
+    s_lane = s[:, :, :, [0, 0, 1, 1], :]  # lane t reads h = t >> 1: [chunk, slice, g, t, jw]
+    out = torch.zeros((S, 8, nc, 4, 4, 8), dtype=torch.float32, device=d.device)  # [slice, g, chunk, jw, t, kk]
+    for r, reg in enumerate(regs):
+        for e in (0, 1):
+            v = ((reg >> (16 * e)) & 0xFFFF).to(torch.int32) << 16
+            v = v.view(torch.float32) * 2.0**126 * s_lane  # e2m1 * 2^-126 as bf16 bits, times 2^126, times s
+            out[..., V9_REG_K[r] + e] = v.permute(1, 2, 0, 4, 3)
+    return out.reshape(N, K)
+
+
+@dataclass(frozen=True)
+class V9Config:
+    """Template parameters of w4a16_v9: MAXS slices per CTA at most, XR x rows staged (M <= XR), WARPS consumer
+    warps, CH 128-k chunks per ring stage, STAGES ring depth; diag 1: the stream-only twin (no output: never
+    validated). The grid is min(SMs, N / 8) CTAs of 6-7 slices on wo."""
+
+    maxs: int
+    xr: int
+    warps: int
+    ch: int
+    stages: int
+    diag: int = 0
+
+    @property
+    def expr(self) -> str:
+        d = f", {self.diag}" if self.diag else ""
+        return f"w4a16_v9<{self.maxs}, {self.xr}, {self.warps}, {self.ch}, {self.stages}{d}>"
+
+    @property
+    def tokens(self) -> int:
+        return self.xr
+
+    @property
+    def rows(self) -> int:  # the row granularity (N must be a multiple)
+        return 8
+
+    @property
+    def stage_bytes(self) -> int:
+        return self.ch * self.maxs * V9_CHUNK_BYTES + self.xr * (self.ch * 256 + 64)
+
+    @property
+    def smem(self) -> int:
+        return self.stages * self.stage_bytes + 16 * self.stages
+
+    @property
+    def threads(self) -> int:
+        return (self.warps + 1) * 32
+
+    def __str__(self) -> str:
+        d = "_diag_stream" if self.diag == 1 else ""
+        return f"v9_s{self.maxs}_x{self.xr}_w{self.warps}_ch{self.ch}_st{self.stages}{d}"
+
+
+# Instantiated in kernels/wo_gemm_v9.cu.
+V9_KERNELS = [V9Config(7, 8, 8, 8, 4), V9Config(7, 8, 4, 8, 4), V9Config(7, 8, 8, 16, 2), V9Config(7, 8, 4, 4, 8),
+              V9Config(7, 16, 8, 8, 3), V9Config(7, 32, 4, 4, 4)]
+V9_DIAGNOSTICS = [V9Config(7, 8, 8, 8, 4, 1)]
+
+
+def v9_candidates(M: int) -> list[V9Config]:
+    """The v9 builds that serve M tokens (M <= XR), smallest XR first."""
+    return [k for k in V9_KERNELS if k.xr >= M and k.xr == min(c.xr for c in V9_KERNELS if c.xr >= M)]
+
+
+def v9_stream(pw: PreparedWeight) -> torch.Tensor:
+    """The v9 stream of a prepared weight, built on first use and cached on it (66 MB for wo)."""
+    if pw.data_v5 is None:
+        pw.data_v5 = {}
+    if "v9" not in pw.data_v5:
+        pw.data_v5["v9"] = prepare_stream_v9(pw.source)
+    return pw.data_v5["v9"]
+
+
+def v9_grid(N: int, sms: int, cfg: V9Config) -> int:
+    """CTAs for N rows: one per SM (at most one per slice); raises if a CTA would own more than cfg.maxs slices."""
+    slices = N // 8
+    grid = min(sms, slices)
+    if math.ceil(slices / grid) > cfg.maxs:
+        raise InputError(f"w.shape[0] (N): config {cfg} serves N <= {8 * cfg.maxs * sms} on {sms} SMs "
+                         f"({cfg.maxs} slices of 8 rows per CTA), got {N}")
+    return grid
+
+
+def w4a16_gemm_v9(x: torch.Tensor, pw: PreparedWeight, config: V9Config | None = None,
+                  out: torch.Tensor | None = None, enable_pdl: bool = False) -> torch.Tensor:
+    """Fused NVFP4 W4A16 GEMM with row-owned CTAs (no split-K, no workspace, no second kernel): x bf16 [M, K]
+    (M <= config.xr, K % 128 == 0) @ dequant(W)^T -> bf16 [M, N]. pw: a PreparedWeight (its v9 stream is built
+    on first use). enable_pdl: programmatic dependent launch (the first stages' weight copies go out before
+    griddepcontrol.wait; x is read and out written only after it; a call that builds the stream launches
+    without PDL)."""
+    from ..runtime import get_kernel, launch
+
+    M, N, K = check_gemm_input(x, pw, 32, "the v9 kernel")
+    cfg = config or v9_candidates(M)[0]
+    if M > cfg.tokens:
+        raise InputError(f"x.shape[0] (M): config {cfg} serves M <= {cfg.tokens}, got {M}")
+    if K % V9_CHUNK_K:
+        raise InputError(f"x.shape[1] (K): expected a multiple of {V9_CHUNK_K} for the v9 kernel, got {K}")
+    if cfg.smem > MAX_DYNAMIC_SMEM:
+        raise InputError(f"config {cfg}: needs {cfg.smem} bytes of shared memory, more than {MAX_DYNAMIC_SMEM}")
+    out = gemm_output(out, x, M, N)
+    fresh = not (pw.data_v5 is not None and "v9" in pw.data_v5)
+    stream = v9_stream(pw)
+    sms = torch.cuda.get_device_properties(x.device).multi_processor_count
+    launch(get_kernel("wo_gemm_v9", cfg.expr), (v9_grid(N, sms, cfg), 1, 1), cfg.threads,
+           (x, stream, pw.global_scale, out, M, N, K), shared_mem=cfg.smem, enable_pdl=enable_pdl and not fresh)
+    return out
