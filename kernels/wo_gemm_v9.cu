@@ -42,7 +42,7 @@ __device__ __forceinline__ uint32_t lds4(uint32_t addr) {
 
 __device__ __forceinline__ void mma_bf16_16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
                                                uint32_t b0, uint32_t b1) {
-    asm volatile(
+    asm(  // not volatile: a pure function of its operands, so ptxas may interleave it with the decode
         "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
         "{%0,%1,%2,%3};"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
@@ -133,25 +133,28 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9(
                     for (int h = 0; h < (UPPER ? 2 : 1); ++h)
 #pragma unroll
                         for (int jw = 0; jw < 4; ++jw) xa[mt][h][jw] = lds16(xbase + (16 * mt + 8 * h) * X_PITCH + jw * 64);
+                // Every slot of the stage is decoded, also those past the CTA's cnt slices (stale bytes whose
+                // accumulators are never stored): a branch per slice would serialize the slices' mma chains.
+                u32x4 wv[MAXS];
+                uint32_t sw[MAXS];
 #pragma unroll
                 for (int s = 0; s < MAXS; ++s) {
-                    if (s >= cnt) break;
-                    const u32x4 wv = lds16(wbase + s * V9_CHUNK_BYTES + lane * 16);
-                    const uint32_t sw = lds4(wbase + s * V9_CHUNK_BYTES + 512 + g * 8 + (t >> 1) * 4);
+                    wv[s] = lds16(wbase + s * V9_CHUNK_BYTES + lane * 16);
+                    sw[s] = lds4(wbase + s * V9_CHUNK_BYTES + 512 + g * 8 + (t >> 1) * 4);
+                }
 #pragma unroll
-                    for (int jw = 0; jw < 4; ++jw) {
-                        const uint32_t sc = v4_scale(sw, jw);
+                for (int jw = 0; jw < 4; ++jw) {
+#pragma unroll
+                    for (int s = 0; s < MAXS; ++s) {
+                        const uint32_t sc = v4_scale(sw[s], jw);
                         uint32_t r[4];
-                        rot_decode_word(word_of(wv, jw), sc, sc, r);
+                        rot_decode_word(word_of(wv[s], jw), sc, sc, r);
 #pragma unroll
                         for (int mt = 0; mt < MT; ++mt) {
                             const u32x4& lo4 = xa[mt][0][jw];
-                            const uint32_t hx = UPPER ? xa[mt][UPPER ? 1 : 0][jw].x : 0u;
-                            const uint32_t hy = UPPER ? xa[mt][UPPER ? 1 : 0][jw].y : 0u;
-                            const uint32_t hz = UPPER ? xa[mt][UPPER ? 1 : 0][jw].z : 0u;
-                            const uint32_t hw = UPPER ? xa[mt][UPPER ? 1 : 0][jw].w : 0u;
-                            mma_bf16_16816(acc[s][mt], lo4.x, hx, lo4.y, hy, r[0], r[2]);
-                            mma_bf16_16816(acc[s][mt], lo4.z, hz, lo4.w, hw, r[1], r[3]);
+                            const u32x4& hi4 = xa[mt][UPPER ? 1 : 0][jw];
+                            mma_bf16_16816(acc[s][mt], lo4.x, UPPER ? hi4.x : 0u, lo4.y, UPPER ? hi4.y : 0u, r[0], r[2]);
+                            mma_bf16_16816(acc[s][mt], lo4.z, UPPER ? hi4.z : 0u, lo4.w, UPPER ? hi4.w : 0u, r[1], r[3]);
                         }
                     }
                 }
@@ -194,10 +197,10 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9(
 }
 // v9<MAXS, XR, WARPS, CH, STAGES, DIAG>
 // @instantiate w4a16_v9<7, 8, 8, 8, 4>
-// @instantiate w4a16_v9<7, 8, 4, 8, 4>
 // @instantiate w4a16_v9<7, 8, 8, 16, 2>
-// @instantiate w4a16_v9<7, 8, 4, 4, 8>
+// @instantiate w4a16_v9<7, 8, 12, 12, 3>
 // @instantiate w4a16_v9<7, 16, 8, 8, 3>
+// @instantiate w4a16_v9<7, 16, 12, 12, 2>
 // @instantiate w4a16_v9<7, 32, 4, 4, 4>
 // diagnostic (no output)
 // @instantiate w4a16_v9<7, 8, 8, 8, 4, 1>

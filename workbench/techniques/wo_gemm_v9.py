@@ -134,8 +134,8 @@ class V9Config:
 
 
 # Instantiated in kernels/wo_gemm_v9.cu.
-V9_KERNELS = [V9Config(7, 8, 8, 8, 4), V9Config(7, 8, 4, 8, 4), V9Config(7, 8, 8, 16, 2), V9Config(7, 8, 4, 4, 8),
-              V9Config(7, 16, 8, 8, 3), V9Config(7, 32, 4, 4, 4)]
+V9_KERNELS = [V9Config(7, 8, 8, 8, 4), V9Config(7, 8, 8, 16, 2), V9Config(7, 8, 12, 12, 3),
+              V9Config(7, 16, 8, 8, 3), V9Config(7, 16, 12, 12, 2), V9Config(7, 32, 4, 4, 4)]
 V9_DIAGNOSTICS = [V9Config(7, 8, 8, 8, 4, 1)]
 
 
