@@ -51,7 +51,8 @@ __device__ __forceinline__ void mma_bf16_16816(float (&c)[4], uint32_t a0, uint3
 
 // MAXS: most slices a CTA owns (the host checks ceil(N / 8 / grid) <= MAXS); XR: x rows staged (M <= XR; 8, 16
 // or 32); WARPS consumer warps; CH chunks per stage (a multiple of WARPS); STAGES ring depth; DIAG 1: stream only
-// (the consumers wait for and release each stage; no decode, no mma, no output: never validated).
+// (the consumers wait for and release each stage; no decode, no mma, no output), 2: the decode without the mma,
+// 3: the mma on undecoded words (2 and 3 write a meaningless output). Diagnostics are never validated.
 template <int MAXS, int XR, int WARPS, int CH, int STAGES, int DIAG = 0>
 __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9(
     const uint16_t* __restrict__ x, const uint8_t* __restrict__ wp, const float* __restrict__ g_w,
@@ -122,7 +123,7 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9(
     for (int st = 0; st < n_st; ++st) {
         const int slot = st % STAGES, nc = min(CH, n_chunks - st * CH);
         mbar_wait(full0 + 8 * slot, (st / STAGES) & 1);
-        if constexpr (DIAG == 0) {
+        if constexpr (DIAG != 1) {
             for (int j = warp; j < nc; j += WARPS) {
                 const uint32_t wbase = ring0 + slot * STAGE + j * MAXS * V9_CHUNK_BYTES;
                 const uint32_t xbase = ring0 + slot * STAGE + W_STAGE + g * X_PITCH + j * 256 + t * 16;
@@ -148,7 +149,15 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9(
                     for (int s = 0; s < MAXS; ++s) {
                         const uint32_t sc = v4_scale(sw[s], jw);
                         uint32_t r[4];
-                        rot_decode_word(word_of(wv[s], jw), sc, sc, r);
+                        if constexpr (DIAG == 3) {  // the mma on the raw words: no decode
+                            r[0] = word_of(wv[s], jw); r[1] = r[0] ^ sc; r[2] = r[0] + sc; r[3] = r[0] - sc;
+                        } else {
+                            rot_decode_word(word_of(wv[s], jw), sc, sc, r);
+                        }
+                        if constexpr (DIAG == 2) {  // the decode without the mma (one FADD keeps it alive)
+                            acc[s][0][0] += __uint_as_float((r[0] ^ r[1] ^ r[2] ^ r[3]) & 0x3fffffffu);
+                            continue;
+                        }
 #pragma unroll
                         for (int mt = 0; mt < MT; ++mt) {
                             const u32x4& lo4 = xa[mt][0][jw];
@@ -163,7 +172,7 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9(
         __syncwarp();
         if (lane == 0) mbar_arrive(empty0 + 8 * slot);  // every lane's shared reads of this stage are done
     }
-    if constexpr (DIAG != 0) {
+    if constexpr (DIAG == 1) {
         return;
     } else {
         // The warps' partials meet in shared memory (the drained ring): red[warp][s][mt][i][lane].
@@ -204,3 +213,5 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9(
 // @instantiate w4a16_v9<7, 32, 4, 4, 4>
 // diagnostic (no output)
 // @instantiate w4a16_v9<7, 8, 8, 8, 4, 1>
+// @instantiate w4a16_v9<7, 8, 8, 8, 4, 2>
+// @instantiate w4a16_v9<7, 8, 8, 8, 4, 3>

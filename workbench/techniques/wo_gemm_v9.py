@@ -93,8 +93,8 @@ def decode_stream_v9(data: torch.Tensor, global_scale: torch.Tensor, shape) -> t
 @dataclass(frozen=True)
 class V9Config:
     """Template parameters of w4a16_v9: MAXS slices per CTA at most, XR x rows staged (M <= XR), WARPS consumer
-    warps, CH 128-k chunks per ring stage, STAGES ring depth; diag 1: the stream-only twin (no output: never
-    validated). The grid is min(SMs, N / 8) CTAs of 6-7 slices on wo."""
+    warps, CH 128-k chunks per ring stage, STAGES ring depth; diag 1: the stream-only twin (no output), 2: decode
+    without the mma, 3: the mma without the decode (diagnostics: never validated). The grid is min(SMs, N / 8) CTAs of 6-7 slices on wo."""
 
     maxs: int
     xr: int
@@ -129,14 +129,14 @@ class V9Config:
         return (self.warps + 1) * 32
 
     def __str__(self) -> str:
-        d = "_diag_stream" if self.diag == 1 else ""
+        d = {0: "", 1: "_diag_stream", 2: "_diag_decode_only", 3: "_diag_mma_only"}[self.diag]
         return f"v9_s{self.maxs}_x{self.xr}_w{self.warps}_ch{self.ch}_st{self.stages}{d}"
 
 
 # Instantiated in kernels/wo_gemm_v9.cu.
 V9_KERNELS = [V9Config(7, 8, 8, 8, 4), V9Config(7, 8, 8, 16, 2), V9Config(7, 8, 12, 12, 3),
               V9Config(7, 16, 8, 8, 3), V9Config(7, 16, 12, 12, 2), V9Config(7, 32, 4, 4, 4)]
-V9_DIAGNOSTICS = [V9Config(7, 8, 8, 8, 4, 1)]
+V9_DIAGNOSTICS = [V9Config(7, 8, 8, 8, 4, d) for d in (1, 2, 3)]
 
 
 def v9_candidates(M: int) -> list[V9Config]:
