@@ -204,6 +204,204 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9(
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------------
+// v9p: the same row-owned CTAs with the weight as the mma A operand. The first v9 (above) puts 8 weight rows in
+// the n8 B operand, so each HMMA.16816 covers 128 weight elements and half of its m16 token rows are empty at
+// M <= 8; its diagnostic twins on the H200 put the mma alone and the decode alone at ~3 us each over the stream,
+// and the two together at ~9 us. v9p pairs the CTA's slices: slices 2u, 2u + 1 are the rows g and g + 8 of an m16
+// A tile (one HMMA per 256 weight elements, half of v9's), an odd count's last slice is a "lone" unit with zero
+// rows g + 8, and the tokens are the n8 B operand (NT n8 tiles, M <= 8 NT).
+//
+// The v9p stream (prepare_stream_v9p, for a given grid: which slices pair depends on each CTA's first slice):
+// uint8 [K/128][N/8][576] as v9's, each CTA's cnt slices of a chunk adjacent (the same offsets), holding
+// cnt / 2 pair units of 1152 B, then (cnt odd) one lone unit of 576 B. The mma k order is permuted as in v4: in
+// each 64-k atom a, lane t owns k = 64 a + 16 t + 0..15 (one scale block per row), step j' of the atom
+// 16 t + 4 j' + 0..3 (pair p: + 2p, + 1), so x's B fragments of an atom are 32 contiguous bytes per lane.
+// - pair unit: [2 atoms a][32 lanes][4 words j'][4 B] of code words (rot layout: r0 row g pair 0, r1 row g + 8 pair
+//   0, r2 row g pair 1, r3 row g + 8 pair 1), then [32 lanes][4 B]: scale bytes (a0 row g, a0 row g + 8, a1 row g,
+//   a1 row g + 8) of block 4 a + t. (Atom-major: each 16-byte load of a warp is 512 contiguous bytes.)
+// - lone unit: [32 lanes][4 words (a, jj)][4 B], word (a, jj) = row g, k 64 a + 16 t + 8 jj + 0..7 (r0 / r2: step
+//   2 jj pairs 0 / 1, r1 / r3: step 2 jj + 1), then [32 lanes][2 B]: the scale bytes of atoms 0, 1.
+template <int MAXS, int NT, int WARPS, int CH, int STAGES, int DIAG = 0>
+__global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
+    const uint16_t* __restrict__ x, const uint8_t* __restrict__ wp, const float* __restrict__ g_w,
+    uint16_t* __restrict__ out, int M, int N, int K) {
+    static_assert(CH % WARPS == 0, "each consumer warp takes the same number of chunks per stage");
+    static_assert(MAXS % 2 == 1, "MAXS odd: (MAXS - 1) / 2 pair slots and one lone slot");
+    static_assert(NT == 1 || NT == 2, "NT: 8 or 16 tokens");
+    constexpr int XR = 8 * NT, NP = MAXS / 2;
+    constexpr int X_PITCH = CH * 256 + 16;  // 16 mod 128: the 8 lanes of a 16-byte load phase hit distinct banks
+    constexpr int W_STAGE = CH * MAXS * V9_CHUNK_BYTES;
+    constexpr int STAGE = W_STAGE + XR * X_PITCH;
+    extern __shared__ __align__(128) uint8_t ring[];
+    const uint32_t ring0 = smem_addr(ring), full0 = ring0 + STAGES * STAGE, empty0 = full0 + 8 * STAGES;
+    const int S = N >> 3, G = gridDim.x, b = blockIdx.x, q = S / G, rem = S % G;
+    const int lo = b * q + min(b, rem), cnt = q + (b < rem ? 1 : 0);
+    const int n_chunks = K / V9_CHUNK_K, n_st = (n_chunks + CH - 1) / CH;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    pdl_trigger();
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < STAGES; ++s) {
+            mbar_init(full0 + 8 * s, 1);
+            mbar_init(empty0 + 8 * s, WARPS);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();
+
+    if (warp == WARPS) {  // producer: as v9's
+        const int m_rows = DIAG == 1 ? 0 : M;
+        const uint32_t slice_bytes = (uint32_t)cnt * V9_CHUNK_BYTES;
+        auto arm_and_copy_w = [&](int st) {
+            const int slot = st % STAGES, c0 = st * CH, nc = min(CH, n_chunks - c0);
+            if (lane == 0) mbar_arrive_expect_tx(full0 + 8 * slot, nc * (slice_bytes + m_rows * 2 * V9_CHUNK_K));
+            __syncwarp();
+            if (lane < nc)
+                bulk_load(ring0 + slot * STAGE + lane * MAXS * V9_CHUNK_BYTES,
+                          wp + ((long long)(c0 + lane) * S + lo) * V9_CHUNK_BYTES, slice_bytes, full0 + 8 * slot);
+        };
+        auto copy_x = [&](int st) {
+            const int slot = st % STAGES, c0 = st * CH, nc = min(CH, n_chunks - c0);
+            for (int m = lane; m < m_rows; m += 32)
+                bulk_load(ring0 + slot * STAGE + W_STAGE + m * X_PITCH, x + (long long)m * K + c0 * V9_CHUNK_K,
+                          nc * 2 * V9_CHUNK_K, full0 + 8 * slot);
+        };
+        const int pre = min(STAGES, n_st);
+        for (int st = 0; st < pre; ++st) arm_and_copy_w(st);
+        pdl_wait();
+        for (int st = 0; st < pre; ++st) copy_x(st);
+        for (int st = pre; st < n_st; ++st) {
+            mbar_wait(empty0 + 8 * (st % STAGES), ((st / STAGES) + 1) & 1);
+            arm_and_copy_w(st);
+            copy_x(st);
+        }
+        return;
+    }
+
+    const int g = lane >> 2;
+    const uint32_t lone_off = (uint32_t)(cnt >> 1) * 2 * V9_CHUNK_BYTES;  // after the cnt / 2 pair units
+    const uint32_t lone_sel = (uint32_t)(lane & 1) * 2;                   // this lane's 2 bytes in its scale word
+    float acc[NP + 1][NT][4];  // units 0 .. NP - 1: pairs, NP: the lone slice
+#pragma unroll
+    for (int u = 0; u <= NP; ++u)
+#pragma unroll
+        for (int n = 0; n < NT; ++n)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) acc[u][n][i] = 0.0f;
+
+    for (int st = 0; st < n_st; ++st) {
+        const int slot = st % STAGES, nc = min(CH, n_chunks - st * CH);
+        mbar_wait(full0 + 8 * slot, (st / STAGES) & 1);
+        if constexpr (DIAG != 1) {
+            for (int j = warp; j < nc; j += WARPS) {
+                const uint32_t wbase = ring0 + slot * STAGE + j * MAXS * V9_CHUNK_BYTES;
+                const uint32_t xbase = ring0 + slot * STAGE + W_STAGE + g * X_PITCH + j * 256 + (lane & 3) * 32;
+                u32x4 xb[NT][2][2];  // [token tile][atom][half]: x[tok][64 a + 16 t + 8 half + 0..7]
+#pragma unroll
+                for (int n = 0; n < NT; ++n)
+#pragma unroll
+                    for (int a = 0; a < 2; ++a)
+#pragma unroll
+                        for (int h = 0; h < 2; ++h) xb[n][a][h] = lds16(xbase + 8 * n * X_PITCH + a * 128 + h * 16);
+                // pair units: every slot decoded (stale bytes past cnt / 2 give accumulators never stored)
+                u32x4 pw[NP][2];
+                uint32_t ps[NP];
+#pragma unroll
+                for (int u = 0; u < NP; ++u) {
+                    pw[u][0] = lds16(wbase + u * 2 * V9_CHUNK_BYTES + lane * 16);
+                    pw[u][1] = lds16(wbase + u * 2 * V9_CHUNK_BYTES + 512 + lane * 16);
+                    ps[u] = lds4(wbase + u * 2 * V9_CHUNK_BYTES + 1024 + lane * 4);
+                }
+                const u32x4 lw = lds16(wbase + lone_off + lane * 16);
+                const uint32_t ls = lds4(wbase + lone_off + 512 + (lane >> 1) * 4);
+#pragma unroll
+                for (int a = 0; a < 2; ++a) {
+#pragma unroll
+                    for (int jp = 0; jp < 4; ++jp) {  // k16 step jp of atom a
+#pragma unroll
+                        for (int u = 0; u < NP; ++u) {
+                            const uint32_t sg = v4_scale(ps[u], 2 * a), sh = v4_scale(ps[u], 2 * a + 1);
+                            uint32_t r[4];
+                            if constexpr (DIAG == 3) {
+                                r[0] = word_of(pw[u][a], jp); r[1] = r[0] ^ sg; r[2] = r[0] + sh; r[3] = r[0] - sg;
+                            } else {
+                                rot_decode_word(word_of(pw[u][a], jp), sg, sh, r);
+                            }
+                            if constexpr (DIAG == 2) {
+                                acc[u][0][0] += __uint_as_float((r[0] ^ r[1] ^ r[2] ^ r[3]) & 0x3fffffffu);
+                                continue;
+                            }
+#pragma unroll
+                            for (int n = 0; n < NT; ++n) {
+                                const u32x4& xv = xb[n][a][jp >> 1];
+                                mma_bf16_16816(acc[u][n], r[0], r[1], r[2], r[3], (jp & 1) ? xv.z : xv.x,
+                                               (jp & 1) ? xv.w : xv.y);
+                            }
+                        }
+                        if (jp & 1) {  // the lone unit: one word per two steps (2 jj, 2 jj + 1 with jj = jp / 2)
+                            const uint32_t sl = v4_scale(ls, (int)lone_sel + a);
+                            uint32_t r[4];
+                            if constexpr (DIAG == 3) {
+                                r[0] = word_of(lw, 2 * a + (jp >> 1)); r[1] = r[0] ^ sl; r[2] = r[0] + sl; r[3] = r[0] - sl;
+                            } else {
+                                rot_decode_word(word_of(lw, 2 * a + (jp >> 1)), sl, sl, r);
+                            }
+                            if constexpr (DIAG == 2) {
+                                acc[NP][0][0] += __uint_as_float((r[0] ^ r[1] ^ r[2] ^ r[3]) & 0x3fffffffu);
+                                continue;
+                            }
+#pragma unroll
+                            for (int n = 0; n < NT; ++n) {
+                                const u32x4& xv = xb[n][a][jp >> 1];
+                                mma_bf16_16816(acc[NP][n], r[0], 0u, r[2], 0u, xv.x, xv.y);
+                                mma_bf16_16816(acc[NP][n], r[1], 0u, r[3], 0u, xv.z, xv.w);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        __syncwarp();
+        if (lane == 0) mbar_arrive(empty0 + 8 * slot);
+    }
+    if constexpr (DIAG == 1) {
+        return;
+    } else {
+        asm volatile("bar.sync 1, %0;" ::"n"(WARPS * 32) : "memory");
+        float* red = reinterpret_cast<float*>(ring);  // [warp][unit][nt][i][lane]
+#pragma unroll
+        for (int u = 0; u <= NP; ++u)
+#pragma unroll
+            for (int n = 0; n < NT; ++n)
+#pragma unroll
+                for (int i = 0; i < 4; ++i) red[(((warp * (NP + 1) + u) * NT + n) * 4 + i) * 32 + lane] = acc[u][n][i];
+        asm volatile("bar.sync 1, %0;" ::"n"(WARPS * 32) : "memory");
+        pdl_wait();
+        const float alpha = (1.0f / g_w[0]) * TWO_POW_63;
+        // Element e = ((u NT + n) 4 + i) 32 + lane: row g (i < 2) or g + 8 of unit u, token 8 n + 2 t + (i & 1).
+        for (int e = threadIdx.x; e < (NP + 1) * NT * 128; e += WARPS * 32) {
+            const int el = e & 31, i = (e >> 5) & 3, un = e >> 7, u = un / NT, n = un % NT;
+            const int tok = 8 * n + 2 * (el & 3) + (i & 1);
+            // the slice: pair u's first (i < 2) or second slice, or the lone slice (rows g + 8 of a lone unit: none)
+            const int sl = u < NP ? 2 * u + (i >> 1) : ((cnt & 1) && i < 2 ? cnt - 1 : MAXS);
+            if (tok >= M || sl >= cnt || (u < NP && 2 * u + 1 >= cnt)) continue;
+            float v = 0.0f;
+#pragma unroll
+            for (int w = 0; w < WARPS; ++w) v += red[(((w * (NP + 1) + u) * NT + n) * 4 + i) * 32 + el];
+            out[(long long)tok * N + 8 * (lo + sl) + (el >> 2)] = f32_to_bf16(v * alpha);
+        }
+    }
+}
+// v9p<MAXS, NT, WARPS, CH, STAGES, DIAG>
+// @instantiate w4a16_v9p<7, 1, 8, 8, 4>
+// @instantiate w4a16_v9p<7, 1, 8, 16, 2>
+// @instantiate w4a16_v9p<7, 1, 12, 12, 3>
+// @instantiate w4a16_v9p<7, 2, 8, 8, 3>
+// @instantiate w4a16_v9p<7, 1, 8, 8, 4, 1>
+// @instantiate w4a16_v9p<7, 1, 8, 8, 4, 2>
+// @instantiate w4a16_v9p<7, 1, 8, 8, 4, 3>
+
 // v9<MAXS, XR, WARPS, CH, STAGES, DIAG>
 // @instantiate w4a16_v9<7, 8, 8, 8, 4>
 // @instantiate w4a16_v9<7, 8, 8, 16, 2>

@@ -3,11 +3,11 @@
 For each M: every v9 build that serves M, validated against the fp32 GEMM of the dequantized weight (rel-L2 1e-3)
 on the wo shape, then timed as the record times the fused path (CUDA-graph replay of 12 calls, two weights in turn
 so no call finds its weight in L2), in interleaved rounds, beside: the recorded dispatcher (`wo_nvfp4`, this GPU
-model's tuning: GEMM + wo_finalize), both with ordinary launches and with PDL, the v9 stream-only twin (no output,
+model's tuning: GEMM + wo_finalize), both with ordinary launches and with PDL, the v9 / v9p diagnostic twins (no output or a meaningless one,
 not validated) and cuBLAS bf16. Prints each time beside the weight-read bound (bytes over the measured copy
 bandwidth) and the ratio to cuBLAS bf16; writes $OUT/wo_v9.json. Diagnostic: no record.
 
-Run on the device: PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python3 scripts/gpu_wo_v9.py [--m 1,8] [--rounds 5]
+Run on the device: PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python3 scripts/gpu_wo_v9.py [--m 1,8] [--rounds 5] [--slices]
 """
 
 from __future__ import annotations
@@ -39,24 +39,26 @@ def run_case(M, N, K, wq, pw, w_bf, ceil, tuning, args) -> dict:
         for o in [wo.wo_nvfp4(x, pw[0], enable_pdl=True) for _ in range(4)]:
             valid["recorded_pdl"] = max(valid.get("recorded_pdl", 0.0), wo.validate(o, ref)["rel_l2"])
         fns["recorded_pdl"] = [lambda i=i: wo.wo_nvfp4(x, pw[i], enable_pdl=True) for i in range(2)]
-    for cfg in v9.v9_candidates(M):
+    for cfg in (v9.v9_candidates(M) if args.slices else []) + v9.v9p_candidates(M):
+        gemm = v9.w4a16_gemm_v9p if isinstance(cfg, v9.V9PConfig) else v9.w4a16_gemm_v9
         outp = torch.full((M, N), float("nan"), dtype=torch.bfloat16, device="cuda")
-        r = wo.validate(v9.w4a16_gemm_v9(x, pw[0], cfg, out=outp), ref)
+        r = wo.validate(gemm(x, pw[0], cfg, out=outp), ref)
         valid[str(cfg)] = r["rel_l2"]
         if not r["passed"]:
             print(f"  M={M} {cfg}: FAILED validation (rel-L2 {r['rel_l2']:.3g}); not timed", flush=True)
             continue
-        fns[str(cfg)] = [lambda i=i, c=cfg: v9.w4a16_gemm_v9(x, pw[i], c) for i in range(2)]
+        fns[str(cfg)] = [lambda i=i, c=cfg, f=gemm: f(x, pw[i], c) for i in range(2)]
         if not args.no_pdl:
-            outs = [v9.w4a16_gemm_v9(x, pw[0], cfg, enable_pdl=True) for _ in range(6)]
+            outs = [gemm(x, pw[0], cfg, enable_pdl=True) for _ in range(6)]
             rel = max(wo.validate(o, ref)["rel_l2"] for o in outs)
             valid[f"{cfg}_pdl"] = rel
             if rel <= 1e-3:
-                fns[f"{cfg}_pdl"] = [lambda i=i, c=cfg: v9.w4a16_gemm_v9(x, pw[i], c, enable_pdl=True)
-                                     for i in range(2)]
+                fns[f"{cfg}_pdl"] = [lambda i=i, c=cfg, f=gemm: f(x, pw[i], c, enable_pdl=True) for i in range(2)]
     if M <= 8:
-        for cfg in v9.V9_DIAGNOSTICS:
+        for cfg in v9.V9_DIAGNOSTICS * args.slices_diag:
             fns[str(cfg)] = [lambda i=i, c=cfg: v9.w4a16_gemm_v9(x, pw[i], c) for i in range(2)]
+        for cfg in v9.V9P_DIAGNOSTICS:
+            fns[str(cfg)] = [lambda i=i, c=cfg: v9.w4a16_gemm_v9p(x, pw[i], c) for i in range(2)]
     fns["cublas_bf16"] = lambda: x @ w_bf.t()
     t = time_variants(fns, rounds=args.rounds, reps=10 * args.rounds, graph=True, inner=12, max_seconds=4.0)
     bound = ceil.bound_us(bytes=wo.case_bytes(M, "nvfp4", N, K), flops=wo.flops(M, N, K))
@@ -78,6 +80,8 @@ def main() -> None:
     ap.add_argument("--m", default="1,8", help="comma-separated M values (<= 32)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--no-pdl", action="store_true")
+    ap.add_argument("--slices", action="store_true", help="also the v9 builds (weight as the B operand)")
+    ap.add_argument("--slices-diag", type=int, default=0, help="1: also time the v9 (weight as B) diagnostic twins")
     args = ap.parse_args()
     ms = [int(v) for v in args.m.split(",")]
     N, K = wo.N_OUT, wo.K_IN
@@ -86,8 +90,10 @@ def main() -> None:
     print(f"{dev}: copy {ceil.copy_TBps:.3f} TB/s, bf16 {ceil.bf16_TFLOPs:.0f} TFLOP/s", flush=True)
     wq = [nv.quantize(wo.make_weight(N, K, seed=s), "tensor") for s in (0, 1)]
     pw = [wo.prepare_weight(q) for q in wq]
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
     for p in pw:
         v9.v9_stream(p)
+        v9.v9p_stream(p, min(sms, N // 8))
     w_bf = nv.dequantize(wq[0], torch.bfloat16)
     tuning = wo.device_tuning()
     out: dict = {"device": dev, "copy_TBps": ceil.copy_TBps, "commit": os.environ.get("WORKBENCH_GIT_COMMIT"),

@@ -107,3 +107,58 @@ def test_gpu_v9_rejects_too_many_tokens():
     x, q, _ = small_problem(9, N=64, K=512)
     with pytest.raises(InputError, match="M"):
         v9.w4a16_gemm_v9(x, wo.prepare_weight(q), v9.V9_KERNELS[0])
+
+
+@pytest.mark.parametrize("N,grid", [(64, 3), (64, 8), (128, 5), (64, 1), (112, 2)])
+def test_stream_v9p_roundtrip_all_codes_and_scales(N, grid):
+    """prepare_stream_v9p + the kernel's reads and rotate decode (emulated) = dequantize_reference, for grids that
+    give CTAs odd and even slice counts (pair units and a lone unit) and one slice each."""
+    q = all_codes_weight(N, 1024, seed=0, edge_rows=True)
+    data = v9.prepare_stream_v9p(q, grid)
+    assert data.shape == (1024 // 128, N // 8, 576) and data.dtype == torch.uint8
+    assert torch.equal(v9.decode_stream_v9p(data, q.global_scale, q.shape, grid), nv.dequantize_reference(q))
+    with pytest.raises(InputError, match="grid"):
+        v9.prepare_stream_v9p(q, N // 8 + 1)
+
+
+def test_cta_slices_cover_every_slice_once():
+    for S, grid in ((896, 132), (130, 130), (7, 3)):
+        shares = v9.cta_slices(S, grid)
+        assert [lo for lo, _ in shares] == [sum(c for _, c in shares[:b]) for b in range(grid)]
+        assert sum(c for _, c in shares) == S and max(c for _, c in shares) - min(c for _, c in shares) <= 1
+    assert {c for _, c in v9.cta_slices(896, 132)} == {6, 7}
+
+
+def test_v9p_configs_instantiated_and_fit():
+    src = (ROOT / "kernels" / "wo_gemm_v9.cu").read_text()
+    inst = set(re.findall(r"//\s*@instantiate\s+(.+)", src))
+    for cfg in v9.V9P_KERNELS + v9.V9P_DIAGNOSTICS:
+        assert cfg.expr in inst, cfg
+        assert cfg.smem <= v5.MAX_DYNAMIC_SMEM and cfg.ch % cfg.warps == 0 and cfg.maxs % 2 == 1, cfg
+    assert {c.nt for c in v9.v9p_candidates(8)} == {1} and {c.nt for c in v9.v9p_candidates(16)} == {2}
+    assert v9.v9p_candidates(17) == []
+
+
+def test_v9p_bad_input():
+    check_gemm_rejects_bad_input(v9.w4a16_gemm_v9p)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cfg", v9.V9P_KERNELS, ids=str)
+def test_gpu_w4a16_v9p_matches_fp32_of_dequantized(cfg):
+    # 7168 rows (132 CTAs of 6-7 slices: 3 pairs and a lone slice), 1040 rows (130 CTAs of one lone slice), 112
+    # rows (14 CTAs, one lone slice each), K = 1536: a partial last stage for 8 and 16 chunks per stage
+    ms = (1, 3, cfg.tokens // 2 + 1, cfg.tokens)
+    check_fused_shapes(v9.w4a16_gemm_v9p, cfg, ms, [(7168, 2048), (1040, 1536), (112, 1024)])
+
+
+@pytest.mark.gpu
+def test_gpu_w4a16_v9p_all_codes_and_scales():
+    check_all_codes(v9.w4a16_gemm_v9p, [c for c in v9.V9P_KERNELS if c.nt == 1][:1], 8)
+    check_all_codes(v9.w4a16_gemm_v9p, [c for c in v9.V9P_KERNELS if c.nt == 2], 16)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cfg", [v9.V9P_KERNELS[0], v9.V9P_KERNELS[3]], ids=str)
+def test_gpu_v9p_pdl_back_to_back(cfg):
+    check_pdl_back_to_back(v9.w4a16_gemm_v9p, cfg, cfg.tokens)

@@ -187,3 +187,190 @@ def w4a16_gemm_v9(x: torch.Tensor, pw: PreparedWeight, config: V9Config | None =
     launch(get_kernel("wo_gemm_v9", cfg.expr), (v9_grid(N, sms, cfg), 1, 1), cfg.threads,
            (x, stream, pw.global_scale, out, M, N, K), shared_mem=cfg.smem, enable_pdl=enable_pdl and not fresh)
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# v9p: the weight as the mma A operand, the CTA's slices in pairs (kernels/wo_gemm_v9.cu, w4a16_v9p)
+# ---------------------------------------------------------------------------------------------------------------
+
+def cta_slices(S: int, grid: int) -> list[tuple[int, int]]:
+    """(first slice, slice count) of each of `grid` CTAs over S slices of 8 rows: equal shares, the first S % grid
+    CTAs one more (the kernels' split)."""
+    q, rem = divmod(S, grid)
+    return [(b * q + min(b, rem), q + (1 if b < rem else 0)) for b in range(grid)]
+
+
+def _rot_words(parts) -> torch.Tensor:
+    """Code words of the rotate layout: parts[r][e] (int64 code tensors, one shape) is the code of fragment register
+    r's element e (0: low bf16 half, 1: high)."""
+    src = word_sources("rot")
+    word = torch.zeros_like(parts[0][0])
+    for r in range(4):
+        for e in (0, 1):
+            for bit, pos in enumerate(src[r][e]):
+                word |= ((parts[r][e] >> bit) & 1) << pos
+    return word
+
+
+def _word_bytes(word: torch.Tensor) -> torch.Tensor:
+    return torch.stack([(word >> (8 * i)) & 0xFF for i in range(4)], dim=-1).to(torch.uint8)
+
+
+def prepare_stream_v9p(w: NVFP4Tensor, grid: int) -> torch.Tensor:
+    """NVFP4Tensor [N, K] (linear scales, per-tensor global scale, N % 16 == 0, K % 128 == 0) -> the v9p stream for
+    a launch on `grid` CTAs, uint8 [K/128, N/8, 576] (each CTA's slices: cnt // 2 pair units, then a lone unit if
+    cnt is odd; see kernels/wo_gemm_v9.cu). Exact: a relayout plus the v4 scale re-encoding."""
+    N, K = check_prepare_input(w, V9_CHUNK_K, "the v9p stream")
+    S, nc = N // 8, K // V9_CHUNK_K
+    if not 1 <= grid <= S:
+        raise InputError(f"grid: expected 1..{S} CTAs (one slice of 8 rows at least each), got {grid}")
+    data = torch.empty((nc, S, V9_CHUNK_BYTES), dtype=torch.uint8, device=w.codes.device)
+    for lo, cnt in cta_slices(S, grid):
+        r0, r1 = 8 * lo, 8 * (lo + cnt)
+        u = _reencode_scales(w.scales[r0:r1])  # [R, K/16]
+        codes = nvfp4.unpack_nibbles(w.codes[r0:r1]).view(r1 - r0, K // 16, 16)
+        codes = torch.where((u == 0)[..., None], torch.zeros_like(codes), codes).to(torch.int64)
+        c = codes.view(cnt, 8, nc, 2, 4, 16)  # [slice, g, chunk, atom, t, kk]: k = 128 chunk + 64 atom + 16 t + kk
+        us = u.view(cnt, 8, nc, 2, 4)  # block 8 chunk + 4 atom + t
+        units = []
+        for p in range(cnt // 2):
+            A, B = c[2 * p], c[2 * p + 1]  # rows g and g + 8 of the m16 tile
+            # step j' of an atom: kk = 4 j' + 2 pair + e -> [g, chunk, atom, t, j']
+            At, Bt = A.view(8, nc, 2, 4, 4, 4), B.view(8, nc, 2, 4, 4, 4)
+            word = _rot_words([[At[..., 0], At[..., 1]], [Bt[..., 0], Bt[..., 1]],
+                               [At[..., 2], At[..., 3]], [Bt[..., 2], Bt[..., 3]]])
+            wb = _word_bytes(word.permute(1, 2, 0, 3, 4)).reshape(nc, 1024)  # [chunk, atom, g, t, j', 4]
+            sc = torch.stack([us[2 * p], us[2 * p + 1]], dim=-1)  # [g, chunk, atom, t, A/B]
+            sb = sc.permute(1, 0, 3, 2, 4).reshape(nc, 128)  # [chunk, g, t, atom, A/B]
+            units += [wb, sb]
+        if cnt % 2:
+            L = c[cnt - 1].view(8, nc, 2, 4, 2, 8)  # [g, chunk, atom, t, jj, kk8]
+            word = _rot_words([[L[..., k0], L[..., k0 + 1]] for k0 in V9_REG_K])
+            wb = _word_bytes(word.permute(1, 0, 3, 2, 4)).reshape(nc, 512)  # [chunk, g, t, atom, jj, 4]
+            sb = us[cnt - 1].permute(1, 0, 3, 2).reshape(nc, 64)  # [chunk, g, t, atom]
+            units += [wb, sb]
+        data[:, lo:lo + cnt] = torch.cat(units, dim=1).view(nc, cnt, V9_CHUNK_BYTES)
+    return data
+
+
+def decode_stream_v9p(data: torch.Tensor, global_scale: torch.Tensor, shape, grid: int) -> torch.Tensor:
+    """Emulate w4a16_v9p's reads and rotate decode of the v9p stream (the same unit, lane, word and scale indexing):
+    fp32 weight e2m1 * sf * (1/g) [N, K]. CPU-capable (tests)."""
+    N, K = shape
+    S, nc = N // 8, K // V9_CHUNK_K
+    d = data.to(torch.int64).reshape(nc, S * V9_CHUNK_BYTES)
+    g_inv = torch.div(torch.ones_like(global_scale.float()), global_scale.float()).to(d.device)
+    out = torch.zeros((S, 8, nc, 2, 4, 16), dtype=torch.float32, device=d.device)  # [slice, g, chunk, atom, t, kk]
+
+    def words_of(b):  # [..., 4 bytes] -> words
+        return b[..., 0] | (b[..., 1] << 8) | (b[..., 2] << 16) | (b[..., 3] << 24)
+
+    def value(reg, e, s):  # bf16 half e of a decoded register, times the scale s (fp32)
+        v = (((reg >> (16 * e)) & 0xFFFF).to(torch.int32) << 16).view(torch.float32)
+        return v * 2.0**126 * s
+
+    for lo, cnt in cta_slices(S, grid):
+        base = lo * V9_CHUNK_BYTES
+        for p in range(cnt // 2):
+            ub = d[:, base + 1152 * p: base + 1152 * (p + 1)]
+            words = words_of(ub[:, :1024].reshape(nc, 2, 8, 4, 4, 4))  # [chunk, atom, g, t, j']
+            regs = decode_word_regs(words, "rot")
+            s = decode_reencoded_scales(ub[:, 1024:].reshape(nc, 8, 4, 2, 2).to(torch.uint8)).float() * g_inv
+            sA = s[..., 0].permute(0, 3, 1, 2)[..., None]  # [chunk, atom, g, t, 1]
+            sB = s[..., 1].permute(0, 3, 1, 2)[..., None]
+            for r, (row, pair) in enumerate(((0, 0), (1, 0), (0, 1), (1, 1))):
+                for e in (0, 1):
+                    v = value(regs[r], e, sA if row == 0 else sB)  # [chunk, atom, g, t, j']
+                    out[lo + 2 * p + row][..., 2 * pair + e::4] = v.permute(2, 0, 1, 3, 4)
+        if cnt % 2:
+            ub = d[:, base + 1152 * (cnt // 2): base + cnt * V9_CHUNK_BYTES]
+            words = words_of(ub[:, :512].reshape(nc, 8, 4, 2, 2, 4))  # [chunk, g, t, atom, jj]
+            regs = decode_word_regs(words, "rot")
+            s = decode_reencoded_scales(ub[:, 512:].reshape(nc, 8, 4, 2).to(torch.uint8)).float() * g_inv
+            L = out[lo + cnt - 1].view(8, nc, 2, 4, 2, 8)
+            for r in range(4):
+                for e in (0, 1):
+                    v = value(regs[r], e, s[..., None])  # [chunk, g, t, atom, jj]
+                    L[..., V9_REG_K[r] + e] = v.permute(1, 0, 3, 2, 4)
+    return out.reshape(N, K)
+
+
+@dataclass(frozen=True)
+class V9PConfig:
+    """Template parameters of w4a16_v9p: MAXS slices per CTA at most (odd), NT n8 token tiles (M <= 8 NT), WARPS
+    consumer warps, CH 128-k chunks per stage, STAGES ring depth; diag 1 / 2 / 3: the stream-only, decode-only and
+    mma-only twins (never validated)."""
+
+    maxs: int
+    nt: int
+    warps: int
+    ch: int
+    stages: int
+    diag: int = 0
+
+    @property
+    def expr(self) -> str:
+        d = f", {self.diag}" if self.diag else ""
+        return f"w4a16_v9p<{self.maxs}, {self.nt}, {self.warps}, {self.ch}, {self.stages}{d}>"
+
+    @property
+    def tokens(self) -> int:
+        return 8 * self.nt
+
+    @property
+    def rows(self) -> int:
+        return 8
+
+    @property
+    def smem(self) -> int:
+        return self.stages * (self.ch * self.maxs * V9_CHUNK_BYTES + 8 * self.nt * (self.ch * 256 + 16)) + 16 * self.stages
+
+    @property
+    def threads(self) -> int:
+        return (self.warps + 1) * 32
+
+    def __str__(self) -> str:
+        d = {0: "", 1: "_diag_stream", 2: "_diag_decode_only", 3: "_diag_mma_only"}[self.diag]
+        return f"v9p_s{self.maxs}_nt{self.nt}_w{self.warps}_ch{self.ch}_st{self.stages}{d}"
+
+
+V9P_KERNELS = [V9PConfig(7, 1, 8, 8, 4), V9PConfig(7, 1, 8, 16, 2), V9PConfig(7, 1, 12, 12, 3), V9PConfig(7, 2, 8, 8, 3)]
+V9P_DIAGNOSTICS = [V9PConfig(7, 1, 8, 8, 4, d) for d in (1, 2, 3)]
+
+
+def v9p_candidates(M: int) -> list[V9PConfig]:
+    """The v9p builds that serve M tokens, smallest token tile first."""
+    fits = [k for k in V9P_KERNELS if k.tokens >= M]
+    return [k for k in fits if k.nt == min(c.nt for c in fits)] if fits else []
+
+
+def v9p_stream(pw: PreparedWeight, grid: int) -> torch.Tensor:
+    """The v9p stream of a prepared weight for `grid` CTAs, built on first use and cached on it."""
+    if pw.data_v5 is None:
+        pw.data_v5 = {}
+    if ("v9p", grid) not in pw.data_v5:
+        pw.data_v5[("v9p", grid)] = prepare_stream_v9p(pw.source, grid)
+    return pw.data_v5[("v9p", grid)]
+
+
+def w4a16_gemm_v9p(x: torch.Tensor, pw: PreparedWeight, config: V9PConfig | None = None,
+                   out: torch.Tensor | None = None, enable_pdl: bool = False) -> torch.Tensor:
+    """Fused NVFP4 W4A16 GEMM with row-owned CTAs and the weight as the mma A operand (slices in pairs): x bf16
+    [M, K] (M <= 8 config.nt, K % 128 == 0) @ dequant(W)^T -> bf16 [M, N], one kernel per call. pw: a
+    PreparedWeight (its v9p stream for this GPU's grid is built on first use). enable_pdl: as w4a16_gemm_v9."""
+    from ..runtime import get_kernel, launch
+
+    M, N, K = check_gemm_input(x, pw, 16, "the v9p kernel")
+    cfg = config or v9p_candidates(M)[0]
+    if M > cfg.tokens:
+        raise InputError(f"x.shape[0] (M): config {cfg} serves M <= {cfg.tokens}, got {M}")
+    if K % V9_CHUNK_K:
+        raise InputError(f"x.shape[1] (K): expected a multiple of {V9_CHUNK_K} for the v9p kernel, got {K}")
+    out = gemm_output(out, x, M, N)
+    sms = torch.cuda.get_device_properties(x.device).multi_processor_count
+    grid = v9_grid(N, sms, cfg)
+    fresh = not (pw.data_v5 is not None and ("v9p", grid) in pw.data_v5)
+    stream = v9p_stream(pw, grid)
+    launch(get_kernel("wo_gemm_v9", cfg.expr), (grid, 1, 1), cfg.threads, (x, stream, pw.global_scale, out, M, N, K),
+           shared_mem=cfg.smem, enable_pdl=enable_pdl and not fresh)
+    return out
