@@ -227,10 +227,11 @@ template <int MAXS, int NT, int WARPS, int CH, int STAGES, int DIAG = 0>
 __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
     const uint16_t* __restrict__ x, const uint8_t* __restrict__ wp, const float* __restrict__ g_w,
     uint16_t* __restrict__ out, int M, int N, int K) {
-    static_assert(CH % WARPS == 0, "each consumer warp takes the same number of chunks per stage");
+    static_assert(CH % WARPS == 0 || WARPS % CH == 0, "warps split a stage's chunks, or groups of CH warps take turns");
     static_assert(MAXS % 2 == 1, "MAXS odd: (MAXS - 1) / 2 pair slots and one lone slot");
     static_assert(NT == 1 || NT == 2, "NT: 8 or 16 tokens");
     constexpr int XR = 8 * NT, NP = MAXS / 2;
+    constexpr int WPG = WARPS < CH ? WARPS : CH, NG = WARPS / WPG;  // warps per group, groups (stage st: group st % NG)
     constexpr int X_PITCH = CH * 256 + 16;  // 16 mod 128: the 8 lanes of a 16-byte load phase hit distinct banks
     constexpr int W_STAGE = CH * MAXS * V9_CHUNK_BYTES;
     constexpr int STAGE = W_STAGE + XR * X_PITCH;
@@ -244,14 +245,19 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
     if (threadIdx.x == 0) {
         for (int s = 0; s < STAGES; ++s) {
             mbar_init(full0 + 8 * s, 1);
-            mbar_init(empty0 + 8 * s, WARPS);
+            mbar_init(empty0 + 8 * s, WPG);
         }
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    // x rows M .. XR - 1 are never copied: zero them once in every stage, so their mma columns are exact zeros.
+    for (int i = threadIdx.x; i < STAGES * (XR - M) * (X_PITCH / 16); i += blockDim.x) {
+        const int st = i / ((XR - M) * (X_PITCH / 16)), r = i % ((XR - M) * (X_PITCH / 16));
+        *reinterpret_cast<uint4*>(ring + st * STAGE + W_STAGE + M * X_PITCH + r * 16) = make_uint4(0, 0, 0, 0);
     }
     __syncthreads();
 
     if (warp == WARPS) {  // producer: as v9's
-        const int m_rows = DIAG == 1 ? 0 : M;
+        const int m_rows = DIAG == 1 ? 0 : M;  // DIAG 4: the stream with x's copies
         const uint32_t slice_bytes = (uint32_t)cnt * V9_CHUNK_BYTES;
         auto arm_and_copy_w = [&](int st) {
             const int slot = st % STAGES, c0 = st * CH, nc = min(CH, n_chunks - c0);
@@ -290,11 +296,11 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
 #pragma unroll
             for (int i = 0; i < 4; ++i) acc[u][n][i] = 0.0f;
 
-    for (int st = 0; st < n_st; ++st) {
+    for (int st = warp / WPG; st < n_st; st += NG) {
         const int slot = st % STAGES, nc = min(CH, n_chunks - st * CH);
         mbar_wait(full0 + 8 * slot, (st / STAGES) & 1);
-        if constexpr (DIAG != 1) {
-            for (int j = warp; j < nc; j += WARPS) {
+        if constexpr (DIAG != 1 && DIAG != 4) {
+            for (int j = warp % WPG; j < nc; j += WPG) {
                 const uint32_t wbase = ring0 + slot * STAGE + j * MAXS * V9_CHUNK_BYTES;
                 const uint32_t xbase = ring0 + slot * STAGE + W_STAGE + g * X_PITCH + j * 256 + (lane & 3) * 32;
                 u32x4 xb[NT][2][2];  // [token tile][atom][half]: x[tok][64 a + 16 t + 8 half + 0..7]
@@ -365,7 +371,7 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
         __syncwarp();
         if (lane == 0) mbar_arrive(empty0 + 8 * slot);
     }
-    if constexpr (DIAG == 1) {
+    if constexpr (DIAG == 1 || DIAG == 4) {
         return;
     } else {
         asm volatile("bar.sync 1, %0;" ::"n"(WARPS * 32) : "memory");
@@ -397,10 +403,14 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
 // @instantiate w4a16_v9p<7, 1, 8, 8, 4>
 // @instantiate w4a16_v9p<7, 1, 8, 16, 2>
 // @instantiate w4a16_v9p<7, 1, 12, 12, 3>
+// @instantiate w4a16_v9p<7, 1, 16, 8, 4>
+// @instantiate w4a16_v9p<7, 1, 16, 4, 8>
 // @instantiate w4a16_v9p<7, 2, 8, 8, 3>
+// @instantiate w4a16_v9p<7, 2, 16, 8, 3>
 // @instantiate w4a16_v9p<7, 1, 8, 8, 4, 1>
 // @instantiate w4a16_v9p<7, 1, 8, 8, 4, 2>
 // @instantiate w4a16_v9p<7, 1, 8, 8, 4, 3>
+// @instantiate w4a16_v9p<7, 1, 8, 8, 4, 4>
 
 // v9<MAXS, XR, WARPS, CH, STAGES, DIAG>
 // @instantiate w4a16_v9<7, 8, 8, 8, 4>

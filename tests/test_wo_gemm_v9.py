@@ -134,7 +134,8 @@ def test_v9p_configs_instantiated_and_fit():
     inst = set(re.findall(r"//\s*@instantiate\s+(.+)", src))
     for cfg in v9.V9P_KERNELS + v9.V9P_DIAGNOSTICS:
         assert cfg.expr in inst, cfg
-        assert cfg.smem <= v5.MAX_DYNAMIC_SMEM and cfg.ch % cfg.warps == 0 and cfg.maxs % 2 == 1, cfg
+        assert cfg.smem <= v5.MAX_DYNAMIC_SMEM and cfg.maxs % 2 == 1, cfg
+        assert cfg.ch % cfg.warps == 0 or cfg.warps % cfg.ch == 0, cfg
     assert {c.nt for c in v9.v9p_candidates(8)} == {1} and {c.nt for c in v9.v9p_candidates(16)} == {2}
     assert v9.v9p_candidates(17) == []
 
@@ -154,11 +155,11 @@ def test_gpu_w4a16_v9p_matches_fp32_of_dequantized(cfg):
 
 @pytest.mark.gpu
 def test_gpu_w4a16_v9p_all_codes_and_scales():
-    check_all_codes(v9.w4a16_gemm_v9p, [c for c in v9.V9P_KERNELS if c.nt == 1][:1], 8)
+    check_all_codes(v9.w4a16_gemm_v9p, [c for c in v9.V9P_KERNELS if c.nt == 1][::3], 8)
     check_all_codes(v9.w4a16_gemm_v9p, [c for c in v9.V9P_KERNELS if c.nt == 2], 16)
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("cfg", [v9.V9P_KERNELS[0], v9.V9P_KERNELS[3]], ids=str)
+@pytest.mark.parametrize("cfg", [v9.V9P_KERNELS[0], v9.V9P_KERNELS[4], v9.V9P_KERNELS[5]], ids=str)
 def test_gpu_v9p_pdl_back_to_back(cfg):
     check_pdl_back_to_back(v9.w4a16_gemm_v9p, cfg, cfg.tokens)

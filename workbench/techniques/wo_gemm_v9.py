@@ -298,8 +298,8 @@ def decode_stream_v9p(data: torch.Tensor, global_scale: torch.Tensor, shape, gri
 @dataclass(frozen=True)
 class V9PConfig:
     """Template parameters of w4a16_v9p: MAXS slices per CTA at most (odd), NT n8 token tiles (M <= 8 NT), WARPS
-    consumer warps, CH 128-k chunks per stage, STAGES ring depth; diag 1 / 2 / 3: the stream-only, decode-only and
-    mma-only twins (never validated)."""
+    consumer warps, CH 128-k chunks per stage (WARPS > CH: groups of CH warps take the stages in turn), STAGES ring
+    depth; diag 1 / 2 / 3 / 4: the stream-only, decode-only, mma-only and stream-with-x twins (never validated)."""
 
     maxs: int
     nt: int
@@ -330,12 +330,13 @@ class V9PConfig:
         return (self.warps + 1) * 32
 
     def __str__(self) -> str:
-        d = {0: "", 1: "_diag_stream", 2: "_diag_decode_only", 3: "_diag_mma_only"}[self.diag]
+        d = {0: "", 1: "_diag_stream", 2: "_diag_decode_only", 3: "_diag_mma_only", 4: "_diag_stream_x"}[self.diag]
         return f"v9p_s{self.maxs}_nt{self.nt}_w{self.warps}_ch{self.ch}_st{self.stages}{d}"
 
 
-V9P_KERNELS = [V9PConfig(7, 1, 8, 8, 4), V9PConfig(7, 1, 8, 16, 2), V9PConfig(7, 1, 12, 12, 3), V9PConfig(7, 2, 8, 8, 3)]
-V9P_DIAGNOSTICS = [V9PConfig(7, 1, 8, 8, 4, d) for d in (1, 2, 3)]
+V9P_KERNELS = [V9PConfig(7, 1, 8, 8, 4), V9PConfig(7, 1, 8, 16, 2), V9PConfig(7, 1, 12, 12, 3),
+               V9PConfig(7, 1, 16, 8, 4), V9PConfig(7, 1, 16, 4, 8), V9PConfig(7, 2, 8, 8, 3), V9PConfig(7, 2, 16, 8, 3)]
+V9P_DIAGNOSTICS = [V9PConfig(7, 1, 8, 8, 4, d) for d in (1, 2, 3, 4)]
 
 
 def v9p_candidates(M: int) -> list[V9PConfig]:
