@@ -30,6 +30,7 @@
 #include "wb_nvfp4_decode.cuh"
 #include "wb_tma.cuh"
 #include "wb_pdl.cuh"
+#include "wb_cluster.cuh"
 
 constexpr int V9_CHUNK_K = 128;      // k per chunk
 constexpr int V9_CHUNK_BYTES = 576;  // one slice's share of a chunk: 512 code + 64 scale bytes
@@ -38,6 +39,21 @@ __device__ __forceinline__ uint32_t lds4(uint32_t addr) {
     uint32_t v;
     asm volatile("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(addr));
     return v;
+}
+
+// One contiguous global -> shared copy delivered to the same offset in every CTA of `mask` in the cluster, each
+// CTA's mbarrier at `bar`'s offset counting the bytes.
+__device__ __forceinline__ void bulk_load_multicast(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar,
+                                                    uint32_t mask) {
+    asm volatile(
+        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1], %2, [%3], %4;"
+        ::"r"(dst), "l"(src), "r"(bytes), "r"(bar), "h"((uint16_t)mask) : "memory");
+}
+// Arrive on the mbarrier at the same shared-memory offset in the cluster's CTA `rank`.
+__device__ __forceinline__ void mbar_arrive_remote(uint32_t bar, uint32_t rank) {
+    uint32_t remote;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(bar), "r"(rank));
+    asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];" ::"r"(remote) : "memory");
 }
 
 __device__ __forceinline__ void mma_bf16_16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
@@ -223,13 +239,14 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9(
 //   a1 row g + 8) of block 4 a + t. (Atom-major: each 16-byte load of a warp is 512 contiguous bytes.)
 // - lone unit: [32 lanes][4 words (a, jj)][4 B], word (a, jj) = row g, k 64 a + 16 t + 8 jj + 0..7 (r0 / r2: step
 //   2 jj pairs 0 / 1, r1 / r3: step 2 jj + 1), then [32 lanes][2 B]: the scale bytes of atoms 0, 1.
-template <int MAXS, int NT, int WARPS, int CH, int STAGES, int DIAG = 0>
+template <int MAXS, int NT, int WARPS, int CH, int STAGES, int DIAG = 0, int CL = 1>
 __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
     const uint16_t* __restrict__ x, const uint8_t* __restrict__ wp, const float* __restrict__ g_w,
     uint16_t* __restrict__ out, int M, int N, int K) {
     static_assert(CH % WARPS == 0 || WARPS % CH == 0, "warps split a stage's chunks, or groups of CH warps take turns");
     static_assert(MAXS % 2 == 1, "MAXS odd: (MAXS - 1) / 2 pair slots and one lone slot");
     static_assert(NT == 1 || NT == 2, "NT: 8 or 16 tokens");
+    static_assert(CL == 1 || CL == 2, "CL: clusters of 1 or 2 CTAs");
     constexpr int XR = 8 * NT, NP = MAXS / 2;
     constexpr int WPG = WARPS < CH ? WARPS : CH, NG = WARPS / WPG;  // warps per group, groups (stage st: group st % NG)
     constexpr int X_PITCH = CH * 256 + 16;  // 16 mod 128: the 8 lanes of a 16-byte load phase hit distinct banks
@@ -241,11 +258,15 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
     const int lo = b * q + min(b, rem), cnt = q + (b < rem ? 1 : 0);
     const int n_chunks = K / V9_CHUNK_K, n_st = (n_chunks + CH - 1) / CH;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    // CL = 2: the two CTAs of a cluster share x's copies: each copies half of the rows into both CTAs' stages
+    // (multicast), so x is read from L2 once per cluster. A stage is refilled only once both CTAs' consumers
+    // released it: every consumer warp arrives on its own CTA's empty barrier and on the peer's.
+    const uint32_t rank = CL > 1 ? cluster_rank() : 0u;
     pdl_trigger();
     if (threadIdx.x == 0) {
         for (int s = 0; s < STAGES; ++s) {
             mbar_init(full0 + 8 * s, 1);
-            mbar_init(empty0 + 8 * s, WPG);
+            mbar_init(empty0 + 8 * s, WPG * CL);
         }
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
@@ -254,7 +275,8 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
         const int st = i / ((XR - M) * (X_PITCH / 16)), r = i % ((XR - M) * (X_PITCH / 16));
         *reinterpret_cast<uint4*>(ring + st * STAGE + W_STAGE + M * X_PITCH + r * 16) = make_uint4(0, 0, 0, 0);
     }
-    __syncthreads();
+    if constexpr (CL > 1) cluster_sync();  // the peer's barriers exist before any multicast or remote arrive
+    else __syncthreads();
 
     if (warp == WARPS) {  // producer: as v9's
         const int m_rows = DIAG == 1 ? 0 : M;  // DIAG 4: the stream with x's copies
@@ -269,9 +291,12 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
         };
         auto copy_x = [&](int st) {
             const int slot = st % STAGES, c0 = st * CH, nc = min(CH, n_chunks - c0);
-            for (int m = lane; m < m_rows; m += 32)
-                bulk_load(ring0 + slot * STAGE + W_STAGE + m * X_PITCH, x + (long long)m * K + c0 * V9_CHUNK_K,
-                          nc * 2 * V9_CHUNK_K, full0 + 8 * slot);
+            for (int m = CL * lane + (int)rank; m < m_rows; m += 32 * CL) {
+                const uint32_t dst = ring0 + slot * STAGE + W_STAGE + m * X_PITCH;
+                const uint16_t* src = x + (long long)m * K + c0 * V9_CHUNK_K;
+                if constexpr (CL > 1) bulk_load_multicast(dst, src, nc * 2 * V9_CHUNK_K, full0 + 8 * slot, (1u << CL) - 1);
+                else bulk_load(dst, src, nc * 2 * V9_CHUNK_K, full0 + 8 * slot);
+            }
         };
         const int pre = min(STAGES, n_st);
         for (int st = 0; st < pre; ++st) arm_and_copy_w(st);
@@ -282,8 +307,7 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
             arm_and_copy_w(st);
             copy_x(st);
         }
-        return;
-    }
+    } else {
 
     const int g = lane >> 2;
     const uint32_t lone_off = (uint32_t)(cnt >> 1) * 2 * V9_CHUNK_BYTES;  // after the cnt / 2 pair units
@@ -369,11 +393,12 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
             }
         }
         __syncwarp();
-        if (lane == 0) mbar_arrive(empty0 + 8 * slot);
+        if (lane == 0) {
+            mbar_arrive(empty0 + 8 * slot);
+            if constexpr (CL > 1) mbar_arrive_remote(empty0 + 8 * slot, rank ^ 1u);
+        }
     }
-    if constexpr (DIAG == 1 || DIAG == 4) {
-        return;
-    } else {
+    if constexpr (DIAG != 1 && DIAG != 4) {
         asm volatile("bar.sync 1, %0;" ::"n"(WARPS * 32) : "memory");
         float* red = reinterpret_cast<float*>(ring);  // [warp][unit][nt][i][lane]
 #pragma unroll
@@ -398,6 +423,9 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
             out[(long long)tok * N + 8 * (lo + sl) + (el >> 2)] = f32_to_bf16(v * alpha);
         }
     }
+    }  // consumers
+    // No CTA may exit while its peer can still multicast into its stages or arrive on its barriers.
+    if constexpr (CL > 1) cluster_sync();
 }
 // v9p<MAXS, NT, WARPS, CH, STAGES, DIAG>
 // @instantiate w4a16_v9p<7, 1, 8, 8, 4>
@@ -407,6 +435,12 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
 // @instantiate w4a16_v9p<7, 1, 16, 4, 8>
 // @instantiate w4a16_v9p<7, 2, 8, 8, 3>
 // @instantiate w4a16_v9p<7, 2, 16, 8, 3>
+// clusters of 2 sharing x's copies (multicast)
+// @instantiate w4a16_v9p<7, 1, 8, 8, 4, 0, 2>
+// @instantiate w4a16_v9p<7, 1, 12, 12, 3, 0, 2>
+// @instantiate w4a16_v9p<7, 1, 16, 8, 4, 0, 2>
+// @instantiate w4a16_v9p<7, 2, 8, 8, 3, 0, 2>
+// @instantiate w4a16_v9p<7, 1, 8, 8, 4, 4, 2>
 // @instantiate w4a16_v9p<7, 1, 8, 8, 4, 1>
 // @instantiate w4a16_v9p<7, 1, 8, 8, 4, 2>
 // @instantiate w4a16_v9p<7, 1, 8, 8, 4, 3>

@@ -299,7 +299,8 @@ def decode_stream_v9p(data: torch.Tensor, global_scale: torch.Tensor, shape, gri
 class V9PConfig:
     """Template parameters of w4a16_v9p: MAXS slices per CTA at most (odd), NT n8 token tiles (M <= 8 NT), WARPS
     consumer warps, CH 128-k chunks per stage (WARPS > CH: groups of CH warps take the stages in turn), STAGES ring
-    depth; diag 1 / 2 / 3 / 4: the stream-only, decode-only, mma-only and stream-with-x twins (never validated)."""
+    depth; diag 1 / 2 / 3 / 4: the stream-only, decode-only, mma-only and stream-with-x twins (never validated);
+    cl 2: clusters of two CTAs that share x's copies (multicast: x read from L2 once per cluster)."""
 
     maxs: int
     nt: int
@@ -307,11 +308,13 @@ class V9PConfig:
     ch: int
     stages: int
     diag: int = 0
+    cl: int = 1
 
     @property
     def expr(self) -> str:
-        d = f", {self.diag}" if self.diag else ""
-        return f"w4a16_v9p<{self.maxs}, {self.nt}, {self.warps}, {self.ch}, {self.stages}{d}>"
+        d = f", {self.diag}" if self.diag or self.cl > 1 else ""
+        c = f", {self.cl}" if self.cl > 1 else ""
+        return f"w4a16_v9p<{self.maxs}, {self.nt}, {self.warps}, {self.ch}, {self.stages}{d}{c}>"
 
     @property
     def tokens(self) -> int:
@@ -331,12 +334,15 @@ class V9PConfig:
 
     def __str__(self) -> str:
         d = {0: "", 1: "_diag_stream", 2: "_diag_decode_only", 3: "_diag_mma_only", 4: "_diag_stream_x"}[self.diag]
-        return f"v9p_s{self.maxs}_nt{self.nt}_w{self.warps}_ch{self.ch}_st{self.stages}{d}"
+        c = f"_cl{self.cl}" if self.cl > 1 else ""
+        return f"v9p_s{self.maxs}_nt{self.nt}_w{self.warps}_ch{self.ch}_st{self.stages}{c}{d}"
 
 
 V9P_KERNELS = [V9PConfig(7, 1, 8, 8, 4), V9PConfig(7, 1, 8, 16, 2), V9PConfig(7, 1, 12, 12, 3),
-               V9PConfig(7, 1, 16, 8, 4), V9PConfig(7, 1, 16, 4, 8), V9PConfig(7, 2, 8, 8, 3), V9PConfig(7, 2, 16, 8, 3)]
-V9P_DIAGNOSTICS = [V9PConfig(7, 1, 8, 8, 4, d) for d in (1, 2, 3, 4)]
+               V9PConfig(7, 1, 16, 8, 4), V9PConfig(7, 1, 16, 4, 8), V9PConfig(7, 2, 8, 8, 3), V9PConfig(7, 2, 16, 8, 3),
+               V9PConfig(7, 1, 8, 8, 4, cl=2), V9PConfig(7, 1, 12, 12, 3, cl=2), V9PConfig(7, 1, 16, 8, 4, cl=2),
+               V9PConfig(7, 2, 8, 8, 3, cl=2)]
+V9P_DIAGNOSTICS = [V9PConfig(7, 1, 8, 8, 4, d) for d in (1, 2, 3, 4)] + [V9PConfig(7, 1, 8, 8, 4, 4, cl=2)]
 
 
 def v9p_candidates(M: int) -> list[V9PConfig]:
@@ -360,6 +366,7 @@ def w4a16_gemm_v9p(x: torch.Tensor, pw: PreparedWeight, config: V9PConfig | None
     [M, K] (M <= 8 config.nt, K % 128 == 0) @ dequant(W)^T -> bf16 [M, N], one kernel per call. pw: a
     PreparedWeight (its v9p stream for this GPU's grid is built on first use). enable_pdl: as w4a16_gemm_v9."""
     from ..runtime import get_kernel, launch
+    from ..runtime.tma import launch_by_value, max_active_clusters
 
     M, N, K = check_gemm_input(x, pw, 16, "the v9p kernel")
     cfg = config or v9p_candidates(M)[0]
@@ -370,8 +377,19 @@ def w4a16_gemm_v9p(x: torch.Tensor, pw: PreparedWeight, config: V9PConfig | None
     out = gemm_output(out, x, M, N)
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count
     grid = v9_grid(N, sms, cfg)
+    if grid % cfg.cl:
+        raise InputError(f"w.shape[0] (N): config {cfg} launches clusters of {cfg.cl} CTAs, so N / 8 = {N // 8} slices "
+                         f"must give a CTA count ({grid}) divisible by {cfg.cl}")
     fresh = not (pw.data_v5 is not None and ("v9p", grid) in pw.data_v5)
     stream = v9p_stream(pw, grid)
-    launch(get_kernel("wo_gemm_v9", cfg.expr), (grid, 1, 1), cfg.threads, (x, stream, pw.global_scale, out, M, N, K),
-           shared_mem=cfg.smem, enable_pdl=enable_pdl and not fresh)
+    func = get_kernel("wo_gemm_v9", cfg.expr)
+    args = (x, stream, pw.global_scale, out, M, N, K)
+    if cfg.cl == 1:
+        launch(func, (grid, 1, 1), cfg.threads, args, shared_mem=cfg.smem, enable_pdl=enable_pdl and not fresh)
+        return out
+    if grid > cfg.cl * max_active_clusters(func, cfg.cl, cfg.threads, cfg.smem):
+        raise InputError(f"config {cfg}: {grid // cfg.cl} clusters of {cfg.cl} CTAs must run at once on this GPU; it runs "
+                         f"{max_active_clusters(func, cfg.cl, cfg.threads, cfg.smem)}")
+    launch_by_value(func, grid, cfg.threads, args, shared_mem=cfg.smem, enable_pdl=enable_pdl and not fresh,
+                    cluster=cfg.cl)
     return out
