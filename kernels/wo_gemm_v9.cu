@@ -239,7 +239,7 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9(
 //   a1 row g + 8) of block 4 a + t. (Atom-major: each 16-byte load of a warp is 512 contiguous bytes.)
 // - lone unit: [32 lanes][4 words (a, jj)][4 B], word (a, jj) = row g, k 64 a + 16 t + 8 jj + 0..7 (r0 / r2: step
 //   2 jj pairs 0 / 1, r1 / r3: step 2 jj + 1), then [32 lanes][2 B]: the scale bytes of atoms 0, 1.
-template <int MAXS, int NT, int WARPS, int CH, int STAGES, int DIAG = 0, int CL = 1>
+template <int MAXS, int NT, int WARPS, int CH, int STAGES, int DIAG = 0, int CL = 1, bool ER = false>
 __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
     const uint16_t* __restrict__ x, const uint8_t* __restrict__ wp, const float* __restrict__ g_w,
     uint16_t* __restrict__ out, int M, int N, int K) {
@@ -320,82 +320,109 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
 #pragma unroll
             for (int i = 0; i < 4; ++i) acc[u][n][i] = 0.0f;
 
-    for (int st = warp / WPG; st < n_st; st += NG) {
-        const int slot = st % STAGES, nc = min(CH, n_chunks - st * CH);
-        mbar_wait(full0 + 8 * slot, (st / STAGES) & 1);
-        if constexpr (DIAG != 1 && DIAG != 4) {
-            for (int j = warp % WPG; j < nc; j += WPG) {
-                const uint32_t wbase = ring0 + slot * STAGE + j * MAXS * V9_CHUNK_BYTES;
-                const uint32_t xbase = ring0 + slot * STAGE + W_STAGE + g * X_PITCH + j * 256 + (lane & 3) * 32;
-                u32x4 xb[NT][2][2];  // [token tile][atom][half]: x[tok][64 a + 16 t + 8 half + 0..7]
+    // One chunk's operands, read from the stage into registers: x's B fragments, the pair units' code words and
+    // scale words, the lone unit's.
+    struct Chunk {
+        u32x4 xb[NT][2][2];  // [token tile][atom][half]: x[tok][64 a + 16 t + 8 half + 0..7]
+        u32x4 pw[NP][2];     // pair unit u, atom a: 4 code words (steps 0..3)
+        uint32_t ps[NP];     // pair unit u: scale bytes (a0 row g, a0 row g + 8, a1 row g, a1 row g + 8)
+        u32x4 lw;            // lone unit: 4 code words (atom a, jj) = word 2 a + jj
+        uint32_t ls;         // lone unit: the scale word holding this lane's 2 bytes
+    };
+    auto load_chunk = [&](Chunk& c, int slot, int j) {
+        const uint32_t wbase = ring0 + slot * STAGE + j * MAXS * V9_CHUNK_BYTES;
+        const uint32_t xbase = ring0 + slot * STAGE + W_STAGE + g * X_PITCH + j * 256 + (lane & 3) * 32;
 #pragma unroll
-                for (int n = 0; n < NT; ++n)
+        for (int n = 0; n < NT; ++n)
 #pragma unroll
-                    for (int a = 0; a < 2; ++a)
+            for (int a = 0; a < 2; ++a)
 #pragma unroll
-                        for (int h = 0; h < 2; ++h) xb[n][a][h] = lds16(xbase + 8 * n * X_PITCH + a * 128 + h * 16);
-                // pair units: every slot decoded (stale bytes past cnt / 2 give accumulators never stored)
-                u32x4 pw[NP][2];
-                uint32_t ps[NP];
+                for (int h = 0; h < 2; ++h) c.xb[n][a][h] = lds16(xbase + 8 * n * X_PITCH + a * 128 + h * 16);
+        // every pair slot is read and decoded (stale bytes past cnt / 2 give accumulators never stored)
+#pragma unroll
+        for (int u = 0; u < NP; ++u) {
+            c.pw[u][0] = lds16(wbase + u * 2 * V9_CHUNK_BYTES + lane * 16);
+            c.pw[u][1] = lds16(wbase + u * 2 * V9_CHUNK_BYTES + 512 + lane * 16);
+            c.ps[u] = lds4(wbase + u * 2 * V9_CHUNK_BYTES + 1024 + lane * 4);
+        }
+        c.lw = lds16(wbase + lone_off + lane * 16);
+        c.ls = lds4(wbase + lone_off + 512 + (lane >> 1) * 4);
+    };
+    auto compute_chunk = [&](const Chunk& c) {
+#pragma unroll
+        for (int a = 0; a < 2; ++a) {
+#pragma unroll
+            for (int jp = 0; jp < 4; ++jp) {  // k16 step jp of atom a
 #pragma unroll
                 for (int u = 0; u < NP; ++u) {
-                    pw[u][0] = lds16(wbase + u * 2 * V9_CHUNK_BYTES + lane * 16);
-                    pw[u][1] = lds16(wbase + u * 2 * V9_CHUNK_BYTES + 512 + lane * 16);
-                    ps[u] = lds4(wbase + u * 2 * V9_CHUNK_BYTES + 1024 + lane * 4);
+                    const uint32_t sg = v4_scale(c.ps[u], 2 * a), sh = v4_scale(c.ps[u], 2 * a + 1);
+                    uint32_t r[4];
+                    if constexpr (DIAG == 3) {
+                        r[0] = word_of(c.pw[u][a], jp); r[1] = r[0] ^ sg; r[2] = r[0] + sh; r[3] = r[0] - sg;
+                    } else {
+                        rot_decode_word(word_of(c.pw[u][a], jp), sg, sh, r);
+                    }
+                    if constexpr (DIAG == 2) {
+                        acc[u][0][0] += __uint_as_float((r[0] ^ r[1] ^ r[2] ^ r[3]) & 0x3fffffffu);
+                        continue;
+                    }
+#pragma unroll
+                    for (int n = 0; n < NT; ++n) {
+                        const u32x4& xv = c.xb[n][a][jp >> 1];
+                        mma_bf16_16816(acc[u][n], r[0], r[1], r[2], r[3], (jp & 1) ? xv.z : xv.x, (jp & 1) ? xv.w : xv.y);
+                    }
                 }
-                const u32x4 lw = lds16(wbase + lone_off + lane * 16);
-                const uint32_t ls = lds4(wbase + lone_off + 512 + (lane >> 1) * 4);
+                if (jp & 1) {  // the lone unit: one word per two steps (2 jj, 2 jj + 1 with jj = jp / 2)
+                    const uint32_t sl = v4_scale(c.ls, (int)lone_sel + a);
+                    uint32_t r[4];
+                    if constexpr (DIAG == 3) {
+                        r[0] = word_of(c.lw, 2 * a + (jp >> 1)); r[1] = r[0] ^ sl; r[2] = r[0] + sl; r[3] = r[0] - sl;
+                    } else {
+                        rot_decode_word(word_of(c.lw, 2 * a + (jp >> 1)), sl, sl, r);
+                    }
+                    if constexpr (DIAG == 2) {
+                        acc[NP][0][0] += __uint_as_float((r[0] ^ r[1] ^ r[2] ^ r[3]) & 0x3fffffffu);
+                        continue;
+                    }
 #pragma unroll
-                for (int a = 0; a < 2; ++a) {
-#pragma unroll
-                    for (int jp = 0; jp < 4; ++jp) {  // k16 step jp of atom a
-#pragma unroll
-                        for (int u = 0; u < NP; ++u) {
-                            const uint32_t sg = v4_scale(ps[u], 2 * a), sh = v4_scale(ps[u], 2 * a + 1);
-                            uint32_t r[4];
-                            if constexpr (DIAG == 3) {
-                                r[0] = word_of(pw[u][a], jp); r[1] = r[0] ^ sg; r[2] = r[0] + sh; r[3] = r[0] - sg;
-                            } else {
-                                rot_decode_word(word_of(pw[u][a], jp), sg, sh, r);
-                            }
-                            if constexpr (DIAG == 2) {
-                                acc[u][0][0] += __uint_as_float((r[0] ^ r[1] ^ r[2] ^ r[3]) & 0x3fffffffu);
-                                continue;
-                            }
-#pragma unroll
-                            for (int n = 0; n < NT; ++n) {
-                                const u32x4& xv = xb[n][a][jp >> 1];
-                                mma_bf16_16816(acc[u][n], r[0], r[1], r[2], r[3], (jp & 1) ? xv.z : xv.x,
-                                               (jp & 1) ? xv.w : xv.y);
-                            }
-                        }
-                        if (jp & 1) {  // the lone unit: one word per two steps (2 jj, 2 jj + 1 with jj = jp / 2)
-                            const uint32_t sl = v4_scale(ls, (int)lone_sel + a);
-                            uint32_t r[4];
-                            if constexpr (DIAG == 3) {
-                                r[0] = word_of(lw, 2 * a + (jp >> 1)); r[1] = r[0] ^ sl; r[2] = r[0] + sl; r[3] = r[0] - sl;
-                            } else {
-                                rot_decode_word(word_of(lw, 2 * a + (jp >> 1)), sl, sl, r);
-                            }
-                            if constexpr (DIAG == 2) {
-                                acc[NP][0][0] += __uint_as_float((r[0] ^ r[1] ^ r[2] ^ r[3]) & 0x3fffffffu);
-                                continue;
-                            }
-#pragma unroll
-                            for (int n = 0; n < NT; ++n) {
-                                const u32x4& xv = xb[n][a][jp >> 1];
-                                mma_bf16_16816(acc[NP][n], r[0], 0u, r[2], 0u, xv.x, xv.y);
-                                mma_bf16_16816(acc[NP][n], r[1], 0u, r[3], 0u, xv.z, xv.w);
-                            }
-                        }
+                    for (int n = 0; n < NT; ++n) {
+                        const u32x4& xv = c.xb[n][a][jp >> 1];
+                        mma_bf16_16816(acc[NP][n], r[0], 0u, r[2], 0u, xv.x, xv.y);
+                        mma_bf16_16816(acc[NP][n], r[1], 0u, r[3], 0u, xv.z, xv.w);
                     }
                 }
             }
         }
+    };
+    auto release = [&](int slot) {
         __syncwarp();
         if (lane == 0) {
             mbar_arrive(empty0 + 8 * slot);
             if constexpr (CL > 1) mbar_arrive_remote(empty0 + 8 * slot, rank ^ 1u);
+        }
+    };
+    constexpr int JJ = CH / WPG;  // chunks per warp and stage
+    for (int st = warp / WPG; st < n_st; st += NG) {
+        const int slot = st % STAGES, nc = min(CH, n_chunks - st * CH);
+        mbar_wait(full0 + 8 * slot, (st / STAGES) & 1);
+        if constexpr (DIAG == 1 || DIAG == 4) {
+            release(slot);
+        } else if constexpr (ER) {
+            // early release: the warp's chunks to registers, the stage freed for the next copies, then the math
+            Chunk c[JJ];
+#pragma unroll
+            for (int jj = 0; jj < JJ; ++jj) load_chunk(c[jj], slot, warp % WPG + jj * WPG);
+            release(slot);
+#pragma unroll
+            for (int jj = 0; jj < JJ; ++jj)
+                if (warp % WPG + jj * WPG < nc) compute_chunk(c[jj]);
+        } else {
+            for (int j = warp % WPG; j < nc; j += WPG) {
+                Chunk c;
+                load_chunk(c, slot, j);
+                compute_chunk(c);
+            }
+            release(slot);
         }
     }
     if constexpr (DIAG != 1 && DIAG != 4) {
@@ -441,6 +468,13 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
 // @instantiate w4a16_v9p<7, 1, 16, 8, 4, 0, 2>
 // @instantiate w4a16_v9p<7, 2, 8, 8, 3, 0, 2>
 // @instantiate w4a16_v9p<7, 1, 8, 8, 4, 4, 2>
+// early release (ER): each warp's chunks copied to registers, the stage freed before the math
+// @instantiate w4a16_v9p<7, 1, 8, 8, 4, 0, 1, true>
+// @instantiate w4a16_v9p<7, 1, 8, 16, 2, 0, 1, true>
+// @instantiate w4a16_v9p<7, 1, 12, 12, 3, 0, 1, true>
+// @instantiate w4a16_v9p<7, 1, 16, 8, 4, 0, 1, true>
+// @instantiate w4a16_v9p<7, 1, 16, 4, 8, 0, 1, true>
+// @instantiate w4a16_v9p<7, 2, 8, 8, 3, 0, 1, true>
 // @instantiate w4a16_v9p<7, 1, 8, 8, 4, 1>
 // @instantiate w4a16_v9p<7, 1, 8, 8, 4, 2>
 // @instantiate w4a16_v9p<7, 1, 8, 8, 4, 3>

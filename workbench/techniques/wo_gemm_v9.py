@@ -300,7 +300,8 @@ class V9PConfig:
     """Template parameters of w4a16_v9p: MAXS slices per CTA at most (odd), NT n8 token tiles (M <= 8 NT), WARPS
     consumer warps, CH 128-k chunks per stage (WARPS > CH: groups of CH warps take the stages in turn), STAGES ring
     depth; diag 1 / 2 / 3 / 4: the stream-only, decode-only, mma-only and stream-with-x twins (never validated);
-    cl 2: clusters of two CTAs that share x's copies (multicast: x read from L2 once per cluster)."""
+    cl 2: clusters of two CTAs that share x's copies (multicast: x read from L2 once per cluster); er: early release
+    (each warp copies its chunks of a stage to registers and frees the stage before the math)."""
 
     maxs: int
     nt: int
@@ -309,12 +310,14 @@ class V9PConfig:
     stages: int
     diag: int = 0
     cl: int = 1
+    er: bool = False
 
     @property
     def expr(self) -> str:
-        d = f", {self.diag}" if self.diag or self.cl > 1 else ""
-        c = f", {self.cl}" if self.cl > 1 else ""
-        return f"w4a16_v9p<{self.maxs}, {self.nt}, {self.warps}, {self.ch}, {self.stages}{d}{c}>"
+        d = f", {self.diag}" if self.diag or self.cl > 1 or self.er else ""
+        c = f", {self.cl}" if self.cl > 1 or self.er else ""
+        e = ", true" if self.er else ""
+        return f"w4a16_v9p<{self.maxs}, {self.nt}, {self.warps}, {self.ch}, {self.stages}{d}{c}{e}>"
 
     @property
     def tokens(self) -> int:
@@ -334,14 +337,16 @@ class V9PConfig:
 
     def __str__(self) -> str:
         d = {0: "", 1: "_diag_stream", 2: "_diag_decode_only", 3: "_diag_mma_only", 4: "_diag_stream_x"}[self.diag]
-        c = f"_cl{self.cl}" if self.cl > 1 else ""
+        c = (f"_cl{self.cl}" if self.cl > 1 else "") + ("_er" if self.er else "")
         return f"v9p_s{self.maxs}_nt{self.nt}_w{self.warps}_ch{self.ch}_st{self.stages}{c}{d}"
 
 
 V9P_KERNELS = [V9PConfig(7, 1, 8, 8, 4), V9PConfig(7, 1, 8, 16, 2), V9PConfig(7, 1, 12, 12, 3),
                V9PConfig(7, 1, 16, 8, 4), V9PConfig(7, 1, 16, 4, 8), V9PConfig(7, 2, 8, 8, 3), V9PConfig(7, 2, 16, 8, 3),
                V9PConfig(7, 1, 8, 8, 4, cl=2), V9PConfig(7, 1, 12, 12, 3, cl=2), V9PConfig(7, 1, 16, 8, 4, cl=2),
-               V9PConfig(7, 2, 8, 8, 3, cl=2)]
+               V9PConfig(7, 2, 8, 8, 3, cl=2)] + [
+    V9PConfig(*c, er=True) for c in ((7, 1, 8, 8, 4), (7, 1, 8, 16, 2), (7, 1, 12, 12, 3), (7, 1, 16, 8, 4),
+                                     (7, 1, 16, 4, 8), (7, 2, 8, 8, 3))]
 V9P_DIAGNOSTICS = [V9PConfig(7, 1, 8, 8, 4, d) for d in (1, 2, 3, 4)] + [V9PConfig(7, 1, 8, 8, 4, 4, cl=2)]
 
 
