@@ -270,11 +270,6 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
         }
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
-    // x rows M .. XR - 1 are never copied: zero them once in every stage, so their mma columns are exact zeros.
-    for (int i = threadIdx.x; i < STAGES * (XR - M) * (X_PITCH / 16); i += blockDim.x) {
-        const int st = i / ((XR - M) * (X_PITCH / 16)), r = i % ((XR - M) * (X_PITCH / 16));
-        *reinterpret_cast<uint4*>(ring + st * STAGE + W_STAGE + M * X_PITCH + r * 16) = make_uint4(0, 0, 0, 0);
-    }
     if constexpr (CL > 1) cluster_sync();  // the peer's barriers exist before any multicast or remote arrive
     else __syncthreads();
 
@@ -402,6 +397,14 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
         }
     };
     constexpr int JJ = CH / WPG;  // chunks per warp and stage
+    // x rows M .. XR - 1 are never copied: the consumers zero them once in every stage (so their mma columns are
+    // exact zeros) while the first copies are in flight; the producer starts at once (zeroing ~58 KB before the
+    // CTA barrier delayed the first copies by ~1 us at M = 1).
+    for (int i = threadIdx.x; i < STAGES * (XR - M) * (X_PITCH / 16); i += WARPS * 32) {
+        const int st = i / ((XR - M) * (X_PITCH / 16)), r = i % ((XR - M) * (X_PITCH / 16));
+        *reinterpret_cast<uint4*>(ring + st * STAGE + W_STAGE + M * X_PITCH + r * 16) = make_uint4(0, 0, 0, 0);
+    }
+    asm volatile("bar.sync 1, %0;" ::"n"(WARPS * 32) : "memory");
     for (int st = warp / WPG; st < n_st; st += NG) {
         const int slot = st % STAGES, nc = min(CH, n_chunks - st * CH);
         mbar_wait(full0 + 8 * slot, (st / STAGES) & 1);

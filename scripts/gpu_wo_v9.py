@@ -39,7 +39,10 @@ def run_case(M, N, K, wq, pw, w_bf, ceil, tuning, args) -> dict:
         for o in [wo.wo_nvfp4(x, pw[0], enable_pdl=True) for _ in range(4)]:
             valid["recorded_pdl"] = max(valid.get("recorded_pdl", 0.0), wo.validate(o, ref)["rel_l2"])
         fns["recorded_pdl"] = [lambda i=i: wo.wo_nvfp4(x, pw[i], enable_pdl=True) for i in range(2)]
-    for cfg in (v9.v9_candidates(M) if args.slices else []) + [c for c in v9.v9p_candidates(M) if c.cl == 1 or args.clusters]:
+    cands = (v9.v9_candidates(M) if args.slices else []) + [c for c in v9.v9p_candidates(M) if c.cl == 1 or args.clusters]
+    if args.only:
+        cands = [c for c in cands if any(o in str(c) for o in args.only.split(","))]
+    for cfg in cands:
         gemm = v9.w4a16_gemm_v9p if isinstance(cfg, v9.V9PConfig) else v9.w4a16_gemm_v9
         outp = torch.full((M, N), float("nan"), dtype=torch.bfloat16, device="cuda")
         r = wo.validate(gemm(x, pw[0], cfg, out=outp), ref)
@@ -82,6 +85,7 @@ def main() -> None:
     ap.add_argument("--no-pdl", action="store_true")
     ap.add_argument("--slices", action="store_true", help="also the v9 builds (weight as the B operand)")
     ap.add_argument("--clusters", action="store_true", help="also the v9p builds on clusters of two CTAs")
+    ap.add_argument("--only", default="", help="time only the builds whose names contain one of these (comma-separated)")
     ap.add_argument("--slices-diag", type=int, default=0, help="1: also time the v9 (weight as B) diagnostic twins")
     args = ap.parse_args()
     ms = [int(v) for v in args.m.split(",")]
