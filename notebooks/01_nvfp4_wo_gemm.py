@@ -319,7 +319,7 @@ if rec_wo:
     viz.table(rows, title=f"wo GEMM per M on {rec_wo['device']['name']} (ratios > 1: the NVFP4 dispatcher is faster)").show()
     fused = []  # each fused step's best validated config at each M, beside the same bound
     for c in sorted(rec_wo["cases"], key=lambda c: c["params"]["M"]):
-        for fam in ("v4", "v6", "v5", "v7", "v8"):
+        for fam in ("v4", "v6", "v5", "v7", "v8", "v9p"):
             t = c["variants"].get(f"w4a16_{fam}")
             if t:
                 fused.append({"M": c["params"]["M"], "kernel": f"w4a16_{fam}", "config": c["params"].get(f"{fam}_config"),

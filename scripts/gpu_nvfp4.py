@@ -97,7 +97,8 @@ def main() -> int:
             try:
                 p = subprocess.run([sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
                                     "tests/test_nvfp4.py", "tests/test_wo_gemm.py",
-                                    "tests/test_wo_gemm_v5.py", "tests/test_wo_gemm_v7.py", "tests/test_wo_gemm_v8.py"],
+                                    "tests/test_wo_gemm_v5.py", "tests/test_wo_gemm_v7.py", "tests/test_wo_gemm_v8.py",
+                                    "tests/test_wo_gemm_v9.py"],
                                    capture_output=True, text=True,
                                    timeout=left - 10)
                 (out / "pytest_gpu.txt").write_text(p.stdout + p.stderr)

@@ -339,11 +339,25 @@ def test_fused_families_are_the_candidates():
         fams = wo.fused_families(m)
         assert [c for _, cands, _ in fams for c in cands] == wo.fused_candidates(m)
         names = [f for f, _, _ in fams]
-        assert names == [f for f in ("v4", "v6", "v5", "v7", "v8") if f in names]  # the benchmark's order
+        assert names == [f for f in ("v4", "v6", "v5", "v7", "v8", "v9p") if f in names]  # the benchmark's order
         assert ("v6" in names) == (m <= 32) and ("v5" in names) == (m <= 64) and ("v7" in names) == (32 <= m <= 64)
+        assert ("v9p" in names) == (m <= 8)
         untuned = wo.fused_families(m, tune=False)
         assert all(len(cands) == 1 for _, cands, _ in untuned) and "v7" not in [f for f, _, _ in untuned]
+        assert "v9p" not in [f for f, _, _ in untuned]
     assert wo.fused_families(4096) == []
+
+
+def test_v9p_configs_resolve_and_dispatch():
+    """A v9p config named in a record resolves at M <= 8 and dispatches as 'fused_v9p'."""
+    from workbench.techniques import wo_gemm_v9 as v9
+
+    cfg = v9.V9P_TUNED[0]
+    assert wo.resolve_fused_config(1, str(cfg)) == cfg
+    assert wo.dispatch_path(1, tuning={1: cfg, 8: wo.default_v4_config(8)}) == "fused_v9p"
+    assert wo.dispatch_path(2, tuning={1: cfg, 8: wo.default_v4_config(8)}) == "fused_v4"
+    with pytest.raises(InputError, match="not among"):
+        wo.resolve_fused_config(32, str(cfg))
 
 
 @pytest.mark.gpu

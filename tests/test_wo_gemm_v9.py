@@ -82,7 +82,7 @@ def test_v9_bad_input():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("cfg", v9.V9_KERNELS, ids=str)
+@pytest.mark.parametrize("cfg", [v9.V9_KERNELS[i] for i in (0, 2, 3, 5)], ids=str)
 def test_gpu_w4a16_v9_matches_fp32_of_dequantized(cfg):
     # 7168 rows (132 CTAs of 6-7 slices), 1040 rows (130 CTAs of one slice), 64 rows; K = 1536 (12 chunks) leaves a
     # partial last stage for 8 and 16 chunks per stage
@@ -145,7 +145,8 @@ def test_v9p_bad_input():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("cfg", v9.V9P_KERNELS, ids=str)
+@pytest.mark.parametrize("cfg", sorted(set(v9.V9P_TUNED) | {v9.V9P_KERNELS[i] for i in (0, 5, 6, 7, 10, 14, 16)}, key=str),
+                         ids=str)
 def test_gpu_w4a16_v9p_matches_fp32_of_dequantized(cfg):
     # 7168 rows (132 CTAs of 6-7 slices: 3 pairs and a lone slice), 1040 rows (130 CTAs of one lone slice), 112
     # rows (14 CTAs, one lone slice each), K = 1536: a partial last stage for 8 and 16 chunks per stage

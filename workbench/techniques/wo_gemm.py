@@ -32,8 +32,8 @@ from . import nvfp4
 from .nvfp4 import NVFP4Tensor
 
 SOURCES = ("workbench/techniques/nvfp4.py", "workbench/techniques/wo_gemm.py", "workbench/techniques/wo_gemm_v5.py",
-           "workbench/techniques/wo_gemm_v7.py", "workbench/techniques/wo_gemm_v8.py", "workbench/runtime/tma.py",
-           "nvfp4", "wo_gemm", "wo_gemm_v5", "wo_gemm_v7", "wo_gemm_v8")
+           "workbench/techniques/wo_gemm_v7.py", "workbench/techniques/wo_gemm_v8.py", "workbench/techniques/wo_gemm_v9.py",
+           "workbench/runtime/tma.py", "nvfp4", "wo_gemm", "wo_gemm_v5", "wo_gemm_v7", "wo_gemm_v8", "wo_gemm_v9")
 N_OUT, K_IN = 7168, 16384  # W_o: [7168, 16384]
 M_CASES = (1, 8, 32, 64, 128, 256, 1024, 4096)
 FUSED_MAX_M = 256  # the fused kernel is tuned up to here; the dispatcher uses it where it beat dequant+cuBLAS
@@ -621,19 +621,20 @@ def wo_nvfp4(x: torch.Tensor, w: PreparedWeight | NVFP4Tensor, tuning: dict | No
     """The dispatcher (`optimized`): by M, the fused kernel measured fastest where it beat the cached-bf16
     cuBLAS path, else cuBLAS bf16 on the cached exact weight with alpha = 1/g (cached_bf16_gemm).
 
-    tuning: {M: V4Config | V5Config | V6Config | V7Config | V8Config}. None (default): FUSED_TUNING once the
+    tuning: {M: V4Config | V5Config | V6Config | V7Config | V8Config | V9PConfig}. None (default): FUSED_TUNING once the
         GPU benchmark has filled it in this process, else this GPU model's table (device_tuning, at the wo
         shape only). An M between measured ones takes the config of the next larger measured M; above the
         largest, cuBLAS. {} (or a GPU model without a table): untuned defaults, v4 for M <= 8, v5 (wgmma)
         for M <= 64, else cuBLAS.
 
     w: a PreparedWeight (prepare once at load time), or an NVFP4Tensor (prepared on every call: slow).
-    enable_pdl: launch the v5 / v6 GEMM with programmatic dependent launch (its first weight copies
-    overlap the previous kernel's tail); ignored by v4 and cuBLAS.
+    enable_pdl: launch the v5 / v6 / v7 / v8 / v9p GEMM with programmatic dependent launch (its first weight
+    copies overlap the previous kernel's tail); ignored by v4 and cuBLAS.
     """
     from . import wo_gemm_v5 as v5
     from . import wo_gemm_v7 as v7
     from . import wo_gemm_v8 as v8
+    from . import wo_gemm_v9 as v9
 
     pw = w if isinstance(w, PreparedWeight) else prepare_weight(w)
     M = x.shape[0]
@@ -648,6 +649,8 @@ def wo_nvfp4(x: torch.Tensor, w: PreparedWeight | NVFP4Tensor, tuning: dict | No
         return v7.w4a16_gemm_v7(x, pw, cfg, enable_pdl=enable_pdl)
     if isinstance(cfg, v8.V8Config):
         return v8.w4a16_gemm_v8(x, pw, cfg, enable_pdl=enable_pdl)
+    if isinstance(cfg, v9.V9PConfig):
+        return v9.w4a16_gemm_v9p(x, pw, cfg, enable_pdl=enable_pdl)
     return w4a16_gemm_v4(x, pw, cfg)
 
 
@@ -659,10 +662,12 @@ _DEVICE_TUNING: dict[str, dict] = {}  # device name -> {M: config}, resolved onc
 
 def fused_families(M: int, tune: bool = True) -> list:
     """[(family, configs, kernel fn)] the GPU benchmark validates and times at this M on a 132-SM Hopper, in its
-    order (v4, v6, v5, v7, v8). tune=False: one default config per family, and no v7 / v8 (measured steps only)."""
+    order (v4, v6, v5, v7, v8, v9p). tune=False: one default config per family, and no v7 / v8 (measured steps only)
+    and no v9p."""
     from . import wo_gemm_v5 as v5
     from . import wo_gemm_v7 as v7
     from . import wo_gemm_v8 as v8
+    from . import wo_gemm_v9 as v9
 
     fams = []
     if M <= FUSED_MAX_M:
@@ -675,6 +680,8 @@ def fused_families(M: int, tune: bool = True) -> list:
     if 32 <= M <= v7.V7_MAX_M and tune:  # the weight as the wgmma B operand: measured steps (slower, see notes)
         fams.append(("v7", v7.v7_candidates(M), v7.w4a16_gemm_v7))
         fams.append(("v8", v8.v8_candidates(M), v8.w4a16_gemm_v8))
+    if M <= 8 and tune:  # row-owned CTAs, one kernel per call (no wo_finalize)
+        fams.append(("v9p", v9.v9p_tuned_candidates(M), v9.w4a16_gemm_v9p))
     return fams
 
 
@@ -759,7 +766,7 @@ def _fused_config(M: int, tuning: dict):
 def dispatch_path(M: int, tuning: dict | None = None, shape: tuple[int, int] = (N_OUT, K_IN),
                   device: torch.device | int | str | None = None) -> str:
     """Which path wo_nvfp4 takes at this M (weight `shape` (N, K)): 'fused_v4', 'fused_v5', 'fused_v6',
-    'fused_v7', 'fused_v8' or 'cached_bf16_cublas'. device: as in device_tuning (a model name such as
+    'fused_v7', 'fused_v8', 'fused_v9p' or 'cached_bf16_cublas'. device: as in device_tuning (a model name such as
     "NVIDIA H100 80GB HBM3" answers for that card on any host)."""
     cfg = _fused_config(M, _active_tuning(tuning, shape, device))
     if cfg is None:

@@ -350,6 +350,16 @@ V9P_KERNELS = [V9PConfig(7, 1, 8, 8, 4), V9PConfig(7, 1, 8, 16, 2), V9PConfig(7,
 V9P_DIAGNOSTICS = [V9PConfig(7, 1, 8, 8, 4, d) for d in (1, 2, 3, 4)] + [V9PConfig(7, 1, 8, 8, 4, 4, cl=2)]
 
 
+# The builds the GPU benchmark tunes at M <= 8 (wo_gemm.fused_families): the two fastest of the A/B runs at M = 1 and
+# one without early release (docs/notes_wo_gemm.md, twenty-second pass).
+V9P_TUNED = [V9PConfig(7, 1, 16, 8, 4, er=True), V9PConfig(7, 1, 12, 12, 3, er=True), V9PConfig(7, 1, 16, 8, 4)]
+
+
+def v9p_tuned_candidates(M: int) -> list[V9PConfig]:
+    """The v9p builds the wo benchmark validates and times at this M (M <= 8)."""
+    return list(V9P_TUNED) if M <= 8 else []
+
+
 def v9p_candidates(M: int) -> list[V9PConfig]:
     """The v9p builds that serve M tokens, smallest token tile first."""
     fits = [k for k in V9P_KERNELS if k.tokens >= M]
