@@ -610,6 +610,56 @@ if ab200:
                     f"({ab200['device']['name']})").show()
 
 # %% [markdown]
+# ### Row-owned CTAs: one kernel per call (v9, v9p; twenty-second pass)
+# Every kernel above splits K across CTAs, so each call ends with fp32 partials reduced into a workspace and a second
+# kernel, `wo_finalize`, that converts them; the H200's traces put that tail and its launch at about what M = 1 and 8
+# miss 3x by. v9 removes it: each CTA owns whole output rows over the full K, sums its warps' partials in shared
+# memory and writes bf16 itself. Rows split in slices of 8 (wo's 896 slices give 132 CTAs 6 or 7 each; 16-row tiles
+# would give some CTAs 4 against a mean of 3.4), so the weight is an mma.sync operand (`kernels/wo_gemm_v9.cu`):
+# - **v9** puts the 8 weight rows in the n8 B operand and the tokens in the m16 A operand, half of it empty at
+#   M <= 8. Its stream-only twin runs near the copy bound and well under the split-K call, but its decode-only and
+#   mma-only twins each cost microseconds over it and the full kernel more than both (the second table: its
+#   last run).
+# - **v9p** pairs the CTA's slices as the rows g and g + 8 of an m16 A tile (half the HMMAs per weight element), an
+#   odd count's last slice as a "lone" tile with zero upper rows, and the tokens as the n8 B operand; the stream is
+#   laid out per grid (`prepare_stream_v9p`). Nsight Compute (the third table) shows the consumer issue slots mostly
+#   idle and few warps eligible: latency, not instruction count, held it. Sixteen consumer warps in two groups
+#   that take the stages in turn, and "early release" (each warp copies its chunk to registers and frees the stage
+#   before the math) gave the build the record now runs at M = 1.
+# - **What it costs at M = 8:** every CTA reads all of x (132 x 256 KB from L2 at M = 8 against 4 KB per unit in the
+#   split-K kernels): the stream-with-x twin is microseconds slower than the stream alone at M = 8 and not at M = 1.
+#   Clusters of two CTAs sharing x's copies by multicast lost at every M (fourth table): the pair waits for both
+#   CTAs' consumers before a stage is refilled.
+# - **Measured, not assumed:** zeroing x's unused rows before the CTA barrier delayed the first weight copies by about
+#   a microsecond at M = 1 (the stream-only twin's time moved with it); the consumers now zero them while the first
+#   copies are in flight.
+#
+# The first table is the last A/B run (`data/diagnostics/wo_v9_h200.json`, every build validated, the recorded
+# dispatcher and cuBLAS in the same run); the lines under it compare the chosen build with the recorded path per M.
+# The record's fused-steps table above lists `w4a16_v9p` beside v5 at M = 1 and 8.
+
+# %%
+v9d = nbutil.diagnostic("wo_v9_h200")
+if v9d:
+    viz.table(vnv.v9_rows(v9d, only=("w16_ch8_st4_er", "w12_ch12_st3_er", "diag_stream")),
+              title=f"v9p A/B, last run ({v9d['device']})").show()
+    for case, c in v9d["runs"][-1]["cases"].items():
+        r = c["rows"]
+        best = min((n for n in r if n.startswith("v9p") and "diag" not in n and not n.endswith("_pdl")),
+                   key=lambda n: r[n]["median_us"])
+        print(f"{case}: {best} {r[best]['median_us']:.2f} us ({r[best]['vs_cublas_bf16']:.2f}x cuBLAS bf16), "
+              f"PDL {r[best + '_pdl']['median_us']:.2f} us ({r[best + '_pdl']['vs_cublas_bf16']:.2f}x); recorded path "
+              f"{r['recorded']['median_us']:.2f} us ({r['recorded']['vs_cublas_bf16']:.2f}x), PDL "
+              f"{r['recorded_pdl']['median_us']:.2f} us; stream-only twin {r['v9p_s7_nt1_w8_ch8_st4_diag_stream']['median_us']:.2f} us")
+    viz.table(vnv.v9_rows(v9d, run=2), title=f"v9 (weight as the B operand) with its decode-only and mma-only twins "
+                                             f"({v9d['device']}, commit {v9d['runs'][2]['commit']})").show()
+    viz.table(v9d["ncu"]["rows"], title=f"Nsight Compute on v9p, one launch each ({v9d['device']}, commit "
+                                        f"{v9d['ncu']['commit']})").show()
+    viz.table(vnv.v9_rows(v9d, run=5, only=("w16_ch8_st4", "diag_stream_x")),
+              title=f"v9p on clusters of two CTAs (multicast x) beside the same builds alone ({v9d['device']}, commit "
+                    f"{v9d['runs'][5]['commit']})").show()
+
+# %% [markdown]
 # ## Accuracy
 # Output error of the wo GEMM against an fp32 reference (the "true" weight in fp32, activations as
 # given in bf16): bf16 weight, fp8 per-tensor (weight and activations), fp8 with 128x128 weight blocks
@@ -699,6 +749,9 @@ if q_rows:
 #   issue-bound (most issue slots busy, 17 instructions per element); bulk-copy feeds that serve the GEMMs well made
 #   it slower, and taking instructions out (v11: one FMA for the rounding step, the clamp on bf16 pairs, no per-block
 #   overhead on full tiles) brought it from 81% to 87% of copy bandwidth at [8192, 7168] (the record above).
+# - Count the whole call, and count every byte each CTA reads. Row-owned CTAs (v9p) drop the split-K finalize, and
+#   their stream-only twin runs near the copy bound, which won M = 1; but each CTA then reads all of x, which at
+#   M = 8 costs more L2 traffic than the finalize saved, so the split-K kernel stays there.
 # - Write whole 32-byte sectors. The linear scale bytes needed 32 blocks per CTA (a sector per row, not a quarter of
 #   one), and dequantize v2 gives each lane 16 contiguous output bytes so a warp store covers 512 bytes: both moved
 #   the H200 more than any change to their arithmetic.

@@ -186,6 +186,33 @@ def test_ab_rows_of_the_h200_runs():
     assert vnv.ab_rows(ab, "no such run") == []
 
 
+def test_v9_rows_of_the_h200_runs():
+    """vnv.v9_rows: the last v9p run, rows sorted by M and then time, each fused build validated within 1e-3 and
+    above the bound, the diagnostic twins without a rel-L2, cuBLAS at 1.00x; `only` keeps the recorded path and
+    cuBLAS."""
+    from workbench import nbutil
+    from workbench.viz import nvfp4 as vnv
+
+    d = nbutil.diagnostic("wo_v9_h200")
+    rows = vnv.v9_rows(d)
+    assert rows and [r["M"] for r in rows] == sorted(r["M"] for r in rows)
+    for m in {r["M"] for r in rows}:
+        us = [r["us"] for r in rows if r["M"] == m]
+        assert us == sorted(us)
+    for r in rows:
+        assert r["us"] >= r["bound us"] and r["commit"] == d["runs"][-1]["commit"]
+        if "diag" in r["build"] or r["build"] == "cublas_bf16":
+            assert r["rel-L2"] is None
+        else:
+            assert 0 < r["rel-L2"] <= 1e-3
+    assert all(r["vs cuBLAS bf16"] == 1.0 for r in rows if r["build"] == "cublas_bf16")
+    few = vnv.v9_rows(d, only=("w16_ch8_st4_er",))
+    assert {r["build"] for r in few} == {"recorded", "recorded_pdl", "cublas_bf16", "v9p_s7_nt1_w16_ch8_st4_er",
+                                         "v9p_s7_nt1_w16_ch8_st4_er_pdl"}
+    first = vnv.v9_rows(d, run=0)
+    assert first and all(r["commit"] == "b54cdc3" for r in first)
+
+
 def test_power_rows_of_the_h200_run():
     """vnv.power_rows: the last clock and power run, one row per build sorted by M, the probe's median, the power-cap
     count and, for validated fused builds, cuBLAS bf16's time over theirs at the same M."""

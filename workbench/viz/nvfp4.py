@@ -315,6 +315,23 @@ def ab_rows(ab: dict, what: str = "") -> list[dict]:
     return rows
 
 
+def v9_rows(diag: dict, run: int = -1, only: tuple[str, ...] = ()) -> list[dict]:
+    """Rows of the v9 / v9p diagnostic (data/diagnostics/wo_v9_*.json, scripts/gpu_wo_v9.py; one run, the last by
+    default): per M and build (only: builds whose names contain one of these; the recorded dispatcher and cuBLAS
+    always), the median time beside the weight-read bound, the ratio to cuBLAS bf16 of the same run, and the rel-L2
+    against the fp32 reference (None: a diagnostic twin, never validated). Fastest first within each M."""
+    r = diag["runs"][run]
+    rows = []
+    for case, c in sorted(r["cases"].items(), key=lambda kv: int(kv[0].split("M")[-1])):
+        keep = {n: v for n, v in c["rows"].items()
+                if not only or n.startswith(("recorded", "cublas")) or any(o in n for o in only)}
+        for name, v in sorted(keep.items(), key=lambda kv: kv[1]["median_us"]):
+            rows.append({"commit": r["commit"], "M": int(case.split("M")[-1]), "build": name, "us": v["median_us"],
+                         "bound us": c["bound_us"], "% of bound": v["pct_of_bound"],
+                         "vs cuBLAS bf16": v["vs_cublas_bf16"], "rel-L2": v["rel_l2"]})
+    return rows
+
+
 def x_share_rows(trace: dict, lean: int = 3215, bounds_us: dict | None = None) -> list[dict]:
     """What x's copies cost, from a scripts/gpu_wo_trace.py --diag run with the DIAG 12 and 5 twins
     (data/diagnostics/wo_trace_x_h200.json): per M, the GEMM kernel's CUPTI time of the stream alone with and
