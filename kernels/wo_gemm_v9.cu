@@ -239,7 +239,7 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9(
 //   a1 row g + 8) of block 4 a + t. (Atom-major: each 16-byte load of a warp is 512 contiguous bytes.)
 // - lone unit: [32 lanes][4 words (a, jj)][4 B], word (a, jj) = row g, k 64 a + 16 t + 8 jj + 0..7 (r0 / r2: step
 //   2 jj pairs 0 / 1, r1 / r3: step 2 jj + 1), then [32 lanes][2 B]: the scale bytes of atoms 0, 1.
-template <int MAXS, int NT, int WARPS, int CH, int STAGES, int DIAG = 0, int CL = 1, bool ER = false, int XROWS = 8 * NT>
+template <int MAXS, int NT, int WARPS, int CH, int STAGES, int DIAG = 0, int CL = 1, bool ER = false>
 __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
     const uint16_t* __restrict__ x, const uint8_t* __restrict__ wp, const float* __restrict__ g_w,
     uint16_t* __restrict__ out, int M, int N, int K) {
@@ -247,18 +247,13 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
     static_assert(MAXS % 2 == 1, "MAXS odd: (MAXS - 1) / 2 pair slots and one lone slot");
     static_assert(NT == 1 || NT == 2, "NT: 8 or 16 tokens");
     static_assert(CL == 1 || CL == 2, "CL: clusters of 1 or 2 CTAs");
-    // XROWS < 8 NT (M <= XROWS): only XROWS x rows are staged per stage; the B fragments of the other token columns
-    // read one shared zero row after the ring, so the ring has room for more stages.
-    static_assert(XROWS >= 1 && XROWS <= 8 * NT && (XROWS == 8 * NT || NT == 1), "XROWS: 1..8 with NT = 1");
-    constexpr int XR = XROWS, NP = MAXS / 2;
-    constexpr int ZERO_BYTES = XROWS < 8 * NT ? CH * 256 : 0;
+    constexpr int XR = 8 * NT, NP = MAXS / 2;
     constexpr int WPG = WARPS < CH ? WARPS : CH, NG = WARPS / WPG;  // warps per group, groups (stage st: group st % NG)
     constexpr int X_PITCH = CH * 256 + 16;  // 16 mod 128: the 8 lanes of a 16-byte load phase hit distinct banks
     constexpr int W_STAGE = CH * MAXS * V9_CHUNK_BYTES;
     constexpr int STAGE = W_STAGE + XR * X_PITCH;
     extern __shared__ __align__(128) uint8_t ring[];
-    const uint32_t ring0 = smem_addr(ring), zero0 = ring0 + STAGES * STAGE, full0 = zero0 + ZERO_BYTES,
-                   empty0 = full0 + 8 * STAGES;
+    const uint32_t ring0 = smem_addr(ring), full0 = ring0 + STAGES * STAGE, empty0 = full0 + 8 * STAGES;
     const int S = N >> 3, G = gridDim.x, b = blockIdx.x, q = S / G, rem = S % G;
     const int lo = b * q + min(b, rem), cnt = q + (b < rem ? 1 : 0);
     const int n_chunks = K / V9_CHUNK_K, n_st = (n_chunks + CH - 1) / CH;
@@ -331,8 +326,7 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
     };
     auto load_chunk = [&](Chunk& c, int slot, int j) {
         const uint32_t wbase = ring0 + slot * STAGE + j * MAXS * V9_CHUNK_BYTES;
-        const uint32_t xrow = (XROWS == 8 * NT || g < XROWS) ? ring0 + slot * STAGE + W_STAGE + g * X_PITCH : zero0;
-        const uint32_t xbase = xrow + j * 256 + (lane & 3) * 32;
+        const uint32_t xbase = ring0 + slot * STAGE + W_STAGE + g * X_PITCH + j * 256 + (lane & 3) * 32;
 #pragma unroll
         for (int n = 0; n < NT; ++n)
 #pragma unroll
@@ -406,8 +400,6 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
     // x rows M .. XR - 1 are never copied: the consumers zero them once in every stage (so their mma columns are
     // exact zeros) while the first copies are in flight; the producer starts at once (zeroing ~58 KB before the
     // CTA barrier delayed the first copies by ~1 us at M = 1).
-    for (int i = threadIdx.x; i < ZERO_BYTES / 16; i += WARPS * 32)
-        *reinterpret_cast<uint4*>(ring + STAGES * STAGE + i * 16) = make_uint4(0, 0, 0, 0);
     for (int i = threadIdx.x; i < STAGES * (XR - M) * (X_PITCH / 16); i += WARPS * 32) {
         const int st = i / ((XR - M) * (X_PITCH / 16)), r = i % ((XR - M) * (X_PITCH / 16));
         *reinterpret_cast<uint4*>(ring + st * STAGE + W_STAGE + M * X_PITCH + r * 16) = make_uint4(0, 0, 0, 0);
@@ -486,11 +478,6 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
 // @instantiate w4a16_v9p<7, 1, 16, 8, 4, 0, 1, true>
 // @instantiate w4a16_v9p<7, 1, 16, 4, 8, 0, 1, true>
 // @instantiate w4a16_v9p<7, 2, 8, 8, 3, 0, 1, true>
-// one staged x row (M = 1), deeper rings
-// @instantiate w4a16_v9p<7, 1, 16, 8, 5, 0, 1, true, 1>
-// @instantiate w4a16_v9p<7, 1, 16, 8, 6, 0, 1, true, 1>
-// @instantiate w4a16_v9p<7, 1, 12, 12, 4, 0, 1, true, 1>
-// @instantiate w4a16_v9p<7, 1, 16, 16, 3, 0, 1, true, 1>
 // @instantiate w4a16_v9p<7, 1, 8, 8, 4, 1>
 // @instantiate w4a16_v9p<7, 1, 8, 8, 4, 2>
 // @instantiate w4a16_v9p<7, 1, 8, 8, 4, 3>

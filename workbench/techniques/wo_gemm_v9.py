@@ -301,8 +301,7 @@ class V9PConfig:
     consumer warps, CH 128-k chunks per stage (WARPS > CH: groups of CH warps take the stages in turn), STAGES ring
     depth; diag 1 / 2 / 3 / 4: the stream-only, decode-only, mma-only and stream-with-x twins (never validated);
     cl 2: clusters of two CTAs that share x's copies (multicast: x read from L2 once per cluster); er: early release
-    (each warp copies its chunks of a stage to registers and frees the stage before the math); xrows: x rows staged
-    per stage (0: 8 nt; 1: M = 1 only, the other token columns read a shared zero row, so more stages fit)."""
+    (each warp copies its chunks of a stage to registers and frees the stage before the math)."""
 
     maxs: int
     nt: int
@@ -312,19 +311,17 @@ class V9PConfig:
     diag: int = 0
     cl: int = 1
     er: bool = False
-    xrows: int = 0
 
     @property
     def expr(self) -> str:
-        d = f", {self.diag}" if self.diag or self.cl > 1 or self.er or self.xrows else ""
-        c = f", {self.cl}" if self.cl > 1 or self.er or self.xrows else ""
-        e = f", {str(self.er).lower()}" if self.er or self.xrows else ""
-        x = f", {self.xrows}" if self.xrows else ""
-        return f"w4a16_v9p<{self.maxs}, {self.nt}, {self.warps}, {self.ch}, {self.stages}{d}{c}{e}{x}>"
+        d = f", {self.diag}" if self.diag or self.cl > 1 or self.er else ""
+        c = f", {self.cl}" if self.cl > 1 or self.er else ""
+        e = ", true" if self.er else ""
+        return f"w4a16_v9p<{self.maxs}, {self.nt}, {self.warps}, {self.ch}, {self.stages}{d}{c}{e}>"
 
     @property
     def tokens(self) -> int:
-        return self.xrows or 8 * self.nt
+        return 8 * self.nt
 
     @property
     def rows(self) -> int:
@@ -332,9 +329,7 @@ class V9PConfig:
 
     @property
     def smem(self) -> int:
-        zero = self.ch * 256 if self.xrows else 0  # the shared zero row
-        return (self.stages * (self.ch * self.maxs * V9_CHUNK_BYTES + self.tokens * (self.ch * 256 + 16)) + zero
-                + 16 * self.stages)
+        return self.stages * (self.ch * self.maxs * V9_CHUNK_BYTES + 8 * self.nt * (self.ch * 256 + 16)) + 16 * self.stages
 
     @property
     def threads(self) -> int:
@@ -342,7 +337,7 @@ class V9PConfig:
 
     def __str__(self) -> str:
         d = {0: "", 1: "_diag_stream", 2: "_diag_decode_only", 3: "_diag_mma_only", 4: "_diag_stream_x"}[self.diag]
-        c = (f"_cl{self.cl}" if self.cl > 1 else "") + ("_er" if self.er else "") + (f"_x{self.xrows}" if self.xrows else "")
+        c = (f"_cl{self.cl}" if self.cl > 1 else "") + ("_er" if self.er else "")
         return f"v9p_s{self.maxs}_nt{self.nt}_w{self.warps}_ch{self.ch}_st{self.stages}{c}{d}"
 
 
@@ -351,8 +346,7 @@ V9P_KERNELS = [V9PConfig(7, 1, 8, 8, 4), V9PConfig(7, 1, 8, 16, 2), V9PConfig(7,
                V9PConfig(7, 1, 8, 8, 4, cl=2), V9PConfig(7, 1, 12, 12, 3, cl=2), V9PConfig(7, 1, 16, 8, 4, cl=2),
                V9PConfig(7, 2, 8, 8, 3, cl=2)] + [
     V9PConfig(*c, er=True) for c in ((7, 1, 8, 8, 4), (7, 1, 8, 16, 2), (7, 1, 12, 12, 3), (7, 1, 16, 8, 4),
-                                     (7, 1, 16, 4, 8), (7, 2, 8, 8, 3))] + [
-    V9PConfig(*c, er=True, xrows=1) for c in ((7, 1, 16, 8, 5), (7, 1, 16, 8, 6), (7, 1, 12, 12, 4), (7, 1, 16, 16, 3))]
+                                     (7, 1, 16, 4, 8), (7, 2, 8, 8, 3))]
 V9P_DIAGNOSTICS = [V9PConfig(7, 1, 8, 8, 4, d) for d in (1, 2, 3, 4)] + [V9PConfig(7, 1, 8, 8, 4, 4, cl=2)]
 
 
@@ -367,7 +361,7 @@ def v9p_tuned_candidates(M: int) -> list[V9PConfig]:
 
 
 def v9p_candidates(M: int) -> list[V9PConfig]:
-    """The v9p builds that serve M tokens, smallest token tile first (the one-row builds at M = 1)."""
+    """The v9p builds that serve M tokens, smallest token tile first."""
     fits = [k for k in V9P_KERNELS if k.tokens >= M]
     return [k for k in fits if k.nt == min(c.nt for c in fits)] if fits else []
 
