@@ -632,18 +632,19 @@ if ab200:
 #   CTAs' consumers before a stage is refilled.
 # - **Measured, not assumed:** zeroing x's unused rows before the CTA barrier delayed the first weight copies by about
 #   a microsecond at M = 1 (the stream-only twin's time moved with it); the consumers now zero them while the first
-#   copies are in flight.
+#   copies are in flight. A deeper ring at M = 1 (one staged x row, so 5-6 stages fit) was slower than 4 stages
+#   (the last table; reverted).
 #
-# The first table is the last A/B run (`data/diagnostics/wo_v9_h200.json`, every build validated, the recorded
-# dispatcher and cuBLAS in the same run); the lines under it compare the chosen build with the recorded path per M.
+# The first table is the A/B run that chose the build (`data/diagnostics/wo_v9_h200.json`, commit 55136d6, every
+# build validated, the then-recorded v5 path and cuBLAS in the same run); the lines under it compare the two per M.
 # The record's fused-steps table above lists `w4a16_v9p` beside v5 at M = 1 and 8.
 
 # %%
 v9d = nbutil.diagnostic("wo_v9_h200")
 if v9d:
-    viz.table(vnv.v9_rows(v9d, only=("w16_ch8_st4_er", "w12_ch12_st3_er", "diag_stream")),
-              title=f"v9p A/B, last run ({v9d['device']})").show()
-    for case, c in v9d["runs"][-1]["cases"].items():
+    viz.table(vnv.v9_rows(v9d, run="55136d6", only=("w16_ch8_st4_er", "w12_ch12_st3_er", "diag_stream")),
+              title=f"v9p A/B ({v9d['device']}, commit 55136d6)").show()
+    for case, c in vnv.v9_run(v9d, "55136d6")["cases"].items():
         r = c["rows"]
         best = min((n for n in r if n.startswith("v9p") and "diag" not in n and not n.endswith("_pdl")),
                    key=lambda n: r[n]["median_us"])
@@ -651,13 +652,16 @@ if v9d:
               f"PDL {r[best + '_pdl']['median_us']:.2f} us ({r[best + '_pdl']['vs_cublas_bf16']:.2f}x); recorded path "
               f"{r['recorded']['median_us']:.2f} us ({r['recorded']['vs_cublas_bf16']:.2f}x), PDL "
               f"{r['recorded_pdl']['median_us']:.2f} us; stream-only twin {r['v9p_s7_nt1_w8_ch8_st4_diag_stream']['median_us']:.2f} us")
-    viz.table(vnv.v9_rows(v9d, run=2), title=f"v9 (weight as the B operand) with its decode-only and mma-only twins "
-                                             f"({v9d['device']}, commit {v9d['runs'][2]['commit']})").show()
+    viz.table(vnv.v9_rows(v9d, run="e56f390"), title=f"v9 (weight as the B operand) with its decode-only and mma-only "
+                                                     f"twins ({v9d['device']}, commit e56f390)").show()
     viz.table(v9d["ncu"]["rows"], title=f"Nsight Compute on v9p, one launch each ({v9d['device']}, commit "
                                         f"{v9d['ncu']['commit']})").show()
-    viz.table(vnv.v9_rows(v9d, run=5, only=("w16_ch8_st4", "diag_stream_x")),
+    viz.table(vnv.v9_rows(v9d, run="ed6020c", only=("w16_ch8_st4", "diag_stream_x")),
               title=f"v9p on clusters of two CTAs (multicast x) beside the same builds alone ({v9d['device']}, commit "
-                    f"{v9d['runs'][5]['commit']})").show()
+                    "ed6020c)").show()
+    viz.table(vnv.v9_rows(v9d, run="ef27a2a", only=("_x1", "w16_ch8_st4_er")),
+              title=f"v9p at M = 1 with one staged x row and 5-6 stages, beside the 4-stage build, which the "
+                    f"recorded path runs here ({v9d['device']}, commit ef27a2a; reverted)").show()
 
 # %% [markdown]
 # ## Accuracy

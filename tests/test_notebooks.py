@@ -211,6 +211,9 @@ def test_v9_rows_of_the_h200_runs():
                                          "v9p_s7_nt1_w16_ch8_st4_er_pdl"}
     first = vnv.v9_rows(d, run=0)
     assert first and all(r["commit"] == "b54cdc3" for r in first)
+    assert vnv.v9_rows(d, run="55136d6") == vnv.v9_rows(d, run=[r["commit"] for r in d["runs"]].index("55136d6"))
+    with pytest.raises(KeyError, match="no run"):
+        vnv.v9_run(d, "0000000")
 
 
 def test_power_rows_of_the_h200_run():

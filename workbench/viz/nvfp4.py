@@ -315,12 +315,23 @@ def ab_rows(ab: dict, what: str = "") -> list[dict]:
     return rows
 
 
-def v9_rows(diag: dict, run: int = -1, only: tuple[str, ...] = ()) -> list[dict]:
-    """Rows of the v9 / v9p diagnostic (data/diagnostics/wo_v9_*.json, scripts/gpu_wo_v9.py; one run, the last by
-    default): per M and build (only: builds whose names contain one of these; the recorded dispatcher and cuBLAS
-    always), the median time beside the weight-read bound, the ratio to cuBLAS bf16 of the same run, and the rel-L2
-    against the fp32 reference (None: a diagnostic twin, never validated). Fastest first within each M."""
-    r = diag["runs"][run]
+def v9_run(diag: dict, run: int | str = -1) -> dict:
+    """One run of the v9 / v9p diagnostic: by index, or by the commit it ran at."""
+    if isinstance(run, str):
+        found = [r for r in diag["runs"] if r["commit"] == run]
+        if not found:
+            raise KeyError(f"no run at commit {run!r} in this diagnostic")
+        return found[0]
+    return diag["runs"][run]
+
+
+def v9_rows(diag: dict, run: int | str = -1, only: tuple[str, ...] = ()) -> list[dict]:
+    """Rows of the v9 / v9p diagnostic (data/diagnostics/wo_v9_*.json, scripts/gpu_wo_v9.py; one run, by index or
+    commit, the last by default): per M and build (only: builds whose names contain one of these; the recorded
+    dispatcher and cuBLAS always), the median time beside the weight-read bound, the ratio to cuBLAS bf16 of the same
+    run, and the rel-L2 against the fp32 reference (None: a diagnostic twin, never validated). Fastest first within
+    each M."""
+    r = v9_run(diag, run)
     rows = []
     for case, c in sorted(r["cases"].items(), key=lambda kv: int(kv[0].split("M")[-1])):
         keep = {n: v for n, v in c["rows"].items()
