@@ -268,6 +268,12 @@ __device__ __forceinline__ uint32_t e2m1_mag_bits22(float a) {
     const float r = __fsub_rn(__fadd_rn(a, m), m);
     return __float_as_uint(__fmul_rn(r, 1.17549435e-38f));  // r * 2^-126: code << 22
 }
+// The sign bits of 8 bf16 (one 16-byte chunk) at their codes' bit 3 (element i's at bit 4 i + 3): P holds the sign
+// bits of elements 0, 2, 1, 3 at bits 7, 15, 23, 31; Q those of 4, 6, 5, 7.
+__device__ __forceinline__ uint32_t e2m1_signs8(const u32x4& v) {
+    const uint32_t P = prmt_b32(v.x, v.y, 0x7351u), Q = prmt_b32(v.z, v.w, 0x7351u);
+    return ((P >> 4) & 0x0808u) | ((P >> 16) & 0x8080u) | ((Q << 12) & 0x08080000u) | (Q & 0x80800000u);
+}
 // 8 bf16 (one 16-byte chunk) times qscale -> 8 codes, element 0 in the low nibble.
 __device__ __forceinline__ uint32_t encode8_v3(const u32x4& v, float q) {
     const uint32_t w[4] = {v.x, v.y, v.z, v.w};
@@ -279,11 +285,7 @@ __device__ __forceinline__ uint32_t encode8_v3(const u32x4& v, float q) {
     }
     const uint32_t mags = ((c[0] >> 22) | (c[1] >> 18) | (c[2] >> 14)) | ((c[3] >> 10) | (c[4] >> 6) | (c[5] >> 2)) |
                           ((c[6] << 2) | (c[7] << 6));
-    // signs: P holds the sign bits of elements 0, 2, 1, 3 at bits 7, 15, 23, 31; Q those of 4, 6, 5, 7.
-    const uint32_t P = prmt_b32(v.x, v.y, 0x7351u), Q = prmt_b32(v.z, v.w, 0x7351u);
-    const uint32_t signs = ((P >> 4) & 0x0808u) | ((P >> 16) & 0x8080u) | ((Q << 12) & 0x08080000u) |
-                           (Q & 0x80800000u);
-    return mags | signs;
+    return mags | e2m1_signs8(v);
 }
 
 template <int UNROLL>
@@ -555,11 +557,7 @@ __device__ __forceinline__ uint32_t encode8_v11(const u32x4& v, float q, uint32_
     }
     const uint32_t mags = (c[0] >> 22) + (c[1] >> 18) + (c[2] >> 14) + (c[3] >> 10) + (c[4] >> 6) + (c[5] >> 2) +
                           (c[6] << 2) + (c[7] << 6);
-    // signs: P holds the sign bits of elements 0, 2, 1, 3 at bits 7, 15, 23, 31; Q those of 4, 6, 5, 7.
-    const uint32_t P = prmt_b32(v.x, v.y, 0x7351u), Q = prmt_b32(v.z, v.w, 0x7351u);
-    const uint32_t signs = ((P >> 4) & 0x0808u) | ((P >> 16) & 0x8080u) | ((Q << 12) & 0x08080000u) |
-                           (Q & 0x80800000u);
-    return mags + signs;
+    return mags + e2m1_signs8(v);
 }
 
 // One CTA tile (128 rows x NB blocks from row0, kb0; nkb valid blocks). FULL: the tile lies inside the tensor.

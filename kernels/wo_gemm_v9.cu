@@ -31,6 +31,7 @@
 #include "wb_tma.cuh"
 #include "wb_pdl.cuh"
 #include "wb_cluster.cuh"
+#include "wb_streamk.cuh"
 
 constexpr int V9_CHUNK_K = 128;      // k per chunk
 constexpr int V9_CHUNK_BYTES = 576;  // one slice's share of a chunk: 512 code + 64 scale bytes
@@ -65,6 +66,79 @@ __device__ __forceinline__ void mma_bf16_16816(float (&c)[4], uint32_t a0, uint3
         : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
+// The four fragment registers of one code word (the rotate layout, rows / steps scaled by sg and sh), or for the
+// mma-only twin (DIAG 3) the raw word mixed with the scales, no decode.
+template <int DIAG>
+__device__ __forceinline__ void v9_decode(uint32_t w, uint32_t sg, uint32_t sh, uint32_t (&r)[4]) {
+    if constexpr (DIAG == 3) {
+        r[0] = w;
+        r[1] = w ^ sg;
+        r[2] = w + sh;
+        r[3] = w - sg;
+    } else {
+        rot_decode_word(w, sg, sh, r);
+    }
+}
+// The decode-only twin (DIAG 2): one FADD keeps the decoded registers alive in place of the mma.
+__device__ __forceinline__ void v9_sink(float& a, const uint32_t (&r)[4]) {
+    a += __uint_as_float((r[0] ^ r[1] ^ r[2] ^ r[3]) & 0x3fffffffu);
+}
+
+// A CTA's share of the slices (the first N / 8 % grid CTAs one more) and its stages of CH chunks.
+struct V9Share {
+    int S, lo, cnt, n_chunks, n_st;
+};
+template <int CH>
+__device__ __forceinline__ V9Share v9_share(int N, int K) {
+    V9Share sh;
+    sh.S = N >> 3;
+    const int G = gridDim.x, b = blockIdx.x, q = sh.S / G, rem = sh.S % G;
+    sh.lo = b * q + min(b, rem);
+    sh.cnt = q + (b < rem ? 1 : 0);
+    sh.n_chunks = K / V9_CHUNK_K;
+    sh.n_st = (sh.n_chunks + CH - 1) / CH;
+    return sh;
+}
+
+// The producer warp of v9 and v9p (all lanes): stage st of the ring (slot st % STAGES, STAGE bytes: W_STAGE of weight
+// chunks, then x rows X_PITCH apart) gets the CTA's cnt slices of each of its CH chunks (lane j copies chunk j: one
+// bulk copy, the slices are adjacent) and x's m_rows rows of its k range. The weight copies of the first stages go
+// out before griddepcontrol.wait (the weight is constant; x belongs to the previous kernel until it completes).
+// CL = 2: this CTA (cluster rank `rank`) copies every second x row into both CTAs' stages (multicast); the empty
+// barriers then count both CTAs' consumers.
+template <int MAXS, int CH, int STAGES, int STAGE, int W_STAGE, int X_PITCH, int CL>
+__device__ __forceinline__ void v9_produce(const uint16_t* __restrict__ x, const uint8_t* __restrict__ wp, int m_rows,
+                                           int K, const V9Share& sh, uint32_t ring0, uint32_t full0, uint32_t empty0,
+                                           int lane, uint32_t rank) {
+    const uint32_t slice_bytes = (uint32_t)sh.cnt * V9_CHUNK_BYTES;
+    auto arm_and_copy_w = [&](int st) {
+        const int slot = st % STAGES, c0 = st * CH, nc = min(CH, sh.n_chunks - c0);
+        if (lane == 0) mbar_arrive_expect_tx(full0 + 8 * slot, nc * (slice_bytes + m_rows * 2 * V9_CHUNK_K));
+        __syncwarp();
+        if (lane < nc)
+            bulk_load(ring0 + slot * STAGE + lane * MAXS * V9_CHUNK_BYTES,
+                      wp + ((long long)(c0 + lane) * sh.S + sh.lo) * V9_CHUNK_BYTES, slice_bytes, full0 + 8 * slot);
+    };
+    auto copy_x = [&](int st) {
+        const int slot = st % STAGES, c0 = st * CH, nc = min(CH, sh.n_chunks - c0);
+        for (int m = CL * lane + (int)rank; m < m_rows; m += 32 * CL) {
+            const uint32_t dst = ring0 + slot * STAGE + W_STAGE + m * X_PITCH;
+            const uint16_t* src = x + (long long)m * K + c0 * V9_CHUNK_K;
+            if constexpr (CL > 1) bulk_load_multicast(dst, src, nc * 2 * V9_CHUNK_K, full0 + 8 * slot, (1u << CL) - 1);
+            else bulk_load(dst, src, nc * 2 * V9_CHUNK_K, full0 + 8 * slot);
+        }
+    };
+    const int pre = min(STAGES, sh.n_st);
+    for (int st = 0; st < pre; ++st) arm_and_copy_w(st);
+    pdl_wait();
+    for (int st = 0; st < pre; ++st) copy_x(st);
+    for (int st = pre; st < sh.n_st; ++st) {
+        mbar_wait(empty0 + 8 * (st % STAGES), ((st / STAGES) + 1) & 1);
+        arm_and_copy_w(st);
+        copy_x(st);
+    }
+}
+
 // MAXS: most slices a CTA owns (the host checks ceil(N / 8 / grid) <= MAXS); XR: x rows staged (M <= XR; 8, 16
 // or 32); WARPS consumer warps; CH chunks per stage (a multiple of WARPS); STAGES ring depth; DIAG 1: stream only
 // (the consumers wait for and release each stage; no decode, no mma, no output), 2: the decode without the mma,
@@ -82,48 +156,16 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9(
     constexpr int STAGE = W_STAGE + XR * X_PITCH;
     extern __shared__ __align__(128) uint8_t ring[];
     const uint32_t ring0 = smem_addr(ring), full0 = ring0 + STAGES * STAGE, empty0 = full0 + 8 * STAGES;
-    const int S = N >> 3, G = gridDim.x, b = blockIdx.x, q = S / G, rem = S % G;
-    const int lo = b * q + min(b, rem), cnt = q + (b < rem ? 1 : 0);
-    const int n_chunks = K / V9_CHUNK_K, n_st = (n_chunks + CH - 1) / CH;
+    const V9Share sh = v9_share<CH>(N, K);
+    const int lo = sh.lo, cnt = sh.cnt, n_chunks = sh.n_chunks, n_st = sh.n_st;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     // The next kernel may be scheduled now: it waits in its own griddepcontrol.wait for our completion.
     pdl_trigger();
-    if (threadIdx.x == 0) {
-        for (int s = 0; s < STAGES; ++s) {
-            mbar_init(full0 + 8 * s, 1);
-            mbar_init(empty0 + 8 * s, WARPS);
-        }
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    }
+    if (threadIdx.x == 0) ring_init<STAGES>(full0, empty0, WARPS);
     __syncthreads();
 
     if (warp == WARPS) {
-        // Producer: lane j < CH copies chunk j of a stage (the CTA's cnt slices, adjacent), lanes copy x rows.
-        const int m_rows = DIAG ? 0 : M;
-        const uint32_t slice_bytes = (uint32_t)cnt * V9_CHUNK_BYTES;
-        auto arm_and_copy_w = [&](int st) {
-            const int slot = st % STAGES, c0 = st * CH, nc = min(CH, n_chunks - c0);
-            if (lane == 0) mbar_arrive_expect_tx(full0 + 8 * slot, nc * (slice_bytes + m_rows * 2 * V9_CHUNK_K));
-            __syncwarp();
-            if (lane < nc)
-                bulk_load(ring0 + slot * STAGE + lane * MAXS * V9_CHUNK_BYTES,
-                          wp + ((long long)(c0 + lane) * S + lo) * V9_CHUNK_BYTES, slice_bytes, full0 + 8 * slot);
-        };
-        auto copy_x = [&](int st) {
-            const int slot = st % STAGES, c0 = st * CH, nc = min(CH, n_chunks - c0);
-            for (int m = lane; m < m_rows; m += 32)
-                bulk_load(ring0 + slot * STAGE + W_STAGE + m * X_PITCH, x + (long long)m * K + c0 * V9_CHUNK_K,
-                          nc * 2 * V9_CHUNK_K, full0 + 8 * slot);
-        };
-        const int pre = min(STAGES, n_st);
-        for (int st = 0; st < pre; ++st) arm_and_copy_w(st);  // the weight is constant: no need to wait
-        pdl_wait();  // x belongs to the previous kernel until it completes
-        for (int st = 0; st < pre; ++st) copy_x(st);
-        for (int st = pre; st < n_st; ++st) {
-            mbar_wait(empty0 + 8 * (st % STAGES), ((st / STAGES) + 1) & 1);
-            arm_and_copy_w(st);
-            copy_x(st);
-        }
+        v9_produce<MAXS, CH, STAGES, STAGE, W_STAGE, X_PITCH, 1>(x, wp, DIAG ? 0 : M, K, sh, ring0, full0, empty0, lane, 0u);
         return;
     }
 
@@ -165,13 +207,9 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9(
                     for (int s = 0; s < MAXS; ++s) {
                         const uint32_t sc = v4_scale(sw[s], jw);
                         uint32_t r[4];
-                        if constexpr (DIAG == 3) {  // the mma on the raw words: no decode
-                            r[0] = word_of(wv[s], jw); r[1] = r[0] ^ sc; r[2] = r[0] + sc; r[3] = r[0] - sc;
-                        } else {
-                            rot_decode_word(word_of(wv[s], jw), sc, sc, r);
-                        }
-                        if constexpr (DIAG == 2) {  // the decode without the mma (one FADD keeps it alive)
-                            acc[s][0][0] += __uint_as_float((r[0] ^ r[1] ^ r[2] ^ r[3]) & 0x3fffffffu);
+                        v9_decode<DIAG>(word_of(wv[s], jw), sc, sc, r);
+                        if constexpr (DIAG == 2) {
+                            v9_sink(acc[s][0][0], r);
                             continue;
                         }
 #pragma unroll
@@ -254,205 +292,163 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
     constexpr int STAGE = W_STAGE + XR * X_PITCH;
     extern __shared__ __align__(128) uint8_t ring[];
     const uint32_t ring0 = smem_addr(ring), full0 = ring0 + STAGES * STAGE, empty0 = full0 + 8 * STAGES;
-    const int S = N >> 3, G = gridDim.x, b = blockIdx.x, q = S / G, rem = S % G;
-    const int lo = b * q + min(b, rem), cnt = q + (b < rem ? 1 : 0);
-    const int n_chunks = K / V9_CHUNK_K, n_st = (n_chunks + CH - 1) / CH;
+    const V9Share sh = v9_share<CH>(N, K);
+    const int cnt = sh.cnt, n_chunks = sh.n_chunks, n_st = sh.n_st;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     // CL = 2: the two CTAs of a cluster share x's copies: each copies half of the rows into both CTAs' stages
     // (multicast), so x is read from L2 once per cluster. A stage is refilled only once both CTAs' consumers
     // released it: every consumer warp arrives on its own CTA's empty barrier and on the peer's.
     const uint32_t rank = CL > 1 ? cluster_rank() : 0u;
     pdl_trigger();
-    if (threadIdx.x == 0) {
-        for (int s = 0; s < STAGES; ++s) {
-            mbar_init(full0 + 8 * s, 1);
-            mbar_init(empty0 + 8 * s, WPG * CL);
-        }
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    }
+    if (threadIdx.x == 0) ring_init<STAGES>(full0, empty0, WPG * CL);
     if constexpr (CL > 1) cluster_sync();  // the peer's barriers exist before any multicast or remote arrive
     else __syncthreads();
 
-    if (warp == WARPS) {  // producer: as v9's
-        const int m_rows = DIAG == 1 ? 0 : M;  // DIAG 4: the stream with x's copies
-        const uint32_t slice_bytes = (uint32_t)cnt * V9_CHUNK_BYTES;
-        auto arm_and_copy_w = [&](int st) {
-            const int slot = st % STAGES, c0 = st * CH, nc = min(CH, n_chunks - c0);
-            if (lane == 0) mbar_arrive_expect_tx(full0 + 8 * slot, nc * (slice_bytes + m_rows * 2 * V9_CHUNK_K));
-            __syncwarp();
-            if (lane < nc)
-                bulk_load(ring0 + slot * STAGE + lane * MAXS * V9_CHUNK_BYTES,
-                          wp + ((long long)(c0 + lane) * S + lo) * V9_CHUNK_BYTES, slice_bytes, full0 + 8 * slot);
-        };
-        auto copy_x = [&](int st) {
-            const int slot = st % STAGES, c0 = st * CH, nc = min(CH, n_chunks - c0);
-            for (int m = CL * lane + (int)rank; m < m_rows; m += 32 * CL) {
-                const uint32_t dst = ring0 + slot * STAGE + W_STAGE + m * X_PITCH;
-                const uint16_t* src = x + (long long)m * K + c0 * V9_CHUNK_K;
-                if constexpr (CL > 1) bulk_load_multicast(dst, src, nc * 2 * V9_CHUNK_K, full0 + 8 * slot, (1u << CL) - 1);
-                else bulk_load(dst, src, nc * 2 * V9_CHUNK_K, full0 + 8 * slot);
-            }
-        };
-        const int pre = min(STAGES, n_st);
-        for (int st = 0; st < pre; ++st) arm_and_copy_w(st);
-        pdl_wait();
-        for (int st = 0; st < pre; ++st) copy_x(st);
-        for (int st = pre; st < n_st; ++st) {
-            mbar_wait(empty0 + 8 * (st % STAGES), ((st / STAGES) + 1) & 1);
-            arm_and_copy_w(st);
-            copy_x(st);
-        }
-    } else {
-
-    const int g = lane >> 2;
-    const uint32_t lone_off = (uint32_t)(cnt >> 1) * 2 * V9_CHUNK_BYTES;  // after the cnt / 2 pair units
-    const uint32_t lone_sel = (uint32_t)(lane & 1) * 2;                   // this lane's 2 bytes in its scale word
-    float acc[NP + 1][NT][4];  // units 0 .. NP - 1: pairs, NP: the lone slice
-#pragma unroll
-    for (int u = 0; u <= NP; ++u)
-#pragma unroll
-        for (int n = 0; n < NT; ++n)
-#pragma unroll
-            for (int i = 0; i < 4; ++i) acc[u][n][i] = 0.0f;
-
-    // One chunk's operands, read from the stage into registers: x's B fragments, the pair units' code words and
-    // scale words, the lone unit's.
-    struct Chunk {
-        u32x4 xb[NT][2][2];  // [token tile][atom][half]: x[tok][64 a + 16 t + 8 half + 0..7]
-        u32x4 pw[NP][2];     // pair unit u, atom a: 4 code words (steps 0..3)
-        uint32_t ps[NP];     // pair unit u: scale bytes (a0 row g, a0 row g + 8, a1 row g, a1 row g + 8)
-        u32x4 lw;            // lone unit: 4 code words (atom a, jj) = word 2 a + jj
-        uint32_t ls;         // lone unit: the scale word holding this lane's 2 bytes
-    };
-    auto load_chunk = [&](Chunk& c, int slot, int j) {
-        const uint32_t wbase = ring0 + slot * STAGE + j * MAXS * V9_CHUNK_BYTES;
-        const uint32_t xbase = ring0 + slot * STAGE + W_STAGE + g * X_PITCH + j * 256 + (lane & 3) * 32;
-#pragma unroll
-        for (int n = 0; n < NT; ++n)
-#pragma unroll
-            for (int a = 0; a < 2; ++a)
-#pragma unroll
-                for (int h = 0; h < 2; ++h) c.xb[n][a][h] = lds16(xbase + 8 * n * X_PITCH + a * 128 + h * 16);
-        // every pair slot is read and decoded (stale bytes past cnt / 2 give accumulators never stored)
-#pragma unroll
-        for (int u = 0; u < NP; ++u) {
-            c.pw[u][0] = lds16(wbase + u * 2 * V9_CHUNK_BYTES + lane * 16);
-            c.pw[u][1] = lds16(wbase + u * 2 * V9_CHUNK_BYTES + 512 + lane * 16);
-            c.ps[u] = lds4(wbase + u * 2 * V9_CHUNK_BYTES + 1024 + lane * 4);
-        }
-        c.lw = lds16(wbase + lone_off + lane * 16);
-        c.ls = lds4(wbase + lone_off + 512 + (lane >> 1) * 4);
-    };
-    auto compute_chunk = [&](const Chunk& c) {
-#pragma unroll
-        for (int a = 0; a < 2; ++a) {
-#pragma unroll
-            for (int jp = 0; jp < 4; ++jp) {  // k16 step jp of atom a
-#pragma unroll
-                for (int u = 0; u < NP; ++u) {
-                    const uint32_t sg = v4_scale(c.ps[u], 2 * a), sh = v4_scale(c.ps[u], 2 * a + 1);
-                    uint32_t r[4];
-                    if constexpr (DIAG == 3) {
-                        r[0] = word_of(c.pw[u][a], jp); r[1] = r[0] ^ sg; r[2] = r[0] + sh; r[3] = r[0] - sg;
-                    } else {
-                        rot_decode_word(word_of(c.pw[u][a], jp), sg, sh, r);
-                    }
-                    if constexpr (DIAG == 2) {
-                        acc[u][0][0] += __uint_as_float((r[0] ^ r[1] ^ r[2] ^ r[3]) & 0x3fffffffu);
-                        continue;
-                    }
-#pragma unroll
-                    for (int n = 0; n < NT; ++n) {
-                        const u32x4& xv = c.xb[n][a][jp >> 1];
-                        mma_bf16_16816(acc[u][n], r[0], r[1], r[2], r[3], (jp & 1) ? xv.z : xv.x, (jp & 1) ? xv.w : xv.y);
-                    }
-                }
-                if (jp & 1) {  // the lone unit: one word per two steps (2 jj, 2 jj + 1 with jj = jp / 2)
-                    const uint32_t sl = v4_scale(c.ls, (int)lone_sel + a);
-                    uint32_t r[4];
-                    if constexpr (DIAG == 3) {
-                        r[0] = word_of(c.lw, 2 * a + (jp >> 1)); r[1] = r[0] ^ sl; r[2] = r[0] + sl; r[3] = r[0] - sl;
-                    } else {
-                        rot_decode_word(word_of(c.lw, 2 * a + (jp >> 1)), sl, sl, r);
-                    }
-                    if constexpr (DIAG == 2) {
-                        acc[NP][0][0] += __uint_as_float((r[0] ^ r[1] ^ r[2] ^ r[3]) & 0x3fffffffu);
-                        continue;
-                    }
-#pragma unroll
-                    for (int n = 0; n < NT; ++n) {
-                        const u32x4& xv = c.xb[n][a][jp >> 1];
-                        mma_bf16_16816(acc[NP][n], r[0], 0u, r[2], 0u, xv.x, xv.y);
-                        mma_bf16_16816(acc[NP][n], r[1], 0u, r[3], 0u, xv.z, xv.w);
-                    }
-                }
-            }
-        }
-    };
-    auto release = [&](int slot) {
-        __syncwarp();
-        if (lane == 0) {
-            mbar_arrive(empty0 + 8 * slot);
-            if constexpr (CL > 1) mbar_arrive_remote(empty0 + 8 * slot, rank ^ 1u);
-        }
-    };
-    constexpr int JJ = CH / WPG;  // chunks per warp and stage
-    // x rows M .. XR - 1 are never copied: the consumers zero them once in every stage (so their mma columns are
-    // exact zeros) while the first copies are in flight; the producer starts at once (zeroing ~58 KB before the
-    // CTA barrier delayed the first copies by ~1 us at M = 1).
-    for (int i = threadIdx.x; i < STAGES * (XR - M) * (X_PITCH / 16); i += WARPS * 32) {
-        const int st = i / ((XR - M) * (X_PITCH / 16)), r = i % ((XR - M) * (X_PITCH / 16));
-        *reinterpret_cast<uint4*>(ring + st * STAGE + W_STAGE + M * X_PITCH + r * 16) = make_uint4(0, 0, 0, 0);
-    }
-    asm volatile("bar.sync 1, %0;" ::"n"(WARPS * 32) : "memory");
-    for (int st = warp / WPG; st < n_st; st += NG) {
-        const int slot = st % STAGES, nc = min(CH, n_chunks - st * CH);
-        mbar_wait(full0 + 8 * slot, (st / STAGES) & 1);
-        if constexpr (DIAG == 1 || DIAG == 4) {
-            release(slot);
-        } else if constexpr (ER) {
-            // early release: the warp's chunks to registers, the stage freed for the next copies, then the math
-            Chunk c[JJ];
-#pragma unroll
-            for (int jj = 0; jj < JJ; ++jj) load_chunk(c[jj], slot, warp % WPG + jj * WPG);
-            release(slot);
-#pragma unroll
-            for (int jj = 0; jj < JJ; ++jj)
-                if (warp % WPG + jj * WPG < nc) compute_chunk(c[jj]);
-        } else {
-            for (int j = warp % WPG; j < nc; j += WPG) {
-                Chunk c;
-                load_chunk(c, slot, j);
-                compute_chunk(c);
-            }
-            release(slot);
-        }
-    }
-    if constexpr (DIAG != 1 && DIAG != 4) {
-        asm volatile("bar.sync 1, %0;" ::"n"(WARPS * 32) : "memory");
-        float* red = reinterpret_cast<float*>(ring);  // [warp][unit][nt][i][lane]
+    if (warp == WARPS) {
+        v9_produce<MAXS, CH, STAGES, STAGE, W_STAGE, X_PITCH, CL>(x, wp, DIAG == 1 ? 0 : M, K, sh, ring0, full0, empty0,
+                                                                 lane, rank);
+    } else {  // consumers
+        const int g = lane >> 2;
+        const uint32_t lone_off = (uint32_t)(cnt >> 1) * 2 * V9_CHUNK_BYTES;  // after the cnt / 2 pair units
+        const uint32_t lone_sel = (uint32_t)(lane & 1) * 2;                   // this lane's 2 bytes in its scale word
+        float acc[NP + 1][NT][4];  // units 0 .. NP - 1: pairs, NP: the lone slice
 #pragma unroll
         for (int u = 0; u <= NP; ++u)
 #pragma unroll
             for (int n = 0; n < NT; ++n)
 #pragma unroll
-                for (int i = 0; i < 4; ++i) red[(((warp * (NP + 1) + u) * NT + n) * 4 + i) * 32 + lane] = acc[u][n][i];
-        asm volatile("bar.sync 1, %0;" ::"n"(WARPS * 32) : "memory");
-        pdl_wait();
-        const float alpha = (1.0f / g_w[0]) * TWO_POW_63;
-        // Element e = ((u NT + n) 4 + i) 32 + lane: row g (i < 2) or g + 8 of unit u, token 8 n + 2 t + (i & 1).
-        for (int e = threadIdx.x; e < (NP + 1) * NT * 128; e += WARPS * 32) {
-            const int el = e & 31, i = (e >> 5) & 3, un = e >> 7, u = un / NT, n = un % NT;
-            const int tok = 8 * n + 2 * (el & 3) + (i & 1);
-            // the slice: pair u's first (i < 2) or second slice, or the lone slice (rows g + 8 of a lone unit: none)
-            const int sl = u < NP ? 2 * u + (i >> 1) : ((cnt & 1) && i < 2 ? cnt - 1 : MAXS);
-            if (tok >= M || sl >= cnt || (u < NP && 2 * u + 1 >= cnt)) continue;
-            float v = 0.0f;
+                for (int i = 0; i < 4; ++i) acc[u][n][i] = 0.0f;
+
+        // One chunk's operands, read from the stage into registers: x's B fragments, the pair units' code words and
+        // scale words, the lone unit's.
+        struct Chunk {
+            u32x4 xb[NT][2][2];  // [token tile][atom][half]: x[tok][64 a + 16 t + 8 half + 0..7]
+            u32x4 pw[NP][2];     // pair unit u, atom a: 4 code words (steps 0..3)
+            uint32_t ps[NP];     // pair unit u: scale bytes (a0 row g, a0 row g + 8, a1 row g, a1 row g + 8)
+            u32x4 lw;            // lone unit: 4 code words (atom a, jj) = word 2 a + jj
+            uint32_t ls;         // lone unit: the scale word holding this lane's 2 bytes
+        };
+        auto load_chunk = [&](Chunk& c, int slot, int j) {
+            const uint32_t wbase = ring0 + slot * STAGE + j * MAXS * V9_CHUNK_BYTES;
+            const uint32_t xbase = ring0 + slot * STAGE + W_STAGE + g * X_PITCH + j * 256 + (lane & 3) * 32;
 #pragma unroll
-            for (int w = 0; w < WARPS; ++w) v += red[(((w * (NP + 1) + u) * NT + n) * 4 + i) * 32 + el];
-            out[(long long)tok * N + 8 * (lo + sl) + (el >> 2)] = f32_to_bf16(v * alpha);
+            for (int n = 0; n < NT; ++n)
+#pragma unroll
+                for (int a = 0; a < 2; ++a)
+#pragma unroll
+                    for (int h = 0; h < 2; ++h) c.xb[n][a][h] = lds16(xbase + 8 * n * X_PITCH + a * 128 + h * 16);
+            // every pair slot is read and decoded (stale bytes past cnt / 2 give accumulators never stored)
+#pragma unroll
+            for (int u = 0; u < NP; ++u) {
+                c.pw[u][0] = lds16(wbase + u * 2 * V9_CHUNK_BYTES + lane * 16);
+                c.pw[u][1] = lds16(wbase + u * 2 * V9_CHUNK_BYTES + 512 + lane * 16);
+                c.ps[u] = lds4(wbase + u * 2 * V9_CHUNK_BYTES + 1024 + lane * 4);
+            }
+            c.lw = lds16(wbase + lone_off + lane * 16);
+            c.ls = lds4(wbase + lone_off + 512 + (lane >> 1) * 4);
+        };
+        auto compute_chunk = [&](const Chunk& c) {
+#pragma unroll
+            for (int a = 0; a < 2; ++a) {
+#pragma unroll
+                for (int jp = 0; jp < 4; ++jp) {  // k16 step jp of atom a
+#pragma unroll
+                    for (int u = 0; u < NP; ++u) {
+                        const uint32_t sg = v4_scale(c.ps[u], 2 * a), sh = v4_scale(c.ps[u], 2 * a + 1);
+                        uint32_t r[4];
+                        v9_decode<DIAG>(word_of(c.pw[u][a], jp), sg, sh, r);
+                        if constexpr (DIAG == 2) {
+                            v9_sink(acc[u][0][0], r);
+                            continue;
+                        }
+#pragma unroll
+                        for (int n = 0; n < NT; ++n) {
+                            const u32x4& xv = c.xb[n][a][jp >> 1];
+                            mma_bf16_16816(acc[u][n], r[0], r[1], r[2], r[3], (jp & 1) ? xv.z : xv.x, (jp & 1) ? xv.w : xv.y);
+                        }
+                    }
+                    if (jp & 1) {  // the lone unit: one word per two steps (2 jj, 2 jj + 1 with jj = jp / 2)
+                        const uint32_t sl = v4_scale(c.ls, (int)lone_sel + a);
+                        uint32_t r[4];
+                        v9_decode<DIAG>(word_of(c.lw, 2 * a + (jp >> 1)), sl, sl, r);
+                        if constexpr (DIAG == 2) {
+                            v9_sink(acc[NP][0][0], r);
+                            continue;
+                        }
+#pragma unroll
+                        for (int n = 0; n < NT; ++n) {
+                            const u32x4& xv = c.xb[n][a][jp >> 1];
+                            mma_bf16_16816(acc[NP][n], r[0], 0u, r[2], 0u, xv.x, xv.y);
+                            mma_bf16_16816(acc[NP][n], r[1], 0u, r[3], 0u, xv.z, xv.w);
+                        }
+                    }
+                }
+            }
+        };
+        auto release = [&](int slot) {
+            __syncwarp();
+            if (lane == 0) {
+                mbar_arrive(empty0 + 8 * slot);
+                if constexpr (CL > 1) mbar_arrive_remote(empty0 + 8 * slot, rank ^ 1u);
+            }
+        };
+        constexpr int JJ = CH / WPG;  // chunks per warp and stage
+        // x rows M .. XR - 1 are never copied: the consumers zero them once in every stage (so their mma columns are
+        // exact zeros) while the first copies are in flight; the producer starts at once (zeroing ~58 KB before the
+        // CTA barrier delayed the first copies by ~1 us at M = 1).
+        for (int i = threadIdx.x; i < STAGES * (XR - M) * (X_PITCH / 16); i += WARPS * 32) {
+            const int st = i / ((XR - M) * (X_PITCH / 16)), r = i % ((XR - M) * (X_PITCH / 16));
+            *reinterpret_cast<uint4*>(ring + st * STAGE + W_STAGE + M * X_PITCH + r * 16) = make_uint4(0, 0, 0, 0);
         }
-    }
+        asm volatile("bar.sync 1, %0;" ::"n"(WARPS * 32) : "memory");
+        for (int st = warp / WPG; st < n_st; st += NG) {
+            const int slot = st % STAGES, nc = min(CH, n_chunks - st * CH);
+            mbar_wait(full0 + 8 * slot, (st / STAGES) & 1);
+            if constexpr (DIAG == 1 || DIAG == 4) {
+                release(slot);
+            } else if constexpr (ER) {
+                // early release: the warp's chunks to registers, the stage freed for the next copies, then the math
+                Chunk c[JJ];
+#pragma unroll
+                for (int jj = 0; jj < JJ; ++jj) load_chunk(c[jj], slot, warp % WPG + jj * WPG);
+                release(slot);
+#pragma unroll
+                for (int jj = 0; jj < JJ; ++jj)
+                    if (warp % WPG + jj * WPG < nc) compute_chunk(c[jj]);
+            } else {
+                for (int j = warp % WPG; j < nc; j += WPG) {
+                    Chunk c;
+                    load_chunk(c, slot, j);
+                    compute_chunk(c);
+                }
+                release(slot);
+            }
+        }
+        if constexpr (DIAG != 1 && DIAG != 4) {
+            asm volatile("bar.sync 1, %0;" ::"n"(WARPS * 32) : "memory");
+            float* red = reinterpret_cast<float*>(ring);  // [warp][unit][nt][i][lane]
+#pragma unroll
+            for (int u = 0; u <= NP; ++u)
+#pragma unroll
+                for (int n = 0; n < NT; ++n)
+#pragma unroll
+                    for (int i = 0; i < 4; ++i) red[(((warp * (NP + 1) + u) * NT + n) * 4 + i) * 32 + lane] = acc[u][n][i];
+            asm volatile("bar.sync 1, %0;" ::"n"(WARPS * 32) : "memory");
+            pdl_wait();
+            const float alpha = (1.0f / g_w[0]) * TWO_POW_63;
+            // Element e = ((u NT + n) 4 + i) 32 + lane: row g (i < 2) or g + 8 of unit u, token 8 n + 2 t + (i & 1).
+            for (int e = threadIdx.x; e < (NP + 1) * NT * 128; e += WARPS * 32) {
+                const int el = e & 31, i = (e >> 5) & 3, un = e >> 7, u = un / NT, n = un % NT;
+                const int tok = 8 * n + 2 * (el & 3) + (i & 1);
+                // the slice: pair u's first (i < 2) or second slice, or the lone slice (rows g + 8 of a lone unit: none)
+                const int sl = u < NP ? 2 * u + (i >> 1) : ((cnt & 1) && i < 2 ? cnt - 1 : MAXS);
+                if (tok >= M || sl >= cnt || (u < NP && 2 * u + 1 >= cnt)) continue;
+                float v = 0.0f;
+#pragma unroll
+                for (int w = 0; w < WARPS; ++w) v += red[(((w * (NP + 1) + u) * NT + n) * 4 + i) * 32 + el];
+                out[(long long)tok * N + 8 * (sh.lo + sl) + (el >> 2)] = f32_to_bf16(v * alpha);
+            }
+        }
     }  // consumers
     // No CTA may exit while its peer can still multicast into its stages or arrive on its barriers.
     if constexpr (CL > 1) cluster_sync();

@@ -346,16 +346,21 @@ def _cuda_model(device: torch.device) -> str:
     return torch.cuda.get_device_name(device)
 
 
+def _check_out_alignment(out, codes_align: int, kernel: str) -> None:
+    """The output buffers' alignment a quantize kernel stores with (codes: 4 or 8 bytes per store, scales: 16)."""
+    for name, t, align in (("out.codes", out.codes, codes_align), ("out.scales", out.scales, 16)):
+        if t.data_ptr() % align:
+            raise InputError(f"{name}: expected a {align}-byte aligned buffer for kernel {kernel}, "
+                             f"got address {t.data_ptr():#x}")
+
+
 def _launch_quantize_v5(x, M, K, g_in, g_stride, out, config):
     from ..runtime import get_kernel, launch
 
     if tuple(config) not in QUANT_V5_CONFIGS:
         raise InputError(f"config: expected one of {QUANT_V5_CONFIGS}, got {config!r}")
     nb, unroll, split = config
-    for name, t, align in (("out.codes", out.codes, 4), ("out.scales", out.scales, 16)):
-        if t.data_ptr() % align:
-            raise InputError(f"{name}: expected a {align}-byte aligned buffer for kernel v5, "
-                             f"got address {t.data_ptr():#x}")
+    _check_out_alignment(out, 4, "v5")
     grid = (-(-(K // BLOCK) // nb), -(-M // 128), 1)
     launch(get_kernel("nvfp4", f"nvfp4_quantize_v5<{nb}, {unroll}, {str(split).lower()}>"), grid, 256,
            (x, M, K, g_in, g_stride, out.codes, out.scales, int(out.layout == "swizzled")))
@@ -367,10 +372,7 @@ def _launch_quantize_v11(x, M, K, g_in, out, config):
     if tuple(config) not in QUANT_V11_CONFIGS:
         raise InputError(f"config: expected one of {QUANT_V11_CONFIGS} for kernel v11, got {config!r}")
     nb, unroll = config
-    for name, t, align in (("out.codes", out.codes, 8), ("out.scales", out.scales, 16)):
-        if t.data_ptr() % align:
-            raise InputError(f"{name}: expected a {align}-byte aligned buffer for kernel v11, "
-                             f"got address {t.data_ptr():#x}")
+    _check_out_alignment(out, 8, "v11")
     grid = (-(-(K // BLOCK) // nb), -(-M // 128), 1)
     launch(get_kernel("nvfp4", f"nvfp4_quantize_v11<{nb}, {unroll}>"), grid, 256,
            (x, M, K, g_in, out.codes, out.scales, int(out.layout == "swizzled")))

@@ -144,13 +144,27 @@ def v9_candidates(M: int) -> list[V9Config]:
     return [k for k in V9_KERNELS if k.xr >= M and k.xr == min(c.xr for c in V9_KERNELS if c.xr >= M)]
 
 
-def v9_stream(pw: PreparedWeight) -> torch.Tensor:
-    """The v9 stream of a prepared weight, built on first use and cached on it (66 MB for wo)."""
+def _cached_stream(pw: PreparedWeight, key, build) -> tuple[torch.Tensor, bool]:
+    """(the stream under `key` in pw's stream cache, built by build() on first use; whether it was built just now)."""
     if pw.data_v5 is None:
         pw.data_v5 = {}
-    if "v9" not in pw.data_v5:
-        pw.data_v5["v9"] = prepare_stream_v9(pw.source)
-    return pw.data_v5["v9"]
+    fresh = key not in pw.data_v5
+    if fresh:
+        pw.data_v5[key] = build()
+    return pw.data_v5[key], fresh
+
+
+def v9_stream(pw: PreparedWeight) -> torch.Tensor:
+    """The v9 stream of a prepared weight, built on first use and cached on it (66 MB for wo)."""
+    return _cached_stream(pw, "v9", lambda: prepare_stream_v9(pw.source))[0]
+
+
+def _check_config(cfg, M: int, K: int, what: str) -> None:
+    """The token and K limits a v9 / v9p config puts on x, named."""
+    if M > cfg.tokens:
+        raise InputError(f"x.shape[0] (M): config {cfg} serves M <= {cfg.tokens}, got {M}")
+    if K % V9_CHUNK_K:
+        raise InputError(f"x.shape[1] (K): expected a multiple of {V9_CHUNK_K} for the {what} kernel, got {K}")
 
 
 def v9_grid(N: int, sms: int, cfg: V9Config) -> int:
@@ -174,15 +188,11 @@ def w4a16_gemm_v9(x: torch.Tensor, pw: PreparedWeight, config: V9Config | None =
 
     M, N, K = check_gemm_input(x, pw, 32, "the v9 kernel")
     cfg = config or v9_candidates(M)[0]
-    if M > cfg.tokens:
-        raise InputError(f"x.shape[0] (M): config {cfg} serves M <= {cfg.tokens}, got {M}")
-    if K % V9_CHUNK_K:
-        raise InputError(f"x.shape[1] (K): expected a multiple of {V9_CHUNK_K} for the v9 kernel, got {K}")
+    _check_config(cfg, M, K, "v9")
     if cfg.smem > MAX_DYNAMIC_SMEM:
         raise InputError(f"config {cfg}: needs {cfg.smem} bytes of shared memory, more than {MAX_DYNAMIC_SMEM}")
     out = gemm_output(out, x, M, N)
-    fresh = not (pw.data_v5 is not None and "v9" in pw.data_v5)
-    stream = v9_stream(pw)
+    stream, fresh = _cached_stream(pw, "v9", lambda: prepare_stream_v9(pw.source))
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count
     launch(get_kernel("wo_gemm_v9", cfg.expr), (v9_grid(N, sms, cfg), 1, 1), cfg.threads,
            (x, stream, pw.global_scale, out, M, N, K), shared_mem=cfg.smem, enable_pdl=enable_pdl and not fresh)
@@ -368,11 +378,7 @@ def v9p_candidates(M: int) -> list[V9PConfig]:
 
 def v9p_stream(pw: PreparedWeight, grid: int) -> torch.Tensor:
     """The v9p stream of a prepared weight for `grid` CTAs, built on first use and cached on it."""
-    if pw.data_v5 is None:
-        pw.data_v5 = {}
-    if ("v9p", grid) not in pw.data_v5:
-        pw.data_v5[("v9p", grid)] = prepare_stream_v9p(pw.source, grid)
-    return pw.data_v5[("v9p", grid)]
+    return _cached_stream(pw, ("v9p", grid), lambda: prepare_stream_v9p(pw.source, grid))[0]
 
 
 def w4a16_gemm_v9p(x: torch.Tensor, pw: PreparedWeight, config: V9PConfig | None = None,
@@ -385,18 +391,14 @@ def w4a16_gemm_v9p(x: torch.Tensor, pw: PreparedWeight, config: V9PConfig | None
 
     M, N, K = check_gemm_input(x, pw, 16, "the v9p kernel")
     cfg = config or v9p_candidates(M)[0]
-    if M > cfg.tokens:
-        raise InputError(f"x.shape[0] (M): config {cfg} serves M <= {cfg.tokens}, got {M}")
-    if K % V9_CHUNK_K:
-        raise InputError(f"x.shape[1] (K): expected a multiple of {V9_CHUNK_K} for the v9p kernel, got {K}")
+    _check_config(cfg, M, K, "v9p")
     out = gemm_output(out, x, M, N)
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count
     grid = v9_grid(N, sms, cfg)
     if grid % cfg.cl:
         raise InputError(f"w.shape[0] (N): config {cfg} launches clusters of {cfg.cl} CTAs, so N / 8 = {N // 8} slices "
                          f"must give a CTA count ({grid}) divisible by {cfg.cl}")
-    fresh = not (pw.data_v5 is not None and ("v9p", grid) in pw.data_v5)
-    stream = v9p_stream(pw, grid)
+    stream, fresh = _cached_stream(pw, ("v9p", grid), lambda: prepare_stream_v9p(pw.source, grid))
     func = get_kernel("wo_gemm_v9", cfg.expr)
     args = (x, stream, pw.global_scale, out, M, N, K)
     if cfg.cl == 1:
