@@ -286,8 +286,8 @@ if quant11:
 #    cuBLAS's alpha: cuBLAS speed at every M, at the cost of keeping the bf16 weight too
 #    (`params.cached_bf16_extra_bytes`).
 # 10. `optimized`: the dispatcher `wo_nvfp4`: at each M the fastest validated fused kernel of the run
-#    (v4-v8) where it beat the cached-bf16 path, the cached-bf16 path elsewhere (`params.dispatch`).
-# 11. `optimized_pdl`: the same dispatcher with `enable_pdl=True`: the v5-v8 GEMM is launched with
+#    (v4-v9p) where it beat the cached-bf16 path, the cached-bf16 path elsewhere (`params.dispatch`).
+# 11. `optimized_pdl`: the same dispatcher with `enable_pdl=True`: the v5-v9p GEMM is launched with
 #    programmatic dependent launch, so its first unit of weight copies goes out while the previous kernel
 #    finishes; it reads x and touches the workspace only after `griddepcontrol.wait`. In this benchmark the
 #    previous kernel is the previous call's `wo_finalize`, so the time per call includes that overlap (in a
@@ -305,6 +305,12 @@ if quant11:
 #    two decoded slots, two MMA warpgroups (`setmaxnreg` gives them the registers for 64 accumulators) multiply them
 #    with both operands in shared memory, mbarriers between. With one decoder warpgroup the decode is the
 #    limit; two do not fit the register file at this accumulator size (docs/notes_wo_gemm.md, eighth pass).
+# 14. `w4a16_v9p` (M <= 8): row-owned CTAs, one kernel per call. Each CTA owns 6 or 7 slices of 8 weight rows over
+#    the full K (the weight as the `mma.sync` A operand, two slices per m16 tile, an odd count's last slice alone),
+#    sums its warps' partials in shared memory and writes bf16 itself: no workspace, no atomics, no `wo_finalize`.
+#    Its stream is laid out for the launch grid (`wo_gemm_v9.prepare_stream_v9p`). `_er` builds copy each warp's
+#    chunk of a ring stage to registers and free the stage before the math. The section on row-owned CTAs below
+#    has its A/B runs and the first design (`w4a16_v9`, the weight as the B operand).
 #
 # Every variant is validated in the same run: rel-L2 against the fp32 GEMM of the dequantized operands
 # rounded to bf16 (tolerance 1e-3 for the fused kernel; 5e-3 for cuBLAS, which may reduce split-K
