@@ -654,14 +654,15 @@ if v9d:
         r = c["rows"]
         best = min((n for n in r if n.startswith("v9p") and "diag" not in n and not n.endswith("_pdl")),
                    key=lambda n: r[n]["median_us"])
-        print(f"{case}: {best} {r[best]['median_us']:.2f} us ({r[best]['vs_cublas_bf16']:.2f}x cuBLAS bf16), "
+        print(f"{case} (bound {c['bound_us']:.2f} us): {best} {r[best]['median_us']:.2f} us "
+              f"({r[best]['vs_cublas_bf16']:.2f}x cuBLAS bf16), "
               f"PDL {r[best + '_pdl']['median_us']:.2f} us ({r[best + '_pdl']['vs_cublas_bf16']:.2f}x); recorded path "
               f"{r['recorded']['median_us']:.2f} us ({r['recorded']['vs_cublas_bf16']:.2f}x), PDL "
               f"{r['recorded_pdl']['median_us']:.2f} us; stream-only twin {r['v9p_s7_nt1_w8_ch8_st4_diag_stream']['median_us']:.2f} us")
     viz.table(vnv.v9_rows(v9d, run="e56f390"), title=f"v9 (weight as the B operand) with its decode-only and mma-only "
                                                      f"twins ({v9d['device']}, commit e56f390)").show()
-    viz.table(v9d["ncu"]["rows"], title=f"Nsight Compute on v9p, one launch each ({v9d['device']}, commit "
-                                        f"{v9d['ncu']['commit']})").show()
+    viz.table(vnv.v9_ncu_rows(v9d, nbutil.wo_bounds(wo_recs, v9d["device"])),
+              title=f"Nsight Compute on v9p, one launch each ({v9d['device']}, commit {v9d['ncu']['commit']})").show()
     viz.table(vnv.v9_rows(v9d, run="ed6020c", only=("w16_ch8_st4", "diag_stream_x")),
               title=f"v9p on clusters of two CTAs (multicast x) beside the same builds alone ({v9d['device']}, commit "
                     "ed6020c)").show()

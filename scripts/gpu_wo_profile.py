@@ -45,6 +45,17 @@ def l2_scrubber():
     return lambda: junk.sum()
 
 
+def run_ncu(args: list[str], report: Path, keep: tuple[str, ...], timeout: int = 500, tail: int = 12000) -> int:
+    """Nsight Compute (`ncu --clock-control none` + args: sections, metrics, a kernel filter and the command to
+    profile): the whole report to `report`, then the lines that contain one of `keep` (their last `tail` characters)
+    and the end of stderr printed. Returns ncu's exit status."""
+    p = subprocess.run(["ncu", "--clock-control", "none", *args], capture_output=True, text=True, timeout=timeout)
+    report.write_text(p.stdout + "\n--- stderr ---\n" + p.stderr)
+    lines = [ln for ln in p.stdout.splitlines() if any(k in ln for k in keep)]
+    print("\n".join(lines)[-tail:], p.stderr[-1500:])
+    return p.returncode
+
+
 def capture_calls(fns: list, calls: int):
     """A CUDA graph of `calls` back-to-back calls of fns in turn (fns rotate weights, so no call finds its weight in
     L2), captured on a side stream after one warm call each (streams built, kernels loaded), then replayed once.

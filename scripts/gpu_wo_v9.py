@@ -1,10 +1,10 @@
-"""A/B of the v9 wo GEMM (row-owned CTAs, one kernel per call) against the recorded fused path (issue 3).
+"""A/B of the v9 / v9p wo GEMMs (row-owned CTAs, one kernel per call) against the recorded fused path (issue 3).
 
-For each M: every v9 build that serves M, validated against the fp32 GEMM of the dequantized weight (rel-L2 1e-3)
-on the wo shape, then timed as the record times the fused path (CUDA-graph replay of 12 calls, two weights in turn
-so no call finds its weight in L2), in interleaved rounds, beside: the recorded dispatcher (`wo_nvfp4`, this GPU
-model's tuning: GEMM + wo_finalize), both with ordinary launches and with PDL, the v9 / v9p diagnostic twins (no output or a meaningless one,
-not validated) and cuBLAS bf16. Prints each time beside the weight-read bound (bytes over the measured copy
+For each M: every v9p build that serves M (and the v9 ones with --slices), validated against the fp32 GEMM of the
+dequantized weight (rel-L2 1e-3) on the wo shape, then timed as the record times the fused path (CUDA-graph replay
+of 12 calls, two weights in turn so no call finds its weight in L2), in interleaved rounds, beside: the recorded
+dispatcher (`wo_nvfp4` with this GPU model's tuning), both with ordinary launches and with PDL, the diagnostic
+twins (no output or a meaningless one, never validated) and cuBLAS bf16. Prints each time beside the weight-read bound (bytes over the measured copy
 bandwidth) and the ratio to cuBLAS bf16; writes $OUT/wo_v9.json. Diagnostic: no record.
 
 Run on the device: PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python3 scripts/gpu_wo_v9.py [--m 1,8] [--rounds 5] [--slices]
@@ -58,7 +58,7 @@ def run_case(M, N, K, wq, pw, w_bf, ceil, tuning, args) -> dict:
             if rel <= 1e-3:
                 fns[f"{cfg}_pdl"] = [lambda i=i, c=cfg, f=gemm: f(x, pw[i], c, enable_pdl=True) for i in range(2)]
     if M <= 8:
-        for cfg in v9.V9_DIAGNOSTICS * args.slices_diag:
+        for cfg in v9.V9_DIAGNOSTICS if args.slices_diag else []:
             fns[str(cfg)] = [lambda i=i, c=cfg: v9.w4a16_gemm_v9(x, pw[i], c) for i in range(2)]
         for cfg in [c for c in v9.V9P_DIAGNOSTICS if c.cl == 1 or args.clusters]:
             fns[str(cfg)] = [lambda i=i, c=cfg: v9.w4a16_gemm_v9p(x, pw[i], c) for i in range(2)]
@@ -86,7 +86,7 @@ def main() -> None:
     ap.add_argument("--slices", action="store_true", help="also the v9 builds (weight as the B operand)")
     ap.add_argument("--clusters", action="store_true", help="also the v9p builds on clusters of two CTAs")
     ap.add_argument("--only", default="", help="time only the builds whose names contain one of these (comma-separated)")
-    ap.add_argument("--slices-diag", type=int, default=0, help="1: also time the v9 (weight as B) diagnostic twins")
+    ap.add_argument("--slices-diag", action="store_true", help="also time the v9 (weight as B) diagnostic twins")
     args = ap.parse_args()
     ms = [int(v) for v in args.m.split(",")]
     N, K = wo.N_OUT, wo.K_IN

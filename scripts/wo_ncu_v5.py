@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu_wo_profile import run_ncu  # noqa: E402
 
 DRIVER = r"""
 import json, sys, torch
@@ -38,17 +40,14 @@ def main() -> int:
     chosen = (json.loads(sys.argv[1]) if len(sys.argv) > 1 else
               [[int(m), n] for m, n in rec["fused_tuning"].items() if m in ("8", "32", "64")])
     print("configs", chosen, flush=True)
-    cmd = ["ncu", "--clock-control", "none", "--section", "SpeedOfLight", "--section", "WarpStateStats",
-           "--section", "SchedulerStats", "--section", "ComputeWorkloadAnalysis", "--print-details", "all",
-           "--metrics", "sm__cycles_active.min,sm__cycles_active.avg,sm__cycles_active.max,"
-           "dram__throughput.avg.pct_of_peak_sustained_elapsed,lts__t_sectors_op_red.sum",
-           "-k", "regex:w4a16_v[567]", sys.executable, "-c", DRIVER, json.dumps(chosen)]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
-    (out / "ncu_v5v6.txt").write_text(p.stdout + "\n--- stderr ---\n" + p.stderr)
-    keep = [ln for ln in p.stdout.splitlines() if any(k in ln for k in (
-        "w4a16_v", "Duration", "Elapsed", "SM Active", "Stall", "Issued Warp", "Eligible", "Pipe", "DRAM Th", "sm__cycles", "dram__", "lts__"))]
-    print("\n".join(keep)[-9000:], p.stderr[-1500:])
-    return p.returncode
+    args = ["--section", "SpeedOfLight", "--section", "WarpStateStats", "--section", "SchedulerStats",
+            "--section", "ComputeWorkloadAnalysis", "--print-details", "all",
+            "--metrics", "sm__cycles_active.min,sm__cycles_active.avg,sm__cycles_active.max,"
+            "dram__throughput.avg.pct_of_peak_sustained_elapsed,lts__t_sectors_op_red.sum",
+            "-k", "regex:w4a16_v[567]", sys.executable, "-c", DRIVER, json.dumps(chosen)]
+    return run_ncu(args, out / "ncu_v5v6.txt", (
+        "w4a16_v", "Duration", "Elapsed", "SM Active", "Stall", "Issued Warp", "Eligible", "Pipe", "DRAM Th", "sm__cycles",
+        "dram__", "lts__"), timeout=400, tail=9000)
 
 
 if __name__ == "__main__":

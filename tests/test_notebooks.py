@@ -212,6 +212,10 @@ def test_v9_rows_of_the_h200_runs():
     first = vnv.v9_rows(d, run=0)
     assert first and all(r["commit"] == "b54cdc3" for r in first)
     assert vnv.v9_rows(d, run="55136d6") == vnv.v9_rows(d, run=[r["commit"] for r in d["runs"]].index("55136d6"))
+    ncu = vnv.v9_ncu_rows(d, {1: 15.5})
+    assert len(ncu) == len(d["ncu"]["rows"]) and all(r["duration_us"] > 15.5 for r in ncu)
+    assert all((r["% of bound"] == round(100 * 15.5 / r["duration_us"])) if r["M"] == 1 else r["bound us"] is None
+               for r in ncu)
     with pytest.raises(KeyError, match="no run"):
         vnv.v9_run(d, "0000000")
 

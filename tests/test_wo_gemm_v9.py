@@ -23,6 +23,16 @@ from workbench.techniques import wo_gemm_v9 as v9
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# The builds the GPU tests run: one of each x-row count / token tile and warp layout the A/B runs timed, the cluster
+# and early-release forms, and v9p's tuned builds (the dispatcher's); PDL back to back on a subset of them.
+V9_GPU = [v9.V9Config(7, 8, 8, 8, 4), v9.V9Config(7, 8, 12, 12, 3), v9.V9Config(7, 16, 8, 8, 3), v9.V9Config(7, 32, 4, 4, 4)]
+V9_GPU_PDL = [v9.V9Config(7, 8, 8, 8, 4), v9.V9Config(7, 16, 12, 12, 2)]
+V9P_GPU = sorted(set(v9.V9P_TUNED) | {v9.V9PConfig(7, 1, 8, 8, 4), v9.V9PConfig(7, 2, 8, 8, 3), v9.V9PConfig(7, 2, 16, 8, 3),
+                                      v9.V9PConfig(7, 1, 8, 8, 4, cl=2), v9.V9PConfig(7, 2, 8, 8, 3, cl=2),
+                                      v9.V9PConfig(7, 2, 8, 8, 3, er=True)}, key=str)
+V9P_GPU_PDL = [v9.V9PConfig(7, 1, 8, 8, 4), v9.V9PConfig(7, 1, 16, 4, 8), v9.V9PConfig(7, 2, 8, 8, 3),
+               v9.V9PConfig(7, 1, 8, 8, 4, cl=2), v9.V9PConfig(7, 2, 8, 8, 3, cl=2)]
+
 
 def test_stream_v9_roundtrip_all_codes_and_scales():
     """prepare_stream_v9 + the kernel's reads and rotate decode (emulated bit for bit) = dequantize_reference, over
@@ -82,7 +92,7 @@ def test_v9_bad_input():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("cfg", [v9.V9_KERNELS[i] for i in (0, 2, 3, 5)], ids=str)
+@pytest.mark.parametrize("cfg", V9_GPU, ids=str)
 def test_gpu_w4a16_v9_matches_fp32_of_dequantized(cfg):
     # 7168 rows (132 CTAs of 6-7 slices), 1040 rows (130 CTAs of one slice), 64 rows; K = 1536 (12 chunks) leaves a
     # partial last stage for 8 and 16 chunks per stage
@@ -97,7 +107,7 @@ def test_gpu_w4a16_v9_all_codes_and_scales():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("cfg", [v9.V9_KERNELS[0], v9.V9_KERNELS[4]], ids=str)
+@pytest.mark.parametrize("cfg", V9_GPU_PDL, ids=str)
 def test_gpu_v9_pdl_back_to_back(cfg):
     check_pdl_back_to_back(v9.w4a16_gemm_v9, cfg, cfg.xr)
 
@@ -132,6 +142,7 @@ def test_cta_slices_cover_every_slice_once():
 def test_v9p_configs_instantiated_and_fit():
     src = (ROOT / "kernels" / "wo_gemm_v9.cu").read_text()
     inst = set(re.findall(r"//\s*@instantiate\s+(.+)", src))
+    assert set(V9P_GPU + V9P_GPU_PDL) <= set(v9.V9P_KERNELS) and set(V9_GPU + V9_GPU_PDL) <= set(v9.V9_KERNELS)
     for cfg in v9.V9P_KERNELS + v9.V9P_DIAGNOSTICS:
         assert cfg.expr in inst, cfg
         assert cfg.smem <= v5.MAX_DYNAMIC_SMEM and cfg.maxs % 2 == 1, cfg
@@ -145,8 +156,7 @@ def test_v9p_bad_input():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("cfg", sorted(set(v9.V9P_TUNED) | {v9.V9P_KERNELS[i] for i in (0, 5, 6, 7, 10, 14, 16)}, key=str),
-                         ids=str)
+@pytest.mark.parametrize("cfg", V9P_GPU, ids=str)
 def test_gpu_w4a16_v9p_matches_fp32_of_dequantized(cfg):
     # 7168 rows (132 CTAs of 6-7 slices: 3 pairs and a lone slice), 1040 rows (130 CTAs of one lone slice), 112
     # rows (14 CTAs, one lone slice each), K = 1536: a partial last stage for 8 and 16 chunks per stage
@@ -161,6 +171,6 @@ def test_gpu_w4a16_v9p_all_codes_and_scales():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("cfg", [v9.V9P_KERNELS[i] for i in (0, 4, 5, 7, 10)], ids=str)
+@pytest.mark.parametrize("cfg", V9P_GPU_PDL, ids=str)
 def test_gpu_v9p_pdl_back_to_back(cfg):
     check_pdl_back_to_back(v9.w4a16_gemm_v9p, cfg, cfg.tokens)

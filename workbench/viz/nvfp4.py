@@ -343,6 +343,16 @@ def v9_rows(diag: dict, run: int | str = -1, only: tuple[str, ...] = ()) -> list
     return rows
 
 
+def v9_ncu_rows(diag: dict, bounds_us: dict[int, float]) -> list[dict]:
+    """The Nsight Compute rows of the v9 / v9p diagnostic (one launch per build), each launch's duration beside the
+    weight-read bound of its M (bounds_us: nbutil.wo_bounds of the same card; None where it has no such M)."""
+    rows = []
+    for r in diag["ncu"]["rows"]:
+        b = bounds_us.get(r["M"])
+        rows.append({**r, "bound us": b, "% of bound": round(100 * b / r["duration_us"]) if b else None})
+    return rows
+
+
 def x_share_rows(trace: dict, lean: int = 3215, bounds_us: dict | None = None) -> list[dict]:
     """What x's copies cost, from a scripts/gpu_wo_trace.py --diag run with the DIAG 12 and 5 twins
     (data/diagnostics/wo_trace_x_h200.json): per M, the GEMM kernel's CUPTI time of the stream alone with and
