@@ -100,13 +100,31 @@ __device__ __forceinline__ V9Share v9_share(int N, int K) {
     return sh;
 }
 
+// PROF builds of v9p (timelines, diagnostic; the math is unchanged): clock64 stamps per CTA in v9_prof[CTA][256]
+// (read by scripts/gpu_wo_v9_timeline.py). Slots: 0 / 3 globaltimer at the start / end; 1 clock at the start, 2 after
+// the CTA barrier, 4 after the stores, 5 after the consumers' first barrier (all chunks done), 6 after the second
+// (partials in shared memory); for stage st < 32: 8 + st the producer's clock after issuing its copies, 40 + st / 72
+// + st / 104 + st the clock of the stage's group leader (warp (st % NG) WPG) when it asks for the stage, when the
+// stage is full, when its chunks are done; 136 + w: consumer warp w's end of the stage loop.
+constexpr int V9_PROF_SLOTS = 256;
+__device__ unsigned long long v9_prof[160 * V9_PROF_SLOTS];
+template <bool PROF>
+__device__ __forceinline__ void v9_stamp(int slot, bool global_timer = false) {
+    if constexpr (PROF) {
+        unsigned long long t;
+        if (global_timer) asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+        else t = clock64();
+        v9_prof[blockIdx.x * V9_PROF_SLOTS + slot] = t;
+    }
+}
+
 // The producer warp of v9 and v9p (all lanes): stage st of the ring (slot st % STAGES, STAGE bytes: W_STAGE of weight
 // chunks, then x rows X_PITCH apart) gets the CTA's cnt slices of each of its CH chunks (lane j copies chunk j: one
 // bulk copy, the slices are adjacent) and x's m_rows rows of its k range. The weight copies of the first stages go
 // out before griddepcontrol.wait (the weight is constant; x belongs to the previous kernel until it completes).
 // CL = 2: this CTA (cluster rank `rank`) copies every second x row into both CTAs' stages (multicast); the empty
 // barriers then count both CTAs' consumers.
-template <int MAXS, int CH, int STAGES, int STAGE, int W_STAGE, int X_PITCH, int CL>
+template <int MAXS, int CH, int STAGES, int STAGE, int W_STAGE, int X_PITCH, int CL, bool PROF = false>
 __device__ __forceinline__ void v9_produce(const uint16_t* __restrict__ x, const uint8_t* __restrict__ wp, int m_rows,
                                            int K, const V9Share& sh, uint32_t ring0, uint32_t full0, uint32_t empty0,
                                            int lane, uint32_t rank) {
@@ -131,11 +149,15 @@ __device__ __forceinline__ void v9_produce(const uint16_t* __restrict__ x, const
     const int pre = min(STAGES, sh.n_st);
     for (int st = 0; st < pre; ++st) arm_and_copy_w(st);
     pdl_wait();
-    for (int st = 0; st < pre; ++st) copy_x(st);
+    for (int st = 0; st < pre; ++st) {
+        copy_x(st);
+        if (PROF && lane == 0 && st < 32) v9_stamp<PROF>(8 + st);
+    }
     for (int st = pre; st < sh.n_st; ++st) {
         mbar_wait(empty0 + 8 * (st % STAGES), ((st / STAGES) + 1) & 1);
         arm_and_copy_w(st);
         copy_x(st);
+        if (PROF && lane == 0 && st < 32) v9_stamp<PROF>(8 + st);
     }
 }
 
@@ -277,7 +299,7 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9(
 //   a1 row g + 8) of block 4 a + t. (Atom-major: each 16-byte load of a warp is 512 contiguous bytes.)
 // - lone unit: [32 lanes][4 words (a, jj)][4 B], word (a, jj) = row g, k 64 a + 16 t + 8 jj + 0..7 (r0 / r2: step
 //   2 jj pairs 0 / 1, r1 / r3: step 2 jj + 1), then [32 lanes][2 B]: the scale bytes of atoms 0, 1.
-template <int MAXS, int NT, int WARPS, int CH, int STAGES, int DIAG = 0, int CL = 1, bool ER = false>
+template <int MAXS, int NT, int WARPS, int CH, int STAGES, int DIAG = 0, int CL = 1, bool ER = false, bool PROF = false>
 __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
     const uint16_t* __restrict__ x, const uint8_t* __restrict__ wp, const float* __restrict__ g_w,
     uint16_t* __restrict__ out, int M, int N, int K) {
@@ -300,14 +322,19 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
     // released it: every consumer warp arrives on its own CTA's empty barrier and on the peer's.
     const uint32_t rank = CL > 1 ? cluster_rank() : 0u;
     pdl_trigger();
-    if (threadIdx.x == 0) ring_init<STAGES>(full0, empty0, WPG * CL);
+    if (threadIdx.x == 0) {
+        v9_stamp<PROF>(0, true);
+        v9_stamp<PROF>(1);
+        ring_init<STAGES>(full0, empty0, WPG * CL);
+    }
     if constexpr (CL > 1) cluster_sync();  // the peer's barriers exist before any multicast or remote arrive
     else __syncthreads();
 
     if (warp == WARPS) {
-        v9_produce<MAXS, CH, STAGES, STAGE, W_STAGE, X_PITCH, CL>(x, wp, DIAG == 1 ? 0 : M, K, sh, ring0, full0, empty0,
-                                                                 lane, rank);
+        v9_produce<MAXS, CH, STAGES, STAGE, W_STAGE, X_PITCH, CL, PROF>(x, wp, DIAG == 1 ? 0 : M, K, sh, ring0, full0,
+                                                                       empty0, lane, rank);
     } else {  // consumers
+        if (threadIdx.x == 0) v9_stamp<PROF>(2);
         const int g = lane >> 2;
         const uint32_t lone_off = (uint32_t)(cnt >> 1) * 2 * V9_CHUNK_BYTES;  // after the cnt / 2 pair units
         const uint32_t lone_sel = (uint32_t)(lane & 1) * 2;                   // this lane's 2 bytes in its scale word
@@ -401,9 +428,12 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
             *reinterpret_cast<uint4*>(ring + st * STAGE + W_STAGE + M * X_PITCH + r * 16) = make_uint4(0, 0, 0, 0);
         }
         asm volatile("bar.sync 1, %0;" ::"n"(WARPS * 32) : "memory");
+        const bool leader = PROF && warp % WPG == 0 && lane == 0;
         for (int st = warp / WPG; st < n_st; st += NG) {
             const int slot = st % STAGES, nc = min(CH, n_chunks - st * CH);
+            if (leader && st < 32) v9_stamp<PROF>(40 + st);
             mbar_wait(full0 + 8 * slot, (st / STAGES) & 1);
+            if (leader && st < 32) v9_stamp<PROF>(72 + st);
             if constexpr (DIAG == 1 || DIAG == 4) {
                 release(slot);
             } else if constexpr (ER) {
@@ -423,9 +453,12 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
                 }
                 release(slot);
             }
+            if (leader && st < 32) v9_stamp<PROF>(104 + st);
         }
+        if (PROF && lane == 0) v9_stamp<PROF>(136 + warp);
         if constexpr (DIAG != 1 && DIAG != 4) {
             asm volatile("bar.sync 1, %0;" ::"n"(WARPS * 32) : "memory");
+            if (threadIdx.x == 0) v9_stamp<PROF>(5);
             float* red = reinterpret_cast<float*>(ring);  // [warp][unit][nt][i][lane]
 #pragma unroll
             for (int u = 0; u <= NP; ++u)
@@ -434,6 +467,7 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
 #pragma unroll
                     for (int i = 0; i < 4; ++i) red[(((warp * (NP + 1) + u) * NT + n) * 4 + i) * 32 + lane] = acc[u][n][i];
             asm volatile("bar.sync 1, %0;" ::"n"(WARPS * 32) : "memory");
+            if (threadIdx.x == 0) v9_stamp<PROF>(6);
             pdl_wait();
             const float alpha = (1.0f / g_w[0]) * TWO_POW_63;
             // Element e = ((u NT + n) 4 + i) 32 + lane: row g (i < 2) or g + 8 of unit u, token 8 n + 2 t + (i & 1).
@@ -447,6 +481,10 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
 #pragma unroll
                 for (int w = 0; w < WARPS; ++w) v += red[(((w * (NP + 1) + u) * NT + n) * 4 + i) * 32 + el];
                 out[(long long)tok * N + 8 * (sh.lo + sl) + (el >> 2)] = f32_to_bf16(v * alpha);
+            }
+            if (threadIdx.x == 0) {
+                v9_stamp<PROF>(4);
+                v9_stamp<PROF>(3, true);
             }
         }
     }  // consumers
@@ -478,6 +516,11 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
 // @instantiate w4a16_v9p<7, 1, 8, 8, 4, 2>
 // @instantiate w4a16_v9p<7, 1, 8, 8, 4, 3>
 // @instantiate w4a16_v9p<7, 1, 8, 8, 4, 4>
+// timelines (PROF: clock stamps in v9_prof)
+// @instantiate w4a16_v9p<7, 1, 16, 8, 4, 0, 1, true, true>
+// @instantiate w4a16_v9p<7, 1, 16, 8, 4, 1, 1, true, true>
+// @instantiate w4a16_v9p<7, 1, 8, 8, 4, 0, 1, false, true>
+// @instantiate w4a16_v9p<7, 1, 8, 8, 4, 1, 1, false, true>
 
 // v9<MAXS, XR, WARPS, CH, STAGES, DIAG>
 // @instantiate w4a16_v9<7, 8, 8, 8, 4>

@@ -1,0 +1,154 @@
+"""Where does a v9p CTA spend its time? (issue 3, twenty-third pass)
+
+Launches the v9p timeline builds (`V9P_TIMELINES`: clock64 stamps per CTA and stage in the module's v9_prof table;
+the math is the build's own) at M tokens and summarizes, per build, medians over CTAs in SM cycles:
+- ramp: the CTA's start -> stage 0 full;
+- per stage: when the stage's group leader asked for it, when it was full, when its chunks were done, and when the
+  producer had issued its copies (all from the CTA's start);
+- wait: full - ask (> 0: the consumer waited for bytes), busy: done - full (the leader's chunk of the stage);
+- tail: the last stage full -> all chunks done -> partials in shared memory -> stores done;
+- span: start -> end, and the kernel's span over all CTAs from globaltimer.
+Each full build is validated against the fp32 reference first (outputs poisoned with NaN); the stream-only twins
+write no output. Every build and its unstamped counterpart are also timed as the benchmark times them (graph replay
+of 12 calls, two weights in turn), so the stamps' own cost is visible.
+Writes $OUT/wo_v9_timeline.json. Diagnostic only.
+
+Run on the device: PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python3 scripts/gpu_wo_v9_timeline.py [--m 1] [--samples 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+from pathlib import Path
+
+import torch
+
+from workbench.bench import current_ceilings
+from workbench.bench.timing import time_variants
+from workbench.runtime.kernels import load_module
+from workbench.techniques import nvfp4 as nv
+from workbench.techniques import wo_gemm as wo
+from workbench.techniques import wo_gemm_v9 as v9
+
+SLOTS = 256
+
+
+def prof_table():
+    """The v9_prof table of the loaded wo_gemm_v9 module, as a CuPy uint64 [160, 256] view."""
+    import cupy
+
+    ptr = load_module("wo_gemm_v9")._module.get_global("v9_prof")
+    return cupy.ndarray((160, SLOTS), dtype=cupy.uint64, memptr=ptr)
+
+
+def med(vals):
+    vals = [float(v) for v in vals]
+    return round(statistics.median(vals), 1) if vals else None
+
+
+def summarize(tab, grid: int, n_st: int, warps: int, full_build: bool) -> dict:
+    """tab: uint64 numpy [160, 256] stamps of one launch -> medians over CTAs (SM cycles from the CTA's start)."""
+    rows = [list(map(int, tab[b])) for b in range(grid)]
+    st_rows = []
+    for st in range(min(n_st, 32)):
+        ask = [r[40 + st] - r[1] for r in rows if r[40 + st]]
+        full = [r[72 + st] - r[1] for r in rows if r[72 + st]]
+        done = [r[104 + st] - r[1] for r in rows if r[104 + st]]
+        issue = [r[8 + st] - r[1] for r in rows if r[8 + st]]
+        wait = [r[72 + st] - r[40 + st] for r in rows if r[72 + st] and r[40 + st]]
+        busy = [r[104 + st] - r[72 + st] for r in rows if r[104 + st] and r[72 + st]]
+        lat = [r[72 + st] - r[8 + st] for r in rows if r[72 + st] and r[8 + st]]
+        st_rows.append({"stage": st, "ask": med(ask), "full": med(full), "done": med(done), "issued": med(issue),
+                        "wait": med(wait), "busy": med(busy), "issued_to_full": med(lat)})
+    last = min(n_st, 32) - 1
+    loop_end = [max(r[136 + w] for w in range(warps)) - r[1] for r in rows]
+    out = {"ramp": med([r[72] - r[1] for r in rows]), "barrier": med([r[2] - r[1] for r in rows]),
+           "last_full": med([r[72 + last] - r[1] for r in rows]), "loop_end": med(loop_end),
+           "loop_end_max": max(loop_end), "stages": st_rows}
+    if full_build:
+        out["all_done"] = med([r[5] - r[1] for r in rows])
+        out["partials"] = med([r[6] - r[5] for r in rows])
+        out["stores"] = med([r[4] - r[6] for r in rows])
+        out["span"] = med([r[4] - r[1] for r in rows])
+        out["span_max"] = max(r[4] - r[1] for r in rows)
+        rates = [(r[4] - r[1]) / (r[3] - r[0]) for r in rows if r[3] > r[0]]
+        out["ghz"] = round(statistics.median(rates), 3) if rates else None
+        out["kernel_ns"] = max(r[3] for r in rows) - min(r[0] for r in rows)
+        out["start_spread_ns"] = max(r[0] for r in rows) - min(r[0] for r in rows)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--m", type=int, default=1)
+    ap.add_argument("--samples", type=int, default=5, help="launches stamped (each the last of 12 back to back)")
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+    M, N, K = args.m, wo.N_OUT, wo.K_IN
+    dev = torch.cuda.get_device_name()
+    ceil = current_ceilings()
+    print(f"{dev}: copy {ceil.copy_TBps:.3f} TB/s", flush=True)
+    wq = [nv.quantize(wo.make_weight(N, K, seed=s), "tensor") for s in (0, 1)]
+    pw = [wo.prepare_weight(q) for q in wq]
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    grid = min(sms, N // 8)
+    for p in pw:
+        v9.v9p_stream(p, grid)
+    x = wo.make_activations(M, K, seed=100 + M)
+    ref = wo.reference(x, nv.dequantize(wq[0], torch.float32))
+    table = prof_table()
+    result: dict = {"device": dev, "M": M, "grid": grid, "commit": os.environ.get("WORKBENCH_GIT_COMMIT"),
+                    "builds": {}, "times": {}}
+    fns: dict = {}
+    for cfg in v9.V9P_TIMELINES:
+        name = str(cfg)
+        plain = dataclasses.replace(cfg, prof=False)
+        if cfg.diag == 0:
+            for c in (cfg, plain):
+                o = torch.full((M, N), float("nan"), dtype=torch.bfloat16, device="cuda")
+                r = wo.validate(v9.w4a16_gemm_v9p(x, pw[0], c, out=o), ref)
+                print(f"  {c}: rel-L2 {r['rel_l2']:.2e} {'ok' if r['passed'] else 'FAILED'}", flush=True)
+                if not r["passed"]:
+                    raise SystemExit(f"{c} failed validation; no timeline")
+        samples = []
+        for _ in range(args.samples):
+            for i in range(11):
+                v9.w4a16_gemm_v9p(x, pw[i % 2], cfg)
+            table.fill(0)
+            v9.w4a16_gemm_v9p(x, pw[1], cfg)
+            torch.cuda.synchronize()
+            samples.append(summarize(table.get(), grid, (K // 128 + cfg.ch - 1) // cfg.ch, cfg.warps, cfg.diag == 0))
+        result["builds"][name] = samples
+        s = samples[len(samples) // 2]
+        head = (f"{name}: ramp {s['ramp']}, last stage full {s['last_full']}, loop end {s['loop_end']} "
+                f"(max {s['loop_end_max']})")
+        if cfg.diag == 0:
+            head += (f", all done {s['all_done']}, partials {s['partials']}, stores {s['stores']}, span {s['span']} "
+                     f"(max {s['span_max']}) cycles at {s['ghz']} GHz; kernel {s['kernel_ns'] / 1e3:.2f} us, "
+                     f"CTA starts spread {s['start_spread_ns']} ns")
+        print(head, flush=True)
+        print(f"    {'st':>3s} {'issued':>7s} {'ask':>7s} {'full':>7s} {'done':>7s} {'wait':>6s} {'busy':>6s} {'iss->full':>9s}")
+        for r in s["stages"]:
+            print(f"    {r['stage']:3d} {r['issued'] or 0:7.0f} {r['ask'] or 0:7.0f} {r['full'] or 0:7.0f} "
+                  f"{r['done'] or 0:7.0f} {r['wait'] or 0:6.0f} {r['busy'] or 0:6.0f} {r['issued_to_full'] or 0:9.0f}")
+        for c in (cfg, plain):
+            fns[str(c)] = [lambda i=i, c=c: v9.w4a16_gemm_v9p(x, pw[i], c) for i in range(2)]
+    t = time_variants(fns, rounds=args.rounds, reps=10 * args.rounds, graph=True, inner=12, max_seconds=4.0)
+    bound = ceil.bound_us(bytes=wo.case_bytes(M, "nvfp4", N, K), flops=wo.flops(M, N, K))
+    print(f"M={M}: weight-read bound {bound:.2f} us", flush=True)
+    for name, tm in t.items():
+        result["times"][name] = {"median_us": round(tm.median_us, 3), "p20_us": round(tm.p20_us, 3),
+                                 "p80_us": round(tm.p80_us, 3)}
+        print(f"  {name:44s} {tm.median_us:8.2f} us  {100 * bound / tm.median_us:5.1f}% of bound", flush=True)
+    result["bound_us"] = round(bound, 3)
+    dst = Path(os.environ.get("OUT", ".")) / "wo_v9_timeline.json"
+    dst.write_text(json.dumps(result, indent=1))
+    print(f"wrote {dst}")
+
+
+if __name__ == "__main__":
+    main()
