@@ -41,7 +41,7 @@ def prof_table():
     """The v9_prof table of the loaded wo_gemm_v9 module, as a CuPy uint64 [160, 256] view."""
     import cupy
 
-    ptr = load_module("wo_gemm_v9")._module.get_global("v9_prof")
+    ptr = load_module("wo_gemm_v9")._module.get_global_var("v9_prof")
     return cupy.ndarray((160, SLOTS), dtype=cupy.uint64, memptr=ptr)
 
 
