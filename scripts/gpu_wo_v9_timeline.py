@@ -41,8 +41,10 @@ def prof_table():
     """The v9_prof table of the loaded wo_gemm_v9 module, as a CuPy uint64 [160, 256] view."""
     import cupy
 
-    ptr = load_module("wo_gemm_v9")._module.get_global_var("v9_prof")
-    return cupy.ndarray((160, SLOTS), dtype=cupy.uint64, memptr=ptr)
+    mod = load_module("wo_gemm_v9")
+    ptr = mod._module.get_global_var("v9_prof")  # a device address
+    mem = cupy.cuda.UnownedMemory(ptr, 160 * SLOTS * 8, mod, torch.cuda.current_device())
+    return cupy.ndarray((160, SLOTS), dtype=cupy.uint64, memptr=cupy.cuda.MemoryPointer(mem, 0))
 
 
 def med(vals):
