@@ -120,19 +120,25 @@ __device__ __forceinline__ void v9_stamp(int slot, bool global_timer = false) {
 
 // The producer warp of v9 and v9p (all lanes): stage st of the ring (slot st % STAGES, STAGE bytes: W_STAGE of weight
 // chunks, then x rows X_PITCH apart) gets the CTA's cnt slices of each of its CH chunks (lane j copies chunk j: one
-// bulk copy, the slices are adjacent) and x's m_rows rows of its k range. The weight copies of the first stages go
-// out before griddepcontrol.wait (the weight is constant; x belongs to the previous kernel until it completes).
+// bulk copy, the slices are adjacent) and x's m_rows rows of its k range. x_first false (launches with PDL): the
+// weight copies of the first stages go out before griddepcontrol.wait (the weight is constant; x belongs to the
+// previous kernel until it completes) and x's after it. x_first true (ordinary launches): each stage's x copies go
+// before its weight copies; the SM's copies are served about in issue order, and x queued behind STAGES stages of
+// weight delayed the first full stage by ~2.5 us at M = 1 (docs/notes_wo_gemm.md, twenty-third pass).
 // CL = 2: this CTA (cluster rank `rank`) copies every second x row into both CTAs' stages (multicast); the empty
 // barriers then count both CTAs' consumers.
 template <int MAXS, int CH, int STAGES, int STAGE, int W_STAGE, int X_PITCH, int CL, bool PROF = false>
 __device__ __forceinline__ void v9_produce(const uint16_t* __restrict__ x, const uint8_t* __restrict__ wp, int m_rows,
                                            int K, const V9Share& sh, uint32_t ring0, uint32_t full0, uint32_t empty0,
-                                           int lane, uint32_t rank) {
+                                           int lane, uint32_t rank, bool x_first = false) {
     const uint32_t slice_bytes = (uint32_t)sh.cnt * V9_CHUNK_BYTES;
-    auto arm_and_copy_w = [&](int st) {
-        const int slot = st % STAGES, c0 = st * CH, nc = min(CH, sh.n_chunks - c0);
+    auto arm = [&](int st) {
+        const int slot = st % STAGES, nc = min(CH, sh.n_chunks - st * CH);
         if (lane == 0) mbar_arrive_expect_tx(full0 + 8 * slot, nc * (slice_bytes + m_rows * 2 * V9_CHUNK_K));
         __syncwarp();
+    };
+    auto copy_w = [&](int st) {
+        const int slot = st % STAGES, c0 = st * CH, nc = min(CH, sh.n_chunks - c0);
         if (lane < nc)
             bulk_load(ring0 + slot * STAGE + lane * MAXS * V9_CHUNK_BYTES,
                       wp + ((long long)(c0 + lane) * sh.S + sh.lo) * V9_CHUNK_BYTES, slice_bytes, full0 + 8 * slot);
@@ -147,17 +153,30 @@ __device__ __forceinline__ void v9_produce(const uint16_t* __restrict__ x, const
         }
     };
     const int pre = min(STAGES, sh.n_st);
-    for (int st = 0; st < pre; ++st) arm_and_copy_w(st);
-    pdl_wait();
-    for (int st = 0; st < pre; ++st) {
-        copy_x(st);
+    auto stage = [&](int st) {  // both halves of a stage, x first or last
+        arm(st);
+        if (x_first) copy_x(st);
+        copy_w(st);
+        if (!x_first) copy_x(st);
         if (PROF && lane == 0 && st < 32) v9_stamp<PROF>(8 + st);
+    };
+    if (x_first) {
+        pdl_wait();
+        for (int st = 0; st < pre; ++st) stage(st);
+    } else {
+        for (int st = 0; st < pre; ++st) {
+            arm(st);
+            copy_w(st);
+        }
+        pdl_wait();
+        for (int st = 0; st < pre; ++st) {
+            copy_x(st);
+            if (PROF && lane == 0 && st < 32) v9_stamp<PROF>(8 + st);
+        }
     }
     for (int st = pre; st < sh.n_st; ++st) {
         mbar_wait(empty0 + 8 * (st % STAGES), ((st / STAGES) + 1) & 1);
-        arm_and_copy_w(st);
-        copy_x(st);
-        if (PROF && lane == 0 && st < 32) v9_stamp<PROF>(8 + st);
+        stage(st);
     }
 }
 
@@ -302,7 +321,7 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9(
 template <int MAXS, int NT, int WARPS, int CH, int STAGES, int DIAG = 0, int CL = 1, bool ER = false, bool PROF = false>
 __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
     const uint16_t* __restrict__ x, const uint8_t* __restrict__ wp, const float* __restrict__ g_w,
-    uint16_t* __restrict__ out, int M, int N, int K) {
+    uint16_t* __restrict__ out, int M, int N, int K, int x_first) {
     static_assert(CH % WARPS == 0 || WARPS % CH == 0, "warps split a stage's chunks, or groups of CH warps take turns");
     static_assert(MAXS % 2 == 1, "MAXS odd: (MAXS - 1) / 2 pair slots and one lone slot");
     static_assert(NT == 1 || NT == 2, "NT: 8 or 16 tokens");
@@ -332,9 +351,14 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
 
     if (warp == WARPS) {
         v9_produce<MAXS, CH, STAGES, STAGE, W_STAGE, X_PITCH, CL, PROF>(x, wp, DIAG == 1 ? 0 : M, K, sh, ring0, full0,
-                                                                       empty0, lane, rank);
+                                                                       empty0, lane, rank, x_first != 0);
     } else {  // consumers
         if (threadIdx.x == 0) v9_stamp<PROF>(2);
+        // The weight's global scale is constant (not the previous kernel's output): read it now, not in the tail
+        // (~0.3 us there), and park it in shared memory (a register live across the loop spills the 16-warp NT = 2
+        // build). The decoded weights carry 2^63.
+        float* alpha_slot = reinterpret_cast<float*>(ring + STAGES * STAGE + 16 * STAGES);
+        if (threadIdx.x == 0) *alpha_slot = (1.0f / g_w[0]) * TWO_POW_63;
         const int g = lane >> 2;
         const uint32_t lone_off = (uint32_t)(cnt >> 1) * 2 * V9_CHUNK_BYTES;  // after the cnt / 2 pair units
         const uint32_t lone_sel = (uint32_t)(lane & 1) * 2;                   // this lane's 2 bytes in its scale word
@@ -469,7 +493,7 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
             asm volatile("bar.sync 1, %0;" ::"n"(WARPS * 32) : "memory");
             if (threadIdx.x == 0) v9_stamp<PROF>(6);
             pdl_wait();
-            const float alpha = (1.0f / g_w[0]) * TWO_POW_63;
+            const float alpha = *alpha_slot;
             // Element e = ((u NT + n) 4 + i) 32 + lane: row g (i < 2) or g + 8 of unit u, token 8 n + 2 t + (i & 1).
             for (int e = threadIdx.x; e < (NP + 1) * NT * 128; e += WARPS * 32) {
                 const int el = e & 31, i = (e >> 5) & 3, un = e >> 7, u = un / NT, n = un % NT;

@@ -8,10 +8,12 @@ the math is the build's own) at M tokens and summarizes, per build, medians over
 - wait: full - ask (> 0: the consumer waited for bytes), busy: done - full (the leader's chunk of the stage);
 - tail: the last stage full -> all chunks done -> partials in shared memory -> stores done;
 - span: start -> end, and the kernel's span over all CTAs from globaltimer.
-Each full build is validated against the fp32 reference first (outputs poisoned with NaN); the stream-only twins
-write no output. Every build and its unstamped counterpart are also timed as the benchmark times them (graph replay
-of 12 calls, two weights in turn), so the stamps' own cost is visible.
-Writes $OUT/wo_v9_timeline.json. Diagnostic only.
+Each build runs with both producer orders (x_first: each stage's x copies before its weight copies, or after the
+first stages' weight copies as with PDL). Each full build is validated against the fp32 reference first (outputs
+poisoned with NaN); the stream-only twins write no output. The full builds' unstamped counterparts are also timed as
+the benchmark times them (graph replay of 12 calls, two weights in turn) in both orders and with PDL, beside the
+recorded dispatcher (`wo_nvfp4`), v5's tuned build and cuBLAS bf16.
+Writes $OUT/wo_v9_timeline.json (summaries and one raw stamp table per build and order). Diagnostic only.
 
 Run on the device: PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python3 scripts/gpu_wo_v9_timeline.py [--m 1] [--samples 5]
 """
@@ -106,25 +108,33 @@ def main() -> None:
     result: dict = {"device": dev, "M": M, "grid": grid, "commit": os.environ.get("WORKBENCH_GIT_COMMIT"),
                     "builds": {}, "times": {}}
     fns: dict = {}
-    for cfg in v9.V9P_TIMELINES:
-        name = str(cfg)
+    for cfg, xf in [(c, xf) for c in v9.V9P_TIMELINES for xf in (True, False)]:
+        name = f"{cfg}_{'xfirst' if xf else 'xlast'}"
         plain = dataclasses.replace(cfg, prof=False)
         if cfg.diag == 0:
-            for c in (cfg, plain):
+            for c, pdl in ((cfg, False), (plain, False), (plain, True)):
                 o = torch.full((M, N), float("nan"), dtype=torch.bfloat16, device="cuda")
-                r = wo.validate(v9.w4a16_gemm_v9p(x, pw[0], c, out=o), ref)
-                print(f"  {c}: rel-L2 {r['rel_l2']:.2e} {'ok' if r['passed'] else 'FAILED'}", flush=True)
+                r = wo.validate(v9.w4a16_gemm_v9p(x, pw[0], c, out=o, enable_pdl=pdl, x_first=xf), ref)
+                print(f"  {c} x_first={xf} pdl={pdl}: rel-L2 {r['rel_l2']:.2e} {'ok' if r['passed'] else 'FAILED'}",
+                      flush=True)
                 if not r["passed"]:
                     raise SystemExit(f"{c} failed validation; no timeline")
+            fns[f"{plain}_{'xfirst' if xf else 'xlast'}"] = [
+                lambda i=i, c=plain, xf=xf: v9.w4a16_gemm_v9p(x, pw[i], c, x_first=xf) for i in range(2)]
+            if not xf:
+                fns[f"{plain}_pdl"] = [lambda i=i, c=plain: v9.w4a16_gemm_v9p(x, pw[i], c, enable_pdl=True)
+                                       for i in range(2)]
         samples = []
         for _ in range(args.samples):
             for i in range(11):
-                v9.w4a16_gemm_v9p(x, pw[i % 2], cfg)
+                v9.w4a16_gemm_v9p(x, pw[i % 2], cfg, x_first=xf)
             table.fill(0)
-            v9.w4a16_gemm_v9p(x, pw[1], cfg)
+            v9.w4a16_gemm_v9p(x, pw[1], cfg, x_first=xf)
             torch.cuda.synchronize()
-            samples.append(summarize(table.get(), grid, (K // 128 + cfg.ch - 1) // cfg.ch, cfg.warps, cfg.diag == 0))
+            raw = table.get()
+            samples.append(summarize(raw, grid, (K // 128 + cfg.ch - 1) // cfg.ch, cfg.warps, cfg.diag == 0))
         result["builds"][name] = samples
+        result.setdefault("raw", {})[name] = raw[:grid].astype("int64").tolist()
         s = samples[len(samples) // 2]
         head = (f"{name}: ramp {s['ramp']}, last stage full {s['last_full']}, loop end {s['loop_end']} "
                 f"(max {s['loop_end_max']})")
@@ -137,15 +147,27 @@ def main() -> None:
         for r in s["stages"]:
             print(f"    {r['stage']:3d} {r['issued'] or 0:7.0f} {r['ask'] or 0:7.0f} {r['full'] or 0:7.0f} "
                   f"{r['done'] or 0:7.0f} {r['wait'] or 0:6.0f} {r['busy'] or 0:6.0f} {r['issued_to_full'] or 0:9.0f}")
-        for c in (cfg, plain):
-            fns[str(c)] = [lambda i=i, c=c: v9.w4a16_gemm_v9p(x, pw[i], c) for i in range(2)]
+    o = wo.wo_nvfp4(x, pw[0])
+    if not wo.validate(o, ref)["passed"]:
+        raise SystemExit("wo_nvfp4 failed validation")
+    fns["recorded"] = [lambda i=i: wo.wo_nvfp4(x, pw[i]) for i in range(2)]
+    v5_cfg = wo.device_tuning().get(8)  # the tuning table's M = 8 build (v5 on the H200), which serves M <= 8
+    if v5_cfg is not None and M <= 8:
+        o = wo.wo_nvfp4(x, pw[0], tuning={M: v5_cfg})
+        if not wo.validate(o, ref)["passed"]:
+            raise SystemExit(f"{v5_cfg} failed validation")
+        fns[f"m8_tuned_{v5_cfg}"] = [lambda i=i: wo.wo_nvfp4(x, pw[i], tuning={M: v5_cfg}) for i in range(2)]
+    w_bf = nv.dequantize(wq[0], torch.bfloat16)
+    fns["cublas_bf16"] = lambda: x @ w_bf.t()
     t = time_variants(fns, rounds=args.rounds, reps=10 * args.rounds, graph=True, inner=12, max_seconds=4.0)
     bound = ceil.bound_us(bytes=wo.case_bytes(M, "nvfp4", N, K), flops=wo.flops(M, N, K))
     print(f"M={M}: weight-read bound {bound:.2f} us", flush=True)
     for name, tm in t.items():
         result["times"][name] = {"median_us": round(tm.median_us, 3), "p20_us": round(tm.p20_us, 3),
                                  "p80_us": round(tm.p80_us, 3)}
-        print(f"  {name:44s} {tm.median_us:8.2f} us  {100 * bound / tm.median_us:5.1f}% of bound", flush=True)
+        ratio = t["cublas_bf16"].median_us / tm.median_us
+        print(f"  {name:44s} {tm.median_us:8.2f} us  {100 * bound / tm.median_us:5.1f}% of bound  {ratio:5.2f}x bf16",
+              flush=True)
     result["bound_us"] = round(bound, 3)
     dst = Path(os.environ.get("OUT", ".")) / "wo_v9_timeline.json"
     dst.write_text(json.dumps(result, indent=1))

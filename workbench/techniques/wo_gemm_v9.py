@@ -343,7 +343,8 @@ class V9PConfig:
 
     @property
     def smem(self) -> int:
-        return self.stages * (self.ch * self.maxs * V9_CHUNK_BYTES + 8 * self.nt * (self.ch * 256 + 16)) + 16 * self.stages
+        ring = self.stages * (self.ch * self.maxs * V9_CHUNK_BYTES + 8 * self.nt * (self.ch * 256 + 16))
+        return ring + 16 * self.stages + 16  # the full and empty barriers, then the output scale
 
     @property
     def threads(self) -> int:
@@ -390,10 +391,13 @@ def v9p_stream(pw: PreparedWeight, grid: int) -> torch.Tensor:
 
 
 def w4a16_gemm_v9p(x: torch.Tensor, pw: PreparedWeight, config: V9PConfig | None = None,
-                   out: torch.Tensor | None = None, enable_pdl: bool = False) -> torch.Tensor:
+                   out: torch.Tensor | None = None, enable_pdl: bool = False,
+                   x_first: bool | None = None) -> torch.Tensor:
     """Fused NVFP4 W4A16 GEMM with row-owned CTAs and the weight as the mma A operand (slices in pairs): x bf16
     [M, K] (M <= 8 config.nt, K % 128 == 0) @ dequant(W)^T -> bf16 [M, N], one kernel per call. pw: a
-    PreparedWeight (its v9p stream for this GPU's grid is built on first use). enable_pdl: as w4a16_gemm_v9."""
+    PreparedWeight (its v9p stream for this GPU's grid is built on first use). enable_pdl: as w4a16_gemm_v9.
+    x_first: the producer copies each stage's x before its weight (default: with ordinary launches; with PDL the
+    first stages' weight copies go out before the wait for the previous kernel, x's after it)."""
     from ..runtime import get_kernel, launch
     from ..runtime.tma import launch_by_value, max_active_clusters
 
@@ -408,13 +412,13 @@ def w4a16_gemm_v9p(x: torch.Tensor, pw: PreparedWeight, config: V9PConfig | None
                          f"must give a CTA count ({grid}) divisible by {cfg.cl}")
     stream, fresh = _cached_stream(pw, ("v9p", grid), lambda: prepare_stream_v9p(pw.source, grid))
     func = get_kernel("wo_gemm_v9", cfg.expr)
-    args = (x, stream, pw.global_scale, out, M, N, K)
+    pdl = enable_pdl and not fresh
+    args = (x, stream, pw.global_scale, out, M, N, K, int(not pdl if x_first is None else x_first))
     if cfg.cl == 1:
-        launch(func, (grid, 1, 1), cfg.threads, args, shared_mem=cfg.smem, enable_pdl=enable_pdl and not fresh)
+        launch(func, (grid, 1, 1), cfg.threads, args, shared_mem=cfg.smem, enable_pdl=pdl)
         return out
     if grid > cfg.cl * max_active_clusters(func, cfg.cl, cfg.threads, cfg.smem):
         raise InputError(f"config {cfg}: {grid // cfg.cl} clusters of {cfg.cl} CTAs must run at once on this GPU; it runs "
                          f"{max_active_clusters(func, cfg.cl, cfg.threads, cfg.smem)}")
-    launch_by_value(func, grid, cfg.threads, args, shared_mem=cfg.smem, enable_pdl=enable_pdl and not fresh,
-                    cluster=cfg.cl)
+    launch_by_value(func, grid, cfg.threads, args, shared_mem=cfg.smem, enable_pdl=pdl, cluster=cfg.cl)
     return out
