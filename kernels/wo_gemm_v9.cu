@@ -84,20 +84,12 @@ __device__ __forceinline__ void v9_sink(float& a, const uint32_t (&r)[4]) {
     a += __uint_as_float((r[0] ^ r[1] ^ r[2] ^ r[3]) & 0x3fffffffu);
 }
 
-// A CTA's share of the slices (the first N / 8 % grid CTAs one more) and its stages of CH chunks. split (v9p's
-// split tail): the last stage's chunks go in two half stages (h1 chunks, then the rest) whose consumers take one
-// 64-k atom each instead of a chunk, so the work left after the last byte arrives is half a chunk per warp.
+// A CTA's share of the slices (the first N / 8 % grid CTAs one more) and its stages of CH chunks.
 struct V9Share {
     int S, lo, cnt, n_chunks, n_st;
-    int ch, split_at, h1;  // stages >= split_at are half stages
-    __device__ __forceinline__ bool half(int st) const { return st >= split_at; }
-    __device__ __forceinline__ int first(int st) const { return st <= split_at ? st * ch : split_at * ch + h1; }
-    __device__ __forceinline__ int count(int st) const {
-        return st < split_at ? min(ch, n_chunks - st * ch) : st == split_at ? h1 : n_chunks - split_at * ch - h1;
-    }
 };
 template <int CH>
-__device__ __forceinline__ V9Share v9_share(int N, int K, bool split = false) {
+__device__ __forceinline__ V9Share v9_share(int N, int K) {
     V9Share sh;
     sh.S = N >> 3;
     const int G = gridDim.x, b = blockIdx.x, q = sh.S / G, rem = sh.S % G;
@@ -105,15 +97,6 @@ __device__ __forceinline__ V9Share v9_share(int N, int K, bool split = false) {
     sh.cnt = q + (b < rem ? 1 : 0);
     sh.n_chunks = K / V9_CHUNK_K;
     sh.n_st = (sh.n_chunks + CH - 1) / CH;
-    sh.ch = CH;
-    sh.split_at = sh.n_st;
-    sh.h1 = 0;
-    const int last = sh.n_chunks - (sh.n_st - 1) * CH;  // chunks in the last stage
-    if (split && last >= 2) {
-        sh.split_at = sh.n_st - 1;
-        sh.h1 = (last + 1) / 2;
-        sh.n_st += 1;
-    }
     return sh;
 }
 
@@ -150,18 +133,18 @@ __device__ __forceinline__ void v9_produce(const uint16_t* __restrict__ x, const
                                            int lane, uint32_t rank, bool x_first = false) {
     const uint32_t slice_bytes = (uint32_t)sh.cnt * V9_CHUNK_BYTES;
     auto arm = [&](int st) {
-        const int slot = st % STAGES, nc = sh.count(st);
+        const int slot = st % STAGES, nc = min(CH, sh.n_chunks - st * CH);
         if (lane == 0) mbar_arrive_expect_tx(full0 + 8 * slot, nc * (slice_bytes + m_rows * 2 * V9_CHUNK_K));
         __syncwarp();
     };
     auto copy_w = [&](int st) {
-        const int slot = st % STAGES, c0 = sh.first(st), nc = sh.count(st);
+        const int slot = st % STAGES, c0 = st * CH, nc = min(CH, sh.n_chunks - c0);
         if (lane < nc)
             bulk_load(ring0 + slot * STAGE + lane * MAXS * V9_CHUNK_BYTES,
                       wp + ((long long)(c0 + lane) * sh.S + sh.lo) * V9_CHUNK_BYTES, slice_bytes, full0 + 8 * slot);
     };
     auto copy_x = [&](int st) {
-        const int slot = st % STAGES, c0 = sh.first(st), nc = sh.count(st);
+        const int slot = st % STAGES, c0 = st * CH, nc = min(CH, sh.n_chunks - c0);
         for (int m = CL * lane + (int)rank; m < m_rows; m += 32 * CL) {
             const uint32_t dst = ring0 + slot * STAGE + W_STAGE + m * X_PITCH;
             const uint16_t* src = x + (long long)m * K + c0 * V9_CHUNK_K;
@@ -338,7 +321,7 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9(
 template <int MAXS, int NT, int WARPS, int CH, int STAGES, int DIAG = 0, int CL = 1, bool ER = false, bool PROF = false>
 __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
     const uint16_t* __restrict__ x, const uint8_t* __restrict__ wp, const float* __restrict__ g_w,
-    uint16_t* __restrict__ out, int M, int N, int K, int flags) {
+    uint16_t* __restrict__ out, int M, int N, int K, int x_first) {
     static_assert(CH % WARPS == 0 || WARPS % CH == 0, "warps split a stage's chunks, or groups of CH warps take turns");
     static_assert(MAXS % 2 == 1, "MAXS odd: (MAXS - 1) / 2 pair slots and one lone slot");
     static_assert(NT == 1 || NT == 2, "NT: 8 or 16 tokens");
@@ -350,9 +333,8 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
     constexpr int STAGE = W_STAGE + XR * X_PITCH;
     extern __shared__ __align__(128) uint8_t ring[];
     const uint32_t ring0 = smem_addr(ring), full0 = ring0 + STAGES * STAGE, empty0 = full0 + 8 * STAGES;
-    // flags bit 0: x first (v9_produce), bit 1: the split tail (V9Share)
-    const V9Share sh = v9_share<CH>(N, K, (flags & 2) != 0);
-    const int cnt = sh.cnt, n_st = sh.n_st;
+    const V9Share sh = v9_share<CH>(N, K);
+    const int cnt = sh.cnt, n_chunks = sh.n_chunks, n_st = sh.n_st;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     // CL = 2: the two CTAs of a cluster share x's copies: each copies half of the rows into both CTAs' stages
     // (multicast), so x is read from L2 once per cluster. A stage is refilled only once both CTAs' consumers
@@ -369,7 +351,7 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
 
     if (warp == WARPS) {
         v9_produce<MAXS, CH, STAGES, STAGE, W_STAGE, X_PITCH, CL, PROF>(x, wp, DIAG == 1 ? 0 : M, K, sh, ring0, full0,
-                                                                       empty0, lane, rank, (flags & 1) != 0);
+                                                                       empty0, lane, rank, x_first != 0);
     } else {  // consumers
         if (threadIdx.x == 0) v9_stamp<PROF>(2);
         // The weight's global scale is constant (not the previous kernel's output): read it now, not in the tail
@@ -416,10 +398,9 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
             c.lw = lds16(wbase + lone_off + lane * 16);
             c.ls = lds4(wbase + lone_off + 512 + (lane >> 1) * 4);
         };
-        // Atoms a0 .. a1 - 1 of a chunk (constants at every call, so the register arrays stay registers).
-        auto compute_chunk = [&](const Chunk& c, int a0 = 0, int a1 = 2) {
+        auto compute_chunk = [&](const Chunk& c) {
 #pragma unroll
-            for (int a = a0; a < a1; ++a) {
+            for (int a = 0; a < 2; ++a) {
 #pragma unroll
                 for (int jp = 0; jp < 4; ++jp) {  // k16 step jp of atom a
 #pragma unroll
@@ -472,16 +453,8 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
         }
         asm volatile("bar.sync 1, %0;" ::"n"(WARPS * 32) : "memory");
         const bool leader = PROF && warp % WPG == 0 && lane == 0;
-        // A half stage's work items are atoms (item i: chunk i / 2, atom i % 2), a full stage's chunks.
-        auto compute_item = [&](const Chunk& c, bool half, int i) {
-            if (!half) compute_chunk(c);
-            else if (i & 1) compute_chunk(c, 1, 2);
-            else compute_chunk(c, 0, 1);
-        };
         for (int st = warp / WPG; st < n_st; st += NG) {
-            const int slot = st % STAGES, nc = sh.count(st);
-            const bool half = sh.half(st);
-            const int items = half ? 2 * nc : nc, shift = half ? 1 : 0;
+            const int slot = st % STAGES, nc = min(CH, n_chunks - st * CH);
             if (leader && st < 32) v9_stamp<PROF>(40 + st);
             mbar_wait(full0 + 8 * slot, (st / STAGES) & 1);
             if (leader && st < 32) v9_stamp<PROF>(72 + st);
@@ -491,16 +464,16 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
                 // early release: the warp's chunks to registers, the stage freed for the next copies, then the math
                 Chunk c[JJ];
 #pragma unroll
-                for (int jj = 0; jj < JJ; ++jj) load_chunk(c[jj], slot, (warp % WPG + jj * WPG) >> shift);
+                for (int jj = 0; jj < JJ; ++jj) load_chunk(c[jj], slot, warp % WPG + jj * WPG);
                 release(slot);
 #pragma unroll
                 for (int jj = 0; jj < JJ; ++jj)
-                    if (warp % WPG + jj * WPG < items) compute_item(c[jj], half, warp % WPG + jj * WPG);
+                    if (warp % WPG + jj * WPG < nc) compute_chunk(c[jj]);
             } else {
-                for (int i = warp % WPG; i < items; i += WPG) {
+                for (int j = warp % WPG; j < nc; j += WPG) {
                     Chunk c;
-                    load_chunk(c, slot, i >> shift);
-                    compute_item(c, half, i);
+                    load_chunk(c, slot, j);
+                    compute_chunk(c);
                 }
                 release(slot);
             }
@@ -549,9 +522,11 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
 // @instantiate w4a16_v9p<7, 1, 16, 8, 4>
 // @instantiate w4a16_v9p<7, 1, 16, 4, 8>
 // @instantiate w4a16_v9p<7, 2, 8, 8, 3>
+// @instantiate w4a16_v9p<7, 2, 16, 8, 3>
 // clusters of 2 sharing x's copies (multicast)
 // @instantiate w4a16_v9p<7, 1, 8, 8, 4, 0, 2>
 // @instantiate w4a16_v9p<7, 1, 12, 12, 3, 0, 2>
+// @instantiate w4a16_v9p<7, 1, 16, 8, 4, 0, 2>
 // @instantiate w4a16_v9p<7, 2, 8, 8, 3, 0, 2>
 // @instantiate w4a16_v9p<7, 1, 8, 8, 4, 4, 2>
 // early release (ER): each warp's chunks copied to registers, the stage freed before the math

@@ -8,9 +8,8 @@ the math is the build's own) at M tokens and summarizes, per build, medians over
 - wait: full - ask (> 0: the consumer waited for bytes), busy: done - full (the leader's chunk of the stage);
 - tail: the last stage full -> all chunks done -> partials in shared memory -> stores done;
 - span: start -> end, and the kernel's span over all CTAs from globaltimer.
-Each build runs in three modes: x_first (each stage's x copies before its weight copies) with and without the split
-tail (the last stage in two half stages of atoms), and the twenty-second pass's form (x after the first stages' weight
-copies, as with PDL; no split tail). Each full build is validated against the fp32 reference first (outputs
+Each build runs with both producer orders (x_first: each stage's x copies before its weight copies, or after the
+first stages' weight copies as with PDL). Each full build is validated against the fp32 reference first (outputs
 poisoned with NaN); the stream-only twins write no output. The full builds' unstamped counterparts are also timed as
 the benchmark times them (graph replay of 12 calls, two weights in turn) in both orders and with PDL, beside the
 recorded dispatcher (`wo_nvfp4`), v5's tuned build and cuBLAS bf16.
@@ -109,38 +108,31 @@ def main() -> None:
     result: dict = {"device": dev, "M": M, "grid": grid, "commit": os.environ.get("WORKBENCH_GIT_COMMIT"),
                     "builds": {}, "times": {}}
     fns: dict = {}
-    modes = {"xfirst_split": (True, True), "xfirst": (True, False), "xlast": (False, False)}
-    for cfg, mode in [(c, m) for c in v9.V9P_TIMELINES for m in modes]:
-        xf, sp = modes[mode]
-        name = f"{cfg}_{mode}"
+    for cfg, xf in [(c, xf) for c in v9.V9P_TIMELINES for xf in (True, False)]:
+        name = f"{cfg}_{'xfirst' if xf else 'xlast'}"
         plain = dataclasses.replace(cfg, prof=False)
         if cfg.diag == 0:
             for c, pdl in ((cfg, False), (plain, False), (plain, True)):
                 o = torch.full((M, N), float("nan"), dtype=torch.bfloat16, device="cuda")
-                r = wo.validate(v9.w4a16_gemm_v9p(x, pw[0], c, out=o, enable_pdl=pdl, x_first=None if pdl else xf,
-                                                  split_tail=sp), ref)
-                print(f"  {c} {mode} pdl={pdl}: rel-L2 {r['rel_l2']:.2e} {'ok' if r['passed'] else 'FAILED'}",
+                r = wo.validate(v9.w4a16_gemm_v9p(x, pw[0], c, out=o, enable_pdl=pdl, x_first=xf), ref)
+                print(f"  {c} x_first={xf} pdl={pdl}: rel-L2 {r['rel_l2']:.2e} {'ok' if r['passed'] else 'FAILED'}",
                       flush=True)
                 if not r["passed"]:
                     raise SystemExit(f"{c} failed validation; no timeline")
-            fns[f"{plain}_{mode}"] = [lambda i=i, c=plain, xf=xf, sp=sp: v9.w4a16_gemm_v9p(x, pw[i], c, x_first=xf,
-                                                                                         split_tail=sp)
-                                      for i in range(2)]
-            fns[f"{plain}_{'split' if sp else 'nosplit'}_pdl"] = [
-                lambda i=i, c=plain, sp=sp: v9.w4a16_gemm_v9p(x, pw[i], c, enable_pdl=True, split_tail=sp)
-                for i in range(2)]
-        elif sp:  # the stream-only twins: the order and the tail do not change what they do beyond the stages' sizes
-            continue
+            fns[f"{plain}_{'xfirst' if xf else 'xlast'}"] = [
+                lambda i=i, c=plain, xf=xf: v9.w4a16_gemm_v9p(x, pw[i], c, x_first=xf) for i in range(2)]
+            if not xf:
+                fns[f"{plain}_pdl"] = [lambda i=i, c=plain: v9.w4a16_gemm_v9p(x, pw[i], c, enable_pdl=True)
+                                       for i in range(2)]
         samples = []
         for _ in range(args.samples):
             for i in range(11):
-                v9.w4a16_gemm_v9p(x, pw[i % 2], cfg, x_first=xf, split_tail=sp)
+                v9.w4a16_gemm_v9p(x, pw[i % 2], cfg, x_first=xf)
             table.fill(0)
-            v9.w4a16_gemm_v9p(x, pw[1], cfg, x_first=xf, split_tail=sp)
+            v9.w4a16_gemm_v9p(x, pw[1], cfg, x_first=xf)
             torch.cuda.synchronize()
             raw = table.get()
-            n_st = (K // 128 + cfg.ch - 1) // cfg.ch + (1 if sp else 0)
-            samples.append(summarize(raw, grid, n_st, cfg.warps, cfg.diag == 0))
+            samples.append(summarize(raw, grid, (K // 128 + cfg.ch - 1) // cfg.ch, cfg.warps, cfg.diag == 0))
         result["builds"][name] = samples
         result.setdefault("raw", {})[name] = raw[:grid].astype("int64").tolist()
         s = samples[len(samples) // 2]

@@ -357,8 +357,8 @@ class V9PConfig:
 
 
 V9P_KERNELS = [V9PConfig(7, 1, 8, 8, 4), V9PConfig(7, 1, 8, 16, 2), V9PConfig(7, 1, 12, 12, 3),
-               V9PConfig(7, 1, 16, 8, 4), V9PConfig(7, 1, 16, 4, 8), V9PConfig(7, 2, 8, 8, 3),
-               V9PConfig(7, 1, 8, 8, 4, cl=2), V9PConfig(7, 1, 12, 12, 3, cl=2),
+               V9PConfig(7, 1, 16, 8, 4), V9PConfig(7, 1, 16, 4, 8), V9PConfig(7, 2, 8, 8, 3), V9PConfig(7, 2, 16, 8, 3),
+               V9PConfig(7, 1, 8, 8, 4, cl=2), V9PConfig(7, 1, 12, 12, 3, cl=2), V9PConfig(7, 1, 16, 8, 4, cl=2),
                V9PConfig(7, 2, 8, 8, 3, cl=2)] + [
     V9PConfig(*c, er=True) for c in ((7, 1, 8, 8, 4), (7, 1, 8, 16, 2), (7, 1, 12, 12, 3), (7, 1, 16, 8, 4),
                                      (7, 1, 16, 4, 8), (7, 2, 8, 8, 3))]
@@ -370,10 +370,8 @@ V9P_TIMELINES = [V9PConfig(7, 1, 16, 8, 4, d, er=True, prof=True) for d in (0, 1
 
 
 # The builds the GPU benchmark tunes at M <= 8 (wo_gemm.fused_families): the two fastest of the A/B runs at M = 1 and
-# one without early release (docs/notes_wo_gemm.md, twenty-second pass), and the 8-warp build that x-first copies made
-# the fastest (twenty-third pass).
-V9P_TUNED = [V9PConfig(7, 1, 8, 8, 4), V9PConfig(7, 1, 16, 8, 4, er=True), V9PConfig(7, 1, 12, 12, 3, er=True),
-             V9PConfig(7, 1, 16, 8, 4)]
+# one without early release (docs/notes_wo_gemm.md, twenty-second pass).
+V9P_TUNED = [V9PConfig(7, 1, 16, 8, 4, er=True), V9PConfig(7, 1, 12, 12, 3, er=True), V9PConfig(7, 1, 16, 8, 4)]
 
 
 def v9p_tuned_candidates(M: int) -> list[V9PConfig]:
@@ -394,13 +392,12 @@ def v9p_stream(pw: PreparedWeight, grid: int) -> torch.Tensor:
 
 def w4a16_gemm_v9p(x: torch.Tensor, pw: PreparedWeight, config: V9PConfig | None = None,
                    out: torch.Tensor | None = None, enable_pdl: bool = False,
-                   x_first: bool | None = None, split_tail: bool = True) -> torch.Tensor:
+                   x_first: bool | None = None) -> torch.Tensor:
     """Fused NVFP4 W4A16 GEMM with row-owned CTAs and the weight as the mma A operand (slices in pairs): x bf16
     [M, K] (M <= 8 config.nt, K % 128 == 0) @ dequant(W)^T -> bf16 [M, N], one kernel per call. pw: a
     PreparedWeight (its v9p stream for this GPU's grid is built on first use). enable_pdl: as w4a16_gemm_v9.
     x_first: the producer copies each stage's x before its weight (default: with ordinary launches; with PDL the
-    first stages' weight copies go out before the wait for the previous kernel, x's after it). split_tail: the last
-    stage's chunks go in two half stages whose warps take one 64-k atom each, halving the work after the last byte."""
+    first stages' weight copies go out before the wait for the previous kernel, x's after it)."""
     from ..runtime import get_kernel, launch
     from ..runtime.tma import launch_by_value, max_active_clusters
 
@@ -416,8 +413,7 @@ def w4a16_gemm_v9p(x: torch.Tensor, pw: PreparedWeight, config: V9PConfig | None
     stream, fresh = _cached_stream(pw, ("v9p", grid), lambda: prepare_stream_v9p(pw.source, grid))
     func = get_kernel("wo_gemm_v9", cfg.expr)
     pdl = enable_pdl and not fresh
-    flags = int(not pdl if x_first is None else x_first) | (2 if split_tail else 0)
-    args = (x, stream, pw.global_scale, out, M, N, K, flags)
+    args = (x, stream, pw.global_scale, out, M, N, K, int(not pdl if x_first is None else x_first))
     if cfg.cl == 1:
         launch(func, (grid, 1, 1), cfg.threads, args, shared_mem=cfg.smem, enable_pdl=pdl)
         return out
