@@ -1,6 +1,7 @@
 """wo GEMM v9 (row-owned CTAs, one kernel per call): CPU checks of the v9 stream and the configs; GPU checks of the
 kernel against the fp32 GEMM of the dequantized operands."""
 
+import functools
 import re
 from pathlib import Path
 
@@ -162,6 +163,16 @@ def test_gpu_w4a16_v9p_matches_fp32_of_dequantized(cfg):
     # rows (14 CTAs, one lone slice each), K = 1536: a partial last stage for 8 and 16 chunks per stage
     ms = (1, 3, cfg.tokens // 2 + 1, cfg.tokens)
     check_fused_shapes(v9.w4a16_gemm_v9p, cfg, ms, [(7168, 2048), (1040, 1536), (112, 1024)])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cfg", list(v9.V9P_TUNED), ids=str)
+@pytest.mark.parametrize("x_first", [True, False])
+def test_gpu_v9p_producer_orders(cfg, x_first):
+    # x's copies of a stage before or after its weight's (the ordinary-launch and the PDL order), ordinary launches;
+    # K = 1152 / 1408: 9 / 11 chunks, partial last stages for 8 and 12 chunks per stage
+    gemm = functools.partial(v9.w4a16_gemm_v9p, x_first=x_first)
+    check_fused_shapes(gemm, cfg, (1, cfg.tokens), [(1040, 1152), (112, 1408)])
 
 
 @pytest.mark.gpu

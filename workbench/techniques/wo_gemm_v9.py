@@ -370,8 +370,10 @@ V9P_TIMELINES = [V9PConfig(7, 1, 16, 8, 4, d, er=True, prof=True) for d in (0, 1
 
 
 # The builds the GPU benchmark tunes at M <= 8 (wo_gemm.fused_families): the two fastest of the A/B runs at M = 1 and
-# one without early release (docs/notes_wo_gemm.md, twenty-second pass).
-V9P_TUNED = [V9PConfig(7, 1, 16, 8, 4, er=True), V9PConfig(7, 1, 12, 12, 3, er=True), V9PConfig(7, 1, 16, 8, 4)]
+# one without early release (docs/notes_wo_gemm.md, twenty-second pass), and the 8-warp build that x-first copies made
+# as fast (twenty-third pass).
+V9P_TUNED = [V9PConfig(7, 1, 8, 8, 4), V9PConfig(7, 1, 16, 8, 4, er=True), V9PConfig(7, 1, 12, 12, 3, er=True),
+             V9PConfig(7, 1, 16, 8, 4)]
 
 
 def v9p_tuned_candidates(M: int) -> list[V9PConfig]:
