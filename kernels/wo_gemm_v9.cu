@@ -318,7 +318,10 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9(
 //   a1 row g + 8) of block 4 a + t. (Atom-major: each 16-byte load of a warp is 512 contiguous bytes.)
 // - lone unit: [32 lanes][4 words (a, jj)][4 B], word (a, jj) = row g, k 64 a + 16 t + 8 jj + 0..7 (r0 / r2: step
 //   2 jj pairs 0 / 1, r1 / r3: step 2 jj + 1), then [32 lanes][2 B]: the scale bytes of atoms 0, 1.
-template <int MAXS, int NT, int WARPS, int CH, int STAGES, int DIAG = 0, int CL = 1, bool ER = false, bool PROF = false>
+// LS: the lone unit's two HMMAs per code word accumulate into two sets (summed at the end), so its chain of dependent
+// HMMAs per chunk is 8 long, as a pair unit's, instead of 16.
+template <int MAXS, int NT, int WARPS, int CH, int STAGES, int DIAG = 0, int CL = 1, bool ER = false, bool PROF = false,
+          bool LS = false>
 __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
     const uint16_t* __restrict__ x, const uint8_t* __restrict__ wp, const float* __restrict__ g_w,
     uint16_t* __restrict__ out, int M, int N, int K, int x_first) {
@@ -363,12 +366,16 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
         const uint32_t lone_off = (uint32_t)(cnt >> 1) * 2 * V9_CHUNK_BYTES;  // after the cnt / 2 pair units
         const uint32_t lone_sel = (uint32_t)(lane & 1) * 2;                   // this lane's 2 bytes in its scale word
         float acc[NP + 1][NT][4];  // units 0 .. NP - 1: pairs, NP: the lone slice
+        float acc_l2[NT][4];       // LS: the lone unit's second set
 #pragma unroll
-        for (int u = 0; u <= NP; ++u)
+        for (int n = 0; n < NT; ++n) {
 #pragma unroll
-            for (int n = 0; n < NT; ++n)
+            for (int i = 0; i < 4; ++i) {
 #pragma unroll
-                for (int i = 0; i < 4; ++i) acc[u][n][i] = 0.0f;
+                for (int u = 0; u <= NP; ++u) acc[u][n][i] = 0.0f;
+                acc_l2[n][i] = 0.0f;
+            }
+        }
 
         // One chunk's operands, read from the stage into registers: x's B fragments, the pair units' code words and
         // scale words, the lone unit's.
@@ -430,7 +437,7 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
                         for (int n = 0; n < NT; ++n) {
                             const u32x4& xv = c.xb[n][a][jp >> 1];
                             mma_bf16_16816(acc[NP][n], r[0], 0u, r[2], 0u, xv.x, xv.y);
-                            mma_bf16_16816(acc[NP][n], r[1], 0u, r[3], 0u, xv.z, xv.w);
+                            mma_bf16_16816(LS ? acc_l2[n] : acc[NP][n], r[1], 0u, r[3], 0u, xv.z, xv.w);
                         }
                     }
                 }
@@ -484,6 +491,12 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
             asm volatile("bar.sync 1, %0;" ::"n"(WARPS * 32) : "memory");
             if (threadIdx.x == 0) v9_stamp<PROF>(5);
             float* red = reinterpret_cast<float*>(ring);  // [warp][unit][nt][i][lane]
+            if constexpr (LS) {
+#pragma unroll
+                for (int n = 0; n < NT; ++n)
+#pragma unroll
+                    for (int i = 0; i < 4; ++i) acc[NP][n][i] += acc_l2[n][i];
+            }
 #pragma unroll
             for (int u = 0; u <= NP; ++u)
 #pragma unroll
@@ -545,6 +558,10 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
 // @instantiate w4a16_v9p<7, 1, 16, 8, 4, 1, 1, true, true>
 // @instantiate w4a16_v9p<7, 1, 8, 8, 4, 0, 1, false, true>
 // @instantiate w4a16_v9p<7, 1, 8, 8, 4, 1, 1, false, true>
+// the lone unit in two accumulator sets (LS)
+// @instantiate w4a16_v9p<7, 1, 8, 8, 4, 0, 1, false, false, true>
+// @instantiate w4a16_v9p<7, 1, 16, 8, 4, 0, 1, true, false, true>
+// @instantiate w4a16_v9p<7, 1, 12, 12, 3, 0, 1, true, false, true>
 
 // v9<MAXS, XR, WARPS, CH, STAGES, DIAG>
 // @instantiate w4a16_v9<7, 8, 8, 8, 4>

@@ -312,7 +312,8 @@ class V9PConfig:
     depth; diag 1 / 2 / 3 / 4: the stream-only, decode-only, mma-only and stream-with-x twins (never validated);
     cl 2: clusters of two CTAs that share x's copies (multicast: x read from L2 once per cluster); er: early release
     (each warp copies its chunks of a stage to registers and frees the stage before the math); prof: clock stamps
-    per CTA and stage in the module's v9_prof table (timelines; the math is unchanged)."""
+    per CTA and stage in the module's v9_prof table (timelines; the math is unchanged); ls: the lone unit's HMMAs in two
+    accumulator sets (a dependent chain half as long)."""
 
     maxs: int
     nt: int
@@ -323,11 +324,12 @@ class V9PConfig:
     cl: int = 1
     er: bool = False
     prof: bool = False
+    ls: bool = False
 
     @property
     def expr(self) -> str:
-        tail = [str(self.diag), str(self.cl), str(self.er).lower(), str(self.prof).lower()]
-        defaults = ["0", "1", "false", "false"]
+        tail = [str(self.diag), str(self.cl), str(self.er).lower(), str(self.prof).lower(), str(self.ls).lower()]
+        defaults = ["0", "1", "false", "false", "false"]
         while tail and tail[-1] == defaults[len(tail) - 1]:
             tail.pop()
         args = [self.maxs, self.nt, self.warps, self.ch, self.stages, *tail]
@@ -352,7 +354,7 @@ class V9PConfig:
 
     def __str__(self) -> str:
         d = {0: "", 1: "_diag_stream", 2: "_diag_decode_only", 3: "_diag_mma_only", 4: "_diag_stream_x"}[self.diag]
-        c = (f"_cl{self.cl}" if self.cl > 1 else "") + ("_er" if self.er else "") + ("_prof" if self.prof else "")
+        c = (f"_cl{self.cl}" if self.cl > 1 else "") + ("_er" if self.er else "") + ("_prof" if self.prof else "") + ("_ls" if self.ls else "")
         return f"v9p_s{self.maxs}_nt{self.nt}_w{self.warps}_ch{self.ch}_st{self.stages}{c}{d}"
 
 
@@ -361,7 +363,9 @@ V9P_KERNELS = [V9PConfig(7, 1, 8, 8, 4), V9PConfig(7, 1, 8, 16, 2), V9PConfig(7,
                V9PConfig(7, 1, 8, 8, 4, cl=2), V9PConfig(7, 1, 12, 12, 3, cl=2), V9PConfig(7, 1, 16, 8, 4, cl=2),
                V9PConfig(7, 2, 8, 8, 3, cl=2)] + [
     V9PConfig(*c, er=True) for c in ((7, 1, 8, 8, 4), (7, 1, 8, 16, 2), (7, 1, 12, 12, 3), (7, 1, 16, 8, 4),
-                                     (7, 1, 16, 4, 8), (7, 2, 8, 8, 3))]
+                                     (7, 1, 16, 4, 8), (7, 2, 8, 8, 3))] + [
+    V9PConfig(7, 1, 8, 8, 4, ls=True), V9PConfig(7, 1, 16, 8, 4, er=True, ls=True),
+    V9PConfig(7, 1, 12, 12, 3, er=True, ls=True)]
 V9P_DIAGNOSTICS = [V9PConfig(7, 1, 8, 8, 4, d) for d in (1, 2, 3, 4)] + [V9PConfig(7, 1, 8, 8, 4, 4, cl=2)]
 # Timeline builds (scripts/gpu_wo_v9_timeline.py): the recorded M = 1 build and an 8-warp one without early release,
 # each with its stream-only twin.
