@@ -26,6 +26,16 @@
 // (cp.async.bulk); with PDL the weight copies of the first stages go out before griddepcontrol.wait, x after it.
 // Consumer warp w takes chunks w, w + WARPS, ... of each stage and accumulates all of the CTA's slices, so each x
 // fragment it loads serves every slice. At the end the warps' partials meet in shared memory.
+//
+// Two kernels share this layout of work (docs/notes_wo_gemm.md, twenty-second and twenty-third passes):
+// - w4a16_v9 (above): the weight as the n8 B operand. A measured step: its consumer issues twice the HMMAs per
+//   weight element of an A-operand form.
+// - w4a16_v9p (below, the dispatcher's at M = 1 on the H200): the weight as the m16 A operand, the CTA's slices in
+//   pairs (rows g / g + 8) and an odd count's last slice alone, on a stream laid out for the launch grid. Its
+//   producer copies each stage's x before the stage's weight with ordinary launches (flags bit 0); PDL launches
+//   keep the weight's first stages ahead of griddepcontrol.wait. Builds: warp groups that take stages in turn,
+//   early release (a warp's chunks to registers before the math), clusters sharing x by multicast, the lone
+//   unit in two accumulator sets (LS), diagnostic twins, and timeline builds (PROF) with clock stamps.
 #include "wb_common.cuh"
 #include "wb_nvfp4_decode.cuh"
 #include "wb_tma.cuh"
@@ -40,21 +50,6 @@ __device__ __forceinline__ uint32_t lds4(uint32_t addr) {
     uint32_t v;
     asm volatile("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(addr));
     return v;
-}
-
-// One contiguous global -> shared copy delivered to the same offset in every CTA of `mask` in the cluster, each
-// CTA's mbarrier at `bar`'s offset counting the bytes.
-__device__ __forceinline__ void bulk_load_multicast(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar,
-                                                    uint32_t mask) {
-    asm volatile(
-        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1], %2, [%3], %4;"
-        ::"r"(dst), "l"(src), "r"(bytes), "r"(bar), "h"((uint16_t)mask) : "memory");
-}
-// Arrive on the mbarrier at the same shared-memory offset in the cluster's CTA `rank`.
-__device__ __forceinline__ void mbar_arrive_remote(uint32_t bar, uint32_t rank) {
-    uint32_t remote;
-    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(bar), "r"(rank));
-    asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];" ::"r"(remote) : "memory");
 }
 
 __device__ __forceinline__ void mma_bf16_16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,

@@ -7,6 +7,7 @@
 //                           to the whole cluster after it.
 //   cluster_rank()          this CTA's rank in its cluster (%cluster_ctarank).
 //   ld_cluster_f4(a, r)     16 bytes at the shared-memory address a of the CTA of rank r (mapa + ld.shared::cluster).
+//   mbar_arrive_remote(b, r) arrive on the mbarrier at offset b in the CTA of rank r (release, cluster scope).
 #pragma once
 #include "wb_common.cuh"
 
@@ -29,4 +30,11 @@ __device__ __forceinline__ float4 ld_cluster_f4(uint32_t addr, uint32_t rank) {
                  : "r"(remote)
                  : "memory");
     return v;
+}
+
+// Arrive on the mbarrier at the same shared-memory offset in the cluster's CTA `rank`.
+__device__ __forceinline__ void mbar_arrive_remote(uint32_t bar, uint32_t rank) {
+    uint32_t remote;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(bar), "r"(rank));
+    asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];" ::"r"(remote) : "memory");
 }

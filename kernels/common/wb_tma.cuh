@@ -61,6 +61,13 @@ WB_DEVICE void bulk_load(uint32_t dst, const void* src, uint32_t bytes, uint32_t
     asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
                  ::"r"(dst), "l"(src), "r"(bytes), "r"(bar) : "memory");
 }
+// One contiguous global -> shared copy delivered to the same offset in every CTA of `mask` in the cluster, each
+// CTA's mbarrier at `bar`'s offset counting the bytes.
+WB_DEVICE void bulk_load_multicast(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar, uint32_t mask) {
+    asm volatile(
+        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1], %2, [%3], %4;"
+        ::"r"(dst), "l"(src), "r"(bytes), "r"(bar), "h"((uint16_t)mask) : "memory");
+}
 // One box of a 2-D tensor map (c0 = innermost coordinate) -> shared, counted on `bar`.
 WB_DEVICE void tma_load_2d(uint32_t dst, const TmaDescriptor* map, int c0, int c1, uint32_t bar) {
     asm volatile(

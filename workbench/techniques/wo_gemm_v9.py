@@ -11,6 +11,14 @@ The v9 stream (prepare_stream_v9, once per weight): uint8 [K/128, N/8, 576]: per
   rotate decode (wo_gemm_v5.word_sources("rot")): register r0 gets k + 0, 1; r2 k + 2, 3; r1 k + 4, 5; r3 k + 6, 7;
 - scale bytes: at 8g + 4h + jw the re-encoded scale (wo_gemm._reencode_scales) of row 8s + g, block 8c + 2jw + h
   (lane t reads h = t >> 1). Codes of zero-scale blocks are zeroed, as in v4.
+
+v9p (w4a16_gemm_v9p, the H200 dispatcher's kernel at M = 1) keeps the row-owned CTAs but makes the weight the mma A
+operand: a CTA's slices pair up as rows g / g + 8 of m16 tiles and an odd count's last slice is a lone tile, so each
+HMMA covers 256 weight elements (v9's 128). Which slices pair depends on each CTA's first slice, so its stream is
+laid out for a launch grid (prepare_stream_v9p(w, grid), cached per grid on the prepared weight; layout in
+kernels/wo_gemm_v9.cu). With ordinary launches its producer copies each stage's x before the stage's weight
+(x_first), with PDL the first stages' weight ahead of the wait for the previous kernel. The CPU tests check both
+streams through emulations of the kernels' reads and decode (decode_stream_v9 / decode_stream_v9p).
 """
 
 from __future__ import annotations
@@ -39,11 +47,41 @@ V9_CHUNK_BYTES = 576
 V9_REG_K = (0, 4, 2, 6)
 
 
+def _rot_words(parts) -> torch.Tensor:
+    """Code words of the rotate layout: parts[r][e] (int64 code tensors, one shape) is the code of fragment register
+    r's element e (0: low bf16 half, 1: high)."""
+    src = word_sources("rot")
+    word = torch.zeros_like(parts[0][0])
+    for r in range(4):
+        for e in (0, 1):
+            for bit, pos in enumerate(src[r][e]):
+                word |= ((parts[r][e] >> bit) & 1) << pos
+    return word
+
+
+def _word_bytes(word: torch.Tensor) -> torch.Tensor:
+    """int64 code words [...] -> their little-endian bytes, uint8 [..., 4]."""
+    return torch.stack([(word >> (8 * i)) & 0xFF for i in range(4)], dim=-1).to(torch.uint8)
+
+
+def _words_of(b: torch.Tensor) -> torch.Tensor:
+    """int64 bytes [..., 4] (little-endian) -> the code words [...] (the inverse of _word_bytes)."""
+    return b[..., 0] | (b[..., 1] << 8) | (b[..., 2] << 16) | (b[..., 3] << 24)
+
+
+def _half_value(reg: torch.Tensor, e: int, s: torch.Tensor) -> torch.Tensor:
+    """bf16 half e (0: low) of decoded fragment registers, as fp32 times the scale s: the rotate decode leaves
+    e2m1 * 2^-126 in each half (the kernels fold the 2^126 into the output scale)."""
+    v = (((reg >> (16 * e)) & 0xFFFF).to(torch.int32) << 16).view(torch.float32)
+    return v * 2.0**126 * s
+
+
+
+
 def prepare_stream_v9(w: NVFP4Tensor, rows_per_step: int = 1024) -> torch.Tensor:
     """NVFP4Tensor [N, K] (linear scales, per-tensor global scale, N % 16 == 0, K % 128 == 0) -> the v9 stream,
     uint8 [K/128, N/8, 576] on the weight's device. Exact: a relayout plus the v4 scale re-encoding."""
     N, K = check_prepare_input(w, V9_CHUNK_K, "the v9 stream")
-    src = word_sources("rot")
     nc = K // V9_CHUNK_K
     parts = []
     for r0 in range(0, N, rows_per_step):
@@ -53,14 +91,8 @@ def prepare_stream_v9(w: NVFP4Tensor, rows_per_step: int = 1024) -> torch.Tensor
         codes = nvfp4.unpack_nibbles(w.codes[r0:r1]).view(r1 - r0, K // 16, 16)
         codes = torch.where((u == 0)[..., None], torch.zeros_like(codes), codes).to(torch.int64)
         c = codes.view(S, 8, nc, 4, 4, 8)  # [slice, g, chunk, jw, t, kk]: k = 128 chunk + 32 jw + 8 t + kk
-        word = torch.zeros((S, 8, nc, 4, 4), dtype=torch.int64, device=codes.device)
-        for r, reg in enumerate(src):
-            for e in (0, 1):
-                code = c[..., V9_REG_K[r] + e]
-                for bit, pos in enumerate(reg[e]):
-                    word |= ((code >> bit) & 1) << pos
-        word = word.permute(2, 0, 1, 4, 3).contiguous()  # [chunk, slice, g, t, jw]
-        wbytes = torch.stack([(word >> (8 * i)) & 0xFF for i in range(4)], dim=-1).to(torch.uint8)
+        word = _rot_words([[c[..., k0], c[..., k0 + 1]] for k0 in V9_REG_K])
+        wbytes = _word_bytes(word.permute(2, 0, 1, 4, 3))  # [chunk, slice, g, t, jw, 4]
         # scales [slice, g, chunk, jw, h] (block 8 chunk + 2 jw + h) -> [chunk, slice, g, h, jw]
         us = u.view(S, 8, nc, 4, 2).permute(2, 0, 1, 4, 3).reshape(nc, S, 64)
         parts.append(torch.cat([wbytes.reshape(nc, S, 512), us], dim=2))
@@ -74,7 +106,7 @@ def decode_stream_v9(data: torch.Tensor, global_scale: torch.Tensor, shape) -> t
     nc, S = K // V9_CHUNK_K, N // 8
     d = data.to(torch.int64).reshape(nc, S, V9_CHUNK_BYTES)
     cb = d[..., :512].reshape(nc, S, 8, 4, 4, 4)  # [chunk, slice, g, t, jw, byte]
-    words = cb[..., 0] | (cb[..., 1] << 8) | (cb[..., 2] << 16) | (cb[..., 3] << 24)  # [chunk, slice, g, t, jw]
+    words = _words_of(cb)  # [chunk, slice, g, t, jw]
     regs = decode_word_regs(words, "rot")
     sb = d[..., 512:].reshape(nc, S, 8, 2, 4)  # [chunk, slice, g, h, jw]
     s = decode_reencoded_scales(sb.to(torch.uint8)).float()
@@ -84,9 +116,7 @@ def decode_stream_v9(data: torch.Tensor, global_scale: torch.Tensor, shape) -> t
     out = torch.zeros((S, 8, nc, 4, 4, 8), dtype=torch.float32, device=d.device)  # [slice, g, chunk, jw, t, kk]
     for r, reg in enumerate(regs):
         for e in (0, 1):
-            v = ((reg >> (16 * e)) & 0xFFFF).to(torch.int32) << 16
-            v = v.view(torch.float32) * 2.0**126 * s_lane  # e2m1 * 2^-126 as bf16 bits, times 2^126, times s
-            out[..., V9_REG_K[r] + e] = v.permute(1, 2, 0, 4, 3)
+            out[..., V9_REG_K[r] + e] = _half_value(reg, e, s_lane).permute(1, 2, 0, 4, 3)
     return out.reshape(N, K)
 
 
@@ -210,22 +240,6 @@ def cta_slices(S: int, grid: int) -> list[tuple[int, int]]:
     return [(b * q + min(b, rem), q + (1 if b < rem else 0)) for b in range(grid)]
 
 
-def _rot_words(parts) -> torch.Tensor:
-    """Code words of the rotate layout: parts[r][e] (int64 code tensors, one shape) is the code of fragment register
-    r's element e (0: low bf16 half, 1: high)."""
-    src = word_sources("rot")
-    word = torch.zeros_like(parts[0][0])
-    for r in range(4):
-        for e in (0, 1):
-            for bit, pos in enumerate(src[r][e]):
-                word |= ((parts[r][e] >> bit) & 1) << pos
-    return word
-
-
-def _word_bytes(word: torch.Tensor) -> torch.Tensor:
-    return torch.stack([(word >> (8 * i)) & 0xFF for i in range(4)], dim=-1).to(torch.uint8)
-
-
 def prepare_stream_v9p(w: NVFP4Tensor, grid: int) -> torch.Tensor:
     """NVFP4Tensor [N, K] (linear scales, per-tensor global scale, N % 16 == 0, K % 128 == 0) -> the v9p stream for
     a launch on `grid` CTAs, uint8 [K/128, N/8, 576] (each CTA's slices: cnt // 2 pair units, then a lone unit if
@@ -272,35 +286,28 @@ def decode_stream_v9p(data: torch.Tensor, global_scale: torch.Tensor, shape, gri
     g_inv = torch.div(torch.ones_like(global_scale.float()), global_scale.float()).to(d.device)
     out = torch.zeros((S, 8, nc, 2, 4, 16), dtype=torch.float32, device=d.device)  # [slice, g, chunk, atom, t, kk]
 
-    def words_of(b):  # [..., 4 bytes] -> words
-        return b[..., 0] | (b[..., 1] << 8) | (b[..., 2] << 16) | (b[..., 3] << 24)
-
-    def value(reg, e, s):  # bf16 half e of a decoded register, times the scale s (fp32)
-        v = (((reg >> (16 * e)) & 0xFFFF).to(torch.int32) << 16).view(torch.float32)
-        return v * 2.0**126 * s
-
     for lo, cnt in cta_slices(S, grid):
         base = lo * V9_CHUNK_BYTES
         for p in range(cnt // 2):
             ub = d[:, base + 1152 * p: base + 1152 * (p + 1)]
-            words = words_of(ub[:, :1024].reshape(nc, 2, 8, 4, 4, 4))  # [chunk, atom, g, t, j']
+            words = _words_of(ub[:, :1024].reshape(nc, 2, 8, 4, 4, 4))  # [chunk, atom, g, t, j']
             regs = decode_word_regs(words, "rot")
             s = decode_reencoded_scales(ub[:, 1024:].reshape(nc, 8, 4, 2, 2).to(torch.uint8)).float() * g_inv
             sA = s[..., 0].permute(0, 3, 1, 2)[..., None]  # [chunk, atom, g, t, 1]
             sB = s[..., 1].permute(0, 3, 1, 2)[..., None]
             for r, (row, pair) in enumerate(((0, 0), (1, 0), (0, 1), (1, 1))):
                 for e in (0, 1):
-                    v = value(regs[r], e, sA if row == 0 else sB)  # [chunk, atom, g, t, j']
+                    v = _half_value(regs[r], e, sA if row == 0 else sB)  # [chunk, atom, g, t, j']
                     out[lo + 2 * p + row][..., 2 * pair + e::4] = v.permute(2, 0, 1, 3, 4)
         if cnt % 2:
             ub = d[:, base + 1152 * (cnt // 2): base + cnt * V9_CHUNK_BYTES]
-            words = words_of(ub[:, :512].reshape(nc, 8, 4, 2, 2, 4))  # [chunk, g, t, atom, jj]
+            words = _words_of(ub[:, :512].reshape(nc, 8, 4, 2, 2, 4))  # [chunk, g, t, atom, jj]
             regs = decode_word_regs(words, "rot")
             s = decode_reencoded_scales(ub[:, 512:].reshape(nc, 8, 4, 2).to(torch.uint8)).float() * g_inv
             L = out[lo + cnt - 1].view(8, nc, 2, 4, 2, 8)
             for r in range(4):
                 for e in (0, 1):
-                    v = value(regs[r], e, s[..., None])  # [chunk, g, t, atom, jj]
+                    v = _half_value(regs[r], e, s[..., None])  # [chunk, g, t, atom, jj]
                     L[..., V9_REG_K[r] + e] = v.permute(1, 0, 3, 2, 4)
     return out.reshape(N, K)
 
