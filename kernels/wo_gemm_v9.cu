@@ -553,6 +553,8 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
 // @instantiate w4a16_v9p<7, 1, 16, 8, 4, 1, 1, true, true>
 // @instantiate w4a16_v9p<7, 1, 8, 8, 4, 0, 1, false, true>
 // @instantiate w4a16_v9p<7, 1, 8, 8, 4, 1, 1, false, true>
+// @instantiate w4a16_v9p<7, 1, 8, 8, 4, 2, 1, false, true>
+// @instantiate w4a16_v9p<7, 1, 8, 8, 4, 3, 1, false, true>
 // the lone unit in two accumulator sets (LS)
 // @instantiate w4a16_v9p<7, 1, 8, 8, 4, 0, 1, false, false, true>
 // @instantiate w4a16_v9p<7, 1, 16, 8, 4, 0, 1, true, false, true>

@@ -92,6 +92,8 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=5, help="launches stamped (each the last of 12 back to back)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--gap", action="store_true", help="zero the table right before the stamped launch")
+    ap.add_argument("--only", default="", help="the timeline builds whose names contain one of these (comma-separated)")
+    ap.add_argument("--x-first-only", action="store_true", help="only the x-first order (ordinary launches' default)")
     args = ap.parse_args()
     M, N, K = args.m, wo.N_OUT, wo.K_IN
     dev = torch.cuda.get_device_name()
@@ -109,7 +111,8 @@ def main() -> None:
     result: dict = {"device": dev, "M": M, "grid": grid, "commit": os.environ.get("WORKBENCH_GIT_COMMIT"),
                     "builds": {}, "times": {}}
     fns: dict = {}
-    for cfg, xf in [(c, xf) for c in v9.V9P_TIMELINES for xf in (True, False)]:
+    timelines = [c for c in v9.V9P_TIMELINES if not args.only or any(o in str(c) for o in args.only.split(","))]
+    for cfg, xf in [(c, xf) for c in timelines for xf in ((True,) if args.x_first_only else (True, False))]:
         name = f"{cfg}_{'xfirst' if xf else 'xlast'}"
         plain = dataclasses.replace(cfg, prof=False)
         if cfg.diag == 0:
@@ -127,6 +130,9 @@ def main() -> None:
                                        for i in range(2)]
             fns[f"{cfg}_{'xfirst' if xf else 'xlast'}"] = [
                 lambda i=i, c=cfg, xf=xf: v9.w4a16_gemm_v9p(x, pw[i], c, x_first=xf) for i in range(2)]
+        elif cfg.diag in (2, 3) and xf:  # the decode-only and mma-only twins (a meaningless output), stamped and not
+            for c in (cfg, plain):
+                fns[str(c)] = [lambda i=i, c=c: v9.w4a16_gemm_v9p(x, pw[i], c) for i in range(2)]
         samples = []
         for _ in range(args.samples):
             # --gap: the table is zeroed just before the stamped launch (a fill kernel between it and the previous
@@ -141,13 +147,13 @@ def main() -> None:
             v9.w4a16_gemm_v9p(x, pw[1], cfg, x_first=xf)
             torch.cuda.synchronize()
             raw = table.get()
-            samples.append(summarize(raw, grid, (K // 128 + cfg.ch - 1) // cfg.ch, cfg.warps, cfg.diag == 0))
+            samples.append(summarize(raw, grid, (K // 128 + cfg.ch - 1) // cfg.ch, cfg.warps, cfg.diag in (0, 2, 3)))
         result["builds"][name] = samples
         result.setdefault("raw", {})[name] = raw[:grid].astype("int64").tolist()
         s = samples[len(samples) // 2]
         head = (f"{name}: ramp {s['ramp']}, last stage full {s['last_full']}, loop end {s['loop_end']} "
                 f"(max {s['loop_end_max']})")
-        if cfg.diag == 0:
+        if cfg.diag in (0, 2, 3):
             head += (f", all done {s['all_done']}, partials {s['partials']}, stores {s['stores']}, span {s['span']} "
                      f"(max {s['span_max']}) cycles at {s['ghz']} GHz; kernel {s['kernel_ns'] / 1e3:.2f} us, "
                      f"CTA starts spread {s['start_spread_ns']} ns")

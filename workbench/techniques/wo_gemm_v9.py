@@ -374,10 +374,10 @@ V9P_KERNELS = [V9PConfig(7, 1, 8, 8, 4), V9PConfig(7, 1, 8, 16, 2), V9PConfig(7,
     V9PConfig(7, 1, 8, 8, 4, ls=True), V9PConfig(7, 1, 16, 8, 4, er=True, ls=True),
     V9PConfig(7, 1, 12, 12, 3, er=True, ls=True)]
 V9P_DIAGNOSTICS = [V9PConfig(7, 1, 8, 8, 4, d) for d in (1, 2, 3, 4)] + [V9PConfig(7, 1, 8, 8, 4, 4, cl=2)]
-# Timeline builds (scripts/gpu_wo_v9_timeline.py): the recorded M = 1 build and an 8-warp one without early release,
-# each with its stream-only twin.
+# Timeline builds (scripts/gpu_wo_v9_timeline.py): a 16-warp early-release build and an 8-warp one without early
+# release, each with its stream-only twin, and the 8-warp build's decode-only and mma-only twins.
 V9P_TIMELINES = [V9PConfig(7, 1, 16, 8, 4, d, er=True, prof=True) for d in (0, 1)] + [
-    V9PConfig(7, 1, 8, 8, 4, d, prof=True) for d in (0, 1)]
+    V9PConfig(7, 1, 8, 8, 4, d, prof=True) for d in (0, 1, 2, 3)]
 
 
 # The builds the GPU benchmark tunes at M <= 8 (wo_gemm.fused_families): the two fastest of the A/B runs at M = 1 and
