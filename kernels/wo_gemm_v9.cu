@@ -319,7 +319,7 @@ template <int MAXS, int NT, int WARPS, int CH, int STAGES, int DIAG = 0, int CL 
           bool LS = false>
 __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
     const uint16_t* __restrict__ x, const uint8_t* __restrict__ wp, const float* __restrict__ g_w,
-    uint16_t* __restrict__ out, int M, int N, int K, int flags) {
+    uint16_t* __restrict__ out, int M, int N, int K, int x_first) {
     static_assert(CH % WARPS == 0 || WARPS % CH == 0, "warps split a stage's chunks, or groups of CH warps take turns");
     static_assert(MAXS % 2 == 1, "MAXS odd: (MAXS - 1) / 2 pair slots and one lone slot");
     static_assert(NT == 1 || NT == 2, "NT: 8 or 16 tokens");
@@ -349,7 +349,7 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
 
     if (warp == WARPS) {
         v9_produce<MAXS, CH, STAGES, STAGE, W_STAGE, X_PITCH, CL, PROF>(x, wp, DIAG == 1 ? 0 : M, K, sh, ring0, full0,
-                                                                       empty0, lane, rank, (flags & 1) != 0);
+                                                                       empty0, lane, rank, x_first != 0);
     } else {  // consumers
         if (threadIdx.x == 0) v9_stamp<PROF>(2);
         // The weight's global scale is constant (not the previous kernel's output): read it now, not in the tail
@@ -400,10 +400,9 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
             c.lw = lds16(wbase + lone_off + lane * 16);
             c.ls = lds4(wbase + lone_off + 512 + (lane >> 1) * 4);
         };
-        // Atoms a0 .. a1 - 1 of a chunk (constants at every call, so the register arrays stay registers).
-        auto compute_chunk = [&](const Chunk& c, int a0 = 0, int a1 = 2) {
+        auto compute_chunk = [&](const Chunk& c) {
 #pragma unroll
-            for (int a = a0; a < a1; ++a) {
+            for (int a = 0; a < 2; ++a) {
 #pragma unroll
                 for (int jp = 0; jp < 4; ++jp) {  // k16 step jp of atom a
 #pragma unroll
@@ -456,9 +455,6 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
         }
         asm volatile("bar.sync 1, %0;" ::"n"(WARPS * 32) : "memory");
         const bool leader = PROF && warp % WPG == 0 && lane == 0;
-        // flags bit 1 (8-token builds of two warp groups without early release): the last stage shared by both groups
-        constexpr bool CAN_SHARE = !ER && DIAG == 0 && NG == 2 && NT == 1;  // (NT = 2 would spill)
-        const bool share_last = CAN_SHARE && n_st >= 2 && (flags & 2) != 0;
         for (int st = warp / WPG; st < n_st; st += NG) {
             const int slot = st % STAGES, nc = min(CH, n_chunks - st * CH);
             if (leader && st < 32) v9_stamp<PROF>(40 + st);
@@ -476,27 +472,14 @@ __global__ void __launch_bounds__((WARPS + 1) * 32, 1) w4a16_v9p(
                 for (int jj = 0; jj < JJ; ++jj)
                     if (warp % WPG + jj * WPG < nc) compute_chunk(c[jj]);
             } else {
-                const bool half = share_last && st == n_st - 1;  // the owning group: atom 0 of each chunk
                 for (int j = warp % WPG; j < nc; j += WPG) {
                     Chunk c;
                     load_chunk(c, slot, j);
-                    if (half) compute_chunk(c, 0, 1);
-                    else compute_chunk(c);
+                    compute_chunk(c);
                 }
                 release(slot);
             }
             if (leader && st < 32) v9_stamp<PROF>(104 + st);
-        }
-        if (share_last && (n_st - 1) % NG != warp / WPG) {
-            // The other group takes atom 1 of the last stage's chunks: the work left after the last byte lands is
-            // half a chunk per warp on twice the warps. No arrive: nothing refills the slot after the last stage.
-            const int st = n_st - 1, slot = st % STAGES, nc = min(CH, n_chunks - st * CH);
-            mbar_wait(full0 + 8 * slot, (st / STAGES) & 1);
-            for (int j = warp % WPG; j < nc; j += WPG) {
-                Chunk c;
-                load_chunk(c, slot, j);
-                compute_chunk(c, 1, 2);
-            }
         }
         if (PROF && lane == 0) v9_stamp<PROF>(136 + warp);
         if constexpr (DIAG != 1 && DIAG != 4) {

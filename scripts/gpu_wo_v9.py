@@ -51,13 +51,6 @@ def run_case(M, N, K, wq, pw, w_bf, ceil, tuning, args) -> dict:
             print(f"  M={M} {cfg}: FAILED validation (rel-L2 {r['rel_l2']:.3g}); not timed", flush=True)
             continue
         fns[str(cfg)] = [lambda i=i, c=cfg, f=gemm: f(x, pw[i], c) for i in range(2)]
-        if args.share_ab and isinstance(cfg, v9.V9PConfig):  # the same build, the last stage not shared
-            outp = torch.full((M, N), float("nan"), dtype=torch.bfloat16, device="cuda")
-            r = wo.validate(v9.w4a16_gemm_v9p(x, pw[0], cfg, out=outp, share_last=False), ref)
-            valid[f"{cfg}_noshare"] = r["rel_l2"]
-            if r["passed"]:
-                fns[f"{cfg}_noshare"] = [lambda i=i, c=cfg: v9.w4a16_gemm_v9p(x, pw[i], c, share_last=False)
-                                         for i in range(2)]
         if not args.no_pdl:
             outs = [gemm(x, pw[0], cfg, enable_pdl=True) for _ in range(6)]
             rel = max(wo.validate(o, ref)["rel_l2"] for o in outs)
@@ -94,7 +87,6 @@ def main() -> None:
     ap.add_argument("--clusters", action="store_true", help="also the v9p builds on clusters of two CTAs")
     ap.add_argument("--only", default="", help="time only the builds whose names contain one of these (comma-separated)")
     ap.add_argument("--slices-diag", action="store_true", help="also time the v9 (weight as B) diagnostic twins")
-    ap.add_argument("--share-ab", action="store_true", help="also time each v9p build with share_last=False")
     args = ap.parse_args()
     ms = [int(v) for v in args.m.split(",")]
     N, K = wo.N_OUT, wo.K_IN

@@ -405,13 +405,12 @@ def v9p_stream(pw: PreparedWeight, grid: int) -> torch.Tensor:
 
 def w4a16_gemm_v9p(x: torch.Tensor, pw: PreparedWeight, config: V9PConfig | None = None,
                    out: torch.Tensor | None = None, enable_pdl: bool = False,
-                   x_first: bool | None = None, share_last: bool = True) -> torch.Tensor:
+                   x_first: bool | None = None) -> torch.Tensor:
     """Fused NVFP4 W4A16 GEMM with row-owned CTAs and the weight as the mma A operand (slices in pairs): x bf16
     [M, K] (M <= 8 config.nt, K % 128 == 0) @ dequant(W)^T -> bf16 [M, N], one kernel per call. pw: a
     PreparedWeight (its v9p stream for this GPU's grid is built on first use). enable_pdl: as w4a16_gemm_v9.
     x_first: the producer copies each stage's x before its weight (default: with ordinary launches; with PDL the
-    first stages' weight copies go out before the wait for the previous kernel, x's after it). share_last (8-token
-    builds of two warp groups without early release): both groups take the last stage, one atom of each chunk each."""
+    first stages' weight copies go out before the wait for the previous kernel, x's after it)."""
     from ..runtime import get_kernel, launch
     from ..runtime.tma import launch_by_value, max_active_clusters
 
@@ -427,8 +426,7 @@ def w4a16_gemm_v9p(x: torch.Tensor, pw: PreparedWeight, config: V9PConfig | None
     stream, fresh = _cached_stream(pw, ("v9p", grid), lambda: prepare_stream_v9p(pw.source, grid))
     func = get_kernel("wo_gemm_v9", cfg.expr)
     pdl = enable_pdl and not fresh
-    flags = int(not pdl if x_first is None else x_first) | (2 if share_last else 0)
-    args = (x, stream, pw.global_scale, out, M, N, K, flags)
+    args = (x, stream, pw.global_scale, out, M, N, K, int(not pdl if x_first is None else x_first))
     if cfg.cl == 1:
         launch(func, (grid, 1, 1), cfg.threads, args, shared_mem=cfg.smem, enable_pdl=pdl)
         return out
