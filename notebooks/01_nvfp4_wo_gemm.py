@@ -309,8 +309,9 @@ if quant11:
 #    the full K (the weight as the `mma.sync` A operand, two slices per m16 tile, an odd count's last slice alone),
 #    sums its warps' partials in shared memory and writes bf16 itself: no workspace, no atomics, no `wo_finalize`.
 #    Its stream is laid out for the launch grid (`wo_gemm_v9.prepare_stream_v9p`). `_er` builds copy each warp's
-#    chunk of a ring stage to registers and free the stage before the math. The section on row-owned CTAs below
-#    has its A/B runs and the first design (`w4a16_v9`, the weight as the B operand).
+#    chunk of a ring stage to registers and free the stage before the math; with ordinary launches the producer
+#    copies each stage's x before its weight. The section on row-owned CTAs below has its A/B runs, its timelines and
+#    the first design (`w4a16_v9`, the weight as the B operand).
 #
 # Every variant is validated in the same run: rel-L2 against the fp32 GEMM of the dequantized operands
 # rounded to bf16 (tolerance 1e-3 for the fused kernel; 5e-3 for cuBLAS, which may reduce split-K
@@ -631,7 +632,8 @@ if ab200:
 #   laid out per grid (`prepare_stream_v9p`). Nsight Compute (the third table) shows the consumer issue slots mostly
 #   idle and few warps eligible: latency, not instruction count, held it. Sixteen consumer warps in two groups
 #   that take the stages in turn, and "early release" (each warp copies its chunk to registers and frees the stage
-#   before the math) gave the build the record now runs at M = 1.
+#   before the math) won M = 1 in that pass. Once x was copied ahead of the weight (the timelines below), the
+#   group build without early release was as fast or faster; the record's tuning picks among them per card.
 # - **What it costs at M = 8:** every CTA reads all of x (132 x 256 KB from L2 at M = 8 against 4 KB per unit in the
 #   split-K kernels): the stream-with-x twin is microseconds slower than the stream alone at M = 8 and not at M = 1.
 #   Clusters of two CTAs sharing x's copies by multicast lost at every M (fourth table): the pair waits for both
@@ -668,7 +670,39 @@ if v9d:
                     "ed6020c)").show()
     viz.table(vnv.v9_rows(v9d, run="ef27a2a", only=("_x1", "w16_ch8_st4_er")),
               title=f"v9p at M = 1 with one staged x row and 5-6 stages, beside the 4-stage build, which the "
-                    f"recorded path runs here ({v9d['device']}, commit ef27a2a; reverted)").show()
+                    f"recorded path ran then ({v9d['device']}, commit ef27a2a; reverted)").show()
+
+# %% [markdown]
+# ### Where a row-owned CTA's time goes (timelines)
+# Timeline builds of v9p (`V9P_TIMELINES`, the build's own math plus clock stamps per CTA and ring stage) show when
+# the producer issued each stage, when it was full, and when its consumers were done
+# (`scripts/gpu_wo_v9_timeline.py`, `data/diagnostics/wo_v9_timeline_h200.json`).
+# - **x behind the weight.** The producer used to issue the first stages' weight copies, then x's (the order PDL
+#   needs: the weight is constant, x belongs to the previous kernel until it completes). An SM's copies are served
+#   about in issue order, so stage 0 waited for x behind four stages of weight: it was full twice as late as in the
+#   stream-only twin. With ordinary launches the producer now copies each stage's x first (the first table and the
+#   figure: `_xfirst` against `_xlast`); with PDL the old order stays.
+# - **The tail.** After the last stage lands, a consumer warp still decodes and multiplies its chunk, then the
+#   warps' partials meet in shared memory and the CTA stores its rows: the `tail` column, against the stream-only
+#   twin's release. Two ways to shorten it tied or lost: splitting the last stage's chunks into two half stages of
+#   64-k atoms (an extra stage boundary cost what it saved), and sharing the last stage between the two warp groups
+#   (a tie); both reverted.
+# - **The slowest CTA.** Stamped back to back, the twins' CTAs end far apart (a few SMs get their bytes later); the
+#   full build's CTAs all end together, each held by its consumer (the second table). So the kernel ends with the
+#   slowest CTA either way, and the full build's time is close to the mma-only twin's.
+#
+# Cycles are SM cycles from each CTA's start (medians over CTAs of one launch); `timed us` is the same build without
+# stamps, timed as the record times it, in the same run.
+
+# %%
+tld = nbutil.diagnostic("wo_v9_timeline_h200")
+if tld:
+    bound_m1 = nbutil.wo_bounds(wo_recs, tld["device"]).get(1)
+    viz.table(vnv.v9_timeline_rows(tld, "9b3a115", bound_m1),
+              title=f"v9p timelines at M = 1, x first against x last ({tld['device']}, commit 9b3a115)").show()
+    vnv.fig_v9_stage_arrivals(tld, "9b3a115", builds=("w8_ch8",)).show()
+    viz.table(vnv.v9_timeline_rows(tld, "e077cf4", bound_m1),
+              title=f"the 8-warp build and its twins, stamped back to back ({tld['device']}, commit e077cf4)").show()
 
 # %% [markdown]
 # ## Accuracy
@@ -763,6 +797,9 @@ if q_rows:
 # - Count the whole call, and count every byte each CTA reads. Row-owned CTAs (v9p) drop the split-K finalize, and
 #   their stream-only twin runs near the copy bound, which won M = 1; but each CTA then reads all of x, which at
 #   M = 8 costs more L2 traffic than the finalize saved, so the split-K kernel stays there.
+# - Stamp the timeline before guessing. The v9p consumer looked like the cost, but the timelines showed the first
+#   stage waiting for x queued behind four stages of weight: reordering two copies was worth more than the
+#   consumer changes tried around it (two ways to shorten the tail, a split accumulator: ties or losses).
 # - Write whole 32-byte sectors. The linear scale bytes needed 32 blocks per CTA (a sector per row, not a quarter of
 #   one), and dequantize v2 gives each lane 16 contiguous output bytes so a warp store covers 512 bytes: both moved
 #   the H200 more than any change to their arithmetic.

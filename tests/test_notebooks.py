@@ -396,3 +396,28 @@ def test_target_rows_skip_smoke_shapes():
          "cases": [{"name": "quantize_256x7168", "bound_us": 1.0, "optimized": "cupy_quantize_swizzled",
                     "variants": {"cupy_quantize_swizzled": {"median_us": 4.0}}, "validation": {"passed": True}}]}
     assert vnv.quantize_target_rows([q]) == [] and vnv.judged_records([q], "quantize") == ([], [q])
+
+
+def test_v9_timeline_rows_and_figure():
+    """vnv.v9_timeline_rows / fig_v9_stage_arrivals on the H200 timelines: in the 9b3a115 run every full build's
+    stage 0 is full earlier with x first than with x last, each full build's tail is positive and its unstamped time
+    present, the stream-only twins' tails are short; the figure has one trace per selected build; an unknown run
+    raises KeyError naming it."""
+    from workbench import nbutil
+    from workbench.viz import nvfp4 as vnv
+
+    tl = nbutil.diagnostic("wo_v9_timeline_h200")
+    rows = {r["build"]: r for r in vnv.v9_timeline_rows(tl, "9b3a115", bound_us=15.5)}
+    full = [b for b in rows if "diag" not in b]
+    assert full and all(b.endswith(("_xfirst", "_xlast")) for b in rows)
+    for b in (b for b in full if b.endswith("_xfirst")):
+        last = b.removesuffix("_xfirst") + "_xlast"
+        assert rows[b]["stage 0 full"] < rows[last]["stage 0 full"]
+    for b in full:
+        assert rows[b]["tail"] > 0 and rows[b]["timed us (no stamps)"] > rows[b]["bound us"] and rows[b]["GHz"] > 1
+    for b in (b for b in rows if "diag_stream" in b):
+        assert 0 < rows[b]["tail"] < min(rows[f]["tail"] for f in full)
+    fig = vnv.fig_v9_stage_arrivals(tl, "9b3a115", builds=("w8_ch8",))
+    assert len(fig.data) == sum("w8_ch8" in b for b in rows)
+    with pytest.raises(KeyError, match="nope"):
+        vnv.v9_timeline_rows(tl, "nope")

@@ -509,3 +509,45 @@ def fig_cta_timeline(diag: dict) -> go.Figure:
     fig.update_layout(barmode="overlay", height=320, xaxis_title="SM cycles from the CTA's start",
                       title=f"{sample['build'].removesuffix('_prof')}: one CTA's units ({diag['device']['name']})")
     return fig
+
+
+def v9_timeline_rows(tl: dict, run: str, bound_us: float | None = None) -> list[dict]:
+    """Rows of the v9p timelines (data/diagnostics/wo_v9_timeline_*.json, scripts/gpu_wo_v9_timeline.py), one run
+    by the commit it ran at: per stamped build (name ending in the producer order), medians over the CTAs of one
+    launch in SM cycles from the CTA's start: stage 0 full (the ramp), the last stage full, the CTA's end (stores
+    done; the stream-only twins: their consumers' last release), the tail between the two, the slowest CTA's end,
+    and the clock where the build measured it. Beside them, the same build without stamps as the record times it
+    (graph replay, us) where the run timed it, and bound_us."""
+    r = next((x for x in tl["runs"] if x["commit"] == run), None)
+    if r is None:
+        raise KeyError(f"no timeline run at commit {run!r}")
+    rows = []
+    for name, b in r["builds"].items():
+        end = b.get("span", b["loop_end"])
+        plain = name.replace("_prof", "")
+        unordered = plain.removesuffix("_xfirst").removesuffix("_xlast")  # the twins were timed without the suffix
+        timed = r["times"].get(plain, r["times"].get(unordered, {})).get("median_us")
+        rows.append({"commit": run, "M": r["M"], "build": name, "stage 0 full": b["ramp"],
+                     "last stage full": b["last_full"], "CTA end": end, "tail": round(end - b["last_full"], 1),
+                     "slowest CTA end": b.get("span_max", b["loop_end_max"]), "GHz": b.get("ghz"),
+                     "timed us (no stamps)": timed, "bound us": bound_us})
+    return rows
+
+
+def fig_v9_stage_arrivals(tl: dict, run: str, builds: tuple[str, ...] = ()) -> go.Figure:
+    """When each ring stage was full (median over CTAs, SM cycles from the CTA's start) per stamped build of one
+    timeline run (builds: names containing one of these; default all): the slope is the stage rate, the first point
+    the ramp."""
+    r = next((x for x in tl["runs"] if x["commit"] == run), None)
+    if r is None:
+        raise KeyError(f"no timeline run at commit {run!r}")
+    fig = go.Figure()
+    for name, b in r["builds"].items():
+        if builds and not any(s in name for s in builds):
+            continue
+        st = [s["stage"] for s in b["stages"]]
+        full = [s["full"] for s in b["stages"]]
+        fig.add_trace(go.Scatter(x=st, y=full, mode="lines+markers", name=name))
+    fig.update_layout(title=f"v9p: when each stage is full (M = {r['M']}, commit {run})", xaxis_title="ring stage",
+                      yaxis_title="SM cycles from the CTA's start (median over CTAs)")
+    return fig
