@@ -78,6 +78,24 @@ def run_case(M, N, K, wq, pw, w_bf, ceil, tuning, args) -> dict:
     return {"bound_us": round(bound, 3), "rows": rows, "tuning": str(tuning.get(M)) if tuning else None}
 
 
+def v9_setup(v9_streams: bool = True):
+    """(device name, ceilings, NVFP4 weights, prepared weights, v9p grid): two wo-shape weights (seeds 0, 1) for calls
+    that use them in turn, their v9p streams for this GPU's grid built (and v9's with v9_streams), so no timed call
+    builds one. Prints the device line."""
+    N, K = wo.N_OUT, wo.K_IN
+    dev = torch.cuda.get_device_name()
+    ceil = current_ceilings()
+    print(f"{dev}: copy {ceil.copy_TBps:.3f} TB/s, bf16 {ceil.bf16_TFLOPs:.0f} TFLOP/s", flush=True)
+    wq = [nv.quantize(wo.make_weight(N, K, seed=s), "tensor") for s in (0, 1)]
+    pw = [wo.prepare_weight(q) for q in wq]
+    grid = min(torch.cuda.get_device_properties(0).multi_processor_count, N // 8)
+    for p in pw:
+        if v9_streams:
+            v9.v9_stream(p)
+        v9.v9p_stream(p, grid)
+    return dev, ceil, wq, pw, grid
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--m", default="1,8", help="comma-separated M values (<= 32)")
@@ -90,15 +108,7 @@ def main() -> None:
     args = ap.parse_args()
     ms = [int(v) for v in args.m.split(",")]
     N, K = wo.N_OUT, wo.K_IN
-    dev = torch.cuda.get_device_name()
-    ceil = current_ceilings()
-    print(f"{dev}: copy {ceil.copy_TBps:.3f} TB/s, bf16 {ceil.bf16_TFLOPs:.0f} TFLOP/s", flush=True)
-    wq = [nv.quantize(wo.make_weight(N, K, seed=s), "tensor") for s in (0, 1)]
-    pw = [wo.prepare_weight(q) for q in wq]
-    sms = torch.cuda.get_device_properties(0).multi_processor_count
-    for p in pw:
-        v9.v9_stream(p)
-        v9.v9p_stream(p, min(sms, N // 8))
+    dev, ceil, wq, pw, _ = v9_setup(v9_streams=True)
     w_bf = nv.dequantize(wq[0], torch.bfloat16)
     tuning = wo.device_tuning()
     out: dict = {"device": dev, "copy_TBps": ceil.copy_TBps, "commit": os.environ.get("WORKBENCH_GIT_COMMIT"),

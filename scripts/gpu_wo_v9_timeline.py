@@ -28,8 +28,8 @@ import statistics
 from pathlib import Path
 
 import torch
+from gpu_wo_v9 import v9_setup  # scripts/ (this script's folder) is on sys.path
 
-from workbench.bench import current_ceilings
 from workbench.bench.timing import time_variants
 from workbench.runtime.kernels import load_module
 from workbench.techniques import nvfp4 as nv
@@ -96,15 +96,7 @@ def main() -> None:
     ap.add_argument("--x-first-only", action="store_true", help="only the x-first order (ordinary launches' default)")
     args = ap.parse_args()
     M, N, K = args.m, wo.N_OUT, wo.K_IN
-    dev = torch.cuda.get_device_name()
-    ceil = current_ceilings()
-    print(f"{dev}: copy {ceil.copy_TBps:.3f} TB/s", flush=True)
-    wq = [nv.quantize(wo.make_weight(N, K, seed=s), "tensor") for s in (0, 1)]
-    pw = [wo.prepare_weight(q) for q in wq]
-    sms = torch.cuda.get_device_properties(0).multi_processor_count
-    grid = min(sms, N // 8)
-    for p in pw:
-        v9.v9p_stream(p, grid)
+    dev, ceil, wq, pw, grid = v9_setup(v9_streams=False)
     x = wo.make_activations(M, K, seed=100 + M)
     ref = wo.reference(x, nv.dequantize(wq[0], torch.float32))
     table = prof_table()
