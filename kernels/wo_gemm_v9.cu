@@ -32,7 +32,7 @@
 //   weight element of an A-operand form.
 // - w4a16_v9p (below, the dispatcher's at M = 1 on the H200): the weight as the m16 A operand, the CTA's slices in
 //   pairs (rows g / g + 8) and an odd count's last slice alone, on a stream laid out for the launch grid. Its
-//   producer copies each stage's x before the stage's weight with ordinary launches (flags bit 0); PDL launches
+//   producer copies each stage's x before the stage's weight with ordinary launches (argument x_first); PDL launches
 //   keep the weight's first stages ahead of griddepcontrol.wait. Builds: warp groups that take stages in turn,
 //   early release (a warp's chunks to registers before the math), clusters sharing x by multicast, the lone
 //   unit in two accumulator sets (LS), diagnostic twins, and timeline builds (PROF) with clock stamps.
@@ -119,7 +119,7 @@ __device__ __forceinline__ void v9_stamp(int slot, bool global_timer = false) {
 // weight copies of the first stages go out before griddepcontrol.wait (the weight is constant; x belongs to the
 // previous kernel until it completes) and x's after it. x_first true (ordinary launches): each stage's x copies go
 // before its weight copies; the SM's copies are served about in issue order, and x queued behind STAGES stages of
-// weight delayed the first full stage by ~2.5 us at M = 1 (docs/notes_wo_gemm.md, twenty-third pass).
+// weight delayed the first full stage by ~2.2 us at M = 1 (docs/notes_wo_gemm.md, twenty-third pass).
 // CL = 2: this CTA (cluster rank `rank`) copies every second x row into both CTAs' stages (multicast); the empty
 // barriers then count both CTAs' consumers.
 template <int MAXS, int CH, int STAGES, int STAGE, int W_STAGE, int X_PITCH, int CL, bool PROF = false>
