@@ -24,13 +24,15 @@ from workbench.techniques import wo_gemm_v9 as v9
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# The builds the GPU tests run: one of each x-row count / token tile and warp layout the A/B runs timed, the cluster
-# and early-release forms, and v9p's tuned builds (the dispatcher's); PDL back to back on a subset of them.
+# The builds the GPU tests run: one of each x-row count / token tile and warp layout the A/B runs timed, the cluster,
+# early-release, split-accumulator (ls) and clock-stamped (prof: the build's own math) forms, and v9p's tuned builds
+# (the dispatcher's); PDL back to back on a subset of them.
 V9_GPU = [v9.V9Config(7, 8, 8, 8, 4), v9.V9Config(7, 8, 12, 12, 3), v9.V9Config(7, 16, 8, 8, 3), v9.V9Config(7, 32, 4, 4, 4)]
 V9_GPU_PDL = [v9.V9Config(7, 8, 8, 8, 4), v9.V9Config(7, 16, 12, 12, 2)]
 V9P_GPU = sorted(set(v9.V9P_TUNED) | {v9.V9PConfig(7, 1, 8, 8, 4), v9.V9PConfig(7, 2, 8, 8, 3), v9.V9PConfig(7, 2, 16, 8, 3),
                                       v9.V9PConfig(7, 1, 8, 8, 4, cl=2), v9.V9PConfig(7, 2, 8, 8, 3, cl=2),
-                                      v9.V9PConfig(7, 2, 8, 8, 3, er=True)}, key=str)
+                                      v9.V9PConfig(7, 2, 8, 8, 3, er=True), v9.V9PConfig(7, 1, 8, 8, 4, ls=True),
+                                      v9.V9PConfig(7, 1, 16, 8, 4, er=True, prof=True)}, key=str)
 V9P_GPU_PDL = [v9.V9PConfig(7, 1, 8, 8, 4), v9.V9PConfig(7, 1, 16, 4, 8), v9.V9PConfig(7, 2, 8, 8, 3),
                v9.V9PConfig(7, 1, 8, 8, 4, cl=2), v9.V9PConfig(7, 2, 8, 8, 3, cl=2)]
 
@@ -143,8 +145,9 @@ def test_cta_slices_cover_every_slice_once():
 def test_v9p_configs_instantiated_and_fit():
     src = (ROOT / "kernels" / "wo_gemm_v9.cu").read_text()
     inst = set(re.findall(r"//\s*@instantiate\s+(.+)", src))
-    assert set(V9P_GPU + V9P_GPU_PDL) <= set(v9.V9P_KERNELS) and set(V9_GPU + V9_GPU_PDL) <= set(v9.V9_KERNELS)
-    for cfg in v9.V9P_KERNELS + v9.V9P_DIAGNOSTICS:
+    assert set(V9P_GPU + V9P_GPU_PDL) <= set(v9.V9P_KERNELS + v9.V9P_TIMELINES)
+    assert set(V9_GPU + V9_GPU_PDL) <= set(v9.V9_KERNELS)
+    for cfg in v9.V9P_KERNELS + v9.V9P_DIAGNOSTICS + v9.V9P_TIMELINES:
         assert cfg.expr in inst, cfg
         assert cfg.smem <= v5.MAX_DYNAMIC_SMEM and cfg.maxs % 2 == 1, cfg
         assert cfg.ch % cfg.warps == 0 or cfg.warps % cfg.ch == 0, cfg
