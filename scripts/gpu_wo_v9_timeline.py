@@ -36,17 +36,18 @@ from workbench.techniques import nvfp4 as nv
 from workbench.techniques import wo_gemm as wo
 from workbench.techniques import wo_gemm_v9 as v9
 
-SLOTS = 256
+SLOTS = 256  # V9_PROF_SLOTS in kernels/wo_gemm_v9.cu
+TABLE_CTAS = 160  # the rows of v9_prof: the PROF builds stamp blockIdx.x's row, so the grid must not exceed it
 
 
 def prof_table():
-    """The v9_prof table of the loaded wo_gemm_v9 module, as a CuPy uint64 [160, 256] view."""
+    """The v9_prof table of the loaded wo_gemm_v9 module, as a CuPy uint64 [TABLE_CTAS, SLOTS] view."""
     import cupy
 
     mod = load_module("wo_gemm_v9")
     ptr = mod._module.get_global_var("v9_prof")  # a device address
-    mem = cupy.cuda.UnownedMemory(ptr, 160 * SLOTS * 8, mod, torch.cuda.current_device())
-    return cupy.ndarray((160, SLOTS), dtype=cupy.uint64, memptr=cupy.cuda.MemoryPointer(mem, 0))
+    mem = cupy.cuda.UnownedMemory(ptr, TABLE_CTAS * SLOTS * 8, mod, torch.cuda.current_device())
+    return cupy.ndarray((TABLE_CTAS, SLOTS), dtype=cupy.uint64, memptr=cupy.cuda.MemoryPointer(mem, 0))
 
 
 def med(vals):
@@ -55,7 +56,7 @@ def med(vals):
 
 
 def summarize(tab, grid: int, n_st: int, warps: int, full_build: bool) -> dict:
-    """tab: uint64 numpy [160, 256] stamps of one launch -> medians over CTAs (SM cycles from the CTA's start)."""
+    """tab: uint64 numpy [TABLE_CTAS, SLOTS] stamps of one launch -> medians over CTAs (SM cycles from the CTA's start)."""
     rows = [list(map(int, tab[b])) for b in range(grid)]
     st_rows = []
     for st in range(min(n_st, 32)):
@@ -97,6 +98,9 @@ def main() -> None:
     args = ap.parse_args()
     M, N, K = args.m, wo.N_OUT, wo.K_IN
     dev, ceil, wq, pw, grid = v9_setup(v9_streams=False)
+    if grid > TABLE_CTAS:
+        raise SystemExit(f"grid: the timeline table holds {TABLE_CTAS} CTAs, this GPU launches {grid}; enlarge v9_prof "
+                         "in kernels/wo_gemm_v9.cu and TABLE_CTAS here")
     x = wo.make_activations(M, K, seed=100 + M)
     ref = wo.reference(x, nv.dequantize(wq[0], torch.float32))
     table = prof_table()
